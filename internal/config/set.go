@@ -1,0 +1,347 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Set is every object loaded from a group of files, valid on its own and
+// together: names are unique per kind and every reference resolves.
+type Set struct {
+	Stores           []*Store
+	KeyProviders     []*KeyProvider
+	BackupPlans      []*BackupPlan
+	RotationPolicies []*RotationPolicy
+	Drills           []*Drill
+	Schedules        []*Schedule
+}
+
+// LoadPaths loads the objects of files and directories. A directory
+// contributes its *.yaml and *.yml files, recursively, in lexical order;
+// entries whose names start with "." are skipped (among them the "..data"
+// directories of a mounted ConfigMap, whose files are reached through the
+// symlinks beside them), and symlinks to files are followed. A file named
+// more than once is read once.
+//
+// LoadPaths reads every file even after problems, then checks the objects
+// together: duplicate names of a kind, and references to objects that do
+// not exist. It returns either a Set or an ErrorList with every problem
+// found, sorted by file and line.
+func LoadPaths(paths ...string) (*Set, error) {
+	files, errs := listFiles(paths)
+	var objs []object
+	var ids []ident
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			errs = append(errs, fileError(f, "cannot read: %s", pathErrorText(err)))
+			continue
+		}
+		r := parseFile(f, data)
+		objs = append(objs, r.objs...)
+		ids = append(ids, r.ids...)
+		errs = append(errs, r.errs...)
+	}
+	errs = append(errs, duplicates(ids)...)
+	errs = append(errs, references(objs, ids)...)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	s := new(Set)
+	for _, o := range objs {
+		s.add(o)
+	}
+	return s, nil
+}
+
+// listFiles expands paths into the files to read.
+func listFiles(paths []string) ([]string, ErrorList) {
+	var errs ErrorList
+	if len(paths) == 0 {
+		return nil, ErrorList{{Msg: "no configuration files or directories given"}}
+	}
+	var files []string
+	seen := make(map[string]bool)
+	add := func(f string) {
+		key := filepath.Clean(f)
+		if abs, err := filepath.Abs(f); err == nil {
+			key = abs
+		}
+		if !seen[key] {
+			seen[key] = true
+			files = append(files, f)
+		}
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fileError(p, "cannot read: %s", pathErrorText(err)))
+			continue
+		}
+		if !fi.IsDir() {
+			add(p)
+			continue
+		}
+		found := 0
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				errs = append(errs, fileError(path, "cannot read: %s", pathErrorText(err)))
+				return nil
+			}
+			if path != p && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if d.IsDir() {
+				return nil
+			}
+			if ext := filepath.Ext(d.Name()); ext != ".yaml" && ext != ".yml" {
+				return nil
+			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				target, err := os.Stat(path)
+				if err != nil {
+					errs = append(errs, fileError(path, "cannot read: %s", pathErrorText(err)))
+					return nil
+				}
+				if !target.Mode().IsRegular() {
+					return nil
+				}
+			} else if !d.Type().IsRegular() {
+				return nil
+			}
+			found++
+			add(path)
+			return nil
+		})
+		if err != nil {
+			errs = append(errs, fileError(p, "cannot read: %s", pathErrorText(err)))
+		} else if found == 0 {
+			errs = append(errs, fileError(p, "no *.yaml or *.yml files in directory"))
+		}
+	}
+	return files, errs
+}
+
+// pathErrorText is the reason of a file-system error without the path,
+// which the Error's File already names.
+func pathErrorText(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// duplicates reports each object whose kind and name were already used,
+// naming both places.
+func duplicates(ids []ident) ErrorList {
+	var errs ErrorList
+	first := make(map[[2]string]ident)
+	for _, id := range ids {
+		key := [2]string{id.kind, id.name}
+		f, dup := first[key]
+		if !dup {
+			first[key] = id
+			continue
+		}
+		errs = append(errs, &Error{
+			File:  id.at.File,
+			Line:  id.at.Line,
+			Field: "metadata.name",
+			Msg:   fmt.Sprintf("duplicate %s %q; also defined at %s", id.kind, id.name, f.at),
+		})
+	}
+	return errs
+}
+
+// references reports references to objects that do not exist, and
+// references that exist but do not fit together.
+func references(objs []object, ids []ident) ErrorList {
+	known := make(map[string][]string) // kind -> names, including objects that failed to decode
+	for _, id := range ids {
+		known[id.kind] = append(known[id.kind], id.name)
+	}
+	plans := make(map[string]*BackupPlan)
+	for _, o := range objs {
+		if p, ok := o.(*BackupPlan); ok {
+			if _, dup := plans[p.Metadata.Name]; !dup {
+				plans[p.Metadata.Name] = p
+			}
+		}
+	}
+
+	var errs ErrorList
+	for _, o := range objs {
+		v := newValidator(o)
+		// ref checks one reference and reports whether it resolves.
+		ref := func(path, kind, name string) bool {
+			if name == "" || !isDNSLabel(name) {
+				return false // reported by the object's own validation
+			}
+			if slices.Contains(known[kind], name) {
+				return true
+			}
+			msg := fmt.Sprintf("no %s named %q", kind, name)
+			if s := suggest(name, known[kind]); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			v.errorf(path, "%s", msg)
+			return false
+		}
+		switch o := o.(type) {
+		case *BackupPlan:
+			ref("spec.store", KindStore, o.Spec.Store)
+			ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
+		case *RotationPolicy:
+			ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
+			for i, name := range o.Spec.BackupPlans {
+				path := joinIndex("spec.backupPlans", i)
+				if !ref(path, KindBackupPlan, name) {
+					continue
+				}
+				if p := plans[name]; p != nil && p.Spec.KeyProvider != o.Spec.KeyProvider {
+					v.errorf(path, "backup plan %q uses key provider %q, not %q", name, p.Spec.KeyProvider, o.Spec.KeyProvider)
+				}
+			}
+		case *Drill:
+			if !ref("spec.backupPlan", KindBackupPlan, o.Spec.BackupPlan) {
+				break
+			}
+			if p := plans[o.Spec.BackupPlan]; p != nil {
+				drillFitsPlan(v, o, p)
+			}
+		case *Schedule:
+			if kind, name := o.Spec.Target(); kind != "" {
+				ref("spec."+lowerFirst(kind), kind, name)
+			}
+		}
+		errs = append(errs, v.errs...)
+	}
+	return errs
+}
+
+// drillFitsPlan checks that the plan takes what the drill's checks need.
+func drillFitsPlan(v *validator, d *Drill, p *BackupPlan) {
+	has := func(kind string) *Source {
+		for i := range p.Spec.Sources {
+			if p.Spec.Sources[i].Kind() == kind {
+				return &p.Spec.Sources[i]
+			}
+		}
+		return nil
+	}
+	for i, c := range d.Spec.Checks {
+		path := joinKey(joinIndex("spec.checks", i), c.Kind())
+		switch {
+		case c.VolumeChecksums != nil && has(SourceVolumes) == nil:
+			v.errorf(path, "backup plan %q has no volumes source to check", p.Metadata.Name)
+		case c.Canary != nil:
+			if s := has(SourceVault); s == nil || len(s.Vault.TransitKeys) == 0 {
+				v.errorf(path, "backup plan %q has no vault source with transitKeys to make a canary with", p.Metadata.Name)
+			}
+		}
+	}
+}
+
+func (s *Set) add(o object) {
+	switch o := o.(type) {
+	case *Store:
+		s.Stores = append(s.Stores, o)
+	case *KeyProvider:
+		s.KeyProviders = append(s.KeyProviders, o)
+	case *BackupPlan:
+		s.BackupPlans = append(s.BackupPlans, o)
+	case *RotationPolicy:
+		s.RotationPolicies = append(s.RotationPolicies, o)
+	case *Drill:
+		s.Drills = append(s.Drills, o)
+	case *Schedule:
+		s.Schedules = append(s.Schedules, o)
+	}
+}
+
+// Objects returns every object of the set, in the order of their files and
+// lines (objects not read from files come last, by kind).
+func (s *Set) Objects() []Object {
+	var objs []Object
+	for _, o := range s.Stores {
+		objs = append(objs, o)
+	}
+	for _, o := range s.KeyProviders {
+		objs = append(objs, o)
+	}
+	for _, o := range s.BackupPlans {
+		objs = append(objs, o)
+	}
+	for _, o := range s.RotationPolicies {
+		objs = append(objs, o)
+	}
+	for _, o := range s.Drills {
+		objs = append(objs, o)
+	}
+	for _, o := range s.Schedules {
+		objs = append(objs, o)
+	}
+	slices.SortStableFunc(objs, func(a, b Object) int {
+		pa, pb := a.Source(), b.Source()
+		if (pa.File == "") != (pb.File == "") {
+			if pa.File == "" {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(pa.File, pb.File), cmp.Compare(pa.Line, pb.Line))
+	})
+	return objs
+}
+
+// Store returns the Store named name.
+func (s *Set) Store(name string) (*Store, bool) { return find(s.Stores, name) }
+
+// KeyProvider returns the KeyProvider named name.
+func (s *Set) KeyProvider(name string) (*KeyProvider, bool) { return find(s.KeyProviders, name) }
+
+// BackupPlan returns the BackupPlan named name.
+func (s *Set) BackupPlan(name string) (*BackupPlan, bool) { return find(s.BackupPlans, name) }
+
+// RotationPolicy returns the RotationPolicy named name.
+func (s *Set) RotationPolicy(name string) (*RotationPolicy, bool) {
+	return find(s.RotationPolicies, name)
+}
+
+// Drill returns the Drill named name.
+func (s *Set) Drill(name string) (*Drill, bool) { return find(s.Drills, name) }
+
+// Schedule returns the Schedule named name.
+func (s *Set) Schedule(name string) (*Schedule, bool) { return find(s.Schedules, name) }
+
+// BackupPlansUsing returns the plans whose backups a rotation of key
+// provider name rewraps by default: those that use it.
+func (s *Set) BackupPlansUsing(keyProvider string) []*BackupPlan {
+	var plans []*BackupPlan
+	for _, p := range s.BackupPlans {
+		if p.Spec.KeyProvider == keyProvider {
+			plans = append(plans, p)
+		}
+	}
+	return plans
+}
+
+func find[T Object](objs []T, name string) (T, bool) {
+	for _, o := range objs {
+		if o.GetName() == name {
+			return o, true
+		}
+	}
+	var zero T
+	return zero, false
+}
