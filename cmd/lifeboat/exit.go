@@ -6,6 +6,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
 
@@ -66,6 +67,7 @@ func exitCode(err error) int {
 		return ExitConfig
 	case errors.Is(err, envelope.ErrAuthentication), errors.Is(err, envelope.ErrMismatch),
 		errors.Is(err, envelope.ErrFormat), errors.Is(err, envelope.ErrWrongKey),
+		errors.Is(err, envelope.ErrKeyObject), errors.Is(err, keys.ErrUnwrap),
 		errors.Is(err, store.ErrIntegrity):
 		return ExitVerification
 	default:

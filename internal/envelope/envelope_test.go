@@ -74,8 +74,8 @@ func TestRoundTrip(t *testing.T) {
 	const seg = envelope.MinSegmentSize
 	for _, comp := range []string{envelope.CompressionZstd, envelope.CompressionNone} {
 		for _, n := range []int{0, 1, seg - 40 - 16 - 1, seg - 40 - 16, seg - 40 - 16 + 1, 3*seg + 7, 3<<20 + 5} {
-			for _, data := range map[string][]byte{"compressible": compressible(t, n), "random": random(t, n)} {
-				t.Run(fmt.Sprintf("%s/%d", comp, n), func(t *testing.T) {
+			for kind, data := range map[string][]byte{"compressible": compressible(t, n), "random": random(t, n)} {
+				t.Run(fmt.Sprintf("%s/%d/%s", comp, n, kind), func(t *testing.T) {
 					ct, res := encrypt(t, key, opts("etcd.snapshot", comp, seg), data)
 					if res.PlaintextSize != int64(n) || res.PlaintextSHA256 != sum(data) {
 						t.Fatalf("plaintext result %d %s, want %d %s", res.PlaintextSize, res.PlaintextSHA256, n, sum(data))

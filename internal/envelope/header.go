@@ -46,6 +46,8 @@ var (
 	ErrAuthentication = errors.New("artifact failed authentication")
 	// ErrWrongKey: the data key's ID differs from the header's dataKeyId.
 	ErrWrongKey = errors.New("data key does not match the artifact")
+	// ErrKeyObject: a key object is malformed, or names another backup.
+	ErrKeyObject = errors.New("invalid key object")
 	// ErrMismatch: the artifact's header or digests differ from what the
 	// caller expected (another backup's artifact, a swapped name, a digest
 	// that differs from the manifest).
@@ -75,7 +77,7 @@ func (h *Header) validate() error {
 	if h.KEK.Provider == "" || h.KEK.Key == "" || h.KEK.Version == "" {
 		return errors.New("field kek: provider, key and version are required")
 	}
-	if b, err := hex.DecodeString(h.DataKeyID); err != nil || len(b) != 16 || hex.EncodeToString(b) != h.DataKeyID {
+	if !isKeyID(h.DataKeyID) {
 		return errors.New("field dataKeyId: want 32 lowercase hex digits")
 	}
 	if h.Compression != CompressionZstd && h.Compression != CompressionNone {
@@ -91,6 +93,12 @@ func (h *Header) validate() error {
 		return errors.New("field created: missing")
 	}
 	return nil
+}
+
+// isKeyID reports whether s is a data key ID: 32 lowercase hex digits.
+func isKeyID(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 16 && hex.EncodeToString(b) == s
 }
 
 // validName checks a backup or artifact name: 1-128 bytes of [A-Za-z0-9._-].

@@ -62,10 +62,15 @@ func SealKey(ctx context.Context, w Wrapper, backup string, key DataKey, now tim
 	}, nil
 }
 
-// OpenKey unwraps a key object and checks that the key is the one the
-// object names.
-func OpenKey(ctx context.Context, u Unwrapper, ko KeyObject) (DataKey, error) {
-	b, err := u.Unwrap(ctx, keys.Wrapped{KEK: ko.KEK, Ciphertext: ko.Wrapped}, WrapContext(ko.Backup))
+// OpenKey unwraps a key object read for backup and checks that the key is
+// the one the object names. The wrap context comes from backup, the caller's
+// own knowledge, never from the object, so a key object copied unchanged
+// from another backup does not unwrap.
+func OpenKey(ctx context.Context, u Unwrapper, backup string, ko KeyObject) (DataKey, error) {
+	if ko.Backup != backup {
+		return DataKey{}, fmt.Errorf("unwrap data key of backup %q: key object names backup %q: %w", backup, ko.Backup, ErrKeyObject)
+	}
+	b, err := u.Unwrap(ctx, keys.Wrapped{KEK: ko.KEK, Ciphertext: ko.Wrapped}, WrapContext(backup))
 	if err != nil {
 		return DataKey{}, fmt.Errorf("unwrap data key of backup %q with %s: %w", ko.Backup, ko.KEK, err)
 	}
@@ -110,7 +115,7 @@ func sanitize(s string) string {
 // Marshal encodes the key object as JSON.
 func (ko KeyObject) Marshal() ([]byte, error) {
 	if err := ko.validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("encode key object: %w", err)
 	}
 	b, err := json.MarshalIndent(ko, "", "  ")
 	if err != nil {
@@ -126,41 +131,41 @@ func ReadKeyObject(r io.Reader) (KeyObject, error) {
 		return KeyObject{}, fmt.Errorf("read key object: %w", err)
 	}
 	if len(data) > maxKeyObjectSize {
-		return KeyObject{}, fmt.Errorf("key object: larger than %d bytes", maxKeyObjectSize)
+		return KeyObject{}, fmt.Errorf("read key object: larger than %d bytes: %w", maxKeyObjectSize, ErrKeyObject)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var ko KeyObject
 	if err := dec.Decode(&ko); err != nil {
-		return KeyObject{}, fmt.Errorf("decode key object: %w", err)
+		return KeyObject{}, fmt.Errorf("decode key object: %w: %w", err, ErrKeyObject)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return KeyObject{}, errors.New("decode key object: trailing bytes after the JSON object")
+		return KeyObject{}, fmt.Errorf("decode key object: trailing bytes after the JSON object: %w", ErrKeyObject)
 	}
 	if err := ko.validate(); err != nil {
-		return KeyObject{}, err
+		return KeyObject{}, fmt.Errorf("decode key object: %w", err)
 	}
 	return ko, nil
 }
 
 func (ko KeyObject) validate() error {
 	if ko.Format != KeyObjectFormat {
-		return fmt.Errorf("key object: field format: got %q, want %q", ko.Format, KeyObjectFormat)
+		return fmt.Errorf("field format: got %q, want %q: %w", ko.Format, KeyObjectFormat, ErrKeyObject)
 	}
 	if err := validName("backup", ko.Backup); err != nil {
-		return fmt.Errorf("key object: %w", err)
+		return fmt.Errorf("%w: %w", err, ErrKeyObject)
 	}
-	if b, err := hex.DecodeString(ko.DataKeyID); err != nil || len(b) != 16 {
-		return errors.New("key object: field dataKeyId: want 32 hex digits")
+	if !isKeyID(ko.DataKeyID) {
+		return fmt.Errorf("field dataKeyId: want 32 lowercase hex digits: %w", ErrKeyObject)
 	}
 	if ko.KEK.Provider == "" || ko.KEK.Key == "" || ko.KEK.Version == "" {
-		return errors.New("key object: field kek: provider, key and version are required")
+		return fmt.Errorf("field kek: provider, key and version are required: %w", ErrKeyObject)
 	}
 	if len(ko.Wrapped) == 0 {
-		return errors.New("key object: field wrapped: empty")
+		return fmt.Errorf("field wrapped: empty: %w", ErrKeyObject)
 	}
 	if ko.Created.IsZero() {
-		return errors.New("key object: field created: missing")
+		return fmt.Errorf("field created: missing: %w", ErrKeyObject)
 	}
 	return nil
 }

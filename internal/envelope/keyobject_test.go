@@ -43,7 +43,7 @@ func TestKeyObjectRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := envelope.OpenKey(ctx, kr, back)
+	got, err := envelope.OpenKey(ctx, kr, "b1", back)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,9 +62,14 @@ func TestKeyObjectBoundToBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Copied unchanged into backup b2's keys/: refused before unwrapping.
+	if _, err := envelope.OpenKey(ctx, kr, "b2", ko); !errors.Is(err, envelope.ErrKeyObject) {
+		t.Fatalf("key object copied to another backup: got %v, want ErrKeyObject", err)
+	}
+	// Copied and edited to name b2: the wrap context no longer matches.
 	ko.Backup = "b2"
-	if _, err := envelope.OpenKey(ctx, kr, ko); !errors.Is(err, keys.ErrUnwrap) {
-		t.Fatalf("key object moved to another backup: got %v, want ErrUnwrap", err)
+	if _, err := envelope.OpenKey(ctx, kr, "b2", ko); !errors.Is(err, keys.ErrUnwrap) {
+		t.Fatalf("key object edited to name another backup: got %v, want ErrUnwrap", err)
 	}
 }
 
@@ -73,7 +78,7 @@ func TestKeyObjectWrongID(t *testing.T) {
 	kr := keyring(t)
 	ko, _ := envelope.SealKey(ctx, kr, "b1", newKey(t), time.Now())
 	ko.DataKeyID = newKey(t).ID()
-	if _, err := envelope.OpenKey(ctx, kr, ko); !errors.Is(err, envelope.ErrWrongKey) {
+	if _, err := envelope.OpenKey(ctx, kr, "b1", ko); !errors.Is(err, envelope.ErrWrongKey) {
 		t.Fatalf("got %v, want ErrWrongKey", err)
 	}
 }
@@ -88,7 +93,7 @@ func TestKeyObjectRetiredVersionNamed(t *testing.T) {
 	if err := kr.Retire(ctx, "1"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := envelope.OpenKey(ctx, kr, ko)
+	_, err := envelope.OpenKey(ctx, kr, "b1", ko)
 	if !errors.Is(err, keys.ErrVersionRetired) || !strings.Contains(err.Error(), "local:kek@1") || !strings.Contains(err.Error(), `"b1"`) {
 		t.Fatalf("got %v, want ErrVersionRetired naming local:kek@1 and the backup", err)
 	}
@@ -107,9 +112,10 @@ func TestReadKeyObjectRejects(t *testing.T) {
 		"not json":  "[",
 		"huge":      strings.Repeat(" ", 70<<10) + string(good),
 		"no backup": strings.Replace(string(good), `"backup": "b1"`, `"backup": ""`, 1),
+		"upper id":  strings.Replace(string(good), ko.DataKeyID, strings.ToUpper(ko.DataKeyID), 1),
 	} {
-		if _, err := envelope.ReadKeyObject(strings.NewReader(b)); err == nil {
-			t.Errorf("%s: accepted", name)
+		if _, err := envelope.ReadKeyObject(strings.NewReader(b)); !errors.Is(err, envelope.ErrKeyObject) {
+			t.Errorf("%s: got %v, want ErrKeyObject", name, err)
 		}
 	}
 }

@@ -159,7 +159,10 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadFrom lets io.Copy feed the writer without an extra buffer.
+// ReadFrom lets io.Copy feed the writer without an extra buffer. An error
+// reading r aborts the writer (see Abort): the artifact can then never
+// authenticate, so a source that failed half-way cannot pass for a
+// complete artifact.
 func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	buf := make([]byte, 256<<10)
 	var total int64
@@ -176,8 +179,33 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 			return total, nil
 		}
 		if rerr != nil {
-			return total, rerr
+			w.Abort(rerr)
+			return total, w.err
 		}
+	}
+}
+
+// Abort stops the writer without writing the last AEAD segment, so what
+// was written to the destination can never decrypt. Callers whose source
+// failed must Abort rather than Close (ReadFrom and Encrypt do it for
+// them), and should also discard the destination (close a pipe with
+// CloseWithError, fail the store Put).
+func (w *Writer) Abort(cause error) {
+	if w.err == nil {
+		w.err = fmt.Errorf("encrypt artifact %q: read source: %w", w.artName, cause)
+	}
+	if !w.closed {
+		w.closed = true
+		w.release()
+	}
+}
+
+// release stops the compressor's goroutines without flushing into the
+// AEAD stream.
+func (w *Writer) release() {
+	if w.zstdW != nil {
+		w.zstdW.Reset(io.Discard)
+		w.zstdW.Close()
 	}
 }
 
@@ -189,9 +217,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	if w.err != nil {
-		if w.zstdW != nil {
-			w.zstdW.Close()
-		}
+		w.release()
 		return w.err
 	}
 	if w.zstdW != nil {
@@ -221,8 +247,8 @@ func Encrypt(ctx context.Context, dst io.Writer, src io.Reader, key DataKey, opt
 		return Result{}, err
 	}
 	if _, err := w.ReadFrom(ctxReader{ctx, src}); err != nil {
-		w.Close()
-		return Result{}, fmt.Errorf("encrypt artifact %q: %w", opts.Artifact, err)
+		w.Abort(err)
+		return Result{}, err
 	}
 	if err := w.Close(); err != nil {
 		return Result{}, err

@@ -73,7 +73,7 @@ type file struct {
 // if the file exists.
 func Create(ctx context.Context, opts Options, keyID string) (*Keyring, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("local keyring %s: create: %w", opts.Path, err)
 	}
 	k := newKeyring(opts)
 	if err := validKeyID(keyID); err != nil {
@@ -96,7 +96,7 @@ func Create(ctx context.Context, opts Options, keyID string) (*Keyring, error) {
 // and is private to its owner.
 func Open(ctx context.Context, opts Options) (*Keyring, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("local keyring %s: open: %w", opts.Path, err)
 	}
 	k := newKeyring(opts)
 	if _, err := k.load(); err != nil {
@@ -115,6 +115,9 @@ func newKeyring(opts Options) *Keyring {
 
 // KeyID returns the keyring's key ID.
 func (k *Keyring) KeyID(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("local keyring %s: read key ID: %w", k.path, err)
+	}
 	f, err := k.load()
 	if err != nil {
 		return "", err
@@ -125,7 +128,7 @@ func (k *Keyring) KeyID(ctx context.Context) (string, error) {
 // Wrap encrypts dataKey under the primary version.
 func (k *Keyring) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped, error) {
 	if err := ctx.Err(); err != nil {
-		return keys.Wrapped{}, err
+		return keys.Wrapped{}, fmt.Errorf("wrap with local keyring %s: %w", k.path, err)
 	}
 	f, err := k.load()
 	if err != nil {
@@ -137,19 +140,18 @@ func (k *Keyring) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped, 
 	if err != nil {
 		return keys.Wrapped{}, fmt.Errorf("wrap with %s: %w", ref, err)
 	}
-	out := make([]byte, 1+nonceSize, 1+nonceSize+len(dataKey)+aead.Overhead())
+	// NewGCMWithRandomNonce's Seal emits nonce ‖ ciphertext ‖ tag, which
+	// after the version byte is the layout of docs/format.md §4.
+	out := make([]byte, 1, 1+len(dataKey)+aead.Overhead())
 	out[0] = wrapVersion
-	if _, err := io.ReadFull(rand.Reader, out[1:]); err != nil {
-		return keys.Wrapped{}, fmt.Errorf("wrap with %s: read nonce: %w", ref, err)
-	}
-	out = aead.Seal(out, out[1:1+nonceSize], dataKey, wrapAD(f.Key, f.Primary, aad))
+	out = aead.Seal(out, nil, dataKey, wrapAD(f.Key, f.Primary, aad))
 	return keys.Wrapped{KEK: ref, Ciphertext: out}, nil
 }
 
 // Unwrap decrypts a wrapped key made by Wrap with the same aad.
 func (k *Keyring) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("unwrap with %s: %w", w.KEK, err)
 	}
 	f, err := k.load()
 	if err != nil {
@@ -158,8 +160,8 @@ func (k *Keyring) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byt
 	if w.KEK.Provider != ProviderType || w.KEK.Key != f.Key {
 		return nil, fmt.Errorf("unwrap %s with local keyring %s (key %q): %w", w.KEK, k.path, f.Key, keys.ErrKeyNotFound)
 	}
-	n, err := strconv.Atoi(w.KEK.Version)
-	if err != nil || f.version(n) == nil {
+	n, ok := parseVersion(w.KEK.Version)
+	if !ok || f.version(n) == nil {
 		return nil, fmt.Errorf("unwrap with %s: %w", w.KEK, keys.ErrVersionNotFound)
 	}
 	v := f.version(n)
@@ -174,7 +176,7 @@ func (k *Keyring) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("unwrap with %s: %w", w.KEK, err)
 	}
-	dk, err := aead.Open(nil, c[1:1+nonceSize], c[1+nonceSize:], wrapAD(f.Key, n, aad))
+	dk, err := aead.Open(nil, nil, c[1:], wrapAD(f.Key, n, aad))
 	if err != nil {
 		return nil, fmt.Errorf("unwrap with %s: %w", w.KEK, keys.ErrUnwrap)
 	}
@@ -184,7 +186,7 @@ func (k *Keyring) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byt
 // Rotate appends a new version and makes it primary.
 func (k *Keyring) Rotate(ctx context.Context) (keys.Version, error) {
 	if err := ctx.Err(); err != nil {
-		return keys.Version{}, err
+		return keys.Version{}, fmt.Errorf("rotate local keyring %s: %w", k.path, err)
 	}
 	var out keys.Version
 	err := k.update(func(f *file) error {
@@ -208,7 +210,7 @@ func (k *Keyring) Rotate(ctx context.Context) (keys.Version, error) {
 // Versions lists the versions, oldest first.
 func (k *Keyring) Versions(ctx context.Context) ([]keys.Version, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list versions of local keyring %s: %w", k.path, err)
 	}
 	f, err := k.load()
 	if err != nil {
@@ -224,11 +226,11 @@ func (k *Keyring) Versions(ctx context.Context) ([]keys.Version, error) {
 // Retire marks a version retired; it then no longer unwraps.
 func (k *Keyring) Retire(ctx context.Context, version string) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("retire version %s of local keyring %s: %w", version, k.path, err)
 	}
 	return k.update(func(f *file) error {
-		n, err := strconv.Atoi(version)
-		if err != nil || f.version(n) == nil {
+		n, ok := parseVersion(version)
+		if !ok || f.version(n) == nil {
 			return fmt.Errorf("retire %s:%s@%s: %w", ProviderType, f.Key, version, keys.ErrVersionNotFound)
 		}
 		if n == f.Primary {
@@ -262,12 +264,21 @@ func wrapAD(keyID string, version int, aad []byte) []byte {
 	return b.Bytes()
 }
 
+// newGCM returns AES-256-GCM with random 96-bit nonces, the construction
+// Go's FIPS 140-3 module approves (it works under GODEBUG=fips140=only).
 func newGCM(material []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(material)
 	if err != nil {
 		return nil, fmt.Errorf("aes: %w", err)
 	}
-	return cipher.NewGCM(block)
+	return cipher.NewGCMWithRandomNonce(block)
+}
+
+// parseVersion accepts only the canonical decimal form, so that one KEK
+// version has one name ("1", never "01" or "+1").
+func parseVersion(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 1 && strconv.Itoa(n) == s
 }
 
 func newMaterial() ([]byte, error) {
@@ -350,6 +361,9 @@ func parse(data []byte) (*file, error) {
 		if v.State != keys.StateEnabled && v.State != keys.StateRetired {
 			return nil, fmt.Errorf("field versions[%d].state: got %q, want enabled or retired", i, v.State)
 		}
+		if v.Created.IsZero() {
+			return nil, fmt.Errorf("field versions[%d].created: missing", i)
+		}
 		if len(v.Material) != materialSize {
 			return nil, fmt.Errorf("field versions[%d].material: %d bytes, want %d", i, len(v.Material), materialSize)
 		}
@@ -378,6 +392,7 @@ func (k *Keyring) update(fn func(*file) error) error {
 		return fmt.Errorf("local keyring %s: lock: %w", k.path, err)
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // released on close anyway
+	k.removeLeftovers()
 	f, err := k.load()
 	if err != nil {
 		return err
@@ -391,6 +406,18 @@ func (k *Keyring) update(fn func(*file) error) error {
 	return nil
 }
 
+// removeLeftovers deletes temporary keyring files left by a crashed
+// write: they hold KEK material. Called with the lock held, when no write
+// can be in progress.
+func (k *Keyring) removeLeftovers() {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(k.path), tempPattern(k.path)))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+func tempPattern(path string) string { return "." + filepath.Base(path) + ".tmp-*" }
+
 // write stores f at k.path atomically: temp file, fsync, rename (or link
 // when exclusive, which fails if the file exists), fsync of the directory.
 func (k *Keyring) write(f *file, exclusive bool) error {
@@ -400,7 +427,7 @@ func (k *Keyring) write(f *file, exclusive bool) error {
 	}
 	data = append(data, '\n')
 	dir := filepath.Dir(k.path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(k.path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, tempPattern(k.path))
 	if err != nil {
 		return fmt.Errorf("create temp file: %w", err)
 	}

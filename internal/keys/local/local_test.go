@@ -132,3 +132,64 @@ func TestRefusesDirectory(t *testing.T) {
 		t.Fatal("Open of a directory succeeded")
 	}
 }
+
+func TestConcurrentRotationFromTwoHandles(t *testing.T) {
+	k1, path := newKeyring(t)
+	k2, err := local.Open(context.Background(), local.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const each = 10
+	done := make(chan error, 2)
+	for _, k := range []*local.Keyring{k1, k2} {
+		go func() {
+			for i := 0; i < each; i++ {
+				if _, err := k.Rotate(context.Background()); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	vs, err := k1.Versions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1+2*each {
+		t.Fatalf("%d versions after %d rotations, want %d: a rotation was lost", len(vs), 2*each, 1+2*each)
+	}
+}
+
+func TestNonCanonicalVersionRefused(t *testing.T) {
+	k, _ := newKeyring(t)
+	w, err := k.Wrap(context.Background(), make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"01", "+1", " 1", "1.0"} {
+		w.KEK.Version = v
+		if _, err := k.Unwrap(context.Background(), w, nil); !errors.Is(err, keys.ErrVersionNotFound) {
+			t.Errorf("version %q: got %v, want ErrVersionNotFound", v, err)
+		}
+	}
+}
+
+func TestLeftoverTempFilesRemoved(t *testing.T) {
+	k, path := newKeyring(t)
+	leftover := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-123")
+	if err := os.WriteFile(leftover, []byte("KEK material from a crashed write"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Fatalf("leftover temporary keyring file still there: %v", err)
+	}
+}
