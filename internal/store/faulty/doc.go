@@ -8,5 +8,6 @@
 // until Disarm. With no fault armed the wrapper passes every call through
 // unchanged, and it passes the storetest conformance suite. A Store is
 // safe for concurrent use, including arming and disarming while calls run;
-// a call sees the faults armed when it starts.
+// a call sees the faults armed when it starts. Arming a fault with a
+// malformed pattern, a negative count or offset, or a nil error panics.
 package faulty

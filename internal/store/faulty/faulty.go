@@ -45,7 +45,15 @@ func New(inner store.Store) *Store {
 	return &Store{inner: inner}
 }
 
-func (s *Store) arm(f fault) {
+// arm adds f. method names the arming method for panic messages; withErr
+// says that f fails with f.err, which must then not be nil.
+func (s *Store) arm(method string, withErr bool, f fault) {
+	if withErr && f.err == nil {
+		// FailPutAfter's cut stream would return (0, nil) forever and make
+		// Put spin; the other faults would fail with a "%!w(<nil>)" error
+		// no errors.Is matches.
+		panic(fmt.Sprintf("faulty: %s(%q, ...) with a nil error: pass the error the call is to fail with", method, f.pattern))
+	}
 	if _, err := path.Match(f.pattern, ""); err != nil {
 		panic(fmt.Sprintf("faulty: bad key pattern %q: %v", f.pattern, err))
 	}
@@ -79,16 +87,17 @@ func (s *Store) matching(key string, kinds ...faultKind) []fault {
 // FailPutAfter makes the Puts of keys matching keyPattern see a reader
 // that delivers the first n bytes of the caller's stream and then fails
 // with err, so the inner store gets a stream that breaks midway. A stream
-// shorter than n bytes is not affected. A bad pattern or a negative n
-// panics. Where several such faults match, the first armed applies.
+// shorter than n bytes is not affected. A bad pattern, a negative n or a
+// nil err panics. Where several such faults match, the first armed
+// applies.
 func (s *Store) FailPutAfter(keyPattern string, n int64, err error) {
-	s.arm(fault{kind: failPutAfter, pattern: keyPattern, n: n, err: err})
+	s.arm("FailPutAfter", true, fault{kind: failPutAfter, pattern: keyPattern, n: n, err: err})
 }
 
 // FailGet makes the Gets of keys matching keyPattern fail with an error
-// wrapping err, without calling the inner store.
+// wrapping err, without calling the inner store. A nil err panics.
 func (s *Store) FailGet(keyPattern string, err error) {
-	s.arm(fault{kind: failGet, pattern: keyPattern, err: err})
+	s.arm("FailGet", true, fault{kind: failGet, pattern: keyPattern, err: err})
 }
 
 // CorruptGet makes the Gets of keys matching keyPattern return the byte at
@@ -98,7 +107,7 @@ func (s *Store) FailGet(keyPattern string, err error) {
 // inner store's own check at EOF passes. A Get that starts past offset, or
 // an object shorter than offset, is not affected.
 func (s *Store) CorruptGet(keyPattern string, offset int64) {
-	s.arm(fault{kind: corruptGet, pattern: keyPattern, n: offset})
+	s.arm("CorruptGet", false, fault{kind: corruptGet, pattern: keyPattern, n: offset})
 }
 
 // TruncateGet makes the readers of Gets of keys matching keyPattern end
@@ -106,19 +115,20 @@ func (s *Store) CorruptGet(keyPattern string, offset int64) {
 // as if a connection had closed early without an error. The inner
 // store's check at EOF is never reached.
 func (s *Store) TruncateGet(keyPattern string, n int64) {
-	s.arm(fault{kind: truncateGet, pattern: keyPattern, n: n})
+	s.arm("TruncateGet", false, fault{kind: truncateGet, pattern: keyPattern, n: n})
 }
 
 // FailStat makes the Stats of keys matching keyPattern fail with an error
-// wrapping err, without calling the inner store. List is not affected.
+// wrapping err, without calling the inner store. List is not affected. A
+// nil err panics.
 func (s *Store) FailStat(keyPattern string, err error) {
-	s.arm(fault{kind: failStat, pattern: keyPattern, err: err})
+	s.arm("FailStat", true, fault{kind: failStat, pattern: keyPattern, err: err})
 }
 
 // FailDelete makes the Deletes of keys matching keyPattern fail with an
-// error wrapping err, without calling the inner store.
+// error wrapping err, without calling the inner store. A nil err panics.
 func (s *Store) FailDelete(keyPattern string, err error) {
-	s.arm(fault{kind: failDelete, pattern: keyPattern, err: err})
+	s.arm("FailDelete", true, fault{kind: failDelete, pattern: keyPattern, err: err})
 }
 
 // Disarm removes every armed fault. Readers already returned by Get keep

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ var errBoom = errors.New("boom")
 
 func newStore(t *testing.T) *faulty.Store {
 	t.Helper()
-	inner, err := fs.Open(fs.Options{Root: t.TempDir()})
+	inner, err := fs.Open(t.Context(), fs.Options{Root: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestConformance(t *testing.T) {
 			var clocks storetest.Clocks
 			storetest.Run(t, storetest.Harness{
 				New: func(t *testing.T) store.Store {
-					inner, err := fs.Open(fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
+					inner, err := fs.Open(t.Context(), fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -260,6 +261,31 @@ func TestFailStatAndDelete(t *testing.T) {
 	}
 	if err := st.Delete(t.Context(), key); !errors.Is(err, store.ErrRetained) {
 		t.Errorf("Delete after Disarm: error = %v, want the inner store's ErrRetained", err)
+	}
+}
+
+// TestNilErrorPanics: a fault that fails with a nil error is a test bug;
+// FailPutAfter's cut stream would return (0, nil) forever and make Put
+// spin, so arming one panics at once.
+func TestNilErrorPanics(t *testing.T) {
+	for name, arm := range map[string]func(*faulty.Store){
+		"FailPutAfter": func(st *faulty.Store) { st.FailPutAfter("*", 10, nil) },
+		"FailGet":      func(st *faulty.Store) { st.FailGet("*", nil) },
+		"FailStat":     func(st *faulty.Store) { st.FailStat("*", nil) },
+		"FailDelete":   func(st *faulty.Store) { st.FailDelete("*", nil) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				r := recover()
+				if r == nil {
+					t.Fatal("arming a fault with a nil error did not panic")
+				}
+				if msg := fmt.Sprint(r); !strings.Contains(msg, "nil error") || !strings.Contains(msg, name) {
+					t.Errorf("panic message %q does not name %s and the nil error", msg, name)
+				}
+			}()
+			arm(faulty.New(&recordingStore{}))
+		})
 	}
 }
 

@@ -13,7 +13,7 @@ func TestConformance(t *testing.T) {
 	var clocks storetest.Clocks
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) store.Store {
-			s, err := fs.Open(fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
+			s, err := fs.Open(t.Context(), fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,7 +31,7 @@ func TestConformanceRealTime(t *testing.T) {
 	}
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) store.Store {
-			s, err := fs.Open(fs.Options{Root: t.TempDir()})
+			s, err := fs.Open(t.Context(), fs.Options{Root: t.TempDir()})
 			if err != nil {
 				t.Fatal(err)
 			}

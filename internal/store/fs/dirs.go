@@ -44,30 +44,28 @@ func mkdir(dir string) (created bool, err error) {
 	return false, nil
 }
 
-// makeParents creates the directories between base and the file named by
-// key under base, each with mode dirPerm, and fsyncs the parent of every
-// directory it creates, top down, so that a later fsync of the file's own
-// directory makes the whole path durable.
-func makeParents(base, key string) error {
+// makeParents makes sure the directories between base and the file named
+// by key under base exist, creating the missing ones with mode dirPerm,
+// and fsyncs base and each of them but the last, top down, whether this
+// call created them or found them: a directory that exists may have been
+// created by a concurrent Put that has not yet fsynced its parent, and
+// returning before that fsync could let a power loss take this Put's file
+// with the directory. The caller fsyncs the last directory, the file's
+// own, after linking the file into it, which then makes the whole path
+// durable. base itself is made durable in the root by Open.
+func (s *Store) makeParents(base, key string) error {
 	dir := path.Dir(key)
 	if dir == "." {
 		return nil
 	}
-	full := filepath.Join(base, filepath.FromSlash(dir))
-	if fi, err := os.Lstat(full); err == nil && fi.IsDir() {
-		return nil
-	}
 	parent := base
-	for _, seg := range strings.Split(dir, "/") {
+	for seg := range strings.SplitSeq(dir, "/") {
 		p := filepath.Join(parent, seg)
-		created, err := mkdir(p)
-		if err != nil {
+		if _, err := mkdir(p); err != nil {
 			return err
 		}
-		if created {
-			if err := syncDir(parent); err != nil {
-				return fmt.Errorf("sync directory %s: %w", parent, err)
-			}
+		if err := s.syncDir(parent); err != nil {
+			return fmt.Errorf("sync directory %s: %w", parent, err)
 		}
 		parent = p
 	}

@@ -5,6 +5,7 @@
 //	<root>/objects/<key>            the object's bytes, mode 0440
 //	<root>/retention/<key>.json     its retention record, mode 0440
 //	<root>/tmp/                     temporary files of Puts in progress
+//	<root>/.lock                    the store lock, an empty file
 //
 // A Put streams the bytes into a temporary file while computing their
 // SHA-256 and size, fsyncs it, writes and fsyncs the retention record the
@@ -23,12 +24,24 @@
 // checked against the digest of the whole object; it only checks that the
 // file has the recorded size.
 //
-// Two cases the format leaves open are settled here. If publishing fails
-// after the object's link (the record's link or a directory fsync fails),
-// Put removes the object it just linked, so a failed Put never leaves an
-// object behind. And a retention record found without its object (a crash
-// in Delete between removing the object and removing the record) is stale:
-// the Put that wins the object's link replaces it with its own record.
+// Failures and crashes (docs/format.md §1.1): if publishing fails after the
+// object's link (the record's link or a directory fsync fails), Put removes
+// the object it just linked, so a failed Put never leaves an object behind.
+// A retention record found without its object (a crash in Delete between
+// removing the object and removing the record) is stale: the next Put of
+// the key removes it, durably, before linking its own object, so a crash
+// never leaves an object beside another object's record. Every directory
+// on the path of a Put's files is fsynced by that Put, also when another
+// Put created it, so an acknowledged Put survives a power loss.
+//
+// Puts and Deletes: the publish phase of a Put (the stale record's
+// removal, the links, the directory fsyncs and any rollback; not the
+// streaming of the bytes) and the whole of a Delete (reading the record,
+// checking it, the removals) run under the store lock: an exclusive
+// flock(2) on <root>/.lock, plus a mutex within the Store. So a Delete
+// never acts on what it read before a Put published, and two Deletes never
+// both act. Delete also checks that the record describes the object now
+// there (the sizes agree) and refuses with store.ErrRetained otherwise.
 //
 // Limits of this store beyond store.ValidateKey: a key segment may be at
 // most MaxSegmentLength bytes (the file system's NAME_MAX less the ".json"
@@ -45,7 +58,10 @@
 //
 // The store is safe for concurrent use by several goroutines and several
 // processes sharing the root directory: link(2) decides which of several
-// concurrent Puts of one key wins. It relies on POSIX link, fsync of
-// directories and O_NOFOLLOW, so it is meant for Linux and other Unix
-// systems.
+// concurrent Puts of one key wins, and the store lock orders Puts and
+// Deletes. It relies on POSIX link, fsync of directories, flock and
+// O_NOFOLLOW, so it is meant for Linux and other Unix systems; where
+// package syscall has no flock (AIX, Solaris, non-Unix systems) the lock
+// only orders the goroutines of one Store, and only one process may write
+// to a root at a time.
 package fs

@@ -36,6 +36,10 @@ const (
 
 	tmpObjectPattern = "object-*"
 	tmpRecordPattern = "retention-*"
+
+	// lockName is the lock file in the root that serialises the publish
+	// phase of Puts and Deletes (docs/format.md §1.1).
+	lockName = ".lock"
 )
 
 // MaxSegmentLength is the longest key segment this store accepts: the
@@ -61,23 +65,33 @@ type Options struct {
 	// fail with store.ErrReadOnly and Open neither creates nor removes
 	// anything. The root must exist.
 	ReadOnly bool
-	// Now is the clock used for retention decisions, creation times and
-	// the age of temporary files; nil means time.Now.
+	// Now is the clock used for retention decisions and creation times;
+	// nil means time.Now. The age of temporary files is always measured
+	// with time.Now, because it is compared with their modification times,
+	// which the file system sets from the real clock: a clock set ahead
+	// must not make the file of a Put in progress look stale.
 	Now func() time.Time
 	// Logger receives the store's log lines; nil discards them.
 	Logger *slog.Logger
 }
 
 // Store is the write-once local directory store. It is safe for concurrent
-// use.
+// use, also with other Stores (in this or other processes) on the same
+// root.
 type Store struct {
 	root      string
 	objects   string
 	retention string
 	tmp       string
+	lockPath  string
 	readOnly  bool
 	now       func() time.Time
 	log       *slog.Logger
+	hooks     hooks
+
+	// mu serialises the publish phases of this Store's Puts and Deletes;
+	// the flock on lockPath serialises them with other Stores'.
+	mu sync.Mutex
 }
 
 var _ store.Store = (*Store)(nil)
@@ -88,11 +102,16 @@ var bufPool = sync.Pool{New: func() any {
 }}
 
 // Open opens the store at opts.Root. Unless opts.ReadOnly is set it
-// creates the directory layout as needed and removes files in tmp/ older
-// than an hour, the leftovers of Puts interrupted by a crash.
-func Open(opts Options) (*Store, error) {
+// creates the directory layout and the lock file as needed and removes
+// files in tmp/ last modified more than an hour ago (by the real clock),
+// the leftovers of Puts interrupted by a crash. It fails with ctx's error
+// if ctx is done before it finishes.
+func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Root == "" {
 		return nil, errors.New("fs store: open: root directory is required")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fs store: open %q: %w", opts.Root, err)
 	}
 	root, err := filepath.Abs(opts.Root)
 	if err != nil {
@@ -103,6 +122,7 @@ func Open(opts Options) (*Store, error) {
 		objects:   filepath.Join(root, "objects"),
 		retention: filepath.Join(root, "retention"),
 		tmp:       filepath.Join(root, "tmp"),
+		lockPath:  filepath.Join(root, lockName),
 		readOnly:  opts.ReadOnly,
 		now:       opts.Now,
 		log:       opts.Logger,
@@ -127,31 +147,67 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("fs store: open %q: create root: %w", root, err)
 	}
 	for _, dir := range []string{s.objects, s.retention, s.tmp} {
-		created, err := mkdir(dir)
-		if err != nil {
+		if _, err := mkdir(dir); err != nil {
 			return nil, fmt.Errorf("fs store: open %q: create %s: %w", root, filepath.Base(dir), err)
 		}
-		if created {
-			if err := syncDir(root); err != nil {
-				return nil, fmt.Errorf("fs store: open %q: sync root: %w", root, err)
-			}
-		}
 	}
-	s.removeStaleTemps()
+	lf, err := os.OpenFile(s.lockPath, os.O_RDONLY|os.O_CREATE|openNoFollow, filePerm)
+	if err != nil {
+		return nil, fmt.Errorf("fs store: open %q: create lock file: %w", root, err)
+	}
+	lf.Close()
+	// Whoever created them (this Open or a concurrent one, which may not
+	// have synced yet), the names in the root are durable once Open
+	// returns.
+	if err := s.syncDir(root); err != nil {
+		return nil, fmt.Errorf("fs store: open %q: sync root: %w", root, err)
+	}
+	if err := s.removeStaleTemps(ctx); err != nil {
+		return nil, fmt.Errorf("fs store: open %q: remove stale temporary files: %w", root, err)
+	}
 	return s, nil
 }
 
-// removeStaleTemps removes the files in tmp/ that are older than
-// tmpMaxAge. Failures are logged, not returned: leftovers waste space but
-// never become visible objects.
-func (s *Store) removeStaleTemps() {
+// lock takes the store lock, which serialises the publish phase of Puts
+// (the links and the removal of a stale retention record) with Deletes,
+// within this process through s.mu and across processes through an
+// exclusive flock on <root>/.lock. It waits for the lock without watching
+// a context: holders keep it only for a few links, removals and directory
+// fsyncs, never while reading a caller's stream.
+func (s *Store) lock(op string) (unlock func(), err error) {
+	if h := s.hooks.beforeLock; h != nil {
+		h(op)
+	}
+	s.mu.Lock()
+	f, err := lockFile(s.lockPath)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	return func() {
+		if err := f.Close(); err != nil {
+			s.log.Warn("fs store: cannot close lock file", "path", s.lockPath, "err", err)
+		}
+		s.mu.Unlock()
+	}, nil
+}
+
+// removeStaleTemps removes the files in tmp/ last modified more than
+// tmpMaxAge ago. The age is measured with the real clock (time.Now), not
+// the store's clock, because modification times come from the real clock.
+// Failures are logged, not returned: leftovers waste space but never
+// become visible objects. It returns only ctx's error, when ctx is done.
+func (s *Store) removeStaleTemps(ctx context.Context) error {
 	entries, err := os.ReadDir(s.tmp)
 	if err != nil {
 		s.log.Warn("fs store: cannot list temporary files", "path", s.tmp, "err", err)
-		return
+		return nil
 	}
-	now := s.now()
+	now := time.Now()
 	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		p := filepath.Join(s.tmp, e.Name())
 		fi, err := e.Info()
 		if err != nil {
@@ -174,6 +230,7 @@ func (s *Store) removeStaleTemps() {
 		}
 		s.log.Info("fs store: removed stale temporary file", "path", p, "age", age.Round(time.Second).String(), "size", fi.Size())
 	}
+	return nil
 }
 
 // checkKey applies store.ValidateKey and this store's segment length limit.
@@ -324,16 +381,31 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		return fail("write retention record", err)
 	}
 
-	// 3. Publish: object first, record second.
+	// 3. Publish: object first, record second, under the store lock so
+	// that no Delete or other Put of the key runs between the checks and
+	// the links. The directories are made (and made durable) before: no
+	// Delete removes a directory.
 	objPath, recPath := s.objectPath(key), s.recordPath(key)
-	if err := makeParents(s.objects, key); err != nil {
+	if err := s.makeParents(s.objects, key); err != nil {
 		return fail("create object directory", err)
 	}
-	if err := makeParents(s.retention, key); err != nil {
+	if err := s.makeParents(s.retention, key); err != nil {
 		return fail("create retention directory", err)
 	}
+	unlock, err := s.lock("put")
+	if err != nil {
+		return fail("lock store", err)
+	}
+	defer unlock() // deferred before the rollback, so it runs after it
 	if err := ctx.Err(); err != nil {
 		return fail("commit", err)
+	}
+	staleRemoved, err := s.removeStaleRecord(objPath, recPath)
+	if err != nil {
+		return fail("remove stale retention record", err)
+	}
+	if staleRemoved {
+		s.log.Warn("fs store: replaced stale retention record of a deleted object", "key", key)
 	}
 	if err := os.Link(tmpObj.Name(), objPath); err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -344,9 +416,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		}
 		return fail("link object", err)
 	}
+	if h := s.hooks.afterObjectLink; h != nil {
+		h(key)
+	}
 	// From here on the object is visible. If anything below fails, take
-	// it back: nothing else can have made it, since link(2) let only
-	// this Put create the name.
+	// it back: nothing else can have made it, since link(2) let only this
+	// Put create the name, and no Delete can remove it and no other Put
+	// link it again while this Put holds the lock.
 	committed, recLinked := false, false
 	defer func() {
 		if !committed {
@@ -354,30 +430,59 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 		}
 	}()
 	if err := os.Link(tmpRec, recPath); err != nil {
-		if !errors.Is(err, os.ErrExist) {
-			return fail("link retention record", err)
+		if errors.Is(err, os.ErrExist) {
+			if fi, lerr := os.Lstat(recPath); lerr == nil && fi.IsDir() {
+				return fail("link retention record", fmt.Errorf("%w: retention/%s.json is a directory of other keys' records", ErrKeyConflict, key))
+			}
+			// Only a writer that ignores the store lock can have made it.
+			return fail("link retention record", fmt.Errorf("retention/%s.json appeared while the store was locked: %w", key, err))
 		}
-		fi, lerr := os.Lstat(recPath)
-		if lerr != nil || !fi.Mode().IsRegular() {
-			return fail("link retention record", fmt.Errorf("%w: retention/%s.json exists and is not a file", ErrKeyConflict, key))
-		}
-		// A record without its object: the object was deleted and a crash
-		// came before its record was removed. This Put owns the key now.
-		if err := os.Rename(tmpRec, recPath); err != nil {
-			return fail("replace stale retention record", err)
-		}
-		s.log.Warn("fs store: replaced stale retention record of a deleted object", "key", key)
+		return fail("link retention record", err)
 	}
 	recLinked = true
-	if err := syncDir(filepath.Dir(objPath)); err != nil {
+	if err := s.syncDir(filepath.Dir(objPath)); err != nil {
 		return fail("sync object directory", err)
 	}
-	if err := syncDir(filepath.Dir(recPath)); err != nil {
+	if err := s.syncDir(filepath.Dir(recPath)); err != nil {
 		return fail("sync retention directory", err)
 	}
 	committed = true
 	s.log.Debug("fs store: object stored", "key", key, "size", size)
 	return rec.info(), nil
+}
+
+// removeStaleRecord removes the retention record at recPath if it is
+// stale: a record without its object, left by a crash in Delete between
+// removing the object and removing the record. The caller holds the
+// store lock, so the object cannot appear meanwhile. The removal is made
+// durable before the caller links its object, so that a crash can never
+// leave the new object beside the old object's record. It reports whether
+// it removed a record; a record whose object exists is left alone (the
+// caller's link then fails with the key taken).
+func (s *Store) removeStaleRecord(objPath, recPath string) (bool, error) {
+	fi, err := os.Lstat(recPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case !fi.Mode().IsRegular():
+		// A directory of other keys' records: the record's link fails
+		// with a key conflict.
+		return false, nil
+	}
+	if _, err := os.Lstat(objPath); err == nil {
+		return false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err := os.Remove(recPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	if err := s.syncDir(filepath.Dir(recPath)); err != nil {
+		return false, fmt.Errorf("sync retention directory: %w", err)
+	}
+	return true, nil
 }
 
 // rollback removes what a failed Put published.
@@ -391,7 +496,7 @@ func (s *Store) rollback(key, objPath, recPath string, recLinked bool) {
 		s.log.Error("fs store: cannot roll back object of failed put", "key", key, "err", err)
 		return
 	}
-	if err := syncDir(filepath.Dir(objPath)); err != nil {
+	if err := s.syncDir(filepath.Dir(objPath)); err != nil {
 		s.log.Error("fs store: cannot sync directory after rolling back failed put", "key", key, "err", err)
 	}
 }
@@ -762,10 +867,13 @@ func (s *Store) listKeys(ctx context.Context, prefix string) ([]string, error) {
 }
 
 // Delete removes key's object and then its retention record once the
-// retention has ended. It fails with store.ErrRetained before then and
-// when the object has no retention record (unknown retention counts as
-// forever), with store.ErrNotFound for a missing object, and with
-// store.ErrReadOnly on a read-only store.
+// retention has ended. It fails with store.ErrRetained before then, when
+// the object has no retention record (unknown retention counts as
+// forever), and when the record does not describe the object (its size
+// differs from the file's: the record is a stale one and the object's own
+// retention is unknown); with store.ErrNotFound for a missing object; and
+// with store.ErrReadOnly on a read-only store. The checks and the removals
+// run under the store lock, so no Put publishes under the key in between.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	fail := func(step string, err error) error {
 		return fmt.Errorf("fs store: delete %q: %s: %w", key, step, err)
@@ -779,21 +887,42 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fail("begin", err)
 	}
+	unlock, err := s.lock("delete")
+	if err != nil {
+		return fail("lock store", err)
+	}
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return fail("begin", err)
+	}
+	// Read under the lock: a record read before it could be a stale one
+	// that a Put has since replaced.
 	rec, err := s.readRecord(key)
 	if err != nil {
 		return fail("check retention", err)
 	}
-	if _, err := s.statObject(key); err != nil {
+	f, fi, err := s.openObject(key)
+	if err != nil {
 		return fail("stat object", err)
 	}
+	f.Close()
 	if rec == nil {
 		return fail("check retention", fmt.Errorf("%w: no retention record, so retention is unknown", store.ErrRetained))
+	}
+	if fi.Size() != rec.Size {
+		return fail("check retention", fmt.Errorf("%w: the object has %d bytes but its retention record says %d, so the record is not the object's and its retention is unknown",
+			store.ErrRetained, fi.Size(), rec.Size))
 	}
 	if now := s.now(); now.Before(rec.RetainUntil) {
 		return fail("check retention", fmt.Errorf("%w until %s", store.ErrRetained, rec.RetainUntil.Format(time.RFC3339Nano)))
 	}
+	if h := s.hooks.afterDeleteCheck; h != nil {
+		h(key)
+	}
 	// Files are 0440, but unlinking needs write permission on the
-	// directory only, so no chmod is needed.
+	// directory only, so no chmod is needed. The object goes first: a
+	// crash between the two removals leaves a stale record, which the next
+	// Put of the key removes.
 	objPath, recPath := s.objectPath(key), s.recordPath(key)
 	if err := os.Remove(objPath); err != nil {
 		if isNotFound(err) {
@@ -801,13 +930,13 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		return fail("remove object", err)
 	}
-	if err := syncDir(filepath.Dir(objPath)); err != nil {
+	if err := s.syncDir(filepath.Dir(objPath)); err != nil {
 		return fail("sync object directory", err)
 	}
 	if err := os.Remove(recPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fail("remove retention record", err)
 	}
-	if err := syncDir(filepath.Dir(recPath)); err != nil {
+	if err := s.syncDir(filepath.Dir(recPath)); err != nil {
 		return fail("sync retention directory", err)
 	}
 	s.log.Info("fs store: object deleted", "key", key, "retainUntil", rec.RetainUntil)

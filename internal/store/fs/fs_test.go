@@ -58,7 +58,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) open(t *testing.T, readOnly bool) *fs.Store {
 	t.Helper()
-	st, err := fs.Open(fs.Options{
+	st, err := fs.Open(t.Context(), fs.Options{
 		Root:     e.root,
 		ReadOnly: readOnly,
 		Now:      e.clock.Now,
@@ -276,13 +276,13 @@ func TestReadOnly(t *testing.T) {
 	}
 
 	t.Run("MissingRoot", func(t *testing.T) {
-		if _, err := fs.Open(fs.Options{Root: filepath.Join(t.TempDir(), "missing"), ReadOnly: true}); err == nil {
+		if _, err := fs.Open(t.Context(), fs.Options{Root: filepath.Join(t.TempDir(), "missing"), ReadOnly: true}); err == nil {
 			t.Error("Open read-only of a missing root succeeded")
 		}
 	})
 	t.Run("EmptyRootCreatesNothing", func(t *testing.T) {
 		root := t.TempDir()
-		st, err := fs.Open(fs.Options{Root: root, ReadOnly: true})
+		st, err := fs.Open(t.Context(), fs.Options{Root: root, ReadOnly: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +313,7 @@ func TestOpenErrors(t *testing.T) {
 		{"RootBelowFile", fs.Options{Root: filepath.Join(file, "store")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := fs.Open(tc.opts); err == nil {
+			if _, err := fs.Open(t.Context(), tc.opts); err == nil {
 				t.Error("Open succeeded, want an error")
 			}
 		})
@@ -323,16 +323,16 @@ func TestOpenErrors(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(root, "objects"), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fs.Open(fs.Options{Root: root}); err == nil {
+		if _, err := fs.Open(t.Context(), fs.Options{Root: root}); err == nil {
 			t.Error("Open succeeded, want an error")
 		}
 	})
 	t.Run("CreatesRoot", func(t *testing.T) {
 		root := filepath.Join(t.TempDir(), "a", "b")
-		if _, err := fs.Open(fs.Options{Root: root}); err != nil {
+		if _, err := fs.Open(t.Context(), fs.Options{Root: root}); err != nil {
 			t.Fatal(err)
 		}
-		if names := dirNames(t, root); !slices.Equal(names, []string{"objects", "retention", "tmp"}) {
+		if names := dirNames(t, root); !slices.Equal(names, []string{".lock", "objects", "retention", "tmp"}) {
 			t.Errorf("root holds %q", names)
 		}
 	})
@@ -470,6 +470,82 @@ func TestOpenRemovesStaleTemps(t *testing.T) {
 	}
 	if got, err := readAll(t, e.st, key, 0); err != nil || !bytes.Equal(got, data) {
 		t.Errorf("Get after removing a second name of the object = %q, %v", got, err)
+	}
+}
+
+// TestStaleTempsAgeIsRealTime checks that Open measures the age of files
+// in tmp/ by real time, the time of their modification times, not by the
+// store's clock: a clock ahead must not make the file of a Put in progress
+// look stale, and a clock behind must not keep a leftover forever.
+func TestStaleTempsAgeIsRealTime(t *testing.T) {
+	root := t.TempDir()
+	if _, err := fs.Open(t.Context(), fs.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, old := filepath.Join(root, "tmp", "object-fresh"), filepath.Join(root, "tmp", "object-old")
+	writeOld := func() {
+		if err := os.WriteFile(old, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		then := time.Now().Add(-2 * time.Hour)
+		if err := os.Chtimes(old, then, then); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(fresh, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeOld()
+	for _, skew := range []time.Duration{2 * time.Hour, -3 * time.Hour} {
+		now := func() time.Time { return time.Now().Add(skew) }
+		if _, err := fs.Open(t.Context(), fs.Options{Root: root, Now: now}); err != nil {
+			t.Fatal(err)
+		}
+		if names := dirNames(t, filepath.Join(root, "tmp")); !slices.Equal(names, []string{"object-fresh"}) {
+			t.Errorf("clock off by %s: tmp/ after Open = %q, want only the fresh file", skew, names)
+		}
+		writeOld()
+	}
+}
+
+func TestOpenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	root := filepath.Join(t.TempDir(), "store")
+	if _, err := fs.Open(ctx, fs.Options{Root: root}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Open with a cancelled context: error = %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open with a cancelled context created the root (stat error %v)", err)
+	}
+}
+
+// TestPutSyncsExistingParents: a directory that exists may not be durable
+// yet (another Put created it and has not fsynced its parent), so a Put
+// fsyncs every directory from objects/ and retention/ down to the one its
+// files are linked in, whoever created them.
+func TestPutSyncsExistingParents(t *testing.T) {
+	e := newEnv(t)
+	for _, base := range []string{"objects", "retention"} {
+		if err := os.MkdirAll(e.path(base, "backups", "b1", "artifacts"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	synced := map[string]bool{}
+	fs.SetHooks(e.st, fs.Hooks{SyncDir: func(dir string) error {
+		mu.Lock()
+		synced[dir] = true
+		mu.Unlock()
+		return fs.SyncDirForTest(dir)
+	}})
+	e.put(t, "backups/b1/artifacts/etcd", []byte("etcd"), e.clock.Now().Add(time.Hour))
+	for _, base := range []string{"objects", "retention"} {
+		for _, dir := range []string{"", "backups", "backups/b1", "backups/b1/artifacts"} {
+			if p := e.path(base, dir); !synced[p] {
+				t.Errorf("Put did not fsync %s", p)
+			}
+		}
 	}
 }
 
@@ -773,7 +849,7 @@ func BenchmarkPut(b *testing.B) {
 	const size = 64 << 20
 	data := randomBytes(b, size)
 	clock := storetest.NewClock(time.Now())
-	st, err := fs.Open(fs.Options{Root: b.TempDir(), Now: clock.Now})
+	st, err := fs.Open(b.Context(), fs.Options{Root: b.TempDir(), Now: clock.Now})
 	if err != nil {
 		b.Fatal(err)
 	}

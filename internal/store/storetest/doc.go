@@ -10,7 +10,7 @@
 //		var clocks storetest.Clocks
 //		storetest.Run(t, storetest.Harness{
 //			New: func(t *testing.T) store.Store {
-//				s, err := fs.Open(fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
+//				s, err := fs.Open(t.Context(), fs.Options{Root: t.TempDir(), Now: clocks.For(t).Now})
 //				if err != nil {
 //					t.Fatal(err)
 //				}

@@ -1,0 +1,72 @@
+package store
+
+import (
+	"fmt"
+	"time"
+)
+
+// LockStatus is what a store reports about its immutability: whether
+// objects are protected by the storage itself (S3 Object Lock; the fs
+// store's own write-once rules) and with which defaults.
+type LockStatus struct {
+	// Versioning is the bucket's versioning status ("Enabled" when on).
+	Versioning string `json:"versioning,omitempty"`
+	// Locked reports whether the storage enforces retention itself.
+	Locked bool `json:"locked"`
+	// DefaultMode and DefaultRetention are the storage's default retention
+	// rule, if any.
+	DefaultMode      string        `json:"defaultMode,omitempty"`
+	DefaultRetention time.Duration `json:"defaultRetention,omitempty"`
+}
+
+// LockRequirement is what a plan asks of its store.
+type LockRequirement struct {
+	// Mode is the lock mode the plan wants: COMPLIANCE or GOVERNANCE.
+	Mode string
+	// Retention is how long the plan keeps its backups.
+	Retention time.Duration
+	// AllowUnlocked lets the plan use storage without Object Lock.
+	AllowUnlocked bool
+}
+
+// LockVerdict is the judgement of a store against a requirement.
+type LockVerdict struct {
+	// OK is false when the plan must refuse the store.
+	OK bool `json:"ok"`
+	// Problems say what is missing, one sentence each; when OK is true
+	// they are warnings the report must still show.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// JudgeLock decides whether storage with status st satisfies req. It is a
+// pure function: the same inputs give the same verdict.
+func JudgeLock(st LockStatus, req LockRequirement) LockVerdict {
+	var v LockVerdict
+	hard := false
+	add := func(isHard bool, format string, args ...any) {
+		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+		hard = hard || isHard
+	}
+	if st.Versioning != "" && st.Versioning != "Enabled" {
+		add(!req.AllowUnlocked, "versioning is %s, not Enabled", st.Versioning)
+	}
+	if !st.Locked {
+		add(!req.AllowUnlocked, "Object Lock is not enabled: objects could be deleted or overwritten by anyone with write access")
+	}
+	if st.Locked && st.DefaultMode == "" {
+		add(false, "no default retention rule: lifeboat sets retention on every object it writes, but other writers to the bucket would leave unlocked objects")
+	}
+	if st.Locked && st.DefaultMode != "" && req.Mode != "" && st.DefaultMode != req.Mode {
+		add(req.Mode == "COMPLIANCE" && st.DefaultMode != "COMPLIANCE", "default retention mode is %s, the plan wants %s", st.DefaultMode, req.Mode)
+	}
+	if st.Locked && st.DefaultRetention > 0 && req.Retention > 0 && st.DefaultRetention < req.Retention {
+		add(false, "default retention %s is shorter than the plan's %s (lifeboat sets the plan's retention on each object)", days(st.DefaultRetention), days(req.Retention))
+	}
+	if req.AllowUnlocked && !st.Locked {
+		add(false, "allowed only because the plan says allowUnlocked: true; reports state that backups are not immutable")
+	}
+	v.OK = !hard
+	return v
+}
+
+func days(d time.Duration) string { return fmt.Sprintf("%dd", int(d/(24*time.Hour))) }
