@@ -1,6 +1,8 @@
 # lifeboat — build, test, lint, bench.
 #
-#   make test    vet, unit and conformance tests (race detector), short fuzz runs
+#   make testbin build the servers the tests start (kube-apiserver, etcd, versitygw,
+#                local-kms, vault) into bin/, each only if missing
+#   make test    testbin, vet, unit, conformance and real-server tests (race detector), short fuzz runs
 #   make build   the static binary into bin/lifeboat
 #   make lint    gofmt and go vet
 #   make bench   benchmarks: envelope throughput, pipeline ratio, peak RSS of a 1 GiB stream
@@ -16,14 +18,44 @@ FUZZTIME  ?= 5s
 # Fuzz targets run by `make test`: package:target.
 FUZZ      := ./internal/config:FuzzParse ./internal/envelope:FuzzParseHeader ./internal/envelope:FuzzDecrypt
 
-.PHONY: all build test unit fuzz lint vet fmt-check bench clean
+# Servers the tests start, each built from its own pinned module in
+# e2e/testbin/<module>. Heavy builds run one at a time.
+TESTBIN   := kube-apiserver etcd etcdctl etcdutl versitygw local-kms vault
+
+.PHONY: all build test unit fuzz lint vet fmt-check bench clean testbin
+.NOTPARALLEL:
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lifeboat ./cmd/lifeboat
 
-test: vet unit fuzz
+test: testbin vet unit fuzz
+
+testbin: $(addprefix $(BIN)/,$(TESTBIN))
+
+$(BIN)/kube-apiserver: e2e/testbin/kube-apiserver/go.mod e2e/testbin/kube-apiserver/go.sum
+	@echo "building kube-apiserver (about 4 minutes on 2 cores; cached in bin/)"
+	cd e2e/testbin/kube-apiserver && $(GO) build -trimpath -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+
+$(BIN)/etcd: e2e/testbin/etcd/go.mod e2e/testbin/etcd/go.sum
+	cd e2e/testbin/etcd && $(GO) build -trimpath -o $@ go.etcd.io/etcd/server/v3
+
+$(BIN)/etcdctl: e2e/testbin/etcd/go.mod e2e/testbin/etcd/go.sum
+	cd e2e/testbin/etcd && $(GO) build -trimpath -o $@ go.etcd.io/etcd/etcdctl/v3
+
+$(BIN)/etcdutl: e2e/testbin/etcd/go.mod e2e/testbin/etcd/go.sum
+	cd e2e/testbin/etcd && $(GO) build -trimpath -o $@ go.etcd.io/etcd/etcdutl/v3
+
+$(BIN)/versitygw: e2e/testbin/versitygw/go.mod e2e/testbin/versitygw/go.sum
+	cd e2e/testbin/versitygw && $(GO) build -trimpath -o $@ github.com/versity/versitygw/cmd/versitygw
+
+$(BIN)/local-kms: e2e/testbin/local-kms/go.mod e2e/testbin/local-kms/go.sum
+	cd e2e/testbin/local-kms && $(GO) build -trimpath -o $@ github.com/nsmithuk/local-kms
+
+$(BIN)/vault: e2e/testbin/vault/go.mod e2e/testbin/vault/go.sum
+	@echo "building vault (about a minute once modules are downloaded)"
+	cd e2e/testbin/vault && $(GO) build -trimpath -tags minimal -o $@ github.com/hashicorp/vault
 
 unit:
 	$(GO) test -race -count=1 $(PKGS)

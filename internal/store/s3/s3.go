@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
@@ -68,6 +69,9 @@ type Options struct {
 	Credentials aws.CredentialsProvider
 	// HTTPClient overrides the SDK's HTTP client.
 	HTTPClient *http.Client
+	// APIOptions are added to the SDK client's middleware stack (tracing,
+	// metrics, fault injection in tests).
+	APIOptions []func(*middleware.Stack) error
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives structured logs; nil discards them.
@@ -133,9 +137,6 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Credentials != nil {
 		loadOpts = append(loadOpts, awsconfig.WithCredentialsProvider(opts.Credentials))
 	}
-	if opts.HTTPClient != nil {
-		loadOpts = append(loadOpts, awsconfig.WithHTTPClient(opts.HTTPClient))
-	}
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: load AWS configuration: %w", err)
@@ -145,6 +146,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.ForcePathStyle
+		o.APIOptions = append(o.APIOptions, opts.APIOptions...)
+		if opts.HTTPClient != nil {
+			// Set on the client, not the loaded configuration, where it
+			// would clash with a custom CA bundle (AWS_CA_BUNDLE).
+			o.HTTPClient = opts.HTTPClient
+		}
 		// Checksums are computed and sent explicitly (SHA-256), and
 		// checked by the store itself on read.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired

@@ -1,0 +1,369 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
+	"github.com/lifeboat-dr/lifeboat/internal/store/storetest"
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
+)
+
+var bucketSeq atomic.Int64
+
+// env is one versitygw server shared by a test's subtests.
+type env struct {
+	srv *testenv.S3
+}
+
+func newEnv(t *testing.T) *env {
+	return &env{srv: testenv.StartS3(t)}
+}
+
+func (e *env) opts(bucket string) s3store.Options {
+	return s3store.Options{
+		Bucket: bucket, Endpoint: e.srv.Endpoint, Region: e.srv.Region, ForcePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(e.srv.AccessKey, e.srv.SecretKey, ""),
+	}
+}
+
+// bucket creates a fresh bucket, with Object Lock (COMPLIANCE, 1 day
+// default) unless unlocked.
+func (e *env) bucket(t *testing.T, locked bool) string {
+	t.Helper()
+	name := fmt.Sprintf("lifeboat-test-%d", bucketSeq.Add(1))
+	c := e.raw(t, name)
+	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+	if locked {
+		in.ObjectLockEnabledForBucket = aws.Bool(true)
+	}
+	if _, err := c.CreateBucket(t.Context(), in); err != nil {
+		t.Fatalf("create bucket %s: %v", name, err)
+	}
+	if locked {
+		_, err := c.PutObjectLockConfiguration(t.Context(), &s3.PutObjectLockConfigurationInput{
+			Bucket: aws.String(name),
+			ObjectLockConfiguration: &types.ObjectLockConfiguration{
+				ObjectLockEnabled: types.ObjectLockEnabledEnabled,
+				Rule:              &types.ObjectLockRule{DefaultRetention: &types.DefaultRetention{Mode: types.ObjectLockRetentionModeCompliance, Days: aws.Int32(1)}},
+			},
+		})
+		if err != nil {
+			t.Fatalf("put object lock configuration on %s: %v", name, err)
+		}
+	}
+	return name
+}
+
+func (e *env) raw(t *testing.T, bucket string) *s3.Client {
+	st, err := s3store.New(t.Context(), e.opts(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Client()
+}
+
+func (e *env) store(t *testing.T, mutate func(*s3store.Options)) (*s3store.Store, string) {
+	t.Helper()
+	b := e.bucket(t, true)
+	o := e.opts(b)
+	if mutate != nil {
+		mutate(&o)
+	}
+	st, err := s3store.New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, b
+}
+
+func TestConformance(t *testing.T) {
+	e := newEnv(t)
+	storetest.Run(t, storetest.Harness{New: func(t *testing.T) store.Store {
+		st, _ := e.store(t, func(o *s3store.Options) { o.Prefix = "cluster-a" })
+		return st
+	}})
+}
+
+func randomBytes(t testing.TB, n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func sum(b []byte) string { d := sha256.Sum256(b); return hex.EncodeToString(d[:]) }
+
+// recorder records the HTTP methods the store sends.
+type recorder struct {
+	mu      sync.Mutex
+	methods []string
+	inner   http.RoundTripper
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.methods = append(r.methods, req.Method+" "+req.URL.Path+"?"+req.URL.RawQuery)
+	r.mu.Unlock()
+	return r.inner.RoundTrip(req)
+}
+
+func (r *recorder) sent(method string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, m := range r.methods {
+		if strings.HasPrefix(m, method+" ") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestLockedObject(t *testing.T) {
+	e := newEnv(t)
+	rec := &recorder{inner: http.DefaultTransport}
+	st, bucket := e.store(t, func(o *s3store.Options) { o.HTTPClient = &http.Client{Transport: rec} })
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if _, err := st.Put(t.Context(), "backups/b1/artifacts/etcd.snapshot", strings.NewReader("snapshot"), store.PutOptions{RetainUntil: until}); err != nil {
+		t.Fatal(err)
+	}
+	raw := e.raw(t, bucket)
+	head, err := raw.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String("backups/b1/artifacts/etcd.snapshot")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.ObjectLockMode != types.ObjectLockModeCompliance || head.ObjectLockRetainUntilDate == nil || !head.ObjectLockRetainUntilDate.Equal(until) {
+		t.Fatalf("object lock on the object: mode %q until %v, want COMPLIANCE until %v", head.ObjectLockMode, head.ObjectLockRetainUntilDate, until)
+	}
+
+	// The server itself refuses to delete the locked version.
+	_, err = raw.DeleteObject(t.Context(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String("backups/b1/artifacts/etcd.snapshot"), VersionId: head.VersionId})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "AccessDenied" {
+		t.Fatalf("DeleteObject of a locked version: got %v, want the server's AccessDenied", err)
+	}
+
+	// lifeboat refuses before sending anything.
+	err = st.Delete(t.Context(), "backups/b1/artifacts/etcd.snapshot")
+	if !errors.Is(err, store.ErrRetained) {
+		t.Fatalf("Delete before retention: got %v, want ErrRetained", err)
+	}
+	if d := rec.sent(http.MethodDelete); len(d) != 0 {
+		t.Fatalf("the store sent %v before retention ended", d)
+	}
+
+	// And it never overwrites: the second Put is refused.
+	if _, err := st.Put(t.Context(), "backups/b1/artifacts/etcd.snapshot", strings.NewReader("other"), store.PutOptions{RetainUntil: until}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Put: got %v, want ErrExists", err)
+	}
+}
+
+// TestServerHonoursIfNoneMatch checks the premise the store relies on, with
+// the SDK alone: versitygw refuses a conditional PutObject on an existing key.
+func TestServerHonoursIfNoneMatch(t *testing.T) {
+	e := newEnv(t)
+	bucket := e.bucket(t, true)
+	raw := e.raw(t, bucket)
+	put := func() error {
+		_, err := raw.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("k"), Body: strings.NewReader("x"), IfNoneMatch: aws.String("*")})
+		return err
+	}
+	if err := put(); err != nil {
+		t.Fatal(err)
+	}
+	var ae smithy.APIError
+	if err := put(); !errors.As(err, &ae) || ae.ErrorCode() != "PreconditionFailed" {
+		t.Fatalf("conditional PutObject on an existing key: got %v, want PreconditionFailed", err)
+	}
+}
+
+// headNotFound answers every HEAD with 404, so the store's early existence
+// check passes and the write reaches the server.
+type headNotFound struct{ inner http.RoundTripper }
+
+func (h headNotFound) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodHead {
+		return &http.Response{StatusCode: http.StatusNotFound, Status: "404 Not Found", Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: req}, nil
+	}
+	return h.inner.RoundTrip(req)
+}
+
+// dropIfNoneMatch removes the condition from PutObject before it is
+// signed: the server then behaves like one that ignores If-None-Match.
+func dropIfNoneMatch(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("dropIfNoneMatch",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			if p, ok := in.Parameters.(*s3.PutObjectInput); ok {
+				p.IfNoneMatch = nil
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
+func TestServerIgnoringIfNoneMatchIsCaught(t *testing.T) {
+	e := newEnv(t)
+	bucket := e.bucket(t, true)
+	ok, err := s3store.New(t.Context(), e.opts(bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour)
+	if _, err := ok.Put(t.Context(), "manifest.json", strings.NewReader("first"), store.PutOptions{RetainUntil: until}); err != nil {
+		t.Fatal(err)
+	}
+	o := e.opts(bucket)
+	o.HTTPClient = &http.Client{Transport: headNotFound{http.DefaultTransport}}
+	o.APIOptions = append(o.APIOptions, dropIfNoneMatch)
+	bad, err := s3store.New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bad.Put(t.Context(), "manifest.json", strings.NewReader("second"), store.PutOptions{RetainUntil: until})
+	if err == nil || !strings.Contains(err.Error(), "ignored If-None-Match") || !strings.Contains(err.Error(), "manifest.json") {
+		t.Fatalf("Put through a server that ignores If-None-Match: got %v, want an error saying so and naming the key", err)
+	}
+}
+
+func TestMultipartAndResume(t *testing.T) {
+	e := newEnv(t)
+	st, _ := e.store(t, func(o *s3store.Options) { o.PartSize = s3store.MinPartSize; o.Concurrency = 3 })
+	data := randomBytes(t, 23<<20+17)
+	info, err := st.Put(t.Context(), "backups/b1/artifacts/big", bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour), SHA256: sum(data), Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != int64(len(data)) || info.SHA256 != sum(data) {
+		t.Fatalf("Put returned %+v", info)
+	}
+	rc, err := st.Get(t.Context(), "backups/b1/artifacts/big", store.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("full read: %v (equal %v)", err, bytes.Equal(got, data))
+	}
+	// Resume after an interruption at 9 MiB + 3.
+	off := int64(9<<20 + 3)
+	rc, err = st.Get(t.Context(), "backups/b1/artifacts/big", store.GetOptions{Offset: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(rest, data[off:]) {
+		t.Fatalf("ranged read from %d: %v", off, err)
+	}
+}
+
+func TestMultipartDigestMismatchCommitsNothing(t *testing.T) {
+	e := newEnv(t)
+	st, _ := e.store(t, func(o *s3store.Options) { o.PartSize = s3store.MinPartSize })
+	data := randomBytes(t, 11<<20)
+	_, err := st.Put(t.Context(), "a", bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour), SHA256: sum([]byte("other"))})
+	if !errors.Is(err, store.ErrIntegrity) {
+		t.Fatalf("got %v, want ErrIntegrity", err)
+	}
+	if _, err := st.Stat(t.Context(), "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after a refused multipart Put: Stat got %v, want ErrNotFound", err)
+	}
+	assertNoUploads(t, st)
+}
+
+func assertNoUploads(t *testing.T, st *s3store.Store) {
+	t.Helper()
+	out, err := st.Client().ListMultipartUploads(t.Context(), &s3.ListMultipartUploadsInput{Bucket: aws.String(st.Bucket())})
+	if err != nil {
+		t.Fatalf("list multipart uploads: %v", err)
+	}
+	if len(out.Uploads) != 0 {
+		t.Fatalf("%d multipart uploads left open; a failed Put must abort its upload", len(out.Uploads))
+	}
+}
+
+// killAfter is a source that stops the S3 server once n bytes were read.
+type killAfter struct {
+	r    io.Reader
+	n    int64
+	kill func()
+	once sync.Once
+}
+
+func (k *killAfter) Read(p []byte) (int, error) {
+	if k.n <= 0 {
+		k.once.Do(k.kill)
+	}
+	n, err := k.r.Read(p)
+	k.n -= int64(n)
+	return n, err
+}
+
+func TestServerDownMidUpload(t *testing.T) {
+	e := newEnv(t)
+	st, _ := e.store(t, func(o *s3store.Options) { o.PartSize = s3store.MinPartSize; o.Concurrency = 2 })
+	data := randomBytes(t, 30<<20)
+	const key = "backups/b1/artifacts/etcd.snapshot"
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	_, err := st.Put(ctx, key, &killAfter{r: bytes.NewReader(data), n: 12 << 20, kill: e.srv.Kill}, store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+	if err == nil || !strings.Contains(err.Error(), key) {
+		t.Fatalf("Put with the server killed mid-upload: got %v, want an error naming %s", err, key)
+	}
+	e.srv.Restart(e.srv.Ready)
+	if _, err := st.Stat(t.Context(), key); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the failed upload: Stat got %v, want ErrNotFound (nothing committed)", err)
+	}
+	// The backup can be re-run.
+	info, err := st.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatalf("re-run after restart: %v", err)
+	}
+	if info.SHA256 != sum(data) {
+		t.Fatal("re-run stored other bytes")
+	}
+}
+
+func TestCheckBucket(t *testing.T) {
+	e := newEnv(t)
+	locked, _ := e.store(t, nil)
+	st, err := locked.CheckBucket(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ObjectLock || st.DefaultMode != "COMPLIANCE" || st.DefaultRetention != 24*time.Hour {
+		t.Fatalf("locked bucket: %+v", st)
+	}
+	ub := e.bucket(t, false)
+	unlocked, err := s3store.New(t.Context(), e.opts(ub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = unlocked.CheckBucket(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ObjectLock {
+		t.Fatalf("unlocked bucket reported as locked: %+v", st)
+	}
+}
