@@ -13,6 +13,10 @@ type LockStatus struct {
 	Versioning string `json:"versioning,omitempty"`
 	// Locked reports whether the storage enforces retention itself.
 	Locked bool `json:"locked"`
+	// EnforcedByLifeboat reports storage whose write-once rules only
+	// lifeboat keeps (the fs store): they hold against lifeboat's own
+	// mistakes, not against someone with write access to the storage.
+	EnforcedByLifeboat bool `json:"enforcedByLifeboat,omitempty"`
 	// DefaultMode and DefaultRetention are the storage's default retention
 	// rule, if any.
 	DefaultMode      string        `json:"defaultMode,omitempty"`
@@ -50,7 +54,10 @@ func JudgeLock(st LockStatus, req LockRequirement) LockVerdict {
 	if st.Versioning != "" && st.Versioning != "Enabled" {
 		add(!req.AllowUnlocked, "versioning is %s, not Enabled", st.Versioning)
 	}
-	if !st.Locked {
+	switch {
+	case st.EnforcedByLifeboat:
+		add(false, "retention is enforced by lifeboat, not by the storage: anyone with write access to the directory can delete backups; use S3 Object Lock in COMPLIANCE mode for tamper-proof retention")
+	case !st.Locked:
 		add(!req.AllowUnlocked, "Object Lock is not enabled: objects could be deleted or overwritten by anyone with write access")
 	}
 	if st.Locked && st.DefaultMode == "" {
@@ -62,7 +69,7 @@ func JudgeLock(st LockStatus, req LockRequirement) LockVerdict {
 	if st.Locked && st.DefaultRetention > 0 && req.Retention > 0 && st.DefaultRetention < req.Retention {
 		add(false, "default retention %s is shorter than the plan's %s (lifeboat sets the plan's retention on each object)", days(st.DefaultRetention), days(req.Retention))
 	}
-	if req.AllowUnlocked && !st.Locked {
+	if req.AllowUnlocked && !st.Locked && !st.EnforcedByLifeboat {
 		add(false, "allowed only because the plan says allowUnlocked: true; reports state that backups are not immutable")
 	}
 	v.OK = !hard

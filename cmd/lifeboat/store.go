@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
+	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
+)
+
+func newStoreCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "store",
+		Short: "Inspect the stores backups are written to",
+	}
+	cmd.AddCommand(newStoreCheckCommand(a))
+	return cmd
+}
+
+type storeCheckResult struct {
+	Store       string            `json:"store"`
+	Type        string            `json:"type"`
+	Status      store.LockStatus  `json:"status"`
+	Requirement lockRequirement   `json:"requirement"`
+	Verdict     store.LockVerdict `json:"verdict"`
+}
+
+type lockRequirement struct {
+	Mode          string   `json:"mode,omitempty"`
+	Retention     string   `json:"retention,omitempty"`
+	AllowUnlocked bool     `json:"allowUnlocked"`
+	Plans         []string `json:"plans,omitempty"`
+}
+
+func newStoreCheckCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check STORE",
+		Short: "Check a store's versioning and Object Lock against what its plans need",
+		Long: `check reads the bucket's versioning and Object Lock configuration (S3) and
+judges it against the Store's objectLock and the retention of every backup
+plan that writes to it. A bucket without Object Lock fails unless the Store
+says allowUnlocked: true, and even then the report says backups are not
+immutable. An fs store passes with a warning: its write-once rules are kept
+by lifeboat, not by the storage.
+
+Credentials come from the AWS SDK's default chain (environment, shared
+files, instance or pod identity); none are read from lifeboat's files.`,
+		Example: `  lifeboat --config schedules/ store check s3-locked
+  lifeboat --config lifeboat.yaml store check s3-locked -o json`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if len(a.configPaths) == 0 {
+				return usageError{errors.New("store check: name the configuration with --config")}
+			}
+			set, err := config.LoadPaths(a.configPaths...)
+			if err != nil {
+				return err
+			}
+			cs, ok := set.Store(argv[0])
+			if !ok {
+				return usageError{fmt.Errorf("store check: no Store named %q in %v", argv[0], a.configPaths)}
+			}
+			res, err := checkStore(cmd.Context(), a, set, cs)
+			if err != nil {
+				return err
+			}
+			t := table{header: []string{"CHECK", "RESULT"}, rows: [][]string{
+				{"store", res.Store + " (" + res.Type + ")"},
+				{"versioning", orNone(res.Status.Versioning)},
+				{"object lock", lockText(res.Status)},
+				{"default retention", retentionText(res.Status)},
+				{"plans", fmt.Sprintf("%v", res.Requirement.Plans)},
+				{"needs", fmt.Sprintf("%s for %s", orNone(res.Requirement.Mode), orNone(res.Requirement.Retention))},
+			}}
+			for _, p := range res.Verdict.Problems {
+				t.rows = append(t.rows, []string{"problem", p})
+			}
+			verdict := "PASS"
+			if !res.Verdict.OK {
+				verdict = "FAIL"
+			}
+			t.rows = append(t.rows, []string{"verdict", verdict})
+			if err := a.render(cmd.OutOrStdout(), res, t); err != nil {
+				return err
+			}
+			if !res.Verdict.OK {
+				return reportedError{fmt.Errorf("store %s does not satisfy its plans", res.Store)}
+			}
+			return nil
+		},
+	}
+}
+
+// checkStore opens the store, reads its lock status and judges it.
+func checkStore(ctx context.Context, a *app, set *config.Set, cs *config.Store) (storeCheckResult, error) {
+	res := storeCheckResult{Store: cs.Metadata.Name, Type: string(cs.Spec.Type)}
+	req := store.LockRequirement{AllowUnlocked: cs.Spec.AllowUnlocked}
+	if cs.Spec.ObjectLock != nil {
+		req.Mode = string(cs.Spec.ObjectLock.Mode)
+		req.Retention = cs.Spec.ObjectLock.Retention.Std()
+	}
+	for _, p := range set.BackupPlans {
+		if p.Spec.Store == cs.Metadata.Name {
+			res.Requirement.Plans = append(res.Requirement.Plans, p.Metadata.Name)
+			req.Retention = max(req.Retention, p.Spec.Retention.Std())
+		}
+	}
+	res.Requirement.Mode, res.Requirement.AllowUnlocked = req.Mode, req.AllowUnlocked
+	if req.Retention > 0 {
+		res.Requirement.Retention = config.Duration(req.Retention).String()
+	}
+	switch cs.Spec.Type {
+	case config.StoreFS:
+		// Opening read-only proves the directory is a store lifeboat can
+		// read; its rules are lifeboat's own.
+		if _, err := fs.Open(ctx, fs.Options{Root: cs.Spec.Path, ReadOnly: true, Logger: a.logger}); err != nil {
+			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+		}
+		res.Status = store.LockStatus{EnforcedByLifeboat: true}
+	case config.StoreS3:
+		st, err := s3store.New(ctx, s3store.Options{
+			Bucket: cs.Spec.Bucket, Prefix: cs.Spec.Prefix, Endpoint: cs.Spec.Endpoint, Region: cs.Spec.Region,
+			ForcePathStyle: cs.Spec.ForcePathStyle, LockMode: req.Mode, Logger: a.logger,
+		})
+		if err != nil {
+			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+		}
+		bl, err := st.CheckBucket(ctx)
+		if err != nil {
+			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+		}
+		res.Status = store.LockStatus{Versioning: bl.Versioning, Locked: bl.ObjectLock, DefaultMode: bl.DefaultMode, DefaultRetention: bl.DefaultRetention}
+	default:
+		return res, fmt.Errorf("store check %s: unknown store type %q", cs.Metadata.Name, cs.Spec.Type)
+	}
+	res.Verdict = store.JudgeLock(res.Status, req)
+	return res, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func lockText(st store.LockStatus) string {
+	switch {
+	case st.EnforcedByLifeboat:
+		return "write-once enforced by lifeboat"
+	case st.Locked:
+		return "enabled"
+	default:
+		return "not enabled"
+	}
+}
+
+func retentionText(st store.LockStatus) string {
+	if st.DefaultMode == "" {
+		return "none"
+	}
+	return fmt.Sprintf("%s %dd", st.DefaultMode, int(st.DefaultRetention/(24*time.Hour)))
+}
