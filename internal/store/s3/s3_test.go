@@ -36,7 +36,7 @@ type env struct {
 	srv *testenv.S3
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	return &env{srv: testenv.StartS3(t)}
 }
 
@@ -49,7 +49,7 @@ func (e *env) opts(bucket string) s3store.Options {
 
 // bucket creates a fresh bucket, with Object Lock (COMPLIANCE, 1 day
 // default) unless unlocked.
-func (e *env) bucket(t *testing.T, locked bool) string {
+func (e *env) bucket(t testing.TB, locked bool) string {
 	t.Helper()
 	name := fmt.Sprintf("lifeboat-test-%d", bucketSeq.Add(1))
 	c := e.raw(t, name)
@@ -75,7 +75,7 @@ func (e *env) bucket(t *testing.T, locked bool) string {
 	return name
 }
 
-func (e *env) raw(t *testing.T, bucket string) *s3.Client {
+func (e *env) raw(t testing.TB, bucket string) *s3.Client {
 	st, err := s3store.New(t.Context(), e.opts(bucket))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func (e *env) raw(t *testing.T, bucket string) *s3.Client {
 	return st.Client()
 }
 
-func (e *env) store(t *testing.T, mutate func(*s3store.Options)) (*s3store.Store, string) {
+func (e *env) store(t testing.TB, mutate func(*s3store.Options)) (*s3store.Store, string) {
 	t.Helper()
 	b := e.bucket(t, true)
 	o := e.opts(b)
