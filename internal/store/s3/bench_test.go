@@ -48,7 +48,7 @@ func peakRSS(b *testing.B) {
 }
 
 // BenchmarkPut1GiB uploads a 1 GiB artifact into versitygw, through the
-// lifeboat store (16 MiB parts, 4 in flight, Object Lock, SHA-256 per part)
+// lifeboat store (8 MiB parts, 4 in flight, Object Lock, SHA-256 per part)
 // and through the SDK's own upload manager (same part size and
 // concurrency, no lock, its default CRC32 checksums) on the same server.
 // Run each alone so its peak RSS is its own:

@@ -15,7 +15,11 @@
 // request ever being sent.
 //
 // The object's full SHA-256 is recorded in its user metadata when it is
-// known before the upload starts (single-part objects); for multipart
-// objects Put returns the digest computed while streaming, and Stat
-// reports none (S3 keeps only a checksum of part checksums).
+// known before the upload starts (single-part objects), and full reads are
+// checked against it. For multipart objects S3 keeps only a checksum of
+// part checksums: every part's SHA-256 is sent and verified by the server,
+// the whole-object digest is computed (and checked) only when the caller
+// passes one in PutOptions.SHA256, and Stat reports none. lifeboat's
+// catalog records every artifact's SHA-256 itself, so nothing relies on the
+// store for it.
 package s3

@@ -36,7 +36,7 @@ const (
 
 // Defaults and limits.
 const (
-	DefaultPartSize    = 16 << 20
+	DefaultPartSize    = 8 << 20
 	MinPartSize        = 5 << 20 // S3's minimum for all parts but the last
 	MaxParts           = 10000
 	DefaultConcurrency = 4
@@ -254,7 +254,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if info.Size != size {
 		return store.ObjectInfo{}, s.fail("put", key, "check stored size", fmt.Errorf("server holds %d bytes, %d were sent: %w", info.Size, size, store.ErrIntegrity))
 	}
-	info.SHA256 = sum
+	if sum != "" {
+		info.SHA256 = sum
+	}
 	s.log.Debug("s3 store: object stored", "bucket", s.bucket, "key", key, "size", size)
 	return info, nil
 }
@@ -364,6 +366,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 			for j := range jobs {
 				d := sha256.Sum256(j.buf)
 				cs := base64.StdEncoding.EncodeToString(d[:])
+				// With ChecksumSHA256 set, the SDK reuses it as SigV4's
+				// payload hash, so each part is hashed once here and the
+				// server checks it.
 				out, err := s.client.UploadPart(uctx, &s3.UploadPartInput{
 					Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
 					PartNumber: aws.Int32(j.num), Body: bytes.NewReader(j.buf),
@@ -381,7 +386,13 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 		}()
 	}
 
-	h := sha256.New()
+	// The whole-object SHA-256 is one more pass over every byte; it is
+	// taken only when the caller gave a digest to check. Each part's
+	// SHA-256 is sent and verified by the server either way.
+	var h hash.Hash
+	if opts.SHA256 != "" {
+		h = sha256.New()
+	}
 	var size int64
 	sendErr := s.feedParts(uctx, first, r, h, &size, pool, jobs)
 	close(jobs)
@@ -393,7 +404,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	if sendErr != nil {
 		return 0, "", s.fail("put", key, "multipart upload", sendErr)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
+	sum := ""
+	if h != nil {
+		sum = hex.EncodeToString(h.Sum(nil))
+	}
 	if err := checkExpected(size, sum, opts); err != nil {
 		return 0, "", s.fail("put", key, "check digest", err)
 	}
@@ -421,7 +435,9 @@ func (s *Store) feedParts(ctx context.Context, first []byte, r io.Reader, h hash
 		if num > MaxParts {
 			return fmt.Errorf("more than %d parts of %d bytes; raise the part size", MaxParts, s.partSize)
 		}
-		h.Write(buf[:n])
+		if h != nil {
+			h.Write(buf[:n])
+		}
 		*size += int64(n)
 		select {
 		case jobs <- partJob{num: num, buf: buf[:n]}:
@@ -440,7 +456,9 @@ func (s *Store) feedParts(ctx context.Context, first []byte, r io.Reader, h hash
 			return nil
 		}
 		if err == io.ErrUnexpectedEOF {
-			h.Write(buf[:n])
+			if h != nil {
+				h.Write(buf[:n])
+			}
 			*size += int64(n)
 			select {
 			case jobs <- partJob{num: num + 1, buf: buf[:n]}:

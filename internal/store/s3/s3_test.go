@@ -335,12 +335,21 @@ func TestServerDownMidUpload(t *testing.T) {
 		t.Fatalf("after the failed upload: Stat got %v, want ErrNotFound (nothing committed)", err)
 	}
 	// The backup can be re-run.
-	info, err := st.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+	info, err := st.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour), SHA256: sum(data)})
 	if err != nil {
 		t.Fatalf("re-run after restart: %v", err)
 	}
 	if info.SHA256 != sum(data) {
 		t.Fatal("re-run stored other bytes")
+	}
+	rc, err := st.Get(t.Context(), key, store.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after re-run: %v", err)
 	}
 }
 
@@ -365,5 +374,47 @@ func TestCheckBucket(t *testing.T) {
 	}
 	if st.ObjectLock {
 		t.Fatalf("unlocked bucket reported as locked: %+v", st)
+	}
+}
+
+// corruptBodies flips one byte of every request body it forwards,
+// leaving the signed headers (and the declared checksum) as they were.
+type corruptBodies struct{ inner http.RoundTripper }
+
+func (c corruptBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && req.Body != nil && req.ContentLength > 0 {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		b[len(b)/2] ^= 0x01
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(b))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	return c.inner.RoundTrip(req)
+}
+
+// TestCorruptedUploadRejected: bytes changed in transit are refused by the
+// server's SHA-256 check, for single-part and multipart uploads alike, and
+// nothing is committed.
+func TestCorruptedUploadRejected(t *testing.T) {
+	e := newEnv(t)
+	for _, size := range []int{1 << 20, 12 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			st, _ := e.store(t, func(o *s3store.Options) {
+				o.PartSize = s3store.MinPartSize
+				o.HTTPClient = &http.Client{Transport: corruptBodies{http.DefaultTransport}}
+			})
+			_, err := st.Put(t.Context(), "backups/b1/artifacts/a", bytes.NewReader(randomBytes(t, size)), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+			if err == nil {
+				t.Fatal("Put of bytes corrupted in transit succeeded")
+			}
+			t.Logf("refused as expected: %v", err)
+			if _, err := st.Stat(t.Context(), "backups/b1/artifacts/a"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("after a rejected upload: Stat got %v, want ErrNotFound", err)
+			}
+			assertNoUploads(t, st)
+		})
 	}
 }
