@@ -19,6 +19,12 @@ import (
 // hkdfHash is the HKDF hash of the streaming AEAD.
 const hkdfHash = "SHA256"
 
+// The queue between compressor and AEAD: depth buffers of asyncBufSize.
+const (
+	asyncDepth   = 8
+	asyncBufSize = 256 << 10
+)
+
 // maxZstdWindow bounds the decoder's window, and so its memory, whatever an
 // artifact's zstd frame claims.
 const maxZstdWindow = 64 << 20
@@ -74,6 +80,7 @@ type Writer struct {
 	plain   *countingHash
 	cipher  *countingHash
 	aeadW   io.WriteCloser
+	async   *asyncWriter // between zstdW and aeadW
 	zstdW   *zstd.Encoder
 	inner   io.Writer // zstdW or aeadW
 	result  Result
@@ -130,8 +137,10 @@ func NewWriter(dst io.Writer, key DataKey, opts Options) (*Writer, error) {
 		if level == 0 {
 			level = zstd.SpeedDefault
 		}
-		w.zstdW, err = zstd.NewWriter(w.aeadW, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false))
+		w.async = newAsyncWriter(w.aeadW, asyncDepth, asyncBufSize)
+		w.zstdW, err = zstd.NewWriter(w.async, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false))
 		if err != nil {
+			w.async.Abort()
 			return nil, fmt.Errorf("encrypt artifact %q: start zstd: %w", opts.Artifact, err)
 		}
 		w.inner = w.zstdW
@@ -200,12 +209,15 @@ func (w *Writer) Abort(cause error) {
 	}
 }
 
-// release stops the compressor's goroutines without flushing into the
-// AEAD stream.
+// release stops the compressor's and the queue's goroutines without
+// flushing into the AEAD stream.
 func (w *Writer) release() {
 	if w.zstdW != nil {
 		w.zstdW.Reset(io.Discard)
 		w.zstdW.Close()
+	}
+	if w.async != nil {
+		w.async.Abort()
 	}
 }
 
@@ -223,6 +235,11 @@ func (w *Writer) Close() error {
 	if w.zstdW != nil {
 		if err := w.zstdW.Close(); err != nil {
 			w.err = fmt.Errorf("encrypt artifact %q: finish zstd: %w", w.artName, err)
+			w.async.Abort()
+			return w.err
+		}
+		if err := w.async.Close(); err != nil {
+			w.err = fmt.Errorf("encrypt artifact %q: %w", w.artName, err)
 			return w.err
 		}
 	}
