@@ -6,6 +6,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
@@ -68,6 +69,7 @@ func exitCode(err error) int {
 	case errors.Is(err, envelope.ErrAuthentication), errors.Is(err, envelope.ErrMismatch),
 		errors.Is(err, envelope.ErrFormat), errors.Is(err, envelope.ErrWrongKey),
 		errors.Is(err, envelope.ErrKeyObject), errors.Is(err, keys.ErrUnwrap),
+		errors.Is(err, evidence.ErrTampered),
 		errors.Is(err, store.ErrIntegrity):
 		return ExitVerification
 	default:

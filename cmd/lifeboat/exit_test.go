@@ -8,6 +8,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
@@ -30,6 +31,7 @@ func TestExitCode(t *testing.T) {
 		{wrap(envelope.ErrKeyObject), ExitVerification},
 		{wrap(keys.ErrUnwrap), ExitVerification},
 		{wrap(store.ErrIntegrity), ExitVerification},
+		{wrap(evidence.ErrTampered), ExitVerification},
 		{wrap(keys.ErrVersionRetired), ExitError},
 		{wrap(context.Canceled), ExitInterrupted},
 	} {

@@ -54,6 +54,7 @@ scratch cluster and measure RTO and RPO against targets.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(newVersionCommand(a), newValidateCommand(a), newStoreCommand(a))
+	root.AddCommand(newEvidenceCommands(a)...)
 	return root
 }
 

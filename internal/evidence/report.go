@@ -1,0 +1,444 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+// ReportFormat is the format of a drill report (docs/format.md §5.6).
+const ReportFormat = "lifeboat.dev/report/v1"
+
+const (
+	maxReportSize  = 8 << 20
+	maxDrillName   = 253
+	reportsPrefix  = "reports/"
+	reportJSONName = "report.json"
+)
+
+// Report is a drill report (docs/format.md §5.6). Build it, set Verdict
+// and Reasons with Judge, sign it with Signer.SignReport and store it with
+// WriteReport.
+type Report struct {
+	Format   string    `json:"format"`
+	Drill    string    `json:"drill"`
+	RunID    string    `json:"runId"`
+	BackupID string    `json:"backupId"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Incident is the simulated incident RPO is measured from.
+	Incident time.Time  `json:"incident"`
+	Targets  Targets    `json:"targets"`
+	Measured Measured   `json:"measured"`
+	Phases   []Phase    `json:"phases"`
+	Checks   []Check    `json:"checks"`
+	Verdict  string     `json:"verdict"`
+	Reasons  []string   `json:"reasons"`
+	HIPAA    []HIPAARow `json:"hipaa"`
+
+	Signer    string `json:"signer"`
+	PublicKey string `json:"publicKey"`
+	Signature string `json:"signature"`
+}
+
+// Phase is one phase of a drill, timed from the drill's start.
+type Phase struct {
+	Name       string `json:"name"`
+	StartedMs  int64  `json:"startedMs"`
+	DurationMs int64  `json:"durationMs"`
+	Outcome    string `json:"outcome"`
+}
+
+// HIPAARow cites one safeguard and what this run showed for it.
+type HIPAARow struct {
+	Section  string `json:"section"`
+	Standard string `json:"standard"`
+	Evidence string `json:"evidence"`
+}
+
+// Key returns the key of the report's JSON in a store.
+func (r Report) Key() string { return reportKey(r.RunID, reportJSONName) }
+
+func reportKey(runID, name string) string { return reportsPrefix + runID + "/" + name }
+
+func (r Report) tree(withSignature bool) map[string]any {
+	measured := map[string]any{}
+	for name, v := range map[string]*int64{"rtoMs": r.Measured.RTOMs, "rpoMs": r.Measured.RPOMs, "worstGapMs": r.Measured.WorstGapMs} {
+		if v != nil {
+			measured[name] = *v
+		}
+	}
+	phases := make([]any, len(r.Phases))
+	for i, p := range r.Phases {
+		phases[i] = map[string]any{"name": p.Name, "startedMs": p.StartedMs, "durationMs": p.DurationMs, "outcome": p.Outcome}
+	}
+	checks := make([]any, len(r.Checks))
+	for i, c := range r.Checks {
+		checks[i] = map[string]any{"name": c.Name, "outcome": c.Outcome, "detail": c.Detail}
+	}
+	reasons := make([]any, len(r.Reasons))
+	for i, s := range r.Reasons {
+		reasons[i] = s
+	}
+	hipaa := make([]any, len(r.HIPAA))
+	for i, h := range r.HIPAA {
+		hipaa[i] = map[string]any{"section": h.Section, "standard": h.Standard, "evidence": h.Evidence}
+	}
+	m := map[string]any{
+		"format":    r.Format,
+		"drill":     r.Drill,
+		"runId":     r.RunID,
+		"backupId":  r.BackupID,
+		"started":   formatTime(r.Started),
+		"finished":  formatTime(r.Finished),
+		"incident":  formatTime(r.Incident),
+		"targets":   map[string]any{"rtoMs": r.Targets.RTOMs, "rpoMs": r.Targets.RPOMs},
+		"measured":  measured,
+		"phases":    phases,
+		"checks":    checks,
+		"verdict":   r.Verdict,
+		"reasons":   reasons,
+		"hipaa":     hipaa,
+		"signer":    r.Signer,
+		"publicKey": r.PublicKey,
+	}
+	if withSignature {
+		m["signature"] = r.Signature
+	}
+	return m
+}
+
+// Validate checks the report's fields (docs/format.md §5.6), including
+// that the verdict follows from the numbers by Judge's rule, but not the
+// signature. The error names the field.
+func (r Report) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &fieldError{field, fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case r.Format != ReportFormat:
+		return bad("format", "%q: want %q", r.Format, ReportFormat)
+	case r.Drill == "" || len(r.Drill) > maxDrillName:
+		return bad("drill", "%q: want 1 to %d bytes", r.Drill, maxDrillName)
+	case r.RunID == "." || r.RunID == "..":
+		return bad("runId", "%q is not a valid run ID", r.RunID)
+	}
+	if err := validID(r.RunID); err != nil {
+		return bad("runId", "%v", err)
+	}
+	if r.BackupID != "" {
+		if err := validID(r.BackupID); err != nil {
+			return bad("backupId", "%v", err)
+		}
+	}
+	if r.Finished.Before(r.Started) {
+		return bad("finished", "%s is before started %s", formatTime(r.Finished), formatTime(r.Started))
+	}
+	if r.Targets.RTOMs < 1 {
+		return bad("targets.rtoMs", "%d: want at least 1", r.Targets.RTOMs)
+	}
+	if r.Targets.RPOMs < 1 {
+		return bad("targets.rpoMs", "%d: want at least 1", r.Targets.RPOMs)
+	}
+	for _, m := range []struct {
+		name string
+		v    *int64
+	}{{"measured.rtoMs", r.Measured.RTOMs}, {"measured.rpoMs", r.Measured.RPOMs}, {"measured.worstGapMs", r.Measured.WorstGapMs}} {
+		if m.v != nil && *m.v < 0 {
+			return bad(m.name, "%d is negative", *m.v)
+		}
+	}
+	for i, p := range r.Phases {
+		f := indexPath("phases", i)
+		switch {
+		case p.Name == "":
+			return bad(f+".name", "empty")
+		case p.StartedMs < 0:
+			return bad(f+".startedMs", "%d is negative", p.StartedMs)
+		case p.DurationMs < 0:
+			return bad(f+".durationMs", "%d is negative", p.DurationMs)
+		case p.Outcome != PhaseSuccess && p.Outcome != PhaseFailure && p.Outcome != PhaseSkipped:
+			return bad(f+".outcome", "%q: want success, failure or skipped", p.Outcome)
+		}
+	}
+	for i, c := range r.Checks {
+		f := indexPath("checks", i)
+		switch {
+		case c.Name == "":
+			return bad(f+".name", "empty")
+		case c.Outcome != CheckPass && c.Outcome != CheckFail && c.Outcome != CheckSkipped:
+			return bad(f+".outcome", "%q: want pass, fail or skipped", c.Outcome)
+		}
+	}
+	for i, h := range r.HIPAA {
+		f := indexPath("hipaa", i)
+		switch {
+		case h.Section == "":
+			return bad(f+".section", "empty")
+		case h.Standard == "":
+			return bad(f+".standard", "empty")
+		}
+	}
+	if r.Verdict != VerdictPass && r.Verdict != VerdictFail {
+		return bad("verdict", "%q: want pass or fail", r.Verdict)
+	}
+	if want, reasons := Judge(r.Targets, r.Measured, r.Checks); r.Verdict != want {
+		why := "every target was met and every check passed"
+		if len(reasons) > 0 {
+			why = reasons[0]
+		}
+		return bad("verdict", "%q, but the report's numbers give %q (%s)", r.Verdict, want, why)
+	}
+	return nil
+}
+
+// SignReport validates r, fills Format if empty, and returns it signed
+// with its canonical JSON text.
+func (s *Signer) SignReport(r Report) (Report, []byte, error) {
+	if r.Format == "" {
+		r.Format = ReportFormat
+	}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	r.Started, r.Finished, r.Incident = r.Started.UTC(), r.Finished.UTC(), r.Incident.UTC()
+	if err := r.Validate(); err != nil {
+		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
+	}
+	r.Signer, r.PublicKey, r.Signature = s.keyID, encodePublicKey(s.pub), ""
+	t := r.tree(false)
+	msg, err := appendCanonical(nil, t, "")
+	if err != nil {
+		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
+	}
+	r.Signature = s.sign(msg)
+	t["signature"] = r.Signature
+	data, err := appendCanonical(nil, t, "")
+	if err != nil {
+		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
+	}
+	if len(data) > maxReportSize {
+		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %d bytes, more than %d", r.RunID, len(data), maxReportSize)
+	}
+	return r, data, nil
+}
+
+// MarshalReport returns the canonical JSON text of a signed report.
+func MarshalReport(r Report) ([]byte, error) {
+	return appendCanonical(nil, r.tree(true), "")
+}
+
+// VerifyReport checks that data is a canonical, valid report signed by one
+// of trusted (or, with no trusted keys, by its own publicKey: integrity
+// without origin) and returns it. name labels the report in errors. The
+// error is a *VerifyError (matching ErrTampered) naming the field and the
+// problem.
+func VerifyReport(data []byte, name string, trusted ...ed25519.PublicKey) (Report, error) {
+	r, err := parseReport(data, trusted)
+	if err != nil {
+		return Report{}, problem(name, err)
+	}
+	return r, nil
+}
+
+// VerifyReportFile reads a report.json file and verifies it offline; see
+// VerifyReport. A file that cannot be read is an error not matching
+// ErrTampered.
+func VerifyReportFile(path string, trusted ...ed25519.PublicKey) (Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Report{}, fmt.Errorf("read report: %w", err)
+	}
+	defer f.Close()
+	data, err := readLimited(f, maxReportSize)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return Report{}, &VerifyError{Object: path, Problem: err.Error()}
+		}
+		return Report{}, fmt.Errorf("read report %s: %w", path, err)
+	}
+	return VerifyReport(data, path, trusted...)
+}
+
+func parseReport(data []byte, trusted []ed25519.PublicKey) (Report, error) {
+	if len(data) > maxReportSize {
+		return Report{}, fmt.Errorf("%d bytes, more than %d", len(data), maxReportSize)
+	}
+	v, err := parseCanonical(data)
+	if err != nil {
+		return Report{}, err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Report{}, &fieldError{"", "not a JSON object"}
+	}
+	d := &decoder{obj: obj}
+	d.only("format", "drill", "runId", "backupId", "started", "finished", "incident", "targets", "measured",
+		"phases", "checks", "verdict", "reasons", "hipaa", "signer", "publicKey", "signature")
+	var r Report
+	r.Format = d.string("format")
+	if d.err == nil && r.Format != ReportFormat {
+		return Report{}, &fieldError{"format", fmt.Sprintf("%q: want %q (this lifeboat reads no other version)", r.Format, ReportFormat)}
+	}
+	r.Drill = d.string("drill")
+	r.RunID = d.string("runId")
+	r.BackupID = d.string("backupId")
+	r.Started = d.time("started")
+	r.Finished = d.time("finished")
+	r.Incident = d.time("incident")
+	if t := d.sub("targets", d.object("targets")); d.err == nil {
+		r.Targets.RTOMs = t.int("rtoMs")
+		r.Targets.RPOMs = t.int("rpoMs")
+		t.noOthers()
+		d.err = t.err
+	}
+	if m := d.sub("measured", d.object("measured")); d.err == nil {
+		r.Measured.RTOMs = m.optInt("rtoMs")
+		r.Measured.RPOMs = m.optInt("rpoMs")
+		r.Measured.WorstGapMs = m.optInt("worstGapMs")
+		m.noOthers()
+		d.err = m.err
+	}
+	for i, e := range d.array("phases") {
+		p := d.sub(indexPath("phases", i), e)
+		ph := Phase{Name: p.string("name"), StartedMs: p.int("startedMs"), DurationMs: p.int("durationMs"), Outcome: p.string("outcome")}
+		p.noOthers()
+		if d.err = p.err; d.err != nil {
+			break
+		}
+		r.Phases = append(r.Phases, ph)
+	}
+	for i, e := range d.array("checks") {
+		c := d.sub(indexPath("checks", i), e)
+		ch := Check{Name: c.string("name"), Outcome: c.string("outcome"), Detail: c.string("detail")}
+		c.noOthers()
+		if d.err = c.err; d.err != nil {
+			break
+		}
+		r.Checks = append(r.Checks, ch)
+	}
+	r.Verdict = d.string("verdict")
+	r.Reasons = d.strings("reasons")
+	for i, e := range d.array("hipaa") {
+		h := d.sub(indexPath("hipaa", i), e)
+		row := HIPAARow{Section: h.string("section"), Standard: h.string("standard"), Evidence: h.string("evidence")}
+		h.noOthers()
+		if d.err = h.err; d.err != nil {
+			break
+		}
+		r.HIPAA = append(r.HIPAA, row)
+	}
+	r.Signer = d.string("signer")
+	r.PublicKey = d.string("publicKey")
+	r.Signature = d.string("signature")
+	d.noOthers()
+	if d.err != nil {
+		return Report{}, d.err
+	}
+	if err := r.Validate(); err != nil {
+		return Report{}, err
+	}
+	pub, err := checkSignature(obj, r.Signer, r.PublicKey, r.Signature)
+	if err != nil {
+		return Report{}, err
+	}
+	if len(trusted) > 0 && !containsKey(trusted, pub) {
+		return Report{}, &fieldError{"publicKey", fmt.Sprintf("signed by key %s, which is not one of the trusted keys (%s)", r.Signer, keyIDs(trusted))}
+	}
+	return r, nil
+}
+
+// ReportObjects are the keys and digests of a stored report.
+type ReportObjects struct {
+	JSON, Markdown, HTML store.ObjectInfo
+}
+
+// WriteReport stores a signed report under reports/<run-id>/:
+// report.md and report.html (rendered from it), then report.json last as
+// the commit point (docs/format.md §5.6). It refuses a report that does
+// not verify against its own key. Writing the same report again succeeds
+// without change; other bytes under one of its keys are an error. Objects
+// are retained until the report's finished time plus the retention
+// (DefaultRetention unless WithRetention says otherwise).
+func WriteReport(ctx context.Context, st StoreLike, r Report, opts ...Option) (ReportObjects, error) {
+	o := buildOptions(opts)
+	fail := func(err error) (ReportObjects, error) {
+		return ReportObjects{}, fmt.Errorf("evidence: write report %s: %w", r.RunID, err)
+	}
+	data, err := MarshalReport(r)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := parseReport(data, nil); err != nil {
+		return fail(fmt.Errorf("not a valid signed report (sign it with Signer.SignReport): %w", err))
+	}
+	md, err := RenderMarkdown(r)
+	if err != nil {
+		return fail(err)
+	}
+	page, err := RenderHTML(r)
+	if err != nil {
+		return fail(err)
+	}
+	retain := r.Finished.Add(o.retention)
+	var out ReportObjects
+	for _, obj := range []struct {
+		name string
+		data []byte
+		info *store.ObjectInfo
+	}{
+		{"report.md", md, &out.Markdown},
+		{"report.html", page, &out.HTML},
+		{reportJSONName, data, &out.JSON},
+	} {
+		info, err := putOnce(ctx, st, reportKey(r.RunID, obj.name), obj.data, retain)
+		if err != nil {
+			return fail(err)
+		}
+		*obj.info = info
+	}
+	o.logger.Info("drill report written", "drill", r.Drill, "run", r.RunID, "verdict", r.Verdict, "key", out.JSON.Key)
+	return out, nil
+}
+
+// putOnce stores data under key, or accepts an existing object with the
+// same bytes.
+func putOnce(ctx context.Context, st StoreLike, key string, data []byte, retain time.Time) (store.ObjectInfo, error) {
+	sum := Hash(data)
+	info, err := st.Put(ctx, key, bytes.NewReader(data), store.PutOptions{RetainUntil: retain, SHA256: sum, Size: int64(len(data))})
+	if err == nil {
+		return info, nil
+	}
+	if !errors.Is(err, store.ErrExists) {
+		return store.ObjectInfo{}, err
+	}
+	have, rerr := readObject(ctx, st, key, int64(len(data)))
+	if rerr == nil && bytes.Equal(have, data) {
+		return store.ObjectInfo{Key: key, Size: int64(len(data)), SHA256: sum}, nil
+	}
+	if rerr != nil && !errors.Is(rerr, ErrTampered) {
+		return store.ObjectInfo{}, rerr
+	}
+	return store.ObjectInfo{}, fmt.Errorf("%s exists with other bytes: %w", key, err)
+}
+
+var errTooLarge = errors.New("too large")
+
+// readLimited reads all of r, failing with errTooLarge beyond limit bytes.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes: %w", limit, errTooLarge)
+	}
+	return data, nil
+}

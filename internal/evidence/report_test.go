@@ -1,0 +1,295 @@
+package evidence
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+func sampleReport(t testing.TB) Report {
+	t.Helper()
+	start := time.Date(2026, 3, 1, 3, 0, 0, 0, time.UTC)
+	r := Report{
+		Drill:    "control-plane",
+		RunID:    "drill-20260301T030000Z-a1b2",
+		BackupID: "nightly-20260301T020000Z",
+		Started:  start,
+		Finished: start.Add(13 * time.Minute),
+		Incident: start,
+		Targets:  Targets{RTOMs: 900_000, RPOMs: 3_600_000},
+		Measured: Measured{RTOMs: Ms(12 * time.Minute), RPOMs: Ms(61*time.Minute + 500*time.Millisecond), WorstGapMs: Ms(65 * time.Minute)},
+		Phases: []Phase{
+			{Name: "select", StartedMs: 0, DurationMs: 1200, Outcome: PhaseSuccess},
+			{Name: "restore etcd", StartedMs: 1200, DurationMs: 300_000, Outcome: PhaseSuccess},
+			{Name: "verify", StartedMs: 301_200, DurationMs: 418_800, Outcome: PhaseSuccess},
+		},
+		Checks: []Check{
+			{Name: "resource-counts", Outcome: CheckPass, Detail: "1432 of 1432 objects"},
+			{Name: "canary-decrypts", Outcome: CheckPass, Detail: "<script>alert(1)</script> | *bold* [x](y)"},
+		},
+	}
+	r.Verdict, r.Reasons = Judge(r.Targets, r.Measured, r.Checks)
+	r.HIPAA = DrillHIPAA(r)
+	return r
+}
+
+func TestReportSignVerifyRender(t *testing.T) {
+	signer := newTestSigner(t)
+	r := sampleReport(t)
+	if r.Verdict != VerdictFail || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "RPO 1h1m0.5s (3660500 ms) exceeds the target 1h0m0s (3600000 ms) by 1m0.5s") {
+		t.Fatalf("verdict %s %q", r.Verdict, r.Reasons)
+	}
+	signed, data, err := signer.SignReport(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyReport(data, "report.json", signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := MarshalReport(got)
+	if !bytes.Equal(again, data) || got.Signature != signed.Signature {
+		t.Fatal("report does not round-trip")
+	}
+	for _, want := range []string{
+		`{"backupId":"nightly-20260301T020000Z","checks":[{"detail":"1432 of 1432 objects","name":"resource-counts","outcome":"pass"}`,
+		`"measured":{"rpoMs":3660500,"rtoMs":720000,"worstGapMs":3900000}`,
+		`"targets":{"rpoMs":3600000,"rtoMs":900000},"verdict":"fail"}`,
+	} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("report.json lacks %s:\n%s", want, data)
+		}
+	}
+
+	md, err := RenderMarkdown(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"# Drill report: control-plane — FAIL\n",
+		"| Run | `drill-20260301T030000Z-a1b2` |\n",
+		"| Signed by | key `" + signer.KeyID() + "` |\n",
+		"## Verdict: FAIL\n",
+		"- RPO 1h1m0.5s (3660500 ms) exceeds the target 1h0m0s (3600000 ms) by 1m0.5s (60500 ms)\n",
+		"| measure | target | measured | result |\n| --- | --- | --- | --- |\n",
+		"| RTO | 15m0s (900000 ms) | 12m0s (720000 ms) | PASS |\n",
+		"| RPO | 1h0m0s (3600000 ms) | 1h1m0.5s (3660500 ms) | FAIL |\n",
+		"| Worst gap between backups | 1h0m0s (3600000 ms) (RPO target) | 1h5m0s (3900000 ms) | OVER RPO TARGET (not judged in v1) |\n",
+		"| 2 | restore etcd | +1.2s | 5m0s | success |\n",
+		"| resource-counts | PASS | 1432 of 1432 objects |\n",
+		"| canary-decrypts | PASS | &lt;script&gt;alert(1)&lt;/script&gt; \\| \\*bold\\* \\[x\\](y) |\n",
+		"| §164.308(a)(7)(ii)(D) | Testing and revision procedures (A) | RTO 12m0s against a target of 15m0s; RPO 1h1m0.5s against a target of 1h0m0s; worst gap between backups 1h5m0s; verdict FAIL |\n",
+		"| §164.310(d)(2)(iv) |",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("Markdown:\n%s", md)
+	}
+
+	page, err := RenderHTML(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(page)
+	for _, want := range []string{
+		"<!DOCTYPE html>",
+		`<span class="verdict fail">FAIL</span>`,
+		"<tr><td>RTO</td><td>15m0s (900000 ms)</td><td>12m0s (720000 ms)</td><td class=\"pass\">PASS</td></tr>",
+		"<tr><td>RPO</td><td>1h0m0s (3600000 ms)</td><td>1h1m0.5s (3660500 ms)</td><td class=\"fail\">FAIL</td></tr>",
+		"<td>2</td><td>restore etcd</td><td>&#43;1.2s</td><td>5m0s</td>",
+		"&lt;script&gt;alert(1)&lt;/script&gt;",
+		"<td>§164.308(a)(7)(ii)(B)</td><td>Disaster recovery plan (R)</td>",
+		"<code>" + signer.KeyID() + "</code>",
+	} {
+		if !strings.Contains(html, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+	// Self-contained: no scripts, no external resources.
+	if m := regexp.MustCompile(`(?i)<script|\bsrc=|\bhref=|https?://|@import|url\(`).FindString(html); m != "" {
+		t.Errorf("HTML is not self-contained: %q", m)
+	}
+	if t.Failed() {
+		t.Logf("HTML:\n%s", html)
+	}
+	// Deterministic.
+	md2, _ := RenderMarkdown(got)
+	page2, _ := RenderHTML(got)
+	if !bytes.Equal(md, md2) || !bytes.Equal(page, page2) {
+		t.Error("rendering is not a function of the report")
+	}
+}
+
+func TestReportEveryByteChangeDetected(t *testing.T) {
+	signer := newTestSigner(t)
+	_, data, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		for _, mask := range []byte{0x01, 0x80} {
+			changed := bytes.Clone(data)
+			changed[i] ^= mask
+			_, err := VerifyReport(changed, "report.json", signer.PublicKey())
+			var ve *VerifyError
+			if !errors.Is(err, ErrTampered) || !errors.As(err, &ve) || ve.Object != "report.json" || ve.Problem == "" {
+				t.Fatalf("byte %d ^ %#x (%q): error %v", i, mask, data[i], err)
+			}
+		}
+	}
+	// Also without a trusted key: integrity against the report's own key.
+	changed := bytes.Clone(data)
+	changed[len(changed)/2] ^= 0x01
+	if _, err := VerifyReport(changed, "report.json"); !errors.Is(err, ErrTampered) {
+		t.Fatalf("without a key: %v", err)
+	}
+	if _, err := VerifyReport(append(bytes.Clone(data), '\n'), "report.json"); !errors.Is(err, ErrTampered) {
+		t.Fatalf("trailing newline: %v", err)
+	}
+}
+
+func TestVerifyReportFile(t *testing.T) {
+	signer, other := newTestSigner(t), newTestSigner(t)
+	_, data, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := VerifyReportFile(path, other.PublicKey(), signer.PublicKey()); err != nil || r.RunID != "drill-20260301T030000Z-a1b2" {
+		t.Fatalf("%v", err)
+	}
+	if _, err := VerifyReportFile(path); err != nil {
+		t.Fatalf("without keys: %v", err)
+	}
+	_, err = VerifyReportFile(path, other.PublicKey())
+	if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), path+": field publicKey: signed by key "+signer.KeyID()) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	_, err = VerifyReportFile(filepath.Join(t.TempDir(), "missing.json"))
+	if err == nil || errors.Is(err, ErrTampered) {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestReportFieldErrors(t *testing.T) {
+	signer := newTestSigner(t)
+	for _, tc := range []struct {
+		name   string
+		change func(*Report)
+		field  string
+	}{
+		{"verdict contradicts numbers", func(r *Report) { r.Verdict = VerdictPass }, "verdict"},
+		{"negative measurement", func(r *Report) { r.Measured.RTOMs = Ms(-time.Second) }, "measured.rtoMs"},
+		{"finished before started", func(r *Report) { r.Finished = r.Started.Add(-time.Second) }, "finished"},
+		{"bad run ID", func(r *Report) { r.RunID = "../x" }, "runId"},
+		{"zero target", func(r *Report) { r.Targets.RTOMs = 0 }, "targets.rtoMs"},
+		{"phase outcome", func(r *Report) { r.Phases[1].Outcome = "ok" }, "phases[1].outcome"},
+		{"check name", func(r *Report) { r.Checks[0].Name = "" }, "checks[0].name"},
+		{"hipaa section", func(r *Report) { r.HIPAA[2].Section = "" }, "hipaa[2].section"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sampleReport(t)
+			tc.change(&r)
+			_, _, err := signer.SignReport(r)
+			if err == nil || !strings.Contains(err.Error(), "field "+tc.field+":") {
+				t.Fatalf("SignReport: %v", err)
+			}
+			// A verifier given such a report, correctly signed, names the
+			// same field.
+			r.Format, r.Signer, r.PublicKey = ReportFormat, signer.KeyID(), encodePublicKey(signer.pub)
+			tree := r.tree(false)
+			msg, _ := appendCanonical(nil, tree, "")
+			tree["signature"] = signer.sign(msg)
+			data, _ := appendCanonical(nil, tree, "")
+			_, err = VerifyReport(data, "r.json", signer.PublicKey())
+			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "r.json: field "+tc.field+":") {
+				t.Fatalf("VerifyReport: %v", err)
+			}
+		})
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st := openFS(t, root)
+	signer := newTestSigner(t)
+	signed, data, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := WriteReport(ctx, st, signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "reports/drill-20260301T030000Z-a1b2/"
+	if objs.JSON.Key != prefix+"report.json" || objs.Markdown.Key != prefix+"report.md" || objs.HTML.Key != prefix+"report.html" || objs.JSON.SHA256 != Hash(data) {
+		t.Fatalf("objects %+v", objs)
+	}
+	info, err := st.Stat(ctx, objs.JSON.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := signed.Finished.Add(DefaultRetention); !info.RetainUntil.Equal(want) {
+		t.Fatalf("retained until %s, want %s", info.RetainUntil, want)
+	}
+	stored := readFS(t, root, objs.JSON.Key)
+	if !bytes.Equal(stored, data) {
+		t.Fatal("stored report.json differs")
+	}
+	if _, err := VerifyReportFile(filepath.Join(root, "objects", objs.JSON.Key), signer.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	// Writing the same report again changes nothing and succeeds.
+	if _, err := WriteReport(ctx, st, signed); err != nil {
+		t.Fatalf("rewrite: %v", err)
+	}
+	// Another report under the same run ID is refused.
+	r := sampleReport(t)
+	r.Checks[0].Detail = "different"
+	other, _, err := signer.SignReport(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteReport(ctx, st, other); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("conflicting report: %v", err)
+	}
+	// Unsigned reports are refused.
+	unsigned := sampleReport(t)
+	unsigned.RunID = "unsigned"
+	if _, err := WriteReport(ctx, st, unsigned); err == nil || !strings.Contains(err.Error(), "SignReport") {
+		t.Fatalf("unsigned: %v", err)
+	}
+}
+
+func TestMarkdownEscaping(t *testing.T) {
+	for in, want := range map[string]string{
+		"a|b":        `a\|b`,
+		"line\nnext": "line next",
+		"- item":     `\- item`,
+		"# head":     `\# head`,
+		"1. first":   `1\. first`,
+		"2026":       "2026",
+		"a_b*c`d~":   "a\\_b\\*c\\`d\\~",
+		"<b>&":       "&lt;b&gt;&amp;",
+		`back\slash`: `back\\slash`,
+	} {
+		if got := mdText(in); got != want {
+			t.Errorf("mdText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
