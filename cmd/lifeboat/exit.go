@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
@@ -19,7 +21,7 @@ const (
 	ExitUsage        = 2   // bad flags or arguments
 	ExitConfig       = 3   // configuration files are invalid
 	ExitVerification = 4   // stored data failed verification (digest, AEAD tag, header)
-	ExitDrillFailed  = 5   // a drill missed a target or a check (reserved; drills arrive later)
+	ExitDrillFailed  = 5   // a drill missed a target or a check
 	ExitInterrupted  = 130 // interrupted by SIGINT or SIGTERM
 )
 
@@ -66,10 +68,14 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.As(err, &list), errors.As(err, &ce):
 		return ExitConfig
+	case errors.Is(err, drill.ErrFailed):
+		// Before verification: a drill stopped by a corrupted artifact
+		// is a failed drill.
+		return ExitDrillFailed
 	case errors.Is(err, envelope.ErrAuthentication), errors.Is(err, envelope.ErrMismatch),
 		errors.Is(err, envelope.ErrFormat), errors.Is(err, envelope.ErrWrongKey),
 		errors.Is(err, envelope.ErrKeyObject), errors.Is(err, keys.ErrUnwrap),
-		errors.Is(err, evidence.ErrTampered),
+		errors.Is(err, evidence.ErrTampered), errors.Is(err, catalog.ErrVerification),
 		errors.Is(err, store.ErrIntegrity):
 		return ExitVerification
 	default:

@@ -53,8 +53,9 @@ scratch cluster and measure RTO and RPO against targets.
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	root.AddCommand(newVersionCommand(a), newValidateCommand(a), newStoreCommand(a))
+	root.AddCommand(newVersionCommand(a), newValidateCommand(a), newStoreCommand(a), newBackupCommand(a), newKeysCommand(a))
 	root.AddCommand(newEvidenceCommands(a)...)
+	root.AddCommand(newDrillCommand(a), newDemoCommand(a))
 	return root
 }
 

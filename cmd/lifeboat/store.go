@@ -10,7 +10,6 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
 )
 
@@ -115,29 +114,21 @@ func checkStore(ctx context.Context, a *app, set *config.Set, cs *config.Store) 
 	if req.Retention > 0 {
 		res.Requirement.Retention = config.Duration(req.Retention).String()
 	}
-	switch cs.Spec.Type {
-	case config.StoreFS:
-		// Opening read-only proves the directory is a store lifeboat can
-		// read; its rules are lifeboat's own.
-		if _, err := fs.Open(ctx, fs.Options{Root: cs.Spec.Path, ReadOnly: true, Logger: a.logger}); err != nil {
-			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
-		}
-		res.Status = store.LockStatus{EnforcedByLifeboat: true}
-	case config.StoreS3:
-		st, err := s3store.New(ctx, s3store.Options{
-			Bucket: cs.Spec.Bucket, Prefix: cs.Spec.Prefix, Endpoint: cs.Spec.Endpoint, Region: cs.Spec.Region,
-			ForcePathStyle: cs.Spec.ForcePathStyle, LockMode: req.Mode, Logger: a.logger,
-		})
-		if err != nil {
-			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
-		}
+	st, err := openConfigStore(ctx, a, cs, true)
+	if err != nil {
+		return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+	}
+	switch st := st.(type) {
+	case *s3store.Store:
 		bl, err := st.CheckBucket(ctx)
 		if err != nil {
 			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
 		}
 		res.Status = store.LockStatus{Versioning: bl.Versioning, Locked: bl.ObjectLock, DefaultMode: bl.DefaultMode, DefaultRetention: bl.DefaultRetention}
 	default:
-		return res, fmt.Errorf("store check %s: unknown store type %q", cs.Metadata.Name, cs.Spec.Type)
+		// The fs store: opening it read-only proved the directory is a
+		// store lifeboat can read; its write-once rules are lifeboat's.
+		res.Status = store.LockStatus{EnforcedByLifeboat: true}
 	}
 	res.Verdict = store.JudgeLock(res.Status, req)
 	return res, nil

@@ -60,6 +60,12 @@ type Options struct {
 	ForcePathStyle bool
 	// LockMode is ModeCompliance (the default) or ModeGovernance.
 	LockMode string
+	// Unlocked writes objects without Object Lock headers, for a bucket
+	// without Object Lock that the plan allows (allowUnlocked). The
+	// intended retention is still recorded in each object's metadata, and
+	// Delete still refuses before it ends; only the server no longer
+	// enforces it.
+	Unlocked bool
 	// PartSize is the multipart part size; zero means DefaultPartSize.
 	PartSize int64
 	// Concurrency is how many parts upload at once; zero means
@@ -84,6 +90,7 @@ type Store struct {
 	bucket      string
 	prefix      string
 	mode        types.ObjectLockMode
+	unlocked    bool
 	partSize    int64
 	concurrency int
 	now         func() time.Time
@@ -103,7 +110,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("s3 store: prefix: %w", err)
 		}
 	}
-	s := &Store{bucket: opts.Bucket, prefix: opts.Prefix, partSize: opts.PartSize, concurrency: opts.Concurrency, now: opts.Now, log: opts.Logger}
+	s := &Store{bucket: opts.Bucket, prefix: opts.Prefix, unlocked: opts.Unlocked, partSize: opts.PartSize, concurrency: opts.Concurrency, now: opts.Now, log: opts.Logger}
 	switch opts.LockMode {
 	case "", ModeCompliance:
 		s.mode = types.ObjectLockModeCompliance
@@ -273,7 +280,11 @@ func checkExpected(size int64, sum string, opts store.PutOptions) error {
 
 func (s *Store) lockFields(opts store.PutOptions) (types.ObjectLockMode, *time.Time, map[string]string) {
 	until := opts.RetainUntil.UTC()
-	return s.mode, &until, map[string]string{metaRetainUntil: until.Format(time.RFC3339Nano)}
+	meta := map[string]string{metaRetainUntil: until.Format(time.RFC3339Nano)}
+	if s.unlocked {
+		return "", nil, meta
+	}
+	return s.mode, &until, meta
 }
 
 func (s *Store) putSingle(ctx context.Context, key string, body []byte, opts store.PutOptions) (int64, string, error) {

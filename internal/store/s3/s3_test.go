@@ -418,3 +418,35 @@ func TestCorruptedUploadRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestUnlockedBucket: with Unlocked (a plan's allowUnlocked), writes go to
+// a bucket without Object Lock, the intended retention is kept in
+// metadata, and Delete still refuses before it ends.
+func TestUnlockedBucket(t *testing.T) {
+	e := newEnv(t)
+	b := e.bucket(t, false)
+	o := e.opts(b)
+	o.Unlocked = true
+	st, err := s3store.New(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if _, err := st.Put(t.Context(), "k", strings.NewReader("x"), store.PutOptions{RetainUntil: until}); err != nil {
+		t.Fatalf("Put into an unlocked bucket: %v", err)
+	}
+	info, err := st.Stat(t.Context(), "k")
+	if err != nil || !info.RetainUntil.Equal(until) {
+		t.Fatalf("Stat: %+v %v, want RetainUntil %v from metadata", info, err, until)
+	}
+	if err := st.Delete(t.Context(), "k"); !errors.Is(err, store.ErrRetained) {
+		t.Fatalf("Delete before the recorded retention: got %v, want ErrRetained", err)
+	}
+	locked, err := s3store.New(t.Context(), e.opts(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := locked.Put(t.Context(), "k2", strings.NewReader("x"), store.PutOptions{RetainUntil: until}); err == nil {
+		t.Fatal("a locked Put into a bucket without Object Lock succeeded; the store must not pretend objects are locked")
+	}
+}

@@ -1,0 +1,480 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
+	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
+)
+
+func newBackupCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Take, list, show and verify backups",
+		Long: `A backup runs a BackupPlan: each source (an etcd snapshot, the API server's
+encryption-at-rest configuration) is compressed, encrypted client-side with a
+new data key and written to the plan's store; then the data key, wrapped by
+the plan's key provider, and last the manifest, which commits the backup. A
+backup without a manifest (interrupted, killed, failed) is never listed or
+restored.
+
+The plans, stores and key providers come from the --config files.`,
+	}
+	cmd.AddCommand(newBackupRunCommand(a), newBackupListCommand(a), newBackupShowCommand(a), newBackupVerifyCommand(a))
+	return cmd
+}
+
+func newBackupRunCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run PLAN",
+		Short: "Take a backup now, according to a BackupPlan",
+		Long: `run takes a backup of the BackupPlan named PLAN and prints its manifest
+summary. The plan's store is checked first: an S3 bucket without Object
+Lock is refused unless the Store says allowUnlocked: true.
+
+Sources this version cannot take yet (manifests, volumes, vault, velero,
+an encryption config from a Secret) are skipped: the backup is then marked
+partial and the skips are listed in its manifest.`,
+		Example: `  lifeboat --config schedules/ backup run control-plane
+  lifeboat --config lifeboat.yaml backup run etcd-hourly -o json`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			ctx := cmd.Context()
+			set, err := loadConfigSet(a, "backup run")
+			if err != nil {
+				return err
+			}
+			plan, ok := set.BackupPlan(argv[0])
+			if !ok {
+				return usageError{fmt.Errorf("backup run: no BackupPlan named %q in %v", argv[0], a.configPaths)}
+			}
+			cs, _ := set.Store(plan.Spec.Store)
+			kp, _ := set.KeyProvider(plan.Spec.KeyProvider)
+			st, err := openConfigStore(ctx, a, cs, false)
+			if err != nil {
+				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
+			}
+			chk, err := checkStore(ctx, a, set, cs)
+			if err != nil {
+				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
+			}
+			if !chk.Verdict.OK {
+				return fmt.Errorf("backup run %s: store %s refused: %s (see `lifeboat store check %s`)",
+					plan.Metadata.Name, cs.Metadata.Name, strings.Join(chk.Verdict.Problems, "; "), cs.Metadata.Name)
+			}
+			for _, p := range chk.Verdict.Problems {
+				a.logger.Warn("store warning", "store", cs.Metadata.Name, "problem", p)
+			}
+			kek, err := openKeyProvider(ctx, kp)
+			if err != nil {
+				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
+			}
+			retention := plan.Spec.Retention.Std()
+			if cs.Spec.ObjectLock != nil {
+				retention = max(retention, cs.Spec.ObjectLock.Retention.Std())
+			}
+			m, err := backup.Run(ctx, backup.Options{
+				Plan: plan, Store: st, Keys: kek, Retention: retention,
+				Version: version, Logger: a.logger, Progress: a.progressPrinter(),
+			})
+			if err != nil {
+				return err
+			}
+			if m.Status == catalog.StatusPartial {
+				for _, s := range m.Skipped {
+					fmt.Fprintf(a.stderr, "warning: source %s skipped: %s\n", s.Source, s.Reason)
+				}
+			}
+			return a.render(cmd.OutOrStdout(), m, manifestTable(m))
+		},
+	}
+}
+
+// backupListEntry is one row of `backup list`.
+type backupListEntry struct {
+	Backup       string    `json:"backup"`
+	Plan         string    `json:"plan"`
+	Store        string    `json:"store"`
+	Status       string    `json:"status"`
+	Started      time.Time `json:"started"`
+	Completed    time.Time `json:"completed"`
+	PointInTime  time.Time `json:"pointInTime"`
+	StoredBytes  int64     `json:"storedBytes"`
+	EtcdRevision int64     `json:"etcdRevision,omitempty"`
+}
+
+func newBackupListCommand(a *app) *cobra.Command {
+	var planName, storeName string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the complete backups in the stores, newest first",
+		Long: `list shows the backups that have a manifest, newest first. Backups that
+never committed (interrupted, killed, failed) are not listed. Without
+--plan or --store it lists every store a BackupPlan writes to.`,
+		Example: `  lifeboat --config schedules/ backup list
+  lifeboat --config schedules/ backup list --plan etcd-hourly -o json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			set, err := loadConfigSet(a, "backup list")
+			if err != nil {
+				return err
+			}
+			var stores []string
+			switch {
+			case storeName != "":
+				stores = []string{storeName}
+			case planName != "":
+				p, ok := set.BackupPlan(planName)
+				if !ok {
+					return usageError{fmt.Errorf("backup list: no BackupPlan named %q", planName)}
+				}
+				stores = []string{p.Spec.Store}
+			default:
+				for _, p := range set.BackupPlans {
+					if !slices.Contains(stores, p.Spec.Store) {
+						stores = append(stores, p.Spec.Store)
+					}
+				}
+				slices.Sort(stores)
+			}
+			entries := []backupListEntry{}
+			for _, name := range stores {
+				cs, ok := set.Store(name)
+				if !ok {
+					return usageError{fmt.Errorf("backup list: no Store named %q", name)}
+				}
+				st, err := openConfigStore(ctx, a, cs, true)
+				if errors.Is(err, iofs.ErrNotExist) {
+					continue // an fs store nothing was written to yet
+				}
+				if err != nil {
+					return fmt.Errorf("backup list: %w", err)
+				}
+				ms, err := catalog.List(ctx, st, catalog.ListOptions{Plan: planName})
+				if err != nil {
+					return fmt.Errorf("backup list: store %s: %w", name, err)
+				}
+				for _, m := range ms {
+					e := backupListEntry{
+						Backup: m.Backup, Plan: m.Plan, Store: name, Status: m.Status,
+						Started: m.Started, Completed: m.Completed, PointInTime: m.PointInTime(), StoredBytes: m.StoredSize(),
+					}
+					if m.Etcd != nil {
+						e.EtcdRevision = m.Etcd.Revision
+					}
+					entries = append(entries, e)
+				}
+			}
+			slices.SortStableFunc(entries, func(x, y backupListEntry) int { return y.Started.Compare(x.Started) })
+			t := table{header: []string{"BACKUP", "PLAN", "STORE", "STATUS", "POINT IN TIME", "STORED", "ETCD REVISION"}}
+			for _, e := range entries {
+				rev := ""
+				if e.EtcdRevision > 0 {
+					rev = strconv.FormatInt(e.EtcdRevision, 10)
+				}
+				t.rows = append(t.rows, []string{e.Backup, e.Plan, e.Store, e.Status, e.PointInTime.UTC().Format(time.RFC3339), byteSize(e.StoredBytes), rev})
+			}
+			return a.render(cmd.OutOrStdout(), entries, t)
+		},
+	}
+	cmd.Flags().StringVar(&planName, "plan", "", "list only this BackupPlan's backups")
+	cmd.Flags().StringVar(&storeName, "store", "", "list only this Store")
+	return cmd
+}
+
+func newBackupShowCommand(a *app) *cobra.Command {
+	var storeName string
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a backup's manifest",
+		Long: `show prints the manifest of backup ID: its artifacts with sizes and digests,
+the etcd snapshot's revision, IDs and inventory, the encryption-at-rest
+configuration's providers and key names (never their secrets), and any
+skipped sources. The store is the one of the plan the ID names, unless
+--store is given.`,
+		Example: `  lifeboat --config schedules/ backup show control-plane-20261125T020000Z-7f3a
+  lifeboat --config schedules/ backup show control-plane-20261125T020000Z-7f3a -o json`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			ctx := cmd.Context()
+			set, err := loadConfigSet(a, "backup show")
+			if err != nil {
+				return err
+			}
+			cs, _, err := backupStoreAndKeys(set, argv[0], storeName, "")
+			if err != nil {
+				return err
+			}
+			st, err := openConfigStore(ctx, a, cs, true)
+			if err != nil {
+				return fmt.Errorf("backup show: %w", err)
+			}
+			m, err := catalog.Read(ctx, st, argv[0])
+			if err != nil {
+				return fmt.Errorf("backup show: %w", err)
+			}
+			return a.render(cmd.OutOrStdout(), m, manifestTable(m))
+		},
+	}
+	cmd.Flags().StringVar(&storeName, "store", "", "the Store holding the backup (default: its plan's store)")
+	return cmd
+}
+
+func newBackupVerifyCommand(a *app) *cobra.Command {
+	var (
+		storeName, keyProvider string
+		readData               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify ID",
+		Short: "Check a backup's stored bytes against its manifest",
+		Long: `verify reads every artifact of backup ID and checks its size and SHA-256
+against the manifest, without any key, and checks that a key object for the
+backup's data key is present. With --read-data it also unwraps the data key
+with the plan's key provider and decrypts every artifact, checking each
+AEAD tag and the plaintext size and SHA-256.
+
+Exit codes: 0 when the backup verifies, 4 when it does not (the output
+names each failed artifact's object key and which check failed), 1 when
+the store or the key provider cannot be reached.`,
+		Example: `  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a
+  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a --read-data`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			ctx := cmd.Context()
+			id := argv[0]
+			set, err := loadConfigSet(a, "backup verify")
+			if err != nil {
+				return err
+			}
+			cs, kp, err := backupStoreAndKeys(set, id, storeName, keyProvider)
+			if err != nil {
+				return err
+			}
+			st, err := openConfigStore(ctx, a, cs, true)
+			if err != nil {
+				return fmt.Errorf("backup verify: %w", err)
+			}
+			var kek keys.Provider
+			if readData {
+				if kp == nil {
+					return usageError{fmt.Errorf("backup verify: --read-data needs a key provider: name it with --key-provider")}
+				}
+				if kek, err = openKeyProvider(ctx, kp); err != nil {
+					return fmt.Errorf("backup verify: %w", err)
+				}
+			}
+			res, verr := catalog.Verify(ctx, st, id, readData, kek)
+			if verr != nil && len(res.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {
+				return verr
+			}
+			t := table{header: []string{"ARTIFACT", "OBJECT", "CIPHERTEXT", "PLAINTEXT"}}
+			for _, ar := range res.Artifacts {
+				t.rows = append(t.rows, []string{ar.Name, ar.Key, ar.Ciphertext, ar.Plaintext})
+			}
+			if err := a.render(cmd.OutOrStdout(), res, t); err != nil {
+				return err
+			}
+			if verr != nil {
+				fmt.Fprintf(a.stderr, "backup %s FAILED verification:\n", id)
+				for _, line := range strings.Split(verr.Error(), "\n") {
+					fmt.Fprintf(a.stderr, "  %s\n", line)
+				}
+				return reportedError{(verr)}
+			}
+			if a.output == "table" {
+				what := "ciphertext digests and sizes match the manifest"
+				if readData {
+					what = "every artifact decrypts and its plaintext digest and size match the manifest"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "backup %s verified: %s\n", id, what)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&readData, "read-data", false, "also unwrap the data key and decrypt every artifact, checking plaintext digests")
+	cmd.Flags().StringVar(&storeName, "store", "", "the Store holding the backup (default: its plan's store)")
+	cmd.Flags().StringVar(&keyProvider, "key-provider", "", "the KeyProvider for --read-data (default: its plan's key provider)")
+	return cmd
+}
+
+// backupStoreAndKeys finds the Store and KeyProvider of backup id: those
+// named by the flags, else those of the plan the ID names.
+func backupStoreAndKeys(set *config.Set, id, storeName, keyProvider string) (*config.Store, *config.KeyProvider, error) {
+	planName, _, err := catalog.ParseID(id)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	plan, havePlan := set.BackupPlan(planName)
+	if storeName == "" {
+		if !havePlan {
+			return nil, nil, usageError{fmt.Errorf("backup %s: no BackupPlan named %q in the configuration; name the store with --store", id, planName)}
+		}
+		storeName = plan.Spec.Store
+	}
+	if keyProvider == "" && havePlan {
+		keyProvider = plan.Spec.KeyProvider
+	}
+	cs, ok := set.Store(storeName)
+	if !ok {
+		return nil, nil, usageError{fmt.Errorf("backup %s: no Store named %q", id, storeName)}
+	}
+	var kp *config.KeyProvider
+	if keyProvider != "" {
+		if kp, ok = set.KeyProvider(keyProvider); !ok {
+			return nil, nil, usageError{fmt.Errorf("backup %s: no KeyProvider named %q", id, keyProvider)}
+		}
+	}
+	return cs, kp, nil
+}
+
+// loadConfigSet loads the --config files, which commands that act on
+// plans, stores and key providers need.
+func loadConfigSet(a *app, cmdName string) (*config.Set, error) {
+	if len(a.configPaths) == 0 {
+		return nil, usageError{fmt.Errorf("%s: name the configuration with --config", cmdName)}
+	}
+	return config.LoadPaths(a.configPaths...)
+}
+
+// openConfigStore opens the store a Store object describes, for reading
+// only or for writing.
+func openConfigStore(ctx context.Context, a *app, cs *config.Store, readOnly bool) (store.Store, error) {
+	switch cs.Spec.Type {
+	case config.StoreFS:
+		st, err := fs.Open(ctx, fs.Options{Root: cs.Spec.Path, ReadOnly: readOnly, Logger: a.logger})
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", cs.Metadata.Name, err)
+		}
+		return st, nil
+	case config.StoreS3:
+		mode := ""
+		if cs.Spec.ObjectLock != nil {
+			mode = string(cs.Spec.ObjectLock.Mode)
+		}
+		st, err := s3store.New(ctx, s3store.Options{
+			Bucket: cs.Spec.Bucket, Prefix: cs.Spec.Prefix, Endpoint: cs.Spec.Endpoint, Region: cs.Spec.Region,
+			ForcePathStyle: cs.Spec.ForcePathStyle, LockMode: mode, Logger: a.logger,
+			Unlocked: cs.Spec.AllowUnlocked && cs.Spec.ObjectLock == nil,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", cs.Metadata.Name, err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("store %s: unknown store type %q", cs.Metadata.Name, cs.Spec.Type)
+	}
+}
+
+// openKeyProvider opens the KEK provider a KeyProvider object describes.
+func openKeyProvider(ctx context.Context, kp *config.KeyProvider) (keys.Provider, error) {
+	switch kp.Spec.Type {
+	case config.KeyProviderLocal:
+		k, err := local.Open(ctx, local.Options{Path: kp.Spec.Keyring})
+		if err != nil {
+			return nil, fmt.Errorf("key provider %s: %w (create a keyring with `lifeboat keys init --keyring %s`)", kp.Metadata.Name, err, kp.Spec.Keyring)
+		}
+		return k, nil
+	default:
+		return nil, fmt.Errorf("key provider %s: type %s is not supported by this version of lifeboat yet; use a local keyring (type: local)", kp.Metadata.Name, kp.Spec.Type)
+	}
+}
+
+// progressPrinter returns a progress hook that redraws one line per
+// artifact on stderr when stderr is a terminal and the output is a table,
+// and nil otherwise (logs say the same).
+func (a *app) progressPrinter() func(backup.Progress) {
+	f, ok := a.stderr.(*os.File)
+	if !ok || a.output != "table" {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return func(p backup.Progress) {
+		line := fmt.Sprintf("%s: %s", p.Artifact, byteSize(p.Done))
+		if p.Total > 0 {
+			line += " of ~" + byteSize(p.Total)
+		}
+		if p.Finished {
+			fmt.Fprintf(f, "\r\033[K%s, stored\n", line)
+		} else {
+			fmt.Fprintf(f, "\r\033[K%s", line)
+		}
+	}
+}
+
+// manifestTable is the table view of a manifest.
+func manifestTable(m catalog.Manifest) table {
+	t := table{header: []string{"FIELD", "VALUE"}}
+	add := func(k, v string) { t.rows = append(t.rows, []string{k, v}) }
+	add("backup", m.Backup)
+	add("plan", m.Plan)
+	add("status", m.Status)
+	add("started", m.Started.UTC().Format(time.RFC3339Nano))
+	add("completed", m.Completed.UTC().Format(time.RFC3339Nano)+" ("+m.Completed.Sub(m.Started).Round(time.Millisecond).String()+")")
+	add("retain until", m.RetainUntil.UTC().Format(time.RFC3339))
+	add("kek", m.KEK.String())
+	add("data key", m.DataKeyID)
+	for _, ar := range m.Artifacts {
+		add("artifact", fmt.Sprintf("%s (%s): %s, stored %s %s, sha256 %s", ar.Name, ar.Source,
+			byteSize(ar.PlaintextSize), byteSize(ar.CiphertextSize), ar.Compression, ar.CiphertextSHA256))
+	}
+	if e := m.Etcd; e != nil {
+		add("etcd", fmt.Sprintf("%s cluster %s member %s", e.Endpoint, e.ClusterID, e.MemberID))
+		add("etcd revision", strconv.FormatInt(e.Revision, 10))
+		add("etcd taken at", e.TakenAt.UTC().Format(time.RFC3339Nano))
+		add("etcd db size", byteSize(e.DBSize))
+		add("etcd snapshot sha256", e.SnapshotSHA256)
+		add("inventory", fmt.Sprintf("%d keys, digest %s", e.Inventory.Keys, e.Inventory.Digest))
+		prefixes := make([]string, 0, len(e.Inventory.Prefixes))
+		for p := range e.Inventory.Prefixes {
+			prefixes = append(prefixes, p)
+		}
+		slices.Sort(prefixes)
+		for _, p := range prefixes {
+			add("  "+p, strconv.FormatInt(e.Inventory.Prefixes[p], 10))
+		}
+	}
+	if c := m.EncryptionConfig; c != nil {
+		add("encryption providers", strings.Join(c.Providers, ", "))
+		add("encryption key names", strings.Join(c.KeyNames, ", "))
+		add("encrypted resources", strings.Join(c.Resources, ", "))
+	}
+	for _, s := range m.Skipped {
+		add("skipped", s.Source+": "+s.Reason)
+	}
+	add("lifeboat", m.Lifeboat.Version)
+	return t
+}
+
+// byteSize formats n bytes with a binary unit.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

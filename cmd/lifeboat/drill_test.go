@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/drill"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
+)
+
+const drillCLIPlans = `apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: local}
+spec:
+  type: fs
+  path: %[1]q
+  objectLock: {mode: COMPLIANCE, retention: 1d}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: local}
+spec: {type: local, keyring: %[2]q}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: control-plane}
+spec:
+  store: local
+  keyProvider: local
+  retention: 1d
+  sources:
+    - etcd: {endpoints: [%[3]q]}
+    - encryptionConfig: {file: %[4]q}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: Drill
+metadata: {name: wants-a-missing-object}
+spec:
+  backupPlan: control-plane
+  select: {latest: true}
+  checks:
+    - objects:
+        items:
+          - {apiVersion: v1, kind: Namespace, name: no-such-namespace}
+  targets: {rto: 15m, rpo: 1h}
+`
+
+// TestDrillRun runs `lifeboat drill run` on the shipped drills/control-plane.yaml
+// against a backup of a real source cluster: it passes and stores a
+// signed report; a drill whose check fails exits 5 with a failed report.
+func TestDrillRun(t *testing.T) {
+	t.Setenv(embedded.EnvKubeAPIServer, testenv.Binary(t, "kube-apiserver"))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	src := testenv.StartCluster(t)
+	if _, err := seedDemoCluster(ctx, scratch.Access{Server: src.Server, Client: src.Client()}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	storeDir, keyring := filepath.Join(dir, "store"), filepath.Join(dir, "keyring.json")
+	plans := filepath.Join(dir, "plans.yaml")
+	if err := os.WriteFile(plans, fmt.Appendf(nil, drillCLIPlans, storeDir, keyring, src.Etcd.Endpoint, src.EncryptionConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := local.Create(ctx, local.Options{Path: keyring}, "cli-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(plans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := set.BackupPlan("control-plane")
+	st, err := fs.Open(ctx, fs.Options{Root: storeDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr}); err != nil {
+		t.Fatal(err)
+	}
+	signingKey := filepath.Join(dir, "signing.pem")
+
+	// The shipped drill, given as a file.
+	out, errs, code := runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "../../drills/control-plane.yaml", "--signing-key", signingKey)
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, errs)
+	if code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`RTO\s+15m0s\s+\S+\s+PASS`),
+		regexp.MustCompile(`RPO\s+25h0m0s\s+\S+\s+PASS`),
+		regexp.MustCompile(`start control plane\s+\+\S+\s+\S+\s+success`),
+		regexp.MustCompile(`secretsReadable\s+PASS`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("stdout lacks %s", want)
+		}
+	}
+	for _, want := range []string{"select", "fetch", "decrypt", "restore etcd", "start control plane", "verify", "PASS inventory: etcd keyspace"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("progress lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`Report:\s+(reports/(\S+)/report.json)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no report key")
+	}
+	signer, err := evidence.LoadSigner(signingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evidence.VerifyReportFile(filepath.Join(storeDir, "objects", m[1]), signer.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+
+	// -o json, by name from --config.
+	out, errs, code = runOwn(t, newDrillCommand, []string{plans, "../../drills/control-plane.yaml"}, "drill", "run", "control-plane", "--signing-key", signingKey, "-o", "json")
+	if code != ExitOK || !strings.Contains(out, `"verdict": "pass"`) || !strings.Contains(out, `"reportKey": "reports/control-plane-`) {
+		t.Fatalf("json: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// A failed check: exit 5, a failed report is still written.
+	out, errs, code = runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "wants-a-missing-object", "--signing-key", signingKey)
+	t.Logf("stdout:\n%s\nstderr:\n%s", out, errs)
+	if code != ExitDrillFailed {
+		t.Errorf("failed drill: exit %d, want %d", code, ExitDrillFailed)
+	}
+	if !regexp.MustCompile(`RTO\s+15m0s\s+not measured\s+FAIL`).MatchString(out) || !strings.Contains(out, "object: v1 Namespace no-such-namespace") ||
+		!strings.Contains(out, "Report:") {
+		t.Errorf("failed drill output:\n%s", out)
+	}
+
+	// Not a drill.
+	if _, _, code := runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "nope"); code != ExitUsage {
+		t.Errorf("unknown drill: exit %d", code)
+	}
+}
+
+func TestDrillFailedMapsToExitDrillFailed(t *testing.T) {
+	err := reportedError{fmt.Errorf("drill x: %w: %w", drill.ErrFailed, errors.Join(errors.New("fetch"), context.DeadlineExceeded))}
+	if got := exitCode(err); got != ExitDrillFailed {
+		t.Fatalf("exitCode = %d, want %d (exit.go must map drill.ErrFailed)", got, ExitDrillFailed)
+	}
+}

@@ -1,0 +1,330 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/source/etcd"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+// Options describe one backup run.
+type Options struct {
+	// Plan is the plan to run. Required.
+	Plan *config.BackupPlan
+	// Store is where the backup is written: the plan's store, opened for
+	// writing. Required.
+	Store store.Store
+	// Keys wraps the backup's data key with its primary KEK version
+	// (keys.Provider satisfies it). Required.
+	Keys envelope.Wrapper
+	// Retention is how long every object of the backup is retained, from
+	// the start of the run; zero means the plan's retention.
+	Retention time.Duration
+	// Version is the lifeboat version recorded in the manifest; empty
+	// means "dev".
+	Version string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Progress, when set, is called as artifacts are written: at least
+	// every MiB of source bytes and once when each artifact is done. It is
+	// called from the goroutine that called Run.
+	Progress func(Progress)
+}
+
+// Progress reports how far one artifact has got.
+type Progress struct {
+	Backup   string
+	Artifact string
+	// Done is the number of source (plaintext) bytes read so far.
+	Done int64
+	// Total is the expected number of source bytes, or 0 when unknown.
+	// For an etcd snapshot it is the database size reported before the
+	// stream, which the snapshot may exceed.
+	Total int64
+	// Finished is set on the last report of an artifact, once it is
+	// stored.
+	Finished bool
+}
+
+// progressEvery is how many source bytes pass between Progress calls.
+const progressEvery = 1 << 20
+
+// Run takes a backup according to opts.Plan and returns its manifest. The
+// backup is committed (listed, restorable) only when Run returns no error.
+//
+// Sources that this version does not take yet (manifests, volumes, vault,
+// velero, an encryption config from a Secret) are skipped and recorded in
+// the manifest, whose status is then partial; a plan with nothing it can
+// take fails.
+func Run(ctx context.Context, opts Options) (catalog.Manifest, error) {
+	if opts.Plan == nil || opts.Store == nil || opts.Keys == nil {
+		return catalog.Manifest{}, errors.New("backup: plan, store and keys are required")
+	}
+	r := &run{opts: opts, now: opts.Now, log: opts.Logger}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	return r.run(ctx)
+}
+
+type run struct {
+	opts        Options
+	now         func() time.Time
+	log         *slog.Logger
+	id          string
+	dk          envelope.DataKey
+	ko          envelope.KeyObject
+	retainUntil time.Time
+	compression string
+}
+
+func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
+	plan := r.opts.Plan
+	started := r.now().UTC()
+	id, err := catalog.NewID(plan.Metadata.Name, started)
+	if err != nil {
+		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", plan.Metadata.Name, err)
+	}
+	r.id = id
+	r.log = r.log.With("backup", id, "plan", plan.Metadata.Name)
+	retention := r.opts.Retention
+	if retention <= 0 {
+		retention = plan.Spec.Retention.Std()
+	}
+	if retention <= 0 {
+		retention = config.DefaultRetention.Std()
+	}
+	// Whole seconds, rounded up: S3 Object Lock keeps retain-until dates
+	// to the second, and every object must carry the manifest's time.
+	r.retainUntil = started.Add(retention + time.Second - 1).Truncate(time.Second)
+	r.compression = string(plan.Spec.Compression)
+	if r.compression == "" {
+		r.compression = envelope.CompressionZstd
+	}
+	r.log.Info("backup started", "retainUntil", r.retainUntil, "sources", len(plan.Spec.Sources))
+
+	// Wrap the data key first: a key provider that is down fails the run
+	// before any data moves. The key object is stored after the artifacts.
+	r.dk, err = envelope.NewDataKey()
+	if err != nil {
+		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", id, err)
+	}
+	defer r.dk.Destroy()
+	r.ko, err = envelope.SealKey(ctx, r.opts.Keys, id, r.dk, started)
+	if err != nil {
+		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", id, err)
+	}
+
+	m := catalog.Manifest{
+		Format: catalog.ManifestFormat, Backup: id, Plan: plan.Metadata.Name,
+		Started: started, RetainUntil: r.retainUntil,
+		KEK: r.ko.KEK, DataKeyID: r.dk.ID(),
+		Lifeboat: catalog.Lifeboat{Version: r.opts.Version},
+	}
+	if m.Lifeboat.Version == "" {
+		m.Lifeboat.Version = "dev"
+	}
+	for _, src := range plan.Spec.Sources {
+		switch kind := src.Kind(); {
+		case src.Etcd != nil:
+			a, info, err := r.etcd(ctx, src.Etcd)
+			if err != nil {
+				return r.fail(err)
+			}
+			m.Artifacts = append(m.Artifacts, a)
+			m.Etcd = &info
+		case src.EncryptionConfig != nil && src.EncryptionConfig.File != "":
+			a, desc, err := r.encryptionConfig(ctx, src.EncryptionConfig.File)
+			if err != nil {
+				return r.fail(err)
+			}
+			m.Artifacts = append(m.Artifacts, a)
+			m.EncryptionConfig = &desc
+		case src.EncryptionConfig != nil:
+			m.Skipped = append(m.Skipped, r.skip(kind, "an encryption config from a Secret (secretRef) is not supported by this version of lifeboat"))
+		default:
+			m.Skipped = append(m.Skipped, r.skip(kind, "this source is not supported by this version of lifeboat"))
+		}
+	}
+	if len(m.Artifacts) == 0 {
+		return r.fail(errors.New("the plan has no source this version of lifeboat can take"))
+	}
+
+	kb, err := r.ko.Marshal()
+	if err != nil {
+		return r.fail(err)
+	}
+	keyKey := catalog.KeysPrefix(id) + r.ko.Name()
+	if _, err := r.opts.Store.Put(ctx, keyKey, bytes.NewReader(kb), store.PutOptions{RetainUntil: r.retainUntil, Size: int64(len(kb))}); err != nil {
+		return r.fail(fmt.Errorf("store key object: %w", err))
+	}
+	r.log.Info("key object stored", "key", r.ko.KEK.String(), "object", keyKey)
+
+	m.Status = catalog.StatusComplete
+	if len(m.Skipped) > 0 {
+		m.Status = catalog.StatusPartial
+	}
+	m.Completed = r.now().UTC()
+	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
+		return r.fail(err)
+	}
+	r.log.Info("backup committed", "status", m.Status, "artifacts", len(m.Artifacts),
+		"storedBytes", m.StoredSize(), "duration", m.Completed.Sub(m.Started).Round(time.Millisecond))
+	return m, nil
+}
+
+func (r *run) fail(err error) (catalog.Manifest, error) {
+	err = fmt.Errorf("backup %s: %w", r.id, err)
+	r.log.Error("backup failed; nothing was committed", "err", err)
+	return catalog.Manifest{}, err
+}
+
+func (r *run) skip(kind, reason string) catalog.Skip {
+	r.log.Warn("source skipped", "source", kind, "reason", reason)
+	return catalog.Skip{Source: kind, Reason: reason}
+}
+
+// etcd streams an etcd snapshot into the store.
+func (r *run) etcd(ctx context.Context, src *config.EtcdSource) (catalog.Artifact, catalog.Etcd, error) {
+	s, err := etcd.Snapshot(ctx, etcd.Options{
+		Endpoints: src.Endpoints, CAFile: src.CAFile, CertFile: src.CertFile, KeyFile: src.KeyFile,
+		DialTimeout: src.DialTimeout.Std(), Now: r.now, Logger: r.log,
+	})
+	if err != nil {
+		return catalog.Artifact{}, catalog.Etcd{}, err
+	}
+	defer s.Close()
+	info, _ := s.Info()
+	a, err := r.putArtifact(ctx, catalog.ArtifactEtcdSnapshot, catalog.SourceEtcd, s, info.DBSize)
+	if err != nil {
+		return catalog.Artifact{}, catalog.Etcd{}, err
+	}
+	info, complete := s.Info()
+	if !complete {
+		// putArtifact succeeded only if the stream ended in io.EOF,
+		// which Stream returns only once verified.
+		return catalog.Artifact{}, catalog.Etcd{}, fmt.Errorf("etcd %s: snapshot stream did not complete", info.Endpoint)
+	}
+	r.log.Info("etcd snapshot verified", "endpoint", info.Endpoint, "revision", info.Revision,
+		"keys", info.Inventory.Keys, "snapshotSHA256", info.SnapshotSHA256)
+	return a, info, nil
+}
+
+// encryptionConfig stores the API server's EncryptionConfiguration file.
+func (r *run) encryptionConfig(ctx context.Context, path string) (catalog.Artifact, catalog.EncryptionConfig, error) {
+	data, desc, err := readEncryptionConfig(path)
+	if err != nil {
+		return catalog.Artifact{}, catalog.EncryptionConfig{}, err
+	}
+	a, err := r.putArtifact(ctx, catalog.ArtifactEncryptionConfig, catalog.SourceEncryptionConfig, bytes.NewReader(data), int64(len(data)))
+	clear(data)
+	return a, desc, err
+}
+
+// putArtifact streams src through an envelope writer into the store under
+// the artifact's key. The store reads from a pipe the writer fills; any
+// failure aborts the writer and closes the pipe with the error, so the Put
+// fails and commits nothing.
+func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reader, total int64) (catalog.Artifact, error) {
+	key := catalog.ArtifactKey(r.id, name)
+	log := r.log.With("artifact", name)
+	start := r.now()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	type putResult struct {
+		info store.ObjectInfo
+		err  error
+	}
+	done := make(chan putResult, 1)
+	go func() {
+		info, err := r.opts.Store.Put(pctx, key, pr, store.PutOptions{RetainUntil: r.retainUntil})
+		if err != nil {
+			pr.CloseWithError(fmt.Errorf("store %s: %w", key, err))
+		} else {
+			pr.Close()
+		}
+		done <- putResult{info, err}
+	}()
+	fail := func(err error) (catalog.Artifact, error) {
+		pw.CloseWithError(err)
+		cancel()
+		<-done
+		log.Error("artifact failed; not stored", "err", err)
+		return catalog.Artifact{}, fmt.Errorf("artifact %s: %w", name, err)
+	}
+
+	w, err := envelope.NewWriter(pw, r.dk, envelope.Options{
+		Backup: r.id, Artifact: name, KEK: r.ko.KEK, Compression: r.compression, Created: start,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	pgr := &progressReader{r: src, fn: r.opts.Progress, p: Progress{Backup: r.id, Artifact: name, Total: total}}
+	if _, err := w.ReadFrom(pgr); err != nil {
+		w.Abort(err)
+		return fail(err)
+	}
+	if err := w.Close(); err != nil {
+		return fail(err)
+	}
+	pw.Close()
+	res := <-done
+	if res.err != nil {
+		log.Error("artifact failed; not stored", "err", res.err)
+		return catalog.Artifact{}, fmt.Errorf("artifact %s: store %s: %w", name, key, res.err)
+	}
+	er := w.Result()
+	if res.info.Size != er.CiphertextSize || (res.info.SHA256 != "" && res.info.SHA256 != er.CiphertextSHA256) {
+		return catalog.Artifact{}, fmt.Errorf("artifact %s: the store recorded %d bytes with SHA-256 %s, the envelope wrote %d bytes with SHA-256 %s: %w",
+			name, res.info.Size, res.info.SHA256, er.CiphertextSize, er.CiphertextSHA256, store.ErrIntegrity)
+	}
+	pgr.report(true)
+	log.Info("artifact stored", "key", key, "plaintextBytes", er.PlaintextSize, "storedBytes", er.CiphertextSize,
+		"duration", r.now().Sub(start).Round(time.Millisecond))
+	return catalog.Artifact{
+		Name: name, Source: source, Compression: r.compression,
+		PlaintextSize: er.PlaintextSize, PlaintextSHA256: er.PlaintextSHA256,
+		CiphertextSize: er.CiphertextSize, CiphertextSHA256: er.CiphertextSHA256,
+	}, nil
+}
+
+// progressReader counts the bytes read through it and reports them.
+type progressReader struct {
+	r    io.Reader
+	fn   func(Progress)
+	p    Progress
+	last int64
+}
+
+func (pr *progressReader) Read(b []byte) (int, error) {
+	n, err := pr.r.Read(b)
+	pr.p.Done += int64(n)
+	if pr.p.Done-pr.last >= progressEvery {
+		pr.report(false)
+	}
+	return n, err
+}
+
+func (pr *progressReader) report(finished bool) {
+	pr.last = pr.p.Done
+	if pr.fn != nil {
+		p := pr.p
+		p.Finished = finished
+		pr.fn(p)
+	}
+}

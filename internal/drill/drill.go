@@ -1,0 +1,556 @@
+package drill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+// Phase names, in the order a drill runs them.
+const (
+	PhaseSelect            = "select"
+	PhaseFetch             = "fetch"
+	PhaseDecrypt           = "decrypt"
+	PhaseRestoreEtcd       = scratch.PhaseRestoreEtcd
+	PhaseStartEtcd         = scratch.PhaseStartEtcd
+	PhaseStartControlPlane = scratch.PhaseStartControlPlane
+	PhaseVerify            = "verify"
+)
+
+// PhaseOrder lists every phase of a drill in order; a report lists each,
+// those not reached as skipped.
+var PhaseOrder = []string{PhaseSelect, PhaseFetch, PhaseDecrypt, PhaseRestoreEtcd, PhaseStartEtcd, PhaseStartControlPlane, PhaseVerify}
+
+// ErrFailed is wrapped by Run's error when the drill's verdict is fail: a
+// target missed, a check that did not pass, or a phase that failed.
+var ErrFailed = errors.New("drill failed")
+
+// Options describe one drill run.
+type Options struct {
+	// Drill is the drill to run. Required.
+	Drill *config.Drill
+	// Plan is the backup plan the drill restores (Drill.Spec.BackupPlan).
+	// Required.
+	Plan *config.BackupPlan
+	// Store holds the plan's backups; read-only is enough. Required.
+	Store store.Store
+	// Keys unwraps the backup's data key (keys.Provider satisfies it).
+	// Required.
+	Keys envelope.Unwrapper
+	// Scratch starts the scratch cluster. Required.
+	Scratch scratch.Provider
+	// RunID names the run (reports/<run-id>/); empty means
+	// <drill>-<UTC time>-<4 hex digits>.
+	RunID string
+	// Keep leaves the scratch cluster serving after the drill (also when
+	// the Drill says scratch.keep); Result.Cluster is then set and the
+	// caller must Stop it.
+	Keep bool
+	// TempDir is where the run's private temporary directory (decrypted
+	// artifacts, the scratch cluster's files) is made; empty means the
+	// system's.
+	TempDir string
+	// EtcdPrefix is the source kube-apiserver's --etcd-prefix; empty means
+	// "/registry".
+	EtcdPrefix string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Progress, when set, is told what the drill is doing.
+	Progress func(Event)
+}
+
+// Event is a progress report.
+type Event struct {
+	// Elapsed is the time since the drill started.
+	Elapsed time.Duration
+	// Phase is the phase it belongs to.
+	Phase string
+	// Message says what happened, for a person.
+	Message string
+}
+
+// Phase is one timed phase of a run.
+type Phase struct {
+	Name string
+	// Offset is when the phase began, from the drill's start.
+	Offset   time.Duration
+	Duration time.Duration
+	// Outcome is evidence.PhaseSuccess, PhaseFailure or PhaseSkipped.
+	Outcome string
+	// Detail says why a phase failed; empty otherwise.
+	Detail string
+}
+
+// Result is what a drill did and found.
+type Result struct {
+	Drill string
+	RunID string
+	// BackupID is the backup restored; empty when none was selected.
+	BackupID string
+	// Started and Finished bound the run; Incident is the simulated
+	// incident (the start).
+	Started, Finished, Incident time.Time
+	// PointInTime is the time the restored data reflects (the etcd
+	// snapshot's takenAt); zero when no backup was selected.
+	PointInTime time.Time
+	// Revision is the etcd revision of the backup's inventory.
+	Revision int64
+	Targets  evidence.Targets
+	Measured evidence.Measured
+	Phases   []Phase
+	Checks   []evidence.Check
+	// Verdict is evidence.VerdictPass or VerdictFail; Reasons say why it
+	// failed.
+	Verdict string
+	Reasons []string
+	// Manifest is the selected backup's manifest.
+	Manifest *catalog.Manifest
+	// KeyObject is the KEK version whose key object unwrapped the data
+	// key.
+	KeyObject string
+	// Artifacts are the artifacts fetched, decrypted and checked.
+	Artifacts []string
+	// Cluster is the scratch cluster when it was kept (Options.Keep);
+	// Stop it to tear it down and remove the restored data.
+	Cluster scratch.Cluster
+	// Err is the failure that ended the drill early, if any.
+	Err error
+}
+
+// RTO returns the measured recovery time, if it was measured.
+func (r *Result) RTO() (time.Duration, bool) { return msDuration(r.Measured.RTOMs) }
+
+// RPO returns the measured recovery point, if it was measured.
+func (r *Result) RPO() (time.Duration, bool) { return msDuration(r.Measured.RPOMs) }
+
+func msDuration(ms *int64) (time.Duration, bool) {
+	if ms == nil {
+		return 0, false
+	}
+	return time.Duration(*ms) * time.Millisecond, true
+}
+
+// Judge decides a drill's verdict from its targets, what it measured and
+// its checks: evidence.Judge's rule (docs/format.md §5.6) over the Drill's
+// targets. rto and rpo are nil when not measured.
+func Judge(targets config.Targets, rto, rpo *time.Duration, checks []evidence.Check) (verdict string, reasons []string) {
+	var m evidence.Measured
+	if rto != nil {
+		m.RTOMs = evidence.Ms(*rto)
+	}
+	if rpo != nil {
+		m.RPOMs = evidence.Ms(*rpo)
+	}
+	return evidence.Judge(targetsOf(targets), m, checks)
+}
+
+func targetsOf(t config.Targets) evidence.Targets {
+	return evidence.Targets{RTOMs: t.RTO.Std().Milliseconds(), RPOMs: t.RPO.Std().Milliseconds()}
+}
+
+// NewRunID returns a run ID for drill at t: <drill>-<20060102T150405Z>-<4
+// hex digits>.
+func NewRunID(drill string, t time.Time) (string, error) {
+	var b [2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("new drill run ID: %w", err)
+	}
+	return drill + "-" + t.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:]), nil
+}
+
+// Run runs the drill. It returns the Result in every case in which the
+// drill started; the error is nil exactly when the verdict is pass. A fail
+// verdict's error wraps ErrFailed and, when a phase failed, that phase's
+// error (so errors.Is finds catalog.ErrVerification, store.ErrIntegrity,
+// context.Canceled, ...).
+//
+// When ctx is cancelled the drill stops, tears the scratch cluster down
+// and returns an error wrapping context.Canceled. The Drill's timeout
+// bounds the run; running out of it fails the drill.
+func Run(ctx context.Context, opts Options) (Result, error) {
+	if opts.Drill == nil || opts.Plan == nil || opts.Store == nil || opts.Keys == nil || opts.Scratch == nil {
+		return Result{}, errors.New("drill: drill, plan, store, keys and scratch provider are required")
+	}
+	if opts.Drill.Spec.BackupPlan != opts.Plan.Metadata.Name {
+		return Result{}, fmt.Errorf("drill %s: restores plan %q, not %q", opts.Drill.Metadata.Name, opts.Drill.Spec.BackupPlan, opts.Plan.Metadata.Name)
+	}
+	r := &runner{opts: opts, now: opts.Now, log: opts.Logger}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	name := opts.Drill.Metadata.Name
+	r.log = r.log.With("drill", name)
+	r.start = r.now()
+	runID := opts.RunID
+	if runID == "" {
+		id, err := NewRunID(name, r.start)
+		if err != nil {
+			return Result{}, err
+		}
+		runID = id
+	}
+	r.log = r.log.With("run", runID)
+	r.res = Result{
+		Drill: name, RunID: runID, Started: r.start, Incident: r.start,
+		Targets: targetsOf(opts.Drill.Spec.Targets),
+	}
+	runCtx := ctx
+	if t := opts.Drill.Spec.Timeout.Std(); t > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	r.event("", "drill %s started (run %s); incident simulated now; targets RTO %s, RPO %s",
+		name, runID, opts.Drill.Spec.Targets.RTO, opts.Drill.Spec.Targets.RPO)
+
+	err := r.run(runCtx)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (the drill's timeout is %s)", err, opts.Drill.Spec.Timeout)
+	}
+	r.res.Err = err
+	r.finish(err)
+	r.teardown(opts.Keep || opts.Drill.Spec.Scratch.Keep, err)
+	r.res.Finished = r.now()
+	if r.res.Verdict == evidence.VerdictPass {
+		r.log.Info("drill passed")
+		return r.res, nil
+	}
+	r.log.Warn("drill failed", "reasons", strings.Join(r.res.Reasons, "; "))
+	if err != nil {
+		return r.res, fmt.Errorf("drill %s: %w: %w", name, ErrFailed, err)
+	}
+	return r.res, fmt.Errorf("drill %s: %w: %s", name, ErrFailed, strings.Join(r.res.Reasons, "; "))
+}
+
+// runner holds one run's state.
+type runner struct {
+	opts    Options
+	now     func() time.Time
+	log     *slog.Logger
+	start   time.Time
+	res     Result
+	tmp     string
+	cluster scratch.Cluster
+	rtoEnd  time.Time
+}
+
+func (r *runner) event(phase, format string, args ...any) {
+	if r.opts.Progress != nil {
+		r.opts.Progress(Event{Elapsed: r.now().Sub(r.start), Phase: phase, Message: fmt.Sprintf(format, args...)})
+	}
+}
+
+// phase runs fn as the named phase and records its timing and outcome.
+func (r *runner) phase(name string, fn func() error) error {
+	r.event(name, "%s", name)
+	t0 := r.now()
+	err := fn()
+	p := Phase{Name: name, Offset: t0.Sub(r.start), Duration: r.now().Sub(t0), Outcome: evidence.PhaseSuccess}
+	if err != nil {
+		p.Outcome, p.Detail = evidence.PhaseFailure, err.Error()
+	}
+	r.res.Phases = append(r.res.Phases, p)
+	r.log.Debug("drill phase", "phase", name, "duration", p.Duration, "outcome", p.Outcome)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (r *runner) run(ctx context.Context) error {
+	d := r.opts.Drill
+	var m catalog.Manifest
+	if err := r.phase(PhaseSelect, func() error {
+		sel := catalog.Selector{Plan: d.Spec.BackupPlan, Latest: d.Spec.Select.Latest, ID: d.Spec.Select.ID}
+		if d.Spec.Select.Before != nil {
+			sel.Before = d.Spec.Select.Before.Time
+		}
+		var err error
+		m, err = catalog.Select(ctx, r.opts.Store, sel)
+		if err != nil {
+			return err
+		}
+		if m.Etcd == nil {
+			return fmt.Errorf("backup %s holds no etcd snapshot to restore", m.Backup)
+		}
+		if _, ok := m.Artifact(catalog.ArtifactEtcdSnapshot); !ok {
+			return fmt.Errorf("backup %s: manifest has etcd facts but no %s artifact: %w", m.Backup, catalog.ArtifactEtcdSnapshot, catalog.ErrVerification)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	r.res.Manifest, r.res.BackupID = &m, m.Backup
+	r.res.PointInTime, r.res.Revision = m.PointInTime(), m.Etcd.Revision
+	rpo := r.res.Incident.Sub(r.res.PointInTime)
+	if rpo < 0 {
+		r.log.Warn("the backup's snapshot time is after the incident: clocks disagree; RPO counted as 0", "takenAt", r.res.PointInTime)
+		rpo = 0
+	}
+	r.res.Measured.RPOMs = evidence.Ms(rpo)
+	r.log = r.log.With("backup", m.Backup)
+	r.event(PhaseSelect, "selected backup %s: etcd revision %d taken %s (%s before the incident), %d artifacts, %s",
+		m.Backup, m.Etcd.Revision, m.Etcd.TakenAt.UTC().Format(time.RFC3339), rpo.Round(time.Millisecond), len(m.Artifacts), byteSize(m.StoredSize()))
+
+	tmp, err := os.MkdirTemp(r.opts.TempDir, "lifeboat-drill-")
+	if err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+	r.tmp = tmp
+	artDir := filepath.Join(tmp, "artifacts")
+	if err := os.Mkdir(artDir, 0o700); err != nil {
+		return fmt.Errorf("temporary directory: %w", err)
+	}
+
+	// Only the artifacts a control-plane restore uses are fetched.
+	var arts []catalog.Artifact
+	for _, a := range m.Artifacts {
+		switch a.Source {
+		case catalog.SourceEtcd, catalog.SourceEncryptionConfig:
+			arts = append(arts, a)
+		default:
+			r.log.Info("artifact not used by this drill", "artifact", a.Name, "source", a.Source)
+		}
+	}
+	encPaths := make(map[string]string)
+	if err := r.phase(PhaseFetch, func() error {
+		for _, a := range arts {
+			p, err := fetchArtifact(ctx, r.opts.Store, m, a, artDir)
+			if err != nil {
+				return err
+			}
+			encPaths[a.Name] = p
+			r.event(PhaseFetch, "fetched %s (%s), ciphertext SHA-256 matches the manifest", a.Name, byteSize(a.CiphertextSize))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	plain := make(map[string]string)
+	if err := r.phase(PhaseDecrypt, func() error {
+		dk, ko, err := catalog.OpenKey(ctx, r.opts.Store, m.Backup, r.opts.Keys)
+		if err != nil {
+			return err
+		}
+		defer dk.Destroy()
+		if dk.ID() != m.DataKeyID {
+			return fmt.Errorf("backup %s: key object for %s holds data key %s, manifest says %s: %w: %w",
+				m.Backup, ko.KEK, dk.ID(), m.DataKeyID, envelope.ErrWrongKey, catalog.ErrVerification)
+		}
+		r.res.KeyObject = ko.KEK.String()
+		r.event(PhaseDecrypt, "data key %s unwrapped with %s", dk.ID(), ko.KEK)
+		for _, a := range arts {
+			p, err := decryptArtifact(ctx, encPaths[a.Name], m, a, dk, artDir)
+			if err != nil {
+				return err
+			}
+			plain[a.Name] = p
+			r.res.Artifacts = append(r.res.Artifacts, a.Name)
+			r.event(PhaseDecrypt, "decrypted %s (%s), plaintext SHA-256 matches the manifest", a.Name, byteSize(a.PlaintextSize))
+		}
+		return checkSnapshotDigest(plain[catalog.ArtifactEtcdSnapshot], m)
+	}); err != nil {
+		return err
+	}
+
+	req := scratch.Request{
+		SnapshotPath:         plain[catalog.ArtifactEtcdSnapshot],
+		EncryptionConfigPath: plain[catalog.ArtifactEncryptionConfig],
+		EtcdPrefix:           r.opts.EtcdPrefix,
+		WorkDir:              filepath.Join(tmp, "scratch"),
+		Now:                  r.now,
+		Progress:             func(p string) { r.event(p, "%s", p) },
+	}
+	if req.EncryptionConfigPath == "" {
+		r.event(PhaseRestoreEtcd, "the backup holds no encryption-at-rest configuration: Secrets are read as stored")
+	}
+	cluster, err := r.opts.Scratch.Start(ctx, req)
+	var se *scratch.StartError
+	switch {
+	case err == nil:
+		r.addScratchPhases(cluster.StartPhases())
+	case errors.As(err, &se):
+		r.addScratchPhases(se.Phases)
+	}
+	if err != nil {
+		return err
+	}
+	r.cluster = cluster
+	// The snapshot's plaintext is in the scratch etcd now; the
+	// encryption config stays while the apiserver runs.
+	os.Remove(req.SnapshotPath)
+	r.event(PhaseStartControlPlane, "scratch control plane serving at %s", cluster.Access().Server)
+
+	var checks []evidence.Check
+	verr := r.phase(PhaseVerify, func() error {
+		v, err := newVerifier(ctx, cluster.Access(), m, r.opts.EtcdPrefix, r.log)
+		if err != nil {
+			return err
+		}
+		defer v.close()
+		checks = v.run(ctx, d.Spec.Checks, func(c evidence.Check) {
+			r.event(PhaseVerify, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if n := failed(checks); n > 0 {
+			return fmt.Errorf("%d of %d checks did not pass", n, len(checks))
+		}
+		return nil
+	})
+	r.res.Checks = checks
+	if verr != nil {
+		if ctx.Err() != nil {
+			return verr
+		}
+		// Failed checks are reported as checks, not as a drill error.
+		return nil
+	}
+	r.rtoEnd = r.now()
+	return nil
+}
+
+// addScratchPhases records the provider's phases, timed from the drill's
+// start.
+func (r *runner) addScratchPhases(ps []scratch.Phase) {
+	for _, p := range ps {
+		ph := Phase{Name: p.Name, Offset: p.Started.Sub(r.start), Duration: p.Duration, Outcome: evidence.PhaseSuccess}
+		if p.Err != nil {
+			ph.Outcome, ph.Detail = evidence.PhaseFailure, p.Err.Error()
+		}
+		r.res.Phases = append(r.res.Phases, ph)
+	}
+}
+
+func failed(checks []evidence.Check) int {
+	n := 0
+	for _, c := range checks {
+		if c.Outcome != evidence.CheckPass {
+			n++
+		}
+	}
+	return n
+}
+
+// finish measures RTO, fills in phases not reached and judges.
+func (r *runner) finish(err error) {
+	if err == nil && !r.rtoEnd.IsZero() {
+		r.res.Measured.RTOMs = evidence.Ms(r.rtoEnd.Sub(r.start))
+	}
+	end := r.now().Sub(r.start)
+	ran := make(map[string]bool)
+	for _, p := range r.res.Phases {
+		ran[p.Name] = true
+	}
+	for _, name := range PhaseOrder {
+		if !ran[name] {
+			r.res.Phases = append(r.res.Phases, Phase{Name: name, Offset: end, Outcome: evidence.PhaseSkipped})
+		}
+	}
+	// Order by PhaseOrder; a provider's own phases keep their place.
+	order := make(map[string]int, len(PhaseOrder))
+	for i, n := range PhaseOrder {
+		order[n] = i
+	}
+	sortPhases(r.res.Phases, order)
+	r.res.Verdict, r.res.Reasons = evidence.Judge(r.res.Targets, r.res.Measured, r.res.Checks)
+	if err != nil {
+		r.res.Verdict = evidence.VerdictFail
+		r.res.Reasons = append([]string{"the drill stopped: " + err.Error()}, r.res.Reasons...)
+	}
+}
+
+func sortPhases(ps []Phase, order map[string]int) {
+	rank := func(p Phase) int {
+		if i, ok := order[p.Name]; ok {
+			return i
+		}
+		return order[PhaseStartControlPlane]
+	}
+	for i := 1; i < len(ps); i++ {
+		for j := i; j > 0 && rank(ps[j]) < rank(ps[j-1]); j-- {
+			ps[j], ps[j-1] = ps[j-1], ps[j]
+		}
+	}
+}
+
+// teardown stops the scratch cluster and removes the temporary directory,
+// or hands both to the caller when keep is set and the cluster is up.
+func (r *runner) teardown(keep bool, err error) {
+	if keep && r.cluster != nil && !errors.Is(err, context.Canceled) {
+		r.res.Cluster = &keptCluster{Cluster: r.cluster, dir: r.tmp}
+		r.event("", "scratch cluster kept: kubeconfig %s", r.cluster.Access().Kubeconfig)
+		return
+	}
+	if r.cluster != nil {
+		if err := r.cluster.Stop(); err != nil {
+			r.log.Warn("stop scratch cluster", "err", err)
+		}
+	}
+	if r.tmp != "" {
+		if err := os.RemoveAll(r.tmp); err != nil {
+			r.log.Warn("remove temporary directory", "dir", r.tmp, "err", err)
+		}
+	}
+	if r.cluster != nil {
+		r.event("", "scratch cluster stopped and restored data removed")
+	}
+}
+
+// keptCluster is a scratch cluster left running for the caller; Stop also
+// removes the drill's temporary directory.
+type keptCluster struct {
+	scratch.Cluster
+	dir string
+}
+
+// Exited is the underlying cluster's, when it has one: closed when its
+// control plane exits.
+func (k *keptCluster) Exited() <-chan struct{} {
+	if e, ok := k.Cluster.(interface{ Exited() <-chan struct{} }); ok {
+		return e.Exited()
+	}
+	return nil
+}
+
+func (k *keptCluster) Stop() error {
+	err := k.Cluster.Stop()
+	if rerr := os.RemoveAll(k.dir); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// byteSize formats n bytes for people.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,100 @@
+package scratch
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Phase names a provider reports, in the order they happen.
+const (
+	PhaseRestoreEtcd       = "restore etcd"
+	PhaseStartEtcd         = "start etcd"
+	PhaseStartControlPlane = "start control plane"
+)
+
+// Phase is one timed step of starting a scratch cluster.
+type Phase struct {
+	// Name is one of the Phase* constants (or a provider's own).
+	Name string
+	// Started is when the step began, by the provider's clock.
+	Started time.Time
+	// Duration is how long it took.
+	Duration time.Duration
+	// Err is why the step failed; nil when it succeeded.
+	Err error
+}
+
+// Request says what to start a scratch cluster from.
+type Request struct {
+	// SnapshotPath is a plaintext etcd snapshot file (the output of
+	// etcdctl snapshot save or Maintenance.Snapshot, its trailing SHA-256
+	// included). Required.
+	SnapshotPath string
+	// EncryptionConfigPath is the source cluster's EncryptionConfiguration
+	// file, when one was backed up; empty means Secrets are read as
+	// stored (identity).
+	EncryptionConfigPath string
+	// EtcdPrefix is the source kube-apiserver's --etcd-prefix; empty means
+	// "/registry".
+	EtcdPrefix string
+	// WorkDir is a directory the provider may create files in; it removes
+	// them on Stop.
+	WorkDir string
+	// Progress, when set, is called as each phase begins.
+	Progress func(phase string)
+	// Now is the clock phases are timed with; nil means time.Now.
+	Now func() time.Time
+}
+
+// Access is how to reach a started scratch cluster. It holds a bearer
+// token: never log it.
+type Access struct {
+	// Server is the API server's URL, e.g. https://127.0.0.1:PORT.
+	Server string
+	// CA is the PEM the server's certificate verifies against.
+	CA []byte
+	// Token is a bearer token with cluster-admin rights.
+	Token string
+	// Kubeconfig is the path of a kubeconfig file (mode 0600) for Server,
+	// CA and Token, for kubectl.
+	Kubeconfig string
+	// Client is an HTTP client that trusts CA and sends Token.
+	Client *http.Client
+	// EtcdEndpoints are client URLs of the cluster's etcd, when the
+	// provider can reach it; empty otherwise (then keyspace checks
+	// cannot run).
+	EtcdEndpoints []string
+}
+
+// Cluster is a started scratch cluster.
+type Cluster interface {
+	// Access returns how to reach the cluster.
+	Access() Access
+	// StartPhases returns the timed steps of starting it, in order.
+	StartPhases() []Phase
+	// Stop shuts the cluster down and removes the restored data. It is
+	// safe to call more than once.
+	Stop() error
+}
+
+// Provider starts scratch clusters.
+type Provider interface {
+	// Name is the provider's type, as in a Drill's spec.scratch.type.
+	Name() string
+	// Start restores the snapshot and starts a cluster on it, returning
+	// once the API server is ready. On error, nothing is left running; the
+	// error names the phase that failed and is a *StartError holding the
+	// phases run so far.
+	Start(ctx context.Context, req Request) (Cluster, error)
+}
+
+// StartError is the error of a failed Start: the phase that failed and the
+// phases that ran, so a drill can report their timings.
+type StartError struct {
+	Phases []Phase
+	Err    error
+}
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }

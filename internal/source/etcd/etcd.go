@@ -1,0 +1,294 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+)
+
+// DefaultDialTimeout bounds connecting to an endpoint and its status call
+// when Options.DialTimeout is zero.
+const DefaultDialTimeout = 5 * time.Second
+
+// ErrIntegrity is returned when the snapshot stream does not end with a
+// valid SHA-256 of the bytes before it: the stream was cut short, or
+// corrupted on the way.
+var ErrIntegrity = errors.New("etcd snapshot failed its integrity check")
+
+// maxRecvMsgSize bounds one gRPC response on the connections Snapshot
+// makes; an inventory page that would exceed it is fetched again with fewer
+// keys. It must hold the largest single key-value pair (etcd's default
+// request limit is 1.5 MiB).
+const maxRecvMsgSize = 32 << 20
+
+// Inventory pages: the first asks for inventoryFirstPage keys; later ones
+// for as many as fit inventoryPageBytes at the sizes seen so far, between 1
+// and inventoryMaxPage keys.
+const (
+	inventoryFirstPage = 100
+	inventoryMaxPage   = 1000
+	inventoryPageBytes = 4 << 20
+)
+
+// Options say which etcd to snapshot and how to reach it.
+type Options struct {
+	// Endpoints are client URLs (http:// or https://). The snapshot is
+	// taken from the first one whose status call succeeds.
+	Endpoints []string
+	// CAFile verifies the server's certificate (empty: system roots, for
+	// https endpoints). CertFile and KeyFile are the client certificate and
+	// key, both or neither.
+	CAFile, CertFile, KeyFile string
+	// DialTimeout bounds connecting to each endpoint and asking its
+	// status; zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// Now is the clock for the taken-at time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stream is an etcd snapshot being received. Read returns the snapshot
+// exactly as etcd sends it (the database followed by its 32-byte SHA-256)
+// and returns io.EOF only once that digest has been checked and the
+// inventory read; any failure is an error instead. Close releases the
+// connection and must always be called.
+type Stream struct {
+	cli     *clientv3.Client
+	snap    io.ReadCloser
+	cancel  context.CancelFunc
+	tr      *trailerReader
+	info    catalog.Etcd
+	invDone chan struct{}
+	inv     catalog.Inventory
+	invErr  error
+	err     error
+	done    bool
+	once    sync.Once
+}
+
+// Snapshot connects to the first reachable endpoint, records its status,
+// and starts the snapshot stream and the inventory read. Errors name the
+// endpoints tried and what failed at each.
+func Snapshot(ctx context.Context, opts Options) (*Stream, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcd snapshot: no endpoints")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	dial := opts.DialTimeout
+	if dial <= 0 {
+		dial = DefaultDialTimeout
+	}
+	tlsCfg, err := tlsConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("etcd snapshot: %w", err)
+	}
+	var tried []string
+	for _, ep := range opts.Endpoints {
+		s, err := open(ctx, ep, dial, tlsCfg, now, log)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("etcd snapshot: %w", ctx.Err())
+		}
+		log.Warn("etcd endpoint unusable", "endpoint", ep, "err", err)
+		tried = append(tried, err.Error())
+	}
+	return nil, fmt.Errorf("etcd snapshot: no endpoint answered: %s", strings.Join(tried, "; "))
+}
+
+func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config, now func() time.Time, log *slog.Logger) (*Stream, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:          []string{ep},
+		DialTimeout:        dial,
+		TLS:                tlsCfg,
+		Logger:             zap.NewNop(),
+		MaxCallRecvMsgSize: maxRecvMsgSize,
+		Context:            ctx,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: connect: %w", ep, err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, dial)
+	st, err := cli.Status(sctx, ep)
+	scancel()
+	if err != nil {
+		cli.Close()
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("etcd %s: status: no answer within %s (is etcd running and reachable?)", ep, dial)
+		}
+		return nil, fmt.Errorf("etcd %s: status: %w", ep, err)
+	}
+	if len(st.Errors) > 0 {
+		log.Warn("etcd member reports errors", "endpoint", ep, "errors", st.Errors)
+	}
+	rev := st.Header.Revision
+	s := &Stream{
+		cli: cli,
+		info: catalog.Etcd{
+			Endpoint:  ep,
+			ClusterID: strconv.FormatUint(st.Header.ClusterId, 16),
+			MemberID:  strconv.FormatUint(st.Header.MemberId, 16),
+			Revision:  rev,
+			DBSize:    st.DbSize,
+		},
+		invDone: make(chan struct{}),
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	s.info.TakenAt = now().UTC()
+	resp, err := cli.SnapshotWithVersion(sctx)
+	if err != nil {
+		cancel()
+		cli.Close()
+		return nil, fmt.Errorf("etcd %s: open snapshot stream: %w", ep, err)
+	}
+	s.snap = resp.Snapshot
+	s.tr = newTrailerReader(resp.Snapshot)
+	log.Info("etcd snapshot started", "endpoint", ep, "revision", rev, "dbSize", st.DbSize,
+		"clusterId", s.info.ClusterID, "memberId", s.info.MemberID, "storageVersion", resp.Version)
+	go func() {
+		defer close(s.invDone)
+		s.inv, s.invErr = ReadInventory(sctx, cli.KV, rev)
+		if s.invErr != nil {
+			s.invErr = fmt.Errorf("etcd %s: %w", ep, s.invErr)
+		}
+	}()
+	return s, nil
+}
+
+// Info returns the snapshot's facts. Endpoint, IDs, revision, database
+// size and taken-at time are known from the start; the snapshot digest and
+// the inventory once Read has returned io.EOF. complete reports whether
+// the stream ended verified.
+func (s *Stream) Info() (info catalog.Etcd, complete bool) {
+	return s.info, s.done
+}
+
+// Read returns snapshot bytes. See Stream.
+func (s *Stream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.tr.Read(p)
+	switch {
+	case err == io.EOF:
+		<-s.invDone
+		if s.invErr != nil {
+			s.err = s.invErr
+			return n, s.err
+		}
+		s.info.SnapshotSHA256 = s.tr.sum
+		s.info.Inventory = s.inv
+		s.done = true
+		s.err = io.EOF
+	case errors.Is(err, ErrIntegrity):
+		s.err = fmt.Errorf("etcd %s: snapshot stream: %w", s.info.Endpoint, err)
+	case err != nil:
+		s.err = fmt.Errorf("etcd %s: snapshot stream cut short after %d bytes: %w", s.info.Endpoint, s.tr.total, err)
+	}
+	return n, s.err
+}
+
+// Close stops the stream and the inventory read, and closes the
+// connection.
+func (s *Stream) Close() error {
+	s.once.Do(func() {
+		s.cancel()
+		s.snap.Close()
+		<-s.invDone
+		s.cli.Close()
+		if !s.done && s.err == nil {
+			s.err = errors.New("etcd snapshot: stream closed")
+		}
+	})
+	return nil
+}
+
+// ReadInventory reads the inventory of the keyspace at revision rev
+// through kv: every key-value pair in key order, in pages of about 4 MiB
+// (sized from the pairs seen so far), so memory stays bounded by a page
+// whatever the keyspace holds. It fails if rev has been compacted.
+func ReadInventory(ctx context.Context, kv clientv3.KV, rev int64) (catalog.Inventory, error) {
+	b := catalog.NewInventoryBuilder()
+	key, limit := "\x00", int64(inventoryFirstPage)
+	var seenKeys, seenBytes int64
+	for {
+		resp, err := kv.Get(ctx, key, clientv3.WithFromKey(), clientv3.WithRev(rev), clientv3.WithLimit(limit))
+		if status.Code(err) == codes.ResourceExhausted && limit > 1 {
+			limit = max(1, limit/4)
+			continue
+		}
+		if err != nil {
+			return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
+		}
+		for _, p := range resp.Kvs {
+			if err := b.Add(p.Key, p.Value); err != nil {
+				return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
+			}
+			seenKeys++
+			seenBytes += int64(len(p.Key) + len(p.Value))
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return b.Inventory(), nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		avg := max(1, seenBytes/seenKeys)
+		limit = min(inventoryMaxPage, max(1, inventoryPageBytes/avg))
+	}
+}
+
+// tlsConfig builds the client TLS configuration from the files in opts;
+// nil when none is given.
+func tlsConfig(opts Options) (*tls.Config, error) {
+	if opts.CAFile == "" && opts.CertFile == "" && opts.KeyFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificates", opts.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (opts.CertFile == "") != (opts.KeyFile == "") {
+		return nil, errors.New("client certificate: certFile and keyFile go together")
+	}
+	if opts.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s (key %s): %w", opts.CertFile, opts.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

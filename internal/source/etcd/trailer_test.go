@@ -1,0 +1,107 @@
+package etcd
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+)
+
+// fakeSnapshot returns a database of pages bytes' worth of 4 KiB pages
+// followed by its SHA-256, as etcd streams it.
+func fakeSnapshot(pages int) []byte {
+	db := make([]byte, pages*4096)
+	for i := range db {
+		db[i] = byte(i * 7)
+	}
+	sum := sha256.Sum256(db)
+	return append(db, sum[:]...)
+}
+
+func readAllWith(r io.Reader, chunk int) ([]byte, error) {
+	var out bytes.Buffer
+	buf := make([]byte, chunk)
+	for {
+		n, err := r.Read(buf)
+		out.Write(buf[:n])
+		if err == io.EOF {
+			return out.Bytes(), nil
+		}
+		if err != nil {
+			return out.Bytes(), err
+		}
+	}
+}
+
+func TestTrailerReaderPassesAndChecks(t *testing.T) {
+	for _, pages := range []int{1, 3, 100} {
+		snap := fakeSnapshot(pages)
+		for _, chunk := range []int{1, 7, 32, 33, 4096, 1 << 20} {
+			for name, src := range map[string]io.Reader{
+				"whole":    bytes.NewReader(snap),
+				"onebyte":  iotest.OneByteReader(bytes.NewReader(snap)),
+				"dataeof":  iotest.DataErrReader(bytes.NewReader(snap)),
+				"halfread": iotest.HalfReader(bytes.NewReader(snap)),
+			} {
+				tr := newTrailerReader(src)
+				got, err := readAllWith(tr, chunk)
+				if err != nil || !bytes.Equal(got, snap) {
+					t.Fatalf("pages %d chunk %d %s: %d bytes, %v", pages, chunk, name, len(got), err)
+				}
+				want := sha256.Sum256(snap[:len(snap)-32])
+				if tr.sum != hexOf(want[:]) {
+					t.Fatalf("sum %s", tr.sum)
+				}
+			}
+		}
+	}
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+func TestTrailerReaderRejects(t *testing.T) {
+	snap := fakeSnapshot(8)
+	cases := map[string][]byte{
+		"empty":            {},
+		"shorter than sum": snap[:20],
+		"no trailer":       snap[:len(snap)-32],
+		"cut mid-database": snap[:5000],
+		"cut at a page":    snap[:4096],
+		"cut in trailer":   snap[:len(snap)-1],
+		"trailing byte":    append(append([]byte{}, snap...), 0),
+	}
+	for _, at := range []int{0, 4095, len(snap) - 33, len(snap) - 1} {
+		b := append([]byte{}, snap...)
+		b[at] ^= 0x40
+		cases["flipped byte "+string(rune('a'+at%26))] = b
+	}
+	// A database whose length is not whole pages, with a correct digest:
+	// the size rule still catches it.
+	odd := make([]byte, 1000)
+	sum := sha256.Sum256(odd)
+	cases["odd size"] = append(odd, sum[:]...)
+	for name, b := range cases {
+		got, err := readAllWith(newTrailerReader(bytes.NewReader(b)), 4096)
+		if !errors.Is(err, ErrIntegrity) {
+			t.Errorf("%s: err %v, want ErrIntegrity", name, err)
+		}
+		if len(got) > len(b)-32 && len(b) >= 32 {
+			t.Errorf("%s: released %d of %d bytes, including the unchecked trailer", name, len(got), len(b))
+		}
+	}
+	// A source error is passed on, not mistaken for the end.
+	boom := errors.New("connection reset")
+	_, err := readAllWith(newTrailerReader(io.MultiReader(bytes.NewReader(snap[:9000]), iotest.ErrReader(boom))), 4096)
+	if !errors.Is(err, boom) {
+		t.Fatalf("source error: %v", err)
+	}
+}
