@@ -41,7 +41,8 @@ The plans, stores and key providers come from the --config files.`,
 }
 
 func newBackupRunCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var signingKey string
+	cmd := &cobra.Command{
 		Use:   "run PLAN",
 		Short: "Take a backup now, according to a BackupPlan",
 		Long: `run takes a backup of the BackupPlan named PLAN and prints its manifest
@@ -50,7 +51,10 @@ Lock is refused unless the Store says allowUnlocked: true.
 
 Sources this version cannot take yet (manifests, volumes, vault, velero,
 an encryption config from a Secret) are skipped: the backup is then marked
-partial and the skips are listed in its manifest.`,
+partial and the skips are listed in its manifest.
+
+Every committed backup appends a signed record to the store's evidence log
+(evidence/), citing the HIPAA sections it is evidence for.`,
 		Example: `  lifeboat --config schedules/ backup run control-plane
   lifeboat --config lifeboat.yaml backup run etcd-hourly -o json`,
 		Args: args(cobra.ExactArgs(1)),
@@ -101,9 +105,20 @@ partial and the skips are listed in its manifest.`,
 					fmt.Fprintf(a.stderr, "warning: source %s skipped: %s\n", s.Source, s.Reason)
 				}
 			}
+			signer, err := loadSigner(signingKey)
+			if err != nil {
+				return fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan.Metadata.Name, m.Backup, err)
+			}
+			rec, err := backup.Publish(ctx, m, backup.PublishOptions{Store: st, Signer: signer, Retention: retention, Logger: a.logger})
+			if err != nil {
+				return fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan.Metadata.Name, m.Backup, err)
+			}
+			a.logger.Info("evidence recorded", "backup", m.Backup, "record", rec.Key(), "seq", rec.Seq)
 			return a.render(cmd.OutOrStdout(), m, manifestTable(m))
 		},
 	}
+	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
+	return cmd
 }
 
 // backupListEntry is one row of `backup list`.

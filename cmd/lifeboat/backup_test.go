@@ -190,6 +190,12 @@ func TestBackupCLI(t *testing.T) {
 	if len(list) != 2 || list[0].Backup != m.Backup || list[0].Store != "local" || list[0].EtcdRevision != m.Etcd.Revision {
 		t.Fatalf("backup list: %+v", list)
 	}
+
+	// Each committed backup appended a signed evidence record.
+	out, errs, code = run(t, "evidence", "verify", "--store-path", s.storeRoot)
+	if code != ExitOK || !strings.Contains(out, m.Backup) {
+		t.Fatalf("evidence verify after two backups: exit %d\n%s\n%s", code, out, errs)
+	}
 	out, _, code = run(t, "--config", s.config, "backup", "list", "--plan", "clinic")
 	if code != ExitOK || !strings.Contains(out, m.Backup) || !strings.Contains(out, "POINT IN TIME") {
 		t.Fatalf("backup list table:\n%s", out)

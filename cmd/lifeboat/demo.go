@@ -173,14 +173,19 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 	}
 	step.say("backup %s committed: %d artifacts, %s stored, etcd revision %d, %d keys inventoried",
 		m.Backup, len(m.Artifacts), byteSize(m.StoredSize()), m.Etcd.Revision, m.Etcd.Inventory.Keys)
-	stopSource()
-	step.say("incident: the source cluster is gone (stopped, its etcd data deleted)")
-
-	// 5. Drill.
 	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "evidence-signing.pem"))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	rec, err := backup.Publish(ctx, m, backup.PublishOptions{Store: st, Signer: signer, Retention: cs.Spec.ObjectLock.Retention.Std(), Logger: a.logger})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	step.say("evidence record %d written: %s", rec.Seq, rec.Key())
+	stopSource()
+	step.say("incident: the source cluster is gone (stopped, its etcd data deleted)")
+
+	// 5. Drill.
 	step.say("drill control-plane: restore the latest backup into a scratch cluster and verify it (targets RTO %s, RPO %s)", d.Spec.Targets.RTO, d.Spec.Targets.RPO)
 	reportKey, derr := runDrill(ctx, a, stdout, drillRun{
 		opts: drill.Options{

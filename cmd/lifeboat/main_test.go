@@ -3,9 +3,26 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
+
+// TestMain points the user's config directory (where the default evidence
+// signing key lives) at a temporary directory, so tests never touch the
+// real one.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lifeboat-cmd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // run executes the CLI in process and returns stdout, stderr and the exit
 // code main would use.
