@@ -16,6 +16,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
@@ -74,31 +75,42 @@ Every committed backup appends a signed record to the store's evidence log
 			if err != nil {
 				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
 			}
+			retention := plan.Spec.Retention.Std()
+			if cs.Spec.ObjectLock != nil {
+				retention = max(retention, cs.Spec.ObjectLock.Retention.Std())
+			}
 			chk, err := checkStore(ctx, a, set, cs)
 			if err != nil {
 				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
 			}
 			if !chk.Verdict.OK {
+				// Nothing is written to a refused store, not even evidence.
 				return fmt.Errorf("backup run %s: store %s refused: %s (see `lifeboat store check %s`)",
 					plan.Metadata.Name, cs.Metadata.Name, strings.Join(chk.Verdict.Problems, "; "), cs.Metadata.Name)
+			}
+			// From here on the store is reachable and accepted: a failed
+			// run is recorded in its evidence log too.
+			failed := func(step string, err error) error {
+				recordBackupFailure(ctx, a, st, signingKey, retention, plan.Metadata.Name, step, err)
+				return err
 			}
 			for _, p := range chk.Verdict.Problems {
 				a.logger.Warn("store warning", "store", cs.Metadata.Name, "problem", p)
 			}
 			kek, err := openKeyProvider(ctx, kp)
 			if err != nil {
-				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
-			}
-			retention := plan.Spec.Retention.Std()
-			if cs.Spec.ObjectLock != nil {
-				retention = max(retention, cs.Spec.ObjectLock.Retention.Std())
+				return failed("keyProvider", fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err))
 			}
 			m, err := backup.Run(ctx, backup.Options{
 				Plan: plan, Store: st, Keys: kek, Retention: retention,
 				Version: version, Logger: a.logger, Progress: a.progressPrinter(),
 			})
 			if err != nil {
-				return err
+				step := "backup"
+				if re := (*backup.RunError)(nil); errors.As(err, &re) {
+					step = re.Step
+				}
+				return failed(step, err)
 			}
 			if m.Status == catalog.StatusPartial {
 				for _, s := range m.Skipped {
@@ -119,6 +131,38 @@ Every committed backup appends a signed record to the store's evidence log
 	}
 	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
 	return cmd
+}
+
+// recordBackupFailure appends a failure record (kind backup) for a run of
+// plan that failed at step to st's evidence log. The record's ID is the
+// backup ID when the run assigned one, else <plan>-<UTC time>. Its subject
+// holds the plan, backup ID, step and time, never the error's text (which
+// may quote configuration). A failure to record is logged: the caller
+// returns the run's own error.
+func recordBackupFailure(ctx context.Context, a *app, st store.Store, signingKey string, retention time.Duration, plan, step string, runErr error) {
+	now := time.Now().UTC()
+	id := plan + "-" + now.Format("20060102T150405Z")
+	subject := map[string]any{"plan": plan, "step": step, "time": now.Format(time.RFC3339Nano)}
+	if re := (*backup.RunError)(nil); errors.As(runErr, &re) && re.Backup != "" {
+		id = re.Backup
+		subject["backup"] = re.Backup
+	}
+	signer, err := loadSigner(signingKey)
+	if err != nil {
+		a.logger.Error("the failed backup run has no evidence record", "plan", plan, "err", err)
+		return
+	}
+	// Record also a run that was interrupted, within a bound.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	rec, err := evidence.NewLog(st, signer, nil, evidence.WithRetention(retention), evidence.WithLogger(a.logger)).Append(rctx, evidence.Record{
+		Kind: evidence.KindBackup, ID: id, Outcome: evidence.OutcomeFailure, Subject: subject, HIPAA: []string{},
+	})
+	if err != nil {
+		a.logger.Error("the failed backup run has no evidence record", "plan", plan, "err", err)
+		return
+	}
+	a.logger.Info("failure recorded", "plan", plan, "record", rec.Key(), "seq", rec.Seq)
 }
 
 // backupListEntry is one row of `backup list`.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -259,6 +260,23 @@ func TestBackupCLIErrors(t *testing.T) {
 	}
 	if list := backupList(t, s); len(list) != 0 {
 		t.Fatalf("a failed backup is listed: %+v", list)
+	}
+	// The failure is in the evidence log: kind backup, the ID the run
+	// assigned, outcome failure, the step that failed.
+	recs, _ := filepath.Glob(filepath.Join(s.storeRoot, "objects", "evidence", "*-backup-down-*.json"))
+	if len(recs) != 1 {
+		t.Fatalf("evidence records of the failed run: %v", recs)
+	}
+	rec, err := os.ReadFile(recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rec), `"outcome":"failure"`) || !strings.Contains(string(rec), `"step":"etcd"`) ||
+		!regexp.MustCompile(`"id":"down-\d{8}T\d{6}Z-[0-9a-f]{4}"`).Match(rec) || strings.Contains(string(rec), down) {
+		t.Fatalf("failure record %s", rec)
+	}
+	if out, errs, code := run(t, "evidence", "verify", "--store-path", s.storeRoot); code != ExitOK {
+		t.Fatalf("evidence verify: exit %d\n%s%s", code, out, errs)
 	}
 	for _, c := range []struct {
 		args []string

@@ -46,7 +46,7 @@ func (f *drillFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.keep, "keep", false, "leave the scratch cluster serving after the drill and print its kubeconfig; Ctrl-C tears it down")
 	cmd.Flags().StringVar(&f.signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
 	cmd.Flags().StringVar(&f.kubeAPIServer, "kube-apiserver", "", "kube-apiserver binary for the embedded scratch cluster (default: $"+embedded.EnvKubeAPIServer+", else kube-apiserver beside lifeboat)")
-	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd); default: the system's")
+	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage; stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "the source kube-apiserver's --etcd-prefix")
 }
 
@@ -79,6 +79,9 @@ table is printed with PASS or FAIL. Progress goes to stderr.
   lifeboat --config lifeboat.yaml drill run control-plane --keep`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			// The RTO clock starts now: loading the configuration, opening
+			// the store, the key provider and the signer count towards it.
+			start := time.Now()
 			ctx := cmd.Context()
 			set, d, err := loadDrill(a, argv[0])
 			if err != nil {
@@ -111,6 +114,7 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 				opts: drill.Options{
 					Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
 					Keep: f.keep, TempDir: f.tempDir, EtcdPrefix: f.etcdPrefix, Logger: a.logger,
+					Start: start,
 				},
 				publish:   drill.PublishOptions{Store: st, Signer: signer, Retention: retention, Logger: a.logger},
 				storeName: cs.Metadata.Name,
@@ -264,6 +268,9 @@ func runDrill(ctx context.Context, a *app, stdout io.Writer, dr drillRun) (strin
 	if ctx.Err() != nil {
 		// Interrupted: the scratch cluster is already torn down. A drill an
 		// operator stopped measured nothing, so no report is written.
+		// Run may have returned a kept cluster before the interruption:
+		// tear it down here too.
+		stopKept(a, &res)
 		fmt.Fprintf(a.stderr, "drill %s interrupted: scratch cluster torn down, no report written\n", d.Metadata.Name)
 		return "", runErr
 	}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,3 +160,91 @@ func TestDrillFailedMapsToExitDrillFailed(t *testing.T) {
 		t.Fatalf("exitCode = %d, want %d (exit.go must map drill.ErrFailed)", got, ExitDrillFailed)
 	}
 }
+
+// TestDrillKeptClusterStoppedWhenInterruptedAfterRun: when the context is
+// cancelled after drill.Run returned with a kept scratch cluster, runDrill
+// stops that cluster instead of leaving restored data serving.
+func TestDrillKeptClusterStoppedWhenInterruptedAfterRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e := testenv.StartEtcd(t)
+	dir := t.TempDir()
+	enc := filepath.Join(dir, "encryption-config.yaml")
+	if err := os.WriteFile(enc, []byte(testEncryptionConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plans := filepath.Join(dir, "plans.yaml")
+	if err := os.WriteFile(plans, fmt.Appendf(nil, drillCLIPlans, filepath.Join(dir, "store"), filepath.Join(dir, "keyring.json"), e.Endpoint, enc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := local.Create(ctx, local.Options{Path: filepath.Join(dir, "keyring.json")}, "cli-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(plans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := set.BackupPlan("control-plane")
+	d, _ := set.Drill("wants-a-missing-object")
+	st, err := fs.Open(ctx, fs.Options{Root: filepath.Join(dir, "store")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr}); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "signing.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	cluster := &fakeCluster{}
+	var stderr strings.Builder
+	a := &app{stdout: io.Discard, stderr: &stderr, output: "table", logger: slog.New(slog.DiscardHandler)}
+	_, err = runDrill(runCtx, a, io.Discard, drillRun{
+		opts: drill.Options{
+			Drill: d, Plan: plan, Store: st, Keys: kr, Scratch: fakeProvider{cluster}, Keep: true, TempDir: t.TempDir(),
+			// Ctrl-C just after Run returned: "drill failed" is its last log.
+			Logger: slog.New(onMessage{"drill failed", interrupt}),
+		},
+		publish:   drill.PublishOptions{Store: st, Signer: signer},
+		storeName: "local",
+	})
+	t.Logf("err %v\nstderr:\n%s", err, stderr.String())
+	if !cluster.stopped.Load() {
+		t.Fatal("the kept scratch cluster was not stopped after the interruption")
+	}
+}
+
+type fakeCluster struct{ stopped atomic.Bool }
+
+func (c *fakeCluster) Access() scratch.Access {
+	return scratch.Access{Server: "https://127.0.0.1:1", Kubeconfig: "/nonexistent/kubeconfig", Client: http.DefaultClient}
+}
+func (c *fakeCluster) StartPhases() []scratch.Phase { return nil }
+func (c *fakeCluster) Stop() error                  { c.stopped.Store(true); return nil }
+
+type fakeProvider struct{ c *fakeCluster }
+
+func (fakeProvider) Name() string { return "fake" }
+func (p fakeProvider) Start(context.Context, scratch.Request) (scratch.Cluster, error) {
+	return p.c, nil
+}
+
+// onMessage is a slog handler that calls fn on a record with message msg.
+type onMessage struct {
+	msg string
+	fn  func()
+}
+
+func (h onMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.fn()
+	}
+	return nil
+}
+func (h onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h onMessage) WithGroup(string) slog.Handler      { return h }

@@ -121,12 +121,12 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	// before any data moves. The key object is stored after the artifacts.
 	r.dk, err = envelope.NewDataKey()
 	if err != nil {
-		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", id, err)
+		return r.fail(StepDataKey, err)
 	}
 	defer r.dk.Destroy()
 	r.ko, err = envelope.SealKey(ctx, r.opts.Keys, id, r.dk, started)
 	if err != nil {
-		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", id, err)
+		return r.fail(StepDataKey, err)
 	}
 
 	m := catalog.Manifest{
@@ -143,14 +143,14 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		case src.Etcd != nil:
 			a, info, err := r.etcd(ctx, src.Etcd)
 			if err != nil {
-				return r.fail(err)
+				return r.fail(kind, err)
 			}
 			m.Artifacts = append(m.Artifacts, a)
 			m.Etcd = &info
 		case src.EncryptionConfig != nil && src.EncryptionConfig.File != "":
 			a, desc, err := r.encryptionConfig(ctx, src.EncryptionConfig.File)
 			if err != nil {
-				return r.fail(err)
+				return r.fail(kind, err)
 			}
 			m.Artifacts = append(m.Artifacts, a)
 			m.EncryptionConfig = &desc
@@ -161,16 +161,16 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		}
 	}
 	if len(m.Artifacts) == 0 {
-		return r.fail(errors.New("the plan has no source this version of lifeboat can take"))
+		return r.fail(StepSources, errors.New("the plan has no source this version of lifeboat can take"))
 	}
 
 	kb, err := r.ko.Marshal()
 	if err != nil {
-		return r.fail(err)
+		return r.fail(StepKeyObject, err)
 	}
 	keyKey := catalog.KeysPrefix(id) + r.ko.Name()
 	if _, err := r.opts.Store.Put(ctx, keyKey, bytes.NewReader(kb), store.PutOptions{RetainUntil: r.retainUntil, Size: int64(len(kb))}); err != nil {
-		return r.fail(fmt.Errorf("store key object: %w", err))
+		return r.fail(StepKeyObject, fmt.Errorf("store key object: %w", err))
 	}
 	r.log.Info("key object stored", "key", r.ko.KEK.String(), "object", keyKey)
 
@@ -180,17 +180,40 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	}
 	m.Completed = r.now().UTC()
 	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
-		return r.fail(err)
+		return r.fail(StepManifest, err)
 	}
 	r.log.Info("backup committed", "status", m.Status, "artifacts", len(m.Artifacts),
 		"storedBytes", m.StoredSize(), "duration", m.Completed.Sub(m.Started).Round(time.Millisecond))
 	return m, nil
 }
 
-func (r *run) fail(err error) (catalog.Manifest, error) {
-	err = fmt.Errorf("backup %s: %w", r.id, err)
-	r.log.Error("backup failed; nothing was committed", "err", err)
-	return catalog.Manifest{}, err
+// Steps of a backup run, as RunError.Step names them; a source's step is
+// its kind (config.SourceEtcd, ...).
+const (
+	StepDataKey   = "dataKey"
+	StepSources   = "sources"
+	StepKeyObject = "keyObject"
+	StepManifest  = "manifest"
+)
+
+// RunError is the error of a Run that failed after it assigned a backup
+// ID: which backup and which step. Its text is the underlying error's,
+// prefixed with "backup <id>: ".
+type RunError struct {
+	// Backup is the ID the run assigned; nothing under it is committed.
+	Backup string
+	// Step is where it failed: a Step* constant or a source's kind.
+	Step string
+	Err  error
+}
+
+func (e *RunError) Error() string { return "backup " + e.Backup + ": " + e.Err.Error() }
+func (e *RunError) Unwrap() error { return e.Err }
+
+func (r *run) fail(step string, err error) (catalog.Manifest, error) {
+	rerr := &RunError{Backup: r.id, Step: step, Err: err}
+	r.log.Error("backup failed; nothing was committed", "step", step, "err", rerr)
+	return catalog.Manifest{}, rerr
 }
 
 func (r *run) skip(kind, reason string) catalog.Skip {

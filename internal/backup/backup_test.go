@@ -164,7 +164,7 @@ func TestRunCluster(t *testing.T) {
 
 	// The snapshot decrypts to a database whose Secrets are still
 	// encrypted at rest (the aescbc prefix), with the checked digest.
-	dk, _, err := catalog.OpenKey(ctx, f.st, m.Backup, f.keyring)
+	dk, _, err := catalog.OpenKey(ctx, f.st, m.Backup, m.DataKeyID, f.keyring)
 	if err != nil {
 		t.Fatal(err)
 	}

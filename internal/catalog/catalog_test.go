@@ -354,7 +354,7 @@ func TestVerify(t *testing.T) {
 		}
 	}
 	var sb bytes.Buffer
-	dk, _, err := catalog.OpenKey(ctx, e.st, m.Backup, e.keyring)
+	dk, _, err := catalog.OpenKey(ctx, e.st, m.Backup, m.DataKeyID, e.keyring)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestOpenKeyFallsBack(t *testing.T) {
 	if _, err := e.st.Put(ctx, catalog.KeysPrefix(m.Backup)+ko.Name(), bytes.NewReader(b), store.PutOptions{RetainUntil: m.RetainUntil}); err != nil {
 		t.Fatal(err)
 	}
-	got, used, err := catalog.OpenKey(ctx, e.st, m.Backup, e.keyring)
+	got, used, err := catalog.OpenKey(ctx, e.st, m.Backup, m.DataKeyID, e.keyring)
 	if err != nil || got.ID() != m.DataKeyID || used.KEK != m.KEK {
 		t.Fatalf("OpenKey: %v, %v, %v", got, used.KEK, err)
 	}
@@ -446,3 +446,38 @@ func TestOpenKeyFallsBack(t *testing.T) {
 // seconds, so a day's retention is still running by the store's real
 // clock.
 func testStart() time.Time { return time.Now().UTC().Truncate(time.Second).Add(-10 * time.Hour) }
+
+// TestOpenKeyFiltersByDataKeyID: a newer key object that unwraps with the
+// same keyring but holds another data key is passed over for the one
+// holding the manifest's data key; with no such object, OpenKey fails.
+func TestOpenKeyFiltersByDataKeyID(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	m := e.backup(t, testStart())
+	dk, err := envelope.NewDataKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dk.Destroy()
+	// A new KEK version of the same keyring wraps it: it unwraps too.
+	if _, err := e.keyring.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ko, err := envelope.SealKey(ctx, e.keyring, m.Backup, dk, m.Started.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ko.Marshal()
+	if _, err := e.st.Put(ctx, catalog.KeysPrefix(m.Backup)+ko.Name(), bytes.NewReader(b), store.PutOptions{RetainUntil: m.RetainUntil}); err != nil {
+		t.Fatal(err)
+	}
+	got, used, err := catalog.OpenKey(ctx, e.st, m.Backup, m.DataKeyID, e.keyring)
+	if err != nil || got.ID() != m.DataKeyID || used.DataKeyID != m.DataKeyID {
+		t.Fatalf("OpenKey: %v, %v, %v", got.ID(), used.DataKeyID, err)
+	}
+	got.Destroy()
+	_, _, err = catalog.OpenKey(ctx, e.st, m.Backup, strings.Repeat("0", 32), e.keyring)
+	if !errors.Is(err, catalog.ErrVerification) || !errors.Is(err, envelope.ErrWrongKey) {
+		t.Fatalf("OpenKey of a data key no object holds: %v", err)
+	}
+}

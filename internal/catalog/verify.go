@@ -71,7 +71,7 @@ func Verify(ctx context.Context, st store.Store, id string, readData bool, u env
 			return res, fmt.Errorf("verify backup %s: reading data needs a key provider", id)
 		}
 		var ko envelope.KeyObject
-		dk, ko, err = OpenKey(ctx, st, id, u)
+		dk, ko, err = OpenKey(ctx, st, id, m.DataKeyID, u)
 		if err != nil {
 			return res, fmt.Errorf("verify: %w", err)
 		}
@@ -260,19 +260,30 @@ func readKeyObject(ctx context.Context, st store.Store, key string) (envelope.Ke
 	return envelope.ReadKeyObject(rc)
 }
 
-// OpenKey returns backup id's data key, unwrapped by u, and the key object
-// it came from. It tries the backup's key objects newest first and falls
-// back to the next when one does not unwrap (a retired or unknown KEK
-// version, a failed authentication) or holds another key (docs/format.md
-// §3). The caller must Destroy the key when done.
-func OpenKey(ctx context.Context, st store.Store, id string, u envelope.Unwrapper) (envelope.DataKey, envelope.KeyObject, error) {
+// OpenKey returns backup id's data key, the one with ID dataKeyID (the
+// manifest's dataKeyId), unwrapped by u, and the key object it came from.
+// It tries the backup's key objects newest first and falls back to the
+// next when one names another data key, does not unwrap (a retired or
+// unknown KEK version, a failed authentication) or unwraps to another key
+// (docs/format.md §3). When none holds the key the error wraps
+// ErrVerification (and envelope.ErrWrongKey when a key object held another
+// one). The caller must Destroy the key when done.
+func OpenKey(ctx context.Context, st store.Store, id, dataKeyID string, u envelope.Unwrapper) (envelope.DataKey, envelope.KeyObject, error) {
 	kos, err := readKeyObjects(ctx, st, id)
 	if err != nil {
 		return envelope.DataKey{}, envelope.KeyObject{}, fmt.Errorf("open data key: %w", err)
 	}
 	var tried []error
 	for _, k := range kos {
+		if k.ko.DataKeyID != dataKeyID {
+			tried = append(tried, fmt.Errorf("%s: holds data key %s, manifest says %s: %w: %w", k.key, k.ko.DataKeyID, dataKeyID, envelope.ErrWrongKey, ErrVerification))
+			continue
+		}
 		dk, err := envelope.OpenKey(ctx, u, id, k.ko)
+		if err == nil && dk.ID() != dataKeyID {
+			err = fmt.Errorf("unwraps to data key %s, manifest says %s: %w: %w", dk.ID(), dataKeyID, envelope.ErrWrongKey, ErrVerification)
+			dk.Destroy()
+		}
 		if err == nil {
 			return dk, k.ko, nil
 		}

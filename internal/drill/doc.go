@@ -13,9 +13,16 @@
 // a pure function of targets, measurements and checks: a missed target or
 // any check that did not pass fails the drill.
 //
+// Every drill also reports a "backup complete" check, failing for a
+// partial backup (naming the skipped sources), and fails a "clock skew"
+// check, measuring no RPO, when the snapshot's takenAt is after the
+// incident.
+//
 // Verification reads the restored keyspace at the backup's revision
 // through the scratch etcd and compares it with the manifest's inventory
-// (key count, per-prefix counts and digest), then asks the scratch
+// (key count, per-prefix counts and digest), always, whatever checks the
+// Drill lists; each compared resource's key count is also compared with
+// the inventory's count for its prefix. Then it asks the scratch
 // Kubernetes API: every backed-up object of the checked resources is served
 // at the resourceVersion it had in the backup (so it is the backed-up
 // object, unchanged), Secrets decrypt, and the Drill's named objects exist

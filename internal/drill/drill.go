@@ -62,11 +62,18 @@ type Options struct {
 	Keep bool
 	// TempDir is where the run's private temporary directory (decrypted
 	// artifacts, the scratch cluster's files) is made; empty means the
-	// system's.
+	// system's. It holds PHI in plaintext while the drill runs: it should
+	// be on encrypted or tmpfs storage. Run removes stale lifeboat-drill-*
+	// directories older than StaleTempAge there (left by a crashed run).
 	TempDir string
 	// EtcdPrefix is the source kube-apiserver's --etcd-prefix; empty means
 	// "/registry".
 	EtcdPrefix string
+	// Start is when the drill (and the simulated incident, and the RTO
+	// clock) started: the caller takes it first thing, before its own
+	// setup, so that setup counts towards the RTO. Zero means Now() when
+	// Run is called.
+	Start time.Time
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Logger receives structured logs; nil discards them.
@@ -199,7 +206,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	name := opts.Drill.Metadata.Name
 	r.log = r.log.With("drill", name)
-	r.start = r.now()
+	r.start = opts.Start
+	if r.start.IsZero() {
+		r.start = r.now()
+	}
 	runID := opts.RunID
 	if runID == "" {
 		id, err := NewRunID(name, r.start)
@@ -301,17 +311,27 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.res.Manifest, r.res.BackupID = &m, m.Backup
 	r.res.PointInTime, r.res.Revision = m.PointInTime(), m.Etcd.Revision
+	r.res.Checks = append(r.res.Checks, completeCheck(m))
 	rpo := r.res.Incident.Sub(r.res.PointInTime)
 	if rpo < 0 {
-		r.log.Warn("the backup's snapshot time is after the incident: clocks disagree; RPO counted as 0", "takenAt", r.res.PointInTime)
-		rpo = 0
+		// The snapshot cannot have been taken after the incident: one of
+		// the clocks is wrong, and no RPO can be claimed from them.
+		r.log.Warn("the backup's snapshot time is after the incident: clocks disagree; RPO not measured", "takenAt", r.res.PointInTime)
+		r.res.Checks = append(r.res.Checks, evidence.Check{Name: CheckClockSkew, Outcome: evidence.CheckFail,
+			Detail: fmt.Sprintf("clock skew: snapshot taken after the incident: etcd snapshot takenAt %s is %s after the incident %s; RPO not measured",
+				r.res.PointInTime.UTC().Format(time.RFC3339Nano), (-rpo).Round(time.Millisecond), r.res.Incident.UTC().Format(time.RFC3339Nano))})
+	} else {
+		r.res.Measured.RPOMs = msUp(rpo)
 	}
-	r.res.Measured.RPOMs = evidence.Ms(rpo)
+	for _, c := range r.res.Checks {
+		r.event(PhaseSelect, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
+	}
 	r.log = r.log.With("backup", m.Backup)
 	r.event(PhaseSelect, "selected backup %s: etcd revision %d taken %s (%s before the incident), %d artifacts, %s",
 		m.Backup, m.Etcd.Revision, m.Etcd.TakenAt.UTC().Format(time.RFC3339), rpo.Round(time.Millisecond), len(m.Artifacts), byteSize(m.StoredSize()))
 
-	tmp, err := os.MkdirTemp(r.opts.TempDir, "lifeboat-drill-")
+	r.removeStaleTemp()
+	tmp, err := os.MkdirTemp(r.opts.TempDir, tempPattern)
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
 	}
@@ -348,7 +368,7 @@ func (r *runner) run(ctx context.Context) error {
 
 	plain := make(map[string]string)
 	if err := r.phase(PhaseDecrypt, func() error {
-		dk, ko, err := catalog.OpenKey(ctx, r.opts.Store, m.Backup, r.opts.Keys)
+		dk, ko, err := catalog.OpenKey(ctx, r.opts.Store, m.Backup, m.DataKeyID, r.opts.Keys)
 		if err != nil {
 			return err
 		}
@@ -414,12 +434,13 @@ func (r *runner) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if n := failed(checks); n > 0 {
-			return fmt.Errorf("%d of %d checks did not pass", n, len(checks))
+		all := append(append([]evidence.Check{}, r.res.Checks...), checks...)
+		if n := failed(all); n > 0 {
+			return fmt.Errorf("%d of %d checks did not pass", n, len(all))
 		}
 		return nil
 	})
-	r.res.Checks = checks
+	r.res.Checks = append(r.res.Checks, checks...)
 	if verr != nil {
 		if ctx.Err() != nil {
 			return verr
@@ -429,6 +450,71 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.rtoEnd = r.now()
 	return nil
+}
+
+// Check names of the checks every drill makes besides the Drill's own.
+const (
+	CheckBackupComplete = "backup complete"
+	CheckClockSkew      = "clock skew"
+)
+
+// completeCheck passes when the backup took every source of its plan and
+// fails, listing the skipped sources, when it is partial.
+func completeCheck(m catalog.Manifest) evidence.Check {
+	if m.Status == catalog.StatusComplete && len(m.Skipped) == 0 {
+		return evidence.Check{Name: CheckBackupComplete, Outcome: evidence.CheckPass,
+			Detail: fmt.Sprintf("backup %s status %s: no source skipped", m.Backup, m.Status)}
+	}
+	return evidence.Check{Name: CheckBackupComplete, Outcome: evidence.CheckFail,
+		Detail: fmt.Sprintf("backup %s status %s: skipped %s", m.Backup, m.Status, skippedList(m.Skipped))}
+}
+
+func skippedList(sk []catalog.Skip) string {
+	if len(sk) == 0 {
+		return "none listed"
+	}
+	var parts []string
+	for _, s := range sk {
+		parts = append(parts, s.Source+" ("+s.Reason+")")
+	}
+	return strings.Join(parts, ", ")
+}
+
+const tempPattern = "lifeboat-drill-"
+
+// StaleTempAge is how old a lifeboat-drill-* directory in the temporary
+// directory's parent must be for a new drill to remove it as left by a
+// crashed run: it may hold decrypted backup data.
+const StaleTempAge = time.Hour
+
+// removeStaleTemp removes lifeboat-drill-* directories older than
+// StaleTempAge from the directory the run's own is made in.
+func (r *runner) removeStaleTemp() {
+	parent := r.opts.TempDir
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		r.log.Warn("look for stale drill temporary directories", "dir", parent, "err", err)
+		return
+	}
+	cutoff := time.Now().Add(-StaleTempAge)
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPattern) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		p := filepath.Join(parent, e.Name())
+		if err := os.RemoveAll(p); err != nil {
+			r.log.Warn("remove stale drill temporary directory", "dir", p, "err", err)
+			continue
+		}
+		r.log.Warn("removed stale drill temporary directory (left by an earlier run; it may have held decrypted data)", "dir", p, "modified", info.ModTime().UTC())
+	}
 }
 
 // addScratchPhases records the provider's phases, timed from the drill's
@@ -456,7 +542,7 @@ func failed(checks []evidence.Check) int {
 // finish measures RTO, fills in phases not reached and judges.
 func (r *runner) finish(err error) {
 	if err == nil && !r.rtoEnd.IsZero() {
-		r.res.Measured.RTOMs = evidence.Ms(r.rtoEnd.Sub(r.start))
+		r.res.Measured.RTOMs = msUp(r.rtoEnd.Sub(r.start))
 	}
 	end := r.now().Sub(r.start)
 	ran := make(map[string]bool)
@@ -540,6 +626,13 @@ func (k *keptCluster) Stop() error {
 		err = rerr
 	}
 	return err
+}
+
+// msUp returns d in whole milliseconds, rounded up, so that a measured RTO
+// or RPO is never reported smaller than it was.
+func msUp(d time.Duration) *int64 {
+	n := int64((d + time.Millisecond - 1) / time.Millisecond)
+	return &n
 }
 
 // byteSize formats n bytes for people.

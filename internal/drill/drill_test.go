@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,6 +217,12 @@ func TestDrill(t *testing.T) {
 			t.Fatalf("RTO %v (%v), RPO %v (%v)", rto, ok1, rpo, ok2)
 		}
 		t.Logf("RTO %v, RPO %v", rto, rpo)
+		// RTO runs to the moment every check passed: the end of verify.
+		for _, p := range res.Phases {
+			if p.Name == PhaseVerify && rto < p.Offset+p.Duration {
+				t.Errorf("RTO %v ends before the verify phase does (%v)", rto, p.Offset+p.Duration)
+			}
+		}
 		var names []string
 		for _, p := range res.Phases {
 			names = append(names, p.Name)
@@ -225,11 +235,12 @@ func TestDrill(t *testing.T) {
 			t.Errorf("phases %s", got)
 		}
 		wantChecks := map[string]string{
-			"inventory: etcd keyspace":                                    "equal to the manifest",
+			"backup complete":                                             "status complete: no source skipped",
+			"inventory: etcd keyspace":                                    "compared with the manifest's inventory",
 			"inventory: namespaces":                                       "served =",
 			"inventory: deployments.apps":                                 "2 served = 2 in the backup",
-			"inventory: services":                                         "served =",
-			"inventory: secrets":                                          "6 served = 6 in the backup (inventory /registry/secrets/: 6)",
+			"inventory: services":                                         "restored keys under /registry/services/: ",
+			"inventory: secrets":                                          "6 served = 6 in the backup under /registry/secrets/ at revision",
 			"inventory: roles.rbac.authorization.k8s.io":                  "served =",
 			"inventory: rolebindings.rbac.authorization.k8s.io":           "served =",
 			"inventory: clusterroles.rbac.authorization.k8s.io":           "served =",
@@ -262,6 +273,43 @@ func TestDrill(t *testing.T) {
 		// --keep: the scratch cluster still serves, with its kubeconfig.
 		if res.Cluster == nil {
 			t.Fatal("kept cluster missing")
+		}
+
+		// Against a manifest whose inventory differs from the restored
+		// keyspace (one Secret and one Service key fewer, another digest),
+		// the keyspace and per-resource checks fail, naming the numbers.
+		tampered := *res.Manifest
+		etcdFacts := *tampered.Etcd
+		etcdFacts.Inventory.Prefixes = maps.Clone(etcdFacts.Inventory.Prefixes)
+		etcdFacts.Inventory.Prefixes["/registry/secrets/"]--
+		etcdFacts.Inventory.Prefixes["/registry/services/"]--
+		etcdFacts.Inventory.Digest = strings.Repeat("0", 64)
+		tampered.Etcd = &etcdFacts
+		v, err := newVerifier(ctx, res.Cluster.Access(), tampered, "", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No inventory check listed: the keyspace comparison runs anyway.
+		onlyObjects := []config.Check{{Objects: &config.ObjectsCheck{Items: []config.ObjectRef{{APIVersion: "v1", Kind: "Namespace", Name: "ehr"}}}}}
+		got := v.run(ctx, onlyObjects, nil)
+		if len(got) != 2 || got[0].Name != "inventory: etcd keyspace" || got[0].Outcome != evidence.CheckFail ||
+			!strings.Contains(got[0].Detail, "/registry/secrets/ 6 (manifest 5)") || !strings.Contains(got[0].Detail, "digest") {
+			t.Errorf("keyspace check against a tampered manifest: %+v", got)
+		}
+		got = v.run(ctx, []config.Check{{Inventory: &config.InventoryCheck{}}}, nil)
+		v.close()
+		byName := make(map[string]evidence.Check)
+		for _, c := range got {
+			byName[c.Name] = c
+		}
+		if c := byName["inventory: secrets"]; c.Outcome != evidence.CheckFail || !strings.Contains(c.Detail, "restored keys under /registry/secrets/: 6 != manifest inventory /registry/secrets/: 5") {
+			t.Errorf("secrets against a tampered manifest: %+v", c)
+		}
+		if c := byName["inventory: services"]; c.Outcome != evidence.CheckFail || !strings.Contains(c.Detail, "!= manifest inventory /registry/services/") {
+			t.Errorf("services against a tampered manifest: %+v", c)
+		}
+		if c := byName["inventory: etcd keyspace"]; c.Outcome != evidence.CheckFail {
+			t.Errorf("keyspace against a tampered manifest: %+v", c)
 		}
 		acc := res.Cluster.Access()
 		if _, err := os.Stat(acc.Kubeconfig); err != nil {
@@ -321,8 +369,10 @@ func TestDrill(t *testing.T) {
 		if _, ok := res.RPO(); !ok {
 			t.Error("RPO not measured")
 		}
-		if len(res.Checks) != 2 || res.Checks[0].Outcome != evidence.CheckPass || res.Checks[1].Outcome != evidence.CheckFail ||
-			!strings.Contains(res.Checks[1].Detail, "not served") {
+		// backup complete, the keyspace (always compared), two objects.
+		if len(res.Checks) != 4 || res.Checks[0].Name != CheckBackupComplete || res.Checks[1].Name != "inventory: etcd keyspace" ||
+			res.Checks[2].Outcome != evidence.CheckPass || res.Checks[3].Outcome != evidence.CheckFail ||
+			!strings.Contains(res.Checks[3].Detail, "not served") {
 			t.Fatalf("checks %+v", res.Checks)
 		}
 		if !strings.Contains(strings.Join(res.Reasons, "\n"), "check object: apps/v1 Deployment ehr/no-such-deployment failed") {
@@ -349,7 +399,7 @@ func TestDrill(t *testing.T) {
 		if err != nil || res.BackupID != e.backups[0].Backup {
 			t.Fatalf("err %v, backup %s, want %s", err, res.BackupID, e.backups[0].Backup)
 		}
-		if rpo, _ := res.RPO(); rpo < time.Second || !res.PointInTime.Equal(e.backups[0].PointInTime()) {
+		if rpo, _ := res.RPO(); rpo < time.Second || !res.PointInTime.Equal(e.backups[0].Etcd.TakenAt) {
 			t.Fatalf("RPO %v from %v", rpo, res.PointInTime)
 		}
 	})
@@ -371,6 +421,63 @@ func TestDrill(t *testing.T) {
 		}
 		if left, _ := os.ReadDir(opts.TempDir); len(left) != 0 {
 			t.Fatalf("temporary files left: %v", left)
+		}
+	})
+
+	t.Run("clock skew", func(t *testing.T) {
+		ctx := testContext(t, time.Minute)
+		opts := e.options(t, "control-plane")
+		opts.Scratch = failingProvider{}
+		// The incident is an hour before the backup's snapshot was taken.
+		opts.Start = e.backups[1].Etcd.TakenAt.Add(-time.Hour)
+		res, err := Run(ctx, opts)
+		if !errors.Is(err, ErrFailed) || res.Verdict != evidence.VerdictFail {
+			t.Fatalf("err %v, verdict %s", err, res.Verdict)
+		}
+		if !res.Started.Equal(opts.Start) || !res.Incident.Equal(opts.Start) {
+			t.Errorf("started %v, incident %v, want Options.Start %v", res.Started, res.Incident, opts.Start)
+		}
+		if rpo, ok := res.RPO(); ok {
+			t.Errorf("RPO %v measured from a snapshot taken after the incident", rpo)
+		}
+		var skew *evidence.Check
+		for i := range res.Checks {
+			if res.Checks[i].Name == CheckClockSkew {
+				skew = &res.Checks[i]
+			}
+		}
+		if skew == nil || skew.Outcome != evidence.CheckFail || !strings.Contains(skew.Detail, "snapshot taken after the incident") ||
+			!strings.Contains(skew.Detail, e.backups[1].Etcd.TakenAt.UTC().Format(time.RFC3339Nano)) || !strings.Contains(skew.Detail, "1h0m0s after") {
+			t.Fatalf("clock skew check %+v in %+v", skew, res.Checks)
+		}
+	})
+
+	t.Run("stale temporary directories", func(t *testing.T) {
+		ctx := testContext(t, time.Minute)
+		opts := e.options(t, "control-plane")
+		opts.Scratch = failingProvider{}
+		stale := filepath.Join(opts.TempDir, "lifeboat-drill-1234")
+		fresh := filepath.Join(opts.TempDir, "lifeboat-drill-5678")
+		other := filepath.Join(opts.TempDir, "other-old")
+		for _, d := range []string{stale, fresh, other} {
+			if err := os.MkdirAll(filepath.Join(d, "artifacts"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := time.Now().Add(-2 * time.Hour)
+		for _, d := range []string{stale, other} {
+			if err := os.Chtimes(d, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+		Run(ctx, opts)
+		if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("stale %s not removed: %v", stale, err)
+		}
+		for _, d := range []string{fresh, other} {
+			if _, err := os.Stat(d); err != nil {
+				t.Errorf("%s removed: %v", d, err)
+			}
 		}
 	})
 
@@ -410,6 +517,57 @@ func TestDrill(t *testing.T) {
 		}
 		checkFailedAt(t, res, PhaseFetch, "encryption-config.yaml")
 	})
+
+	// Last: it adds a backup, which becomes the plan's latest.
+	t.Run("partial backup", func(t *testing.T) {
+		ctx := testContext(t, time.Minute)
+		opts := e.options(t, "control-plane")
+		plan := *opts.Plan
+		plan.Spec.Sources = append(slices.Clone(plan.Spec.Sources),
+			config.Source{EncryptionConfig: &config.EncryptionConfigSource{SecretRef: &config.SecretKeyRef{Namespace: "kube-system", Name: "enc", Key: "config"}}})
+		m, err := backup.Run(ctx, backup.Options{Plan: &plan, Store: e.store, Keys: e.keys})
+		if err != nil {
+			t.Fatalf("backup: %v", err)
+		}
+		if m.Status != catalog.StatusPartial {
+			t.Fatalf("backup status %s", m.Status)
+		}
+		d := *opts.Drill
+		d.Spec.Select = config.BackupSelector{ID: m.Backup}
+		opts.Drill = &d
+		opts.Scratch = failingProvider{}
+		res, err := Run(ctx, opts)
+		if !errors.Is(err, ErrFailed) || len(res.Checks) == 0 {
+			t.Fatalf("err %v, checks %+v", err, res.Checks)
+		}
+		c := res.Checks[0]
+		if c.Name != CheckBackupComplete || c.Outcome != evidence.CheckFail || !strings.Contains(c.Detail, "status partial") ||
+			!strings.Contains(c.Detail, "skipped encryptionConfig (an encryption config from a Secret") {
+			t.Fatalf("check %+v", c)
+		}
+		signer, _ := evidence.LoadOrCreateSigner(filepath.Join(t.TempDir(), "signing.pem"))
+		st, err := fs.Open(ctx, fs.Options{Root: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, err := Publish(ctx, res, PublishOptions{Store: st, Signer: signer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, _ := json.Marshal(pub.Record.Subject)
+		if !strings.Contains(string(sub), `"backupStatus":"partial"`) || !strings.Contains(string(sub), `"skipped":[{"reason":"an encryption config from a Secret`) {
+			t.Errorf("record subject %s", sub)
+		}
+	})
+}
+
+// failingProvider is a scratch provider whose start fails at once.
+type failingProvider struct{}
+
+func (failingProvider) Name() string { return "failing" }
+
+func (failingProvider) Start(context.Context, scratch.Request) (scratch.Cluster, error) {
+	return nil, &scratch.StartError{Err: errors.New("restore etcd: test provider refuses")}
 }
 
 // checkFailedAt checks a drill that stopped in phase: the phase failed
@@ -485,14 +643,9 @@ func readObject(t *testing.T, st store.Store, key string) []byte {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	var sb strings.Builder
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := rc.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s: %v", key, err)
 	}
-	return []byte(sb.String())
+	return b
 }

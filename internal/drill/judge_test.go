@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 )
@@ -51,5 +52,34 @@ func TestJudge(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReportDecryptionRow: the §164.312(a)(2)(iv) row is cited only when
+// the decrypt phase succeeded, i.e. every artifact decrypted.
+func TestReportDecryptionRow(t *testing.T) {
+	for _, c := range []struct {
+		outcome string
+		want    bool
+	}{
+		{evidence.PhaseSuccess, true},
+		{evidence.PhaseFailure, false},
+		{evidence.PhaseSkipped, false},
+	} {
+		res := Result{
+			Drill: "d", RunID: "r", Manifest: &catalog.Manifest{Backup: "b", Plan: "p", DataKeyID: "k"},
+			// One artifact decrypted before the phase failed.
+			Artifacts: []string{"etcd-snapshot.db"},
+			Phases:    []Phase{{Name: PhaseFetch, Outcome: evidence.PhaseSuccess}, {Name: PhaseDecrypt, Outcome: c.outcome}},
+		}
+		got := false
+		for _, h := range res.Report().HIPAA {
+			if h.Section == "§164.312(a)(2)(iv)" {
+				got = true
+			}
+		}
+		if got != c.want {
+			t.Errorf("decrypt phase %s: decryption row cited %v, want %v", c.outcome, got, c.want)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func (r *Result) Report() evidence.Report {
 		})
 	}
 	rep.HIPAA = evidence.DrillHIPAA(rep)
-	if r.Manifest != nil && len(r.Artifacts) > 0 {
+	if r.Manifest != nil && len(r.Artifacts) > 0 && r.decrypted() {
 		rep.HIPAA = append(rep.HIPAA, evidence.HIPAARow{
 			Section:  "§164.312(a)(2)(iv)",
 			Standard: "Encryption and decryption (A)",
@@ -56,6 +56,17 @@ func (r *Result) Report() evidence.Report {
 		})
 	}
 	return rep
+}
+
+// decrypted reports whether the decrypt phase succeeded, which means every
+// fetched artifact was decrypted and authenticated.
+func (r *Result) decrypted() bool {
+	for _, p := range r.Phases {
+		if p.Name == PhaseDecrypt {
+			return p.Outcome == evidence.PhaseSuccess
+		}
+	}
+	return false
 }
 
 // PublishOptions say where and how to publish a drill's report.
@@ -111,6 +122,16 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 		"targets":  map[string]any{"rtoMs": res.Targets.RTOMs, "rpoMs": res.Targets.RPOMs},
 		"report":   map[string]any{"key": objs.JSON.Key, "sha256": evidence.Hash(data)},
 		"checks":   len(res.Checks),
+	}
+	if m := res.Manifest; m != nil {
+		subject["backupStatus"] = m.Status
+		var skipped []any
+		for _, s := range m.Skipped {
+			skipped = append(skipped, map[string]any{"source": s.Source, "reason": s.Reason})
+		}
+		if len(skipped) > 0 {
+			subject["skipped"] = skipped
+		}
 	}
 	measured := map[string]any{}
 	if v := res.Measured.RTOMs; v != nil {

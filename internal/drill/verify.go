@@ -144,13 +144,25 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 			report(c)
 		}
 	}
+	// The keyspace is always compared with the manifest's inventory, even
+	// when the Drill lists no inventory check: it is what proves the
+	// restore complete.
+	keyspaceDone := false
+	hasInventory := slices.ContainsFunc(checks, func(c config.Check) bool { return c.Inventory != nil })
+	if !hasInventory {
+		keyspaceDone = true
+		add(v.keyspace(ctx))
+	}
 	for _, c := range checks {
 		if ctx.Err() != nil {
 			return out
 		}
 		switch {
 		case c.Inventory != nil:
-			add(v.keyspace(ctx))
+			if !keyspaceDone {
+				keyspaceDone = true
+				add(v.keyspace(ctx))
+			}
 			for _, r := range inventoryResources {
 				if excluded(r, c.Inventory.ExcludeResources) {
 					continue
@@ -228,9 +240,11 @@ func (v *verifier) keyspace(ctx context.Context) evidence.Check {
 		diffs = append(diffs, fmt.Sprintf("digest %s, manifest says %s", got.Digest, want.Digest))
 	}
 	if len(diffs) > 0 {
-		return fail(name, "at revision %d: %s", v.rev, strings.Join(diffs, "; "))
+		return fail(name, "restored etcd keyspace at revision %d compared with the manifest's inventory (key count, %d per-prefix counts, SHA-256 digest over every key and value): %s",
+			v.rev, len(prefixes), strings.Join(diffs, "; "))
 	}
-	return pass(name, "%d keys in %d prefixes at revision %d, digest %s: equal to the manifest", got.Keys, len(got.Prefixes), v.rev, got.Digest)
+	return pass(name, "restored etcd keyspace at revision %d compared with the manifest's inventory: %d keys = %d, %d per-prefix counts equal, digest %s = %s",
+		v.rev, got.Keys, want.Keys, len(got.Prefixes), got.Digest, want.Digest)
 }
 
 // comparison is one resource's backed-up objects against the served ones.
@@ -238,11 +252,30 @@ type comparison struct {
 	r                        resource
 	backedUp, served         int
 	missing, extra, modified []string
+	// invPrefix is the manifest inventory's prefix r's keys count under
+	// (catalog.PrefixOf): /registry/services/ for services, whose keys
+	// are under /registry/services/specs/. invRestored is the number of
+	// keys under invPrefix in the restored etcd at the backup's revision,
+	// invManifest the manifest's count for it.
+	invPrefix                string
+	invRestored, invManifest int64
 	err                      error
 }
 
 func (c comparison) ok() bool {
-	return c.err == nil && len(c.missing) == 0 && len(c.extra) == 0 && len(c.modified) == 0
+	return c.err == nil && len(c.missing) == 0 && len(c.extra) == 0 && len(c.modified) == 0 && c.invRestored == c.invManifest
+}
+
+// inventory says what was compared with the manifest's inventory.
+func (c comparison) inventory() string {
+	if c.invPrefix == "" {
+		return ""
+	}
+	rel := "="
+	if c.invRestored != c.invManifest {
+		rel = "!="
+	}
+	return fmt.Sprintf("restored keys under %s: %d %s manifest inventory %s: %d", c.invPrefix, c.invRestored, rel, c.invPrefix, c.invManifest)
 }
 
 func (c comparison) problems() string {
@@ -250,6 +283,9 @@ func (c comparison) problems() string {
 		return c.err.Error()
 	}
 	var p []string
+	if c.invRestored != c.invManifest {
+		p = append(p, c.inventory())
+	}
 	if len(c.missing) > 0 {
 		p = append(p, fmt.Sprintf("%d not served (%s)", len(c.missing), firstN(c.missing, 5)))
 	}
@@ -273,12 +309,27 @@ func (v *verifier) compare(ctx context.Context, r resource) comparison {
 		c.err = errors.New("the scratch cluster's etcd is not reachable")
 		return c
 	}
-	want, err := v.keysAt(ctx, v.prefix+r.etcdPath+"/")
+	keyPrefix := v.prefix + r.etcdPath + "/"
+	want, err := v.keysAt(ctx, keyPrefix)
 	if err != nil {
 		c.err = err
 		return c
 	}
 	c.backedUp = len(want)
+	// Compare the restored count with the manifest's inventory for the
+	// prefix these keys count under.
+	c.invPrefix = catalog.PrefixOf([]byte(keyPrefix + "x"))
+	c.invManifest = v.m.Etcd.Inventory.Prefixes[c.invPrefix]
+	if c.invPrefix == keyPrefix {
+		c.invRestored = int64(len(want))
+	} else {
+		n, err := v.count(ctx, c.invPrefix)
+		if err != nil {
+			c.err = err
+			return c
+		}
+		c.invRestored = n
+	}
 	items, err := v.acc.List(ctx, r.listPath())
 	if err != nil {
 		if scratch.IsNotFound(err) && len(want) == 0 {
@@ -316,13 +367,13 @@ func (v *verifier) compare(ctx context.Context, r resource) comparison {
 func (v *verifier) served(ctx context.Context, name string, r resource) evidence.Check {
 	c := v.compare(ctx, r)
 	inv := ""
-	if n, ok := v.m.Etcd.Inventory.Prefixes[v.prefix+r.etcdPath+"/"]; ok {
-		inv = fmt.Sprintf(" (inventory %s%s/: %d)", v.prefix, r.etcdPath, n)
+	if c.invPrefix != "" {
+		inv = " (" + c.inventory() + ")"
 	}
 	if !c.ok() {
-		return fail(name, "%d served, %d in the backup%s: %s", c.served, c.backedUp, inv, c.problems())
+		return fail(name, "%d served, %d in the restored keyspace under %s%s/ at revision %d%s: %s", c.served, c.backedUp, v.prefix, r.etcdPath, v.rev, inv, c.problems())
 	}
-	return pass(name, "%d served = %d in the backup%s, each at its backed-up resourceVersion", c.served, c.backedUp, inv)
+	return pass(name, "%d served = %d in the backup under %s%s/ at revision %d, each at its backed-up resourceVersion%s", c.served, c.backedUp, v.prefix, r.etcdPath, v.rev, inv)
 }
 
 // policies checks every policy object: RBAC, NetworkPolicies, admission
@@ -524,6 +575,15 @@ func (v *verifier) keysAt(ctx context.Context, prefix string) (map[string]int64,
 		out[strings.TrimPrefix(key, prefix)] = modRev
 	})
 	return out, err
+}
+
+// count returns the number of keys under prefix at the backup's revision.
+func (v *verifier) count(ctx context.Context, prefix string) (int64, error) {
+	resp, err := v.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(v.rev), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("count %s at revision %d in the scratch etcd: %w", prefix, v.rev, err)
+	}
+	return resp.Count, nil
 }
 
 // scan calls fn for every key under prefix at the backup's revision, in

@@ -133,6 +133,10 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: connect: %w", ep, err)
 	}
+	// takenAt is taken before the revision is read: the snapshot reflects
+	// the keyspace at or after this time, never before it, so the RPO
+	// measured from it is never understated.
+	takenAt := now().UTC()
 	sctx, scancel := context.WithTimeout(ctx, dial)
 	st, err := cli.Status(sctx, ep)
 	scancel()
@@ -144,7 +148,10 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 		return nil, fmt.Errorf("etcd %s: status: %w", ep, err)
 	}
 	if len(st.Errors) > 0 {
-		log.Warn("etcd member reports errors", "endpoint", ep, "errors", st.Errors)
+		// Alarms (NOSPACE, CORRUPT) and other member errors: a snapshot of
+		// a member in that state is not one to restore from.
+		cli.Close()
+		return nil, fmt.Errorf("etcd %s: member reports errors or alarms, not snapshotting it: %s", ep, strings.Join(st.Errors, "; "))
 	}
 	rev := st.Header.Revision
 	s := &Stream{
@@ -160,7 +167,7 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
-	s.info.TakenAt = now().UTC()
+	s.info.TakenAt = takenAt
 	resp, err := cli.SnapshotWithVersion(sctx)
 	if err != nil {
 		cancel()

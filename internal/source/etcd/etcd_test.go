@@ -345,3 +345,74 @@ func startTLSEtcd(t *testing.T, dir string) string {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestSnapshotTakenAtBeforeRevision: takenAt is read before the revision
+// the snapshot reflects, so a write made at takenAt is in the snapshot
+// (the restored data is never older than takenAt says).
+func TestSnapshotTakenAtBeforeRevision(t *testing.T) {
+	ctx := testContext(t)
+	e := testenv.StartEtcd(t)
+	cli := etcdtest.Client(t, e.Endpoint)
+	seed(t, ctx, cli)
+	var markRev int64
+	now := func() time.Time {
+		if markRev == 0 {
+			resp, err := cli.Put(ctx, "/registry/marker/at-taken-at", "x")
+			if err != nil {
+				t.Error(err)
+			} else {
+				markRev = resp.Header.Revision
+			}
+		}
+		return time.Now()
+	}
+	s, err := etcd.Snapshot(ctx, etcd.Options{Endpoints: []string{e.Endpoint}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	info, _ := s.Info()
+	if markRev == 0 || info.Revision < markRev {
+		t.Fatalf("snapshot at revision %d misses the write at takenAt (revision %d)", info.Revision, markRev)
+	}
+}
+
+// TestSnapshotRefusesAlarmedMember: a member with an active alarm
+// (NOSPACE here) is not snapshotted; the error names the alarm.
+func TestSnapshotRefusesAlarmedMember(t *testing.T) {
+	ctx := testContext(t)
+	// An etcd with a 1 MiB backend quota (testenv's takes no flags).
+	client := "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	peer := "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cmd := exec.Command(testenv.Binary(t, "etcd"), "--name", "default", "--data-dir", t.TempDir(),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default="+peer,
+		"--log-level", "error", "--quota-backend-bytes", strconv.Itoa(1<<20))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	e := struct{ Endpoint string }{client}
+	cli := etcdtest.Client(t, e.Endpoint)
+	val := strings.Repeat("x", 64<<10)
+	for i := 0; ; i++ {
+		if _, err := cli.Put(ctx, "/registry/configmaps/fill/"+strconv.Itoa(i), val); err != nil {
+			if !strings.Contains(err.Error(), "space exceeded") {
+				t.Fatalf("fill: %v", err)
+			}
+			break
+		}
+		if i > 1000 {
+			t.Fatal("no NOSPACE alarm after 64 MiB")
+		}
+	}
+	s, err := etcd.Snapshot(ctx, etcd.Options{Endpoints: []string{e.Endpoint}})
+	if err == nil {
+		s.Close()
+		t.Fatal("snapshot of a member with a NOSPACE alarm")
+	}
+	t.Logf("err: %v", err)
+	if !strings.Contains(err.Error(), "alarm:NOSPACE") {
+		t.Fatalf("error does not name the alarm: %v", err)
+	}
+}
