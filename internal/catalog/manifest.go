@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // ManifestFormat is the value of a manifest's format field; a reader
@@ -304,14 +304,9 @@ func Decode(r io.Reader) (Manifest, error) {
 	if len(data) > maxManifestSize {
 		return Manifest{}, fmt.Errorf("larger than %d bytes: %w", maxManifestSize, ErrVerification)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var m Manifest
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Unmarshal(data, &m); err != nil {
 		return Manifest{}, fmt.Errorf("decode JSON: %v: %w", err, ErrVerification)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Manifest{}, fmt.Errorf("decode JSON: trailing bytes after the manifest: %w", ErrVerification)
 	}
 	if err := m.Validate(); err != nil {
 		return Manifest{}, fmt.Errorf("%v: %w", err, ErrVerification)

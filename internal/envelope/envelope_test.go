@@ -150,6 +150,7 @@ func TestHeaderRejects(t *testing.T) {
 		"not json":       build(1, "not json"),
 		"unknown field":  build(1, strings.Replace(js, `"backup"`, `"extra":1,"backup"`, 1)),
 		"trailing":       build(1, js+"{}"),
+		"duplicate key":  build(1, strings.Replace(js, `"backup":"b-20261125T000000Z"`, `"backup":"b-20261125T000000Z","backup":"other"`, 1)),
 		"bad aead":       build(1, strings.Replace(js, envelope.AEADName, "CHACHA", 1)),
 		"bad comp":       build(1, strings.Replace(js, `"zstd"`, `"gzip"`, 1)),
 		"small segment":  build(1, strings.Replace(js, `"segmentSize":1048576`, `"segmentSize":16`, 1)),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // Format constants (docs/format.md §2).
@@ -201,14 +202,9 @@ func parsePrefix(p []byte) (int, error) {
 }
 
 func parseHeaderJSON(js []byte) (Header, error) {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
 	var h Header
-	if err := dec.Decode(&h); err != nil {
+	if err := strictjson.Unmarshal(js, &h); err != nil {
 		return Header{}, fmt.Errorf("%w: header: %w", ErrFormat, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Header{}, fmt.Errorf("%w: header: trailing bytes after the JSON object", ErrFormat)
 	}
 	if err := h.validate(); err != nil {
 		return Header{}, fmt.Errorf("%w: header: %w", ErrFormat, err)

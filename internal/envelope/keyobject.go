@@ -1,17 +1,16 @@
 package envelope
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // KeyObjectFormat is the value of a key object's format field.
@@ -133,14 +132,9 @@ func ReadKeyObject(r io.Reader) (KeyObject, error) {
 	if len(data) > maxKeyObjectSize {
 		return KeyObject{}, fmt.Errorf("read key object: larger than %d bytes: %w", maxKeyObjectSize, ErrKeyObject)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var ko KeyObject
-	if err := dec.Decode(&ko); err != nil {
+	if err := strictjson.Unmarshal(data, &ko); err != nil {
 		return KeyObject{}, fmt.Errorf("decode key object: %w: %w", err, ErrKeyObject)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return KeyObject{}, fmt.Errorf("decode key object: trailing bytes after the JSON object: %w", ErrKeyObject)
 	}
 	if err := ko.validate(); err != nil {
 		return KeyObject{}, fmt.Errorf("decode key object: %w", err)

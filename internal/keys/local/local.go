@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // ProviderType is the provider name recorded in key references.
@@ -334,16 +335,11 @@ func (k *Keyring) load() (*file, error) {
 }
 
 func parse(data []byte) (*file, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var f file
-	if err := dec.Decode(&f); err != nil {
+	if err := strictjson.Unmarshal(data, &f); err != nil {
 		// json errors quote offending input only for syntax; key material
 		// is base64 and never appears in a type error message.
 		return nil, fmt.Errorf("decode: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("decode: trailing data after the keyring object")
 	}
 	if f.Format != Format {
 		return nil, fmt.Errorf("field format: got %q, want %q", f.Format, Format)

@@ -1,14 +1,12 @@
 package fs
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // recordFormat is the format of a retention record (docs/format.md §1.1).
@@ -51,14 +49,9 @@ func (r *record) marshal() ([]byte, error) {
 // foreign format, a record of another key and out-of-range values are
 // errors wrapping store.ErrIntegrity.
 func parseRecord(b []byte, key string) (*record, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var r record
-	if err := dec.Decode(&r); err != nil {
+	if err := strictjson.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("decode: %v: %w", err, store.ErrIntegrity)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: data after the JSON object: %w", store.ErrIntegrity)
 	}
 	switch {
 	case r.Format != recordFormat:

@@ -1,0 +1,50 @@
+package strictjson_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
+)
+
+type doc struct {
+	A string         `json:"a"`
+	B []int          `json:"b"`
+	C map[string]int `json:"c"`
+	D *doc           `json:"d,omitempty"`
+}
+
+func TestUnmarshal(t *testing.T) {
+	for _, c := range []struct {
+		in, err string
+	}{
+		{`{"a":"x","b":[1,2],"c":{"k":1},"d":{"a":"y"}}`, ""},
+		{`{"a":"x","b":[{"a":1},{"a":1}]}`, "cannot unmarshal"}, // not duplicates: separate objects
+		{`{"a":"x","a":"y"}`, `duplicate key "a"`},
+		{`{"c":{"k":1,"k":2}}`, `duplicate key "k"`},
+		{`{"d":{"a":"x","d":{"a":"1","a":"2"}}}`, `duplicate key "a"`},
+		{`{"a":"x","z":1}`, "unknown field"},
+		{`{"a":"x"} {}`, "trailing data"},
+		{`{"a":"x"`, "unexpected EOF"},
+		{`{"c":{"a":{"x":1}},"a":"x"}`, "cannot unmarshal"},
+	} {
+		var d doc
+		err := strictjson.Unmarshal([]byte(c.in), &d)
+		if c.err == "" {
+			if err != nil {
+				t.Errorf("%s: %v", c.in, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: got %v, want an error containing %q", c.in, err, c.err)
+		}
+	}
+}
+
+func TestNestedObjectKeysAreSeparate(t *testing.T) {
+	var d doc
+	if err := strictjson.Unmarshal([]byte(`{"a":"x","d":{"a":"y","d":{"a":"z"}}}`), &d); err != nil {
+		t.Fatalf("the same key in nested objects is not a duplicate: %v", err)
+	}
+}
