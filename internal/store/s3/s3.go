@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -377,14 +378,16 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 			for j := range jobs {
 				d := sha256.Sum256(j.buf)
 				cs := base64.StdEncoding.EncodeToString(d[:])
-				// With ChecksumSHA256 set, the SDK reuses it as SigV4's
-				// payload hash, so each part is hashed once here and the
-				// server checks it.
+				// The part's integrity rides on x-amz-checksum-sha256, a
+				// signed header the server checks against the bytes
+				// (BadDigest otherwise). The payload itself is sent as
+				// UNSIGNED-PAYLOAD, as S3's trailing checksums do, so the
+				// server does not hash every byte a second time for SigV4.
 				out, err := s.client.UploadPart(uctx, &s3.UploadPartInput{
 					Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
 					PartNumber: aws.Int32(j.num), Body: bytes.NewReader(j.buf),
 					ContentLength: aws.Int64(int64(len(j.buf))), ChecksumSHA256: aws.String(cs),
-				})
+				}, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 				pool <- j.buf[:cap(j.buf)]
 				if err != nil {
 					cancel(fmt.Errorf("upload part %d: %w", j.num, err))
