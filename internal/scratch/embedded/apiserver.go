@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,12 +112,26 @@ func startAPIServer(bin string, args []string, dir, logPath string) (*apiserver,
 	w := io.MultiWriter(f, tail)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	a := &apiserver{cmd: cmd, done: make(chan struct{}), log: tail, file: f}
+	// Linux sends the parent-death signal when the *thread* that started
+	// the child exits, and Go may retire threads. Start the child from a
+	// goroutine locked to its thread and keep that goroutine (and so the
+	// thread) alive until the child is gone.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(a.done)
+	}()
+	if err := <-started; err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	a := &apiserver{cmd: cmd, done: make(chan struct{}), log: tail, file: f}
-	go func() { cmd.Wait(); close(a.done) }()
 	return a, nil
 }
 

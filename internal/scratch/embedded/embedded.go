@@ -261,13 +261,19 @@ var cidrPattern = regexp.MustCompile(`(?:\d{1,3}\.){3}\d{1,3}/\d{1,2}|[0-9a-fA-F
 func (c *Cluster) restoredServiceRange(ctx context.Context) string {
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdEndpoint}, DialTimeout: 5 * time.Second, Logger: zapNop()})
 	if err != nil {
+		c.logger.Warn("cannot read the restored service CIDR; using the default range", "range", DefaultServiceClusterIPRange, "err", err)
 		return DefaultServiceClusterIPRange
 	}
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, strings.TrimSuffix(c.EtcdPrefix, "/")+"/servicecidrs/kubernetes")
-	if err != nil || len(resp.Kvs) == 0 {
+	if err != nil {
+		c.logger.Warn("cannot read the restored service CIDR; using the default range", "range", DefaultServiceClusterIPRange, "err", err)
+		return DefaultServiceClusterIPRange
+	}
+	if len(resp.Kvs) == 0 {
+		c.logger.Debug("no ServiceCIDR in the restored data; using the default range", "range", DefaultServiceClusterIPRange)
 		return DefaultServiceClusterIPRange
 	}
 	var cidrs []string
@@ -277,6 +283,7 @@ func (c *Cluster) restoredServiceRange(ctx context.Context) string {
 		}
 	}
 	if len(cidrs) == 0 {
+		c.logger.Warn("restored ServiceCIDR holds no CIDR lifeboat can read; using the default range", "range", DefaultServiceClusterIPRange)
 		return DefaultServiceClusterIPRange
 	}
 	c.logger.Debug("service CIDR from the restored data", "cidrs", cidrs)
