@@ -33,11 +33,17 @@ that protect the backups, and runs drills that restore a backup into a
 scratch cluster and measure RTO and RPO against targets.
 
 ` + exitCodesHelp,
-		Example: `  # check configuration files before deploying them
+		Example: `  # the whole story on this machine: back up a seeded cluster, drill the restore
+  lifeboat demo
+
+  # check configuration files before deploying them
   lifeboat validate schedules/ drills/
 
-  # the same, with shared objects from a config file, as JSON
-  lifeboat --config lifeboat.yaml validate drills/ -o json`,
+  # back up, list, verify, and drill a restore
+  lifeboat --config lifeboat.yaml backup run control-plane
+  lifeboat --config lifeboat.yaml backup list
+  lifeboat --config lifeboat.yaml backup verify control-plane-20261125T020000Z-7f3a --read-data
+  lifeboat --config lifeboat.yaml drill run control-plane`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
