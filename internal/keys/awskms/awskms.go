@@ -1,0 +1,738 @@
+package awskms
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
+)
+
+// ProviderType is the provider name recorded in key references.
+const ProviderType = "awskms"
+
+// Strategy selects how a key rotates.
+type Strategy string
+
+// The rotation strategies (see the package documentation).
+const (
+	// StrategyAlias: every rotation creates a new KMS key and moves the
+	// alias to it; each KMS key is one KEK version.
+	StrategyAlias Strategy = "alias"
+	// StrategyManaged: one KMS key whose material KMS rotates under the
+	// same key ID; the key is the only KEK version lifeboat can name.
+	StrategyManaged Strategy = "managed"
+)
+
+// Encryption context key and tag keys lifeboat writes.
+const (
+	// ContextKey is the encryption context entry that carries the wrap's
+	// associated data (base64, standard padded encoding). An empty aad is
+	// sent as no encryption context at all.
+	ContextKey = "lifeboat.dev/context"
+	// TagAlias marks a KMS key as a version of the alias in its value.
+	TagAlias = "lifeboat.dev/alias"
+	// TagCreated is the version's creation time, RFC 3339 with nanoseconds.
+	TagCreated = "lifeboat.dev/created"
+	// TagSeq orders the versions of one alias: 1, 2, 3, ...
+	TagSeq = "lifeboat.dev/seq"
+)
+
+const (
+	wrapFormat   = 0x01
+	tagSize      = sha256.Size
+	maxDataKey   = 1024 // KMS Encrypt takes at most 4096 bytes; data keys are 32
+	commitPrefix = "lifeboat.dev/awskms-wrap/v1"
+)
+
+// Options configure a provider.
+type Options struct {
+	// KeyID is the KMS key (key ID, key ARN or alias name) for the
+	// managed strategy. Exactly one of KeyID and Alias is set.
+	KeyID string
+	// Alias is the alias ("alias/name") for the alias strategy.
+	Alias string
+	// Strategy is "alias" or "managed"; empty means alias when Alias is
+	// set and managed when KeyID is.
+	Strategy Strategy
+	// Region is the AWS region; empty means the SDK's default chain.
+	Region string
+	// Endpoint overrides the KMS endpoint URL (local-kms, VPC endpoints).
+	Endpoint string
+	// Credentials overrides the SDK's default credential chain when set.
+	Credentials aws.CredentialsProvider
+	// HTTPClient overrides the SDK's HTTP client when set.
+	HTTPClient *http.Client
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives rotation and retirement events; nil discards them.
+	// It never receives key material.
+	Logger *slog.Logger
+}
+
+// Provider is a KEK provider on AWS KMS. It is safe for concurrent use.
+type Provider struct {
+	client   *kms.Client
+	strategy Strategy
+	key      string // the alias or key as configured; Ref.Key
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+var _ keys.Provider = (*Provider)(nil)
+
+// New returns a provider. It loads the AWS configuration (region,
+// credentials) but makes no KMS call and creates nothing: a provider for an
+// alias that does not exist yet fails every operation with
+// keys.ErrKeyNotFound until Bootstrap creates it.
+func New(ctx context.Context, opts Options) (*Provider, error) {
+	p := &Provider{strategy: opts.Strategy, now: opts.Now, log: opts.Logger}
+	switch {
+	case opts.KeyID != "" && opts.Alias != "":
+		return nil, errors.New("awskms: set one of KeyID and Alias, not both")
+	case opts.Alias != "":
+		p.key = opts.Alias
+		if p.strategy == "" {
+			p.strategy = StrategyAlias
+		}
+	case opts.KeyID != "":
+		p.key = opts.KeyID
+		if p.strategy == "" {
+			p.strategy = StrategyManaged
+		}
+	default:
+		return nil, errors.New("awskms: set KeyID (managed strategy) or Alias (alias strategy)")
+	}
+	switch p.strategy {
+	case StrategyAlias:
+		if opts.Alias == "" {
+			return nil, errors.New("awskms: the alias strategy needs Alias (alias/<name>), not KeyID")
+		}
+		if !strings.HasPrefix(opts.Alias, "alias/") || len(opts.Alias) == len("alias/") || strings.HasPrefix(opts.Alias, "alias/aws/") {
+			return nil, fmt.Errorf("awskms: alias %q: want alias/<name>, not in the reserved alias/aws/ namespace", opts.Alias)
+		}
+	case StrategyManaged:
+		if opts.KeyID == "" {
+			return nil, errors.New("awskms: the managed strategy needs KeyID")
+		}
+	default:
+		return nil, fmt.Errorf("awskms: unknown strategy %q (want %q or %q)", opts.Strategy, StrategyAlias, StrategyManaged)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var lo []func(*config.LoadOptions) error
+	if opts.Region != "" {
+		lo = append(lo, config.WithRegion(opts.Region))
+	}
+	if opts.Credentials != nil {
+		lo = append(lo, config.WithCredentialsProvider(opts.Credentials))
+	}
+	if opts.HTTPClient != nil {
+		lo = append(lo, config.WithHTTPClient(opts.HTTPClient))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, lo...)
+	if err != nil {
+		return nil, fmt.Errorf("awskms %s: load AWS configuration: %w", p.key, err)
+	}
+	p.client = kms.NewFromConfig(cfg, func(o *kms.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+	})
+	return p, nil
+}
+
+// Strategy returns the provider's rotation strategy.
+func (p *Provider) Strategy() Strategy { return p.strategy }
+
+// Key returns the alias or key as configured (the Key of every Ref).
+func (p *Provider) Key() string { return p.key }
+
+func (p *Provider) ref(version string) keys.Ref {
+	return keys.Ref{Provider: ProviderType, Key: p.key, Version: version}
+}
+
+// Bootstrap makes the configured key usable and returns its primary
+// version. For the alias strategy it creates the first KMS key and the
+// alias when the alias does not exist; when the alias exists and targets a
+// key lifeboat did not create, it tags that key as the alias's first
+// version (adoption). For the managed strategy it creates nothing: it
+// checks that the key exists, is enabled and is a symmetric encryption key.
+// Bootstrap is idempotent.
+//
+// It is separate from New so that only the process set up to administer
+// keys needs kms:CreateKey and kms:CreateAlias, and so that a misspelt
+// alias fails with keys.ErrKeyNotFound instead of silently creating a new
+// key that backups would then be wrapped under.
+func (p *Provider) Bootstrap(ctx context.Context) (keys.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return keys.Version{}, fmt.Errorf("awskms: bootstrap %s: %w", p.key, err)
+	}
+	if p.strategy == StrategyManaged {
+		md, err := p.describe(ctx, p.key)
+		if err != nil {
+			return keys.Version{}, p.opErr("bootstrap", p.key, "", err)
+		}
+		if md.KeySpec != types.KeySpecSymmetricDefault || md.KeyUsage != types.KeyUsageTypeEncryptDecrypt {
+			return keys.Version{}, fmt.Errorf("awskms: bootstrap %s: key %s is %s/%s, want a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key", p.key, aws.ToString(md.KeyId), md.KeySpec, md.KeyUsage)
+		}
+		v := p.managedVersion(md)
+		if v.State != keys.StateEnabled {
+			return keys.Version{}, fmt.Errorf("awskms: bootstrap %s: key is %s: %w", v.Ref, md.KeyState, keys.ErrVersionRetired)
+		}
+		return v, nil
+	}
+	target, err := p.describe(ctx, p.key)
+	if err != nil && !isCode(err, "NotFoundException") {
+		return keys.Version{}, p.opErr("bootstrap", p.key, "", err)
+	}
+	if err == nil {
+		if _, err := p.adopt(ctx, target); err != nil {
+			return keys.Version{}, err
+		}
+		return primary(p.Versions(ctx))
+	}
+	v, err := p.createVersion(ctx, 1, true)
+	if err != nil {
+		return keys.Version{}, err
+	}
+	p.log.Info("awskms: bootstrapped alias", "alias", p.key, "version", v.Ref.Version)
+	return v, nil
+}
+
+func primary(vs []keys.Version, err error) (keys.Version, error) {
+	if err != nil {
+		return keys.Version{}, err
+	}
+	for _, v := range vs {
+		if v.Primary {
+			return v, nil
+		}
+	}
+	return keys.Version{}, errors.New("awskms: no primary version")
+}
+
+// Wrap encrypts dataKey under the primary version with KMS Encrypt.
+func (p *Provider) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped, error) {
+	if err := ctx.Err(); err != nil {
+		return keys.Wrapped{}, fmt.Errorf("awskms: wrap with %s: %w", p.key, err)
+	}
+	if len(dataKey) == 0 || len(dataKey) > maxDataKey {
+		return keys.Wrapped{}, fmt.Errorf("awskms: wrap with %s: data key is %d bytes, want 1 to %d", p.key, len(dataKey), maxDataKey)
+	}
+	out, err := p.client.Encrypt(ctx, &kms.EncryptInput{
+		KeyId:             aws.String(p.key),
+		Plaintext:         dataKey,
+		EncryptionContext: encryptionContext(aad),
+	})
+	if err != nil {
+		return keys.Wrapped{}, scrub(p.opErr("wrap with", p.key, "", err), dataKey)
+	}
+	version := keyIDOf(aws.ToString(out.KeyId))
+	if version == "" || len(out.CiphertextBlob) == 0 {
+		return keys.Wrapped{}, fmt.Errorf("awskms: wrap with %s: KMS returned no key ID or no ciphertext", p.key)
+	}
+	blob := out.CiphertextBlob
+	ct := make([]byte, 0, 1+len(blob)+tagSize)
+	ct = append(ct, wrapFormat)
+	ct = append(ct, blob...)
+	ct = append(ct, commitment(dataKey, blob)...)
+	return keys.Wrapped{KEK: p.ref(version), Ciphertext: ct}, nil
+}
+
+// Unwrap decrypts a wrapped key with KMS Decrypt, naming the KMS key of
+// the reference's version so that KMS refuses a ciphertext of another key.
+func (p *Provider) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byte, error) {
+	ref := w.KEK
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("awskms: unwrap with %s: %w", ref, err)
+	}
+	if ref.Provider != ProviderType || ref.Key != p.key {
+		return nil, fmt.Errorf("awskms: unwrap with %s: this provider is %s: %w", ref, p.ref(ref.Version), keys.ErrKeyNotFound)
+	}
+	if ref.Version == "" {
+		return nil, fmt.Errorf("awskms: unwrap with %s: no version: %w", ref, keys.ErrVersionNotFound)
+	}
+	if len(w.Ciphertext) < 2+tagSize || w.Ciphertext[0] != wrapFormat {
+		return nil, fmt.Errorf("awskms: unwrap with %s: not a lifeboat awskms wrapped key (format %#02x, %d bytes): %w", ref, first(w.Ciphertext), len(w.Ciphertext), keys.ErrUnwrap)
+	}
+	blob := w.Ciphertext[1 : len(w.Ciphertext)-tagSize]
+	tag := w.Ciphertext[len(w.Ciphertext)-tagSize:]
+	out, err := p.client.Decrypt(ctx, &kms.DecryptInput{
+		CiphertextBlob:    blob,
+		KeyId:             aws.String(ref.Version),
+		EncryptionContext: encryptionContext(aad),
+	})
+	if err != nil {
+		return nil, p.unwrapErr(ctx, ref, err)
+	}
+	dk := out.Plaintext
+	if !hmac.Equal(commitment(dk, blob), tag) {
+		clear(dk)
+		return nil, fmt.Errorf("awskms: unwrap with %s: key commitment does not match the ciphertext: %w", ref, keys.ErrUnwrap)
+	}
+	if got := keyIDOf(aws.ToString(out.KeyId)); got != "" && got != keyIDOf(ref.Version) {
+		clear(dk)
+		return nil, fmt.Errorf("awskms: unwrap with %s: KMS decrypted with key %s: %w", ref, got, keys.ErrUnwrap)
+	}
+	return dk, nil
+}
+
+func first(b []byte) byte {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[0]
+}
+
+// commitment is HMAC-SHA256(dataKey, prefix NUL blob). KMS authenticates
+// its whole ciphertext blob, but KMS-compatible servers may not (local-kms
+// ignores the key ARN in the blob when Decrypt names the key); the
+// commitment makes any change to the stored bytes fail whatever the server.
+// It is keyed by the data key, so it reveals nothing about it.
+func commitment(dataKey, blob []byte) []byte {
+	m := hmac.New(sha256.New, dataKey)
+	m.Write([]byte(commitPrefix))
+	m.Write([]byte{0})
+	m.Write(blob)
+	return m.Sum(nil)
+}
+
+func encryptionContext(aad []byte) map[string]string {
+	if len(aad) == 0 {
+		return nil
+	}
+	return map[string]string{ContextKey: base64.StdEncoding.EncodeToString(aad)}
+}
+
+// keyIDOf returns the key ID of a key ARN (arn:...:key/<id>), or s itself.
+func keyIDOf(s string) string {
+	if i := strings.LastIndex(s, ":key/"); i >= 0 && strings.HasPrefix(s, "arn:") {
+		return s[i+len(":key/"):]
+	}
+	return s
+}
+
+// Rotate creates a new KEK version and makes it primary. For the alias
+// strategy it creates a KMS key and moves the alias; for the managed
+// strategy it asks KMS to rotate the key material (RotateKeyOnDemand).
+func (p *Provider) Rotate(ctx context.Context) (keys.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return keys.Version{}, fmt.Errorf("awskms: rotate %s: %w", p.key, err)
+	}
+	if p.strategy == StrategyManaged {
+		return p.rotateManaged(ctx)
+	}
+	_, seqs, err := p.versions(ctx)
+	if err != nil {
+		return keys.Version{}, err
+	}
+	seq := 0
+	for _, n := range seqs {
+		if n > seq && n < untagged {
+			seq = n
+		}
+	}
+	if seq < len(seqs) {
+		seq = len(seqs)
+	}
+	v, err := p.createVersion(ctx, seq+1, false)
+	if err != nil {
+		return keys.Version{}, err
+	}
+	p.log.Info("awskms: rotated alias", "alias", p.key, "version", v.Ref.Version)
+	return v, nil
+}
+
+func (p *Provider) rotateManaged(ctx context.Context) (keys.Version, error) {
+	_, err := p.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(p.key)})
+	if err != nil {
+		var re *smithyhttp.ResponseError
+		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented {
+			return keys.Version{}, fmt.Errorf("awskms: rotate %s:%s (managed strategy): the KMS endpoint does not implement RotateKeyOnDemand (HTTP 501; local-kms does not); rotate the key material in AWS KMS or use the alias strategy: %w", ProviderType, p.key, errors.ErrUnsupported)
+		}
+		return keys.Version{}, p.opErr("rotate (RotateKeyOnDemand)", p.key, "", err)
+	}
+	p.log.Info("awskms: requested on-demand rotation of key material", "key", p.key)
+	v, err := primary(p.Versions(ctx))
+	if err != nil {
+		return keys.Version{}, err
+	}
+	return v, nil
+}
+
+// createVersion creates a KMS key tagged as version seq of the alias and
+// points the alias at it (creating the alias when create is set).
+func (p *Provider) createVersion(ctx context.Context, seq int, create bool) (keys.Version, error) {
+	created := p.now().UTC()
+	out, err := p.client.CreateKey(ctx, &kms.CreateKeyInput{
+		KeySpec:     types.KeySpecSymmetricDefault,
+		KeyUsage:    types.KeyUsageTypeEncryptDecrypt,
+		Description: aws.String(fmt.Sprintf("lifeboat KEK: version %d of %s", seq, p.key)),
+		Tags: []types.Tag{
+			{TagKey: aws.String(TagAlias), TagValue: aws.String(p.key)},
+			{TagKey: aws.String(TagCreated), TagValue: aws.String(created.Format(time.RFC3339Nano))},
+			{TagKey: aws.String(TagSeq), TagValue: aws.String(strconv.Itoa(seq))},
+		},
+	})
+	if err != nil {
+		return keys.Version{}, p.opErr("rotate: create key for", p.key, "", err)
+	}
+	id := aws.ToString(out.KeyMetadata.KeyId)
+	if create {
+		_, err = p.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(p.key), TargetKeyId: aws.String(id)})
+	} else {
+		_, err = p.client.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String(p.key), TargetKeyId: aws.String(id)})
+	}
+	if err != nil {
+		// The new key never was primary and wrapped nothing: take it out
+		// of the alias's versions and schedule its deletion, best effort.
+		cctx := context.WithoutCancel(ctx)
+		_, uerr := p.client.UntagResource(cctx, &kms.UntagResourceInput{KeyId: aws.String(id), TagKeys: []string{TagAlias}})
+		_, derr := p.client.ScheduleKeyDeletion(cctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(7)})
+		e := p.opErr("rotate: point alias at new key for", p.key, id, err)
+		if uerr != nil || derr != nil {
+			e = fmt.Errorf("%w (cleanup of unused key %s also failed: untag: %v, schedule deletion: %v)", e, id, uerr, derr)
+		}
+		return keys.Version{}, e
+	}
+	return keys.Version{Ref: p.ref(id), Created: created, State: keys.StateEnabled, Primary: true}, nil
+}
+
+// adopt tags the alias's target as one of its versions when it is not.
+func (p *Provider) adopt(ctx context.Context, md *types.KeyMetadata) (bool, error) {
+	id := aws.ToString(md.KeyId)
+	tags, err := p.tags(ctx, id)
+	if err != nil {
+		return false, p.opErr("bootstrap: read tags of", p.key, id, err)
+	}
+	if tags[TagAlias] == p.key {
+		return false, nil
+	}
+	created := aws.ToTime(md.CreationDate)
+	if created.IsZero() {
+		created = p.now()
+	}
+	_, err = p.client.TagResource(ctx, &kms.TagResourceInput{KeyId: aws.String(id), Tags: []types.Tag{
+		{TagKey: aws.String(TagAlias), TagValue: aws.String(p.key)},
+		{TagKey: aws.String(TagCreated), TagValue: aws.String(created.UTC().Format(time.RFC3339Nano))},
+		{TagKey: aws.String(TagSeq), TagValue: aws.String("1")},
+	}})
+	if err != nil {
+		return false, p.opErr("bootstrap: tag adopted key of", p.key, id, err)
+	}
+	p.log.Info("awskms: adopted the alias's existing key as its first version", "alias", p.key, "version", id)
+	return true, nil
+}
+
+// Versions lists the KEK versions, oldest first. For the alias strategy
+// these are the KMS keys tagged lifeboat.dev/alias=<alias> (found with
+// ListKeys and ListResourceTags) plus the alias's target; for the managed
+// strategy, the key itself.
+func (p *Provider) Versions(ctx context.Context) ([]keys.Version, error) {
+	vs, _, err := p.versions(ctx)
+	return vs, err
+}
+
+// untagged sorts an untagged alias target after every tagged version.
+const untagged = int(^uint(0) >> 1)
+
+type aliasVersion struct {
+	v   keys.Version
+	seq int
+}
+
+func (p *Provider) versions(ctx context.Context) ([]keys.Version, map[string]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("awskms: list versions of %s: %w", p.key, err)
+	}
+	target, err := p.describe(ctx, p.key)
+	if err != nil {
+		return nil, nil, p.opErr("list versions of", p.key, "", err)
+	}
+	if p.strategy == StrategyManaged {
+		return []keys.Version{p.managedVersion(target)}, nil, nil
+	}
+	primaryID := aws.ToString(target.KeyId)
+	var found []aliasVersion
+	seen := map[string]bool{}
+	var marker *string
+	for {
+		out, err := p.client.ListKeys(ctx, &kms.ListKeysInput{Marker: marker})
+		if err != nil {
+			return nil, nil, p.opErr("list versions of", p.key, "", err)
+		}
+		for _, k := range out.Keys {
+			id := aws.ToString(k.KeyId)
+			if seen[id] {
+				continue
+			}
+			tags, err := p.tags(ctx, id)
+			if err != nil {
+				if isCode(err, "NotFoundException") || isCode(err, "AccessDeniedException") {
+					continue // deleted meanwhile, or a key we may not read
+				}
+				return nil, nil, p.opErr("list versions of", p.key, id, err)
+			}
+			if tags[TagAlias] != p.key {
+				continue
+			}
+			seen[id] = true
+			av, err := p.aliasVersion(ctx, id, tags, primaryID)
+			if err != nil {
+				return nil, nil, err
+			}
+			found = append(found, av)
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			break
+		}
+		marker = out.NextMarker
+	}
+	if !seen[primaryID] {
+		// The alias targets a key lifeboat did not tag (created or moved
+		// out of band): it is still the primary.
+		found = append(found, aliasVersion{v: keys.Version{
+			Ref: p.ref(primaryID), Created: aws.ToTime(target.CreationDate).UTC(),
+			State: state(target.KeyState), Primary: true,
+		}, seq: untagged})
+	}
+	sort.SliceStable(found, func(i, j int) bool {
+		a, b := found[i], found[j]
+		if a.seq != b.seq {
+			return a.seq < b.seq
+		}
+		if !a.v.Created.Equal(b.v.Created) {
+			return a.v.Created.Before(b.v.Created)
+		}
+		return a.v.Ref.Version < b.v.Ref.Version
+	})
+	vs := make([]keys.Version, len(found))
+	seqs := make(map[string]int, len(found))
+	for i, f := range found {
+		vs[i] = f.v
+		seqs[f.v.Ref.Version] = f.seq
+	}
+	return vs, seqs, nil
+}
+
+func (p *Provider) aliasVersion(ctx context.Context, id string, tags map[string]string, primaryID string) (aliasVersion, error) {
+	md, err := p.describe(ctx, id)
+	if err != nil {
+		return aliasVersion{}, p.opErr("list versions of", p.key, id, err)
+	}
+	created, err := time.Parse(time.RFC3339Nano, tags[TagCreated])
+	if err != nil {
+		created = aws.ToTime(md.CreationDate)
+	}
+	seq, err := strconv.Atoi(tags[TagSeq])
+	if err != nil {
+		seq = 0
+	}
+	return aliasVersion{v: keys.Version{
+		Ref: p.ref(id), Created: created.UTC(), State: state(md.KeyState), Primary: id == primaryID,
+	}, seq: seq}, nil
+}
+
+func (p *Provider) managedVersion(md *types.KeyMetadata) keys.Version {
+	return keys.Version{
+		Ref:     p.ref(aws.ToString(md.KeyId)),
+		Created: aws.ToTime(md.CreationDate).UTC(),
+		State:   state(md.KeyState),
+		Primary: true,
+	}
+}
+
+func state(s types.KeyState) keys.VersionState {
+	if s == types.KeyStateEnabled {
+		return keys.StateEnabled
+	}
+	return keys.StateRetired
+}
+
+// Retire disables the KMS key of a version (alias strategy). The managed
+// strategy cannot retire: KMS does not let a client disable one version of
+// a key's material.
+func (p *Provider) Retire(ctx context.Context, version string) error {
+	ref := p.ref(version)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("awskms: retire %s: %w", ref, err)
+	}
+	if p.strategy == StrategyManaged {
+		e := fmt.Errorf("awskms: retire %s: the managed strategy cannot retire a version: KMS keeps every rotated key material of a key usable for Decrypt and offers no way to disable one material version; disable the whole key out of band once nothing is wrapped under it: %w", ref, errors.ErrUnsupported)
+		if vs, err := p.Versions(ctx); err == nil && len(vs) == 1 && vs[0].Ref.Version == version {
+			e = fmt.Errorf("%w: %w", e, keys.ErrRetirePrimary)
+		}
+		return e
+	}
+	vs, err := p.Versions(ctx)
+	if err != nil {
+		return err
+	}
+	var v *keys.Version
+	for i := range vs {
+		if vs[i].Ref.Version == version {
+			v = &vs[i]
+		}
+	}
+	if v == nil {
+		return fmt.Errorf("awskms: retire %s: no KMS key tagged %s=%s has this ID: %w", ref, TagAlias, p.key, keys.ErrVersionNotFound)
+	}
+	if v.Primary {
+		return fmt.Errorf("awskms: retire %s: the alias targets it: %w", ref, keys.ErrRetirePrimary)
+	}
+	if _, err := p.client.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(version)}); err != nil {
+		return p.opErr("retire", p.key, version, err)
+	}
+	p.log.Info("awskms: retired version (disabled the KMS key)", "alias", p.key, "version", version)
+	return nil
+}
+
+func (p *Provider) describe(ctx context.Context, id string) (*types.KeyMetadata, error) {
+	out, err := p.client.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+	if err != nil {
+		return nil, err
+	}
+	if out.KeyMetadata == nil {
+		return nil, fmt.Errorf("DescribeKey %s returned no metadata", id)
+	}
+	return out.KeyMetadata, nil
+}
+
+func (p *Provider) tags(ctx context.Context, id string) (map[string]string, error) {
+	m := map[string]string{}
+	var marker *string
+	for {
+		out, err := p.client.ListResourceTags(ctx, &kms.ListResourceTagsInput{KeyId: aws.String(id), Marker: marker})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range out.Tags {
+			m[aws.ToString(t.TagKey)] = aws.ToString(t.TagValue)
+		}
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			return m, nil
+		}
+		marker = out.NextMarker
+	}
+}
+
+func isCode(err error, codes ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
+
+// kmsReason is the KMS error code and message, without the SDK's request
+// metadata.
+func kmsReason(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if m := ae.ErrorMessage(); m != "" {
+			return ae.ErrorCode() + ": " + m
+		}
+		return ae.ErrorCode()
+	}
+	return err.Error()
+}
+
+// opErr wraps a KMS error of an operation on the configured key (version
+// empty) or on one version, mapping KMS error codes to the keys sentinels.
+func (p *Provider) opErr(op, key, version string, err error) error {
+	name := ProviderType + ":" + key
+	if version != "" {
+		name = p.ref(version).String()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("awskms: %s %s: %w", op, name, err)
+	}
+	var sentinel error
+	switch {
+	case isCode(err, "NotFoundException"):
+		sentinel = keys.ErrKeyNotFound
+		if version != "" {
+			sentinel = keys.ErrVersionNotFound
+		}
+	case isCode(err, "AccessDeniedException", "NotAuthorizedException", "UnrecognizedClientException", "InvalidSignatureException"):
+		sentinel = keys.ErrAccessDenied
+	case isCode(err, "DisabledException"):
+		sentinel = keys.ErrVersionRetired
+	case isCode(err, "KMSInvalidStateException"):
+		if strings.Contains(strings.ToLower(kmsReason(err)), "pending deletion") {
+			sentinel = keys.ErrVersionRetired
+		}
+	}
+	if sentinel == nil {
+		return fmt.Errorf("awskms: %s %s: %s", op, name, kmsReason(err))
+	}
+	return fmt.Errorf("awskms: %s %s: %s: %w", op, name, kmsReason(err), sentinel)
+}
+
+// unwrapErr maps a Decrypt error.
+func (p *Provider) unwrapErr(ctx context.Context, ref keys.Ref, err error) error {
+	reason := kmsReason(err)
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("awskms: unwrap with %s: %w", ref, err)
+	case isCode(err, "InvalidCiphertextException", "IncorrectKeyException", "ValidationException"):
+		return fmt.Errorf("awskms: unwrap with %s: %s: %w", ref, reason, keys.ErrUnwrap)
+	case isCode(err, "DisabledException"):
+		return fmt.Errorf("awskms: unwrap with %s: the KMS key is disabled: %w", ref, keys.ErrVersionRetired)
+	case isCode(err, "KMSInvalidStateException"):
+		// Pending deletion is retired; other states (pending import,
+		// unavailable) are not, and keep KMS's reason.
+		if md, derr := p.describe(context.WithoutCancel(ctx), ref.Version); derr == nil &&
+			(md.KeyState == types.KeyStatePendingDeletion || md.KeyState == types.KeyStateDisabled || md.KeyState == types.KeyStatePendingReplicaDeletion) {
+			return fmt.Errorf("awskms: unwrap with %s: the KMS key is %s: %w", ref, md.KeyState, keys.ErrVersionRetired)
+		}
+		return fmt.Errorf("awskms: unwrap with %s: %s", ref, reason)
+	case isCode(err, "NotFoundException"):
+		return fmt.Errorf("awskms: unwrap with %s: no such KMS key: %w", ref, keys.ErrVersionNotFound)
+	case isCode(err, "AccessDeniedException", "NotAuthorizedException", "UnrecognizedClientException", "InvalidSignatureException"):
+		return fmt.Errorf("awskms: unwrap with %s: %s: %w", ref, reason, keys.ErrAccessDenied)
+	}
+	return fmt.Errorf("awskms: unwrap with %s: %s", ref, reason)
+}
+
+// scrub drops the KMS reason from an error that contains the data key in
+// any common encoding (KMS-compatible servers have echoed the plaintext in
+// validation errors).
+func scrub(err error, dataKey []byte) error {
+	s := err.Error()
+	for _, form := range []string{string(dataKey), hex.EncodeToString(dataKey), base64.StdEncoding.EncodeToString(dataKey), base64.RawStdEncoding.EncodeToString(dataKey), base64.RawURLEncoding.EncodeToString(dataKey), base64.URLEncoding.EncodeToString(dataKey)} {
+		if strings.Contains(s, form) || bytes.Contains([]byte(s), dataKey) {
+			return errors.New("awskms: wrap failed; the KMS error was withheld because it echoed the data key")
+		}
+	}
+	return err
+}
