@@ -141,7 +141,7 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 		return fmt.Errorf("demo: keyring: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "lifeboat.yaml")
-	if err := os.WriteFile(cfgPath, demoConfig(dir, src.EtcdEndpoint, encCfg), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, demoConfig(dir, src, encCfg), 0o600); err != nil {
 		return fmt.Errorf("demo: configuration: %w", err)
 	}
 	set, err := config.LoadPaths(cfgPath)
@@ -244,8 +244,9 @@ resources:
 }
 
 // demoConfig is the demo's Store, KeyProvider, BackupPlan and Drill. The
-// Drill checks what drills/control-plane.yaml checks.
-func demoConfig(dir, etcdEndpoint, encCfg string) []byte {
+// Drill checks what drills/control-plane.yaml checks. The etcd source
+// uses src's client certificate: its etcd requires one.
+func demoConfig(dir string, src *embedded.Cluster, encCfg string) []byte {
 	q := strconv.Quote
 	return []byte(`# Written by lifeboat demo.
 apiVersion: lifeboat.dev/v1alpha1
@@ -272,7 +273,10 @@ spec:
   retention: 1d
   sources:
     - etcd:
-        endpoints: [` + q(etcdEndpoint) + `]
+        endpoints: [` + q(src.EtcdEndpoint) + `]
+        caFile: ` + q(src.EtcdCAFile) + `
+        certFile: ` + q(src.EtcdCertFile) + `
+        keyFile: ` + q(src.EtcdKeyFile) + `
     - encryptionConfig:
         file: ` + q(encCfg) + `
 ---

@@ -118,7 +118,7 @@ func newVerifier(ctx context.Context, acc scratch.Access, m catalog.Manifest, et
 	v := &verifier{acc: acc, m: m, rev: m.Etcd.Revision, prefix: strings.TrimSuffix(etcdPrefix, "/") + "/", log: log}
 	if len(acc.EtcdEndpoints) > 0 {
 		cli, err := clientv3.New(clientv3.Config{
-			Endpoints: acc.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+			Endpoints: acc.EtcdEndpoints, TLS: acc.EtcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 			MaxCallRecvMsgSize: 64 << 20, Context: ctx,
 		})
 		if err != nil {

@@ -2,6 +2,7 @@ package scratch
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"time"
 )
@@ -48,7 +49,7 @@ type Request struct {
 }
 
 // Access is how to reach a started scratch cluster. It holds a bearer
-// token: never log it.
+// token and an etcd client key: never log them.
 type Access struct {
 	// Server is the API server's URL, e.g. https://127.0.0.1:PORT.
 	Server string
@@ -65,6 +66,10 @@ type Access struct {
 	// provider can reach it; empty otherwise (then keyspace checks
 	// cannot run).
 	EtcdEndpoints []string
+	// EtcdTLS is the TLS client configuration for EtcdEndpoints (the CA
+	// that verifies etcd and a client certificate etcd requires); nil
+	// when the endpoints are plain http.
+	EtcdTLS *tls.Config
 }
 
 // Cluster is a started scratch cluster.

@@ -64,10 +64,19 @@ func writeAPIServerFiles(f apiserverFiles, token string) error {
 	return os.WriteFile(f.tokens, []byte(token+",admin,admin,system:masters\n"), 0o600)
 }
 
+// etcdClient is how kube-apiserver reaches etcd: its client URL, the CA
+// that verifies etcd's certificate and the client certificate and key.
+type etcdClient struct {
+	url, caFile, certFile, keyFile string
+}
+
 // apiserverArgs are the kube-apiserver flags of a scratch cluster.
-func apiserverArgs(etcdURL, prefix string, port int, f apiserverFiles, encryptionConfig, serviceRange string) []string {
+func apiserverArgs(etcd etcdClient, prefix string, port int, f apiserverFiles, encryptionConfig, serviceRange string) []string {
 	args := []string{
-		"--etcd-servers=" + etcdURL,
+		"--etcd-servers=" + etcd.url,
+		"--etcd-cafile=" + etcd.caFile,
+		"--etcd-certfile=" + etcd.certFile,
+		"--etcd-keyfile=" + etcd.keyFile,
 		"--etcd-prefix=" + prefix,
 		// The drill reads the keyspace at the backup's revision; the
 		// apiserver must not compact it away meanwhile.

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,8 +84,20 @@ type Cluster struct {
 	Kubeconfig string
 	// Client is an HTTP client for Server that trusts CA and sends Token.
 	Client *http.Client
-	// EtcdEndpoint is the etcd client URL, http://127.0.0.1:PORT.
+	// EtcdEndpoint is the etcd client URL, https://127.0.0.1:PORT. etcd
+	// requires a client certificate: use EtcdTLS, or EtcdCAFile,
+	// EtcdCertFile and EtcdKeyFile.
 	EtcdEndpoint string
+	// EtcdTLS is the TLS client configuration for EtcdEndpoint: it trusts
+	// only the cluster's throwaway etcd CA and presents a client
+	// certificate. The key is a credential to the restored data.
+	EtcdTLS *tls.Config
+	// EtcdCAFile is the PEM file of the throwaway CA that signed etcd's
+	// serving certificate and the client certificate.
+	EtcdCAFile string
+	// EtcdCertFile and EtcdKeyFile are the client certificate and its key
+	// (mode 0600), as kube-apiserver's --etcd-certfile and --etcd-keyfile.
+	EtcdCertFile, EtcdKeyFile string
 	// EtcdPrefix is the apiserver's --etcd-prefix.
 	EtcdPrefix string
 	// EncryptionConfig is the apiserver's --encryption-provider-config, or
@@ -166,6 +179,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: work directory: %w", err)}
 	}
 
+	// Certificates are checked against the real clock, not opts.Now.
+	pki, err := writeEtcdPKI(filepath.Join(opts.WorkDir, "etcd-pki"), time.Now())
+	if err != nil {
+		return fail(fmt.Errorf("etcd certificates: %w", err))
+	}
+	if c.EtcdTLS, err = pki.clientTLS(); err != nil {
+		return fail(fmt.Errorf("etcd certificates: %w", err))
+	}
+	c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = pki.CAFile, pki.ClientCert, pki.ClientKey
+
 	dataDir := filepath.Join(opts.WorkDir, "etcd")
 	etcdLog := filepath.Join(opts.WorkDir, "etcd.log")
 	clientPort, err := freePort()
@@ -176,8 +199,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return fail(err)
 	}
-	c.EtcdEndpoint = localURL("http", clientPort)
-	peerURL := localURL("http", peerPort)
+	c.EtcdEndpoint = localURL("https", clientPort)
+	peerURL := localURL("https", peerPort)
 
 	if opts.SnapshotPath != "" {
 		if err := phase(scratch.PhaseRestoreEtcd, func() error {
@@ -187,7 +210,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	if err := phase(scratch.PhaseStartEtcd, func() error {
-		e, err := startEtcd(ctx, dataDir, c.EtcdEndpoint, peerURL, etcdLog)
+		e, err := startEtcd(ctx, dataDir, c.EtcdEndpoint, peerURL, etcdLog, pki)
 		c.etcd = e
 		return err
 	}); err != nil {
@@ -232,7 +255,8 @@ func (c *Cluster) startControlPlane(ctx context.Context, bin string, opts Option
 	}
 	c.Server = localURL("https", port)
 	c.CAFile = filepath.Join(files.certDir, "apiserver.crt")
-	args := apiserverArgs(c.EtcdEndpoint, c.EtcdPrefix, port, files, opts.EncryptionConfigPath, c.ServiceClusterIPRange)
+	etcd := etcdClient{url: c.EtcdEndpoint, caFile: c.EtcdCAFile, certFile: c.EtcdCertFile, keyFile: c.EtcdKeyFile}
+	args := apiserverArgs(etcd, c.EtcdPrefix, port, files, opts.EncryptionConfigPath, c.ServiceClusterIPRange)
 	api, err := startAPIServer(bin, args, dir, filepath.Join(opts.WorkDir, "kube-apiserver.log"))
 	if err != nil {
 		return err
@@ -259,7 +283,7 @@ var cidrPattern = regexp.MustCompile(`(?:\d{1,3}\.){3}\d{1,3}/\d{1,2}|[0-9a-fA-F
 // range. Restored Services keep addresses from that range, and the
 // apiserver would otherwise hold a ServiceCIDR that differs from its flag.
 func (c *Cluster) restoredServiceRange(ctx context.Context) string {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdEndpoint}, DialTimeout: 5 * time.Second, Logger: zapNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdEndpoint}, TLS: c.EtcdTLS, DialTimeout: 5 * time.Second, Logger: zapNop()})
 	if err != nil {
 		c.logger.Warn("cannot read the restored service CIDR; using the default range", "range", DefaultServiceClusterIPRange, "err", err)
 		return DefaultServiceClusterIPRange
@@ -294,7 +318,7 @@ func (c *Cluster) restoredServiceRange(ctx context.Context) string {
 func (c *Cluster) Access() scratch.Access {
 	return scratch.Access{
 		Server: c.Server, CA: c.CA, Token: c.Token, Kubeconfig: c.Kubeconfig,
-		Client: c.Client, EtcdEndpoints: []string{c.EtcdEndpoint},
+		Client: c.Client, EtcdEndpoints: []string{c.EtcdEndpoint}, EtcdTLS: c.EtcdTLS,
 	}
 }
 

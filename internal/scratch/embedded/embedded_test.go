@@ -3,10 +3,14 @@ package embedded
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +65,7 @@ func TestRestoreServesSecrets(t *testing.T) {
 	}
 
 	// The Secret is encrypted in etcd.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{src.EtcdEndpoint}, DialTimeout: 5 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{src.EtcdEndpoint}, TLS: src.EtcdTLS, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +116,12 @@ func TestRestoreServesSecrets(t *testing.T) {
 	if ec.ServiceClusterIPRange != "10.100.0.0/16" {
 		t.Errorf("service range %q, want the source's", ec.ServiceClusterIPRange)
 	}
+	// The restored etcd serves only TLS clients with a certificate; the
+	// one in Access reads the restored keyspace.
+	if len(acc.EtcdEndpoints) != 1 || !strings.HasPrefix(acc.EtcdEndpoints[0], "https://127.0.0.1:") || acc.EtcdTLS == nil {
+		t.Fatalf("etcd access: %v, TLS %v", acc.EtcdEndpoints, acc.EtcdTLS != nil)
+	}
+	checkEtcdRequiresClientCert(t, ctx, acc.EtcdEndpoints[0], ec.EtcdCAFile, acc.EtcdTLS, "/registry/secrets/ehr/db")
 	if err := sc.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,4 +210,177 @@ func saveSnapshot(t *testing.T, ctx context.Context, cli *clientv3.Client, path 
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestEtcdRequiresClientCert starts the scratch etcd alone: it serves TLS
+// with a throwaway CA's certificate for 127.0.0.1 and refuses clients
+// without a certificate that CA signed, and plain http. Its certificate
+// files are private to the user.
+func TestEtcdRequiresClientCert(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	now := time.Now()
+	pki, err := writeEtcdPKI(filepath.Join(dir, "etcd-pki"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint, peerURL := localURL("https", clientPort), localURL("https", peerPort)
+	e, err := startEtcd(ctx, filepath.Join(dir, "etcd"), endpoint, peerURL, filepath.Join(dir, "etcd.log"), pki)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	tlsCfg, err := pki.clientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: tlsCfg, DialTimeout: 5 * time.Second, Logger: zapNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctx, "/registry/secrets/ehr/db", "phi"); err != nil {
+		t.Fatalf("put with the client certificate: %v", err)
+	}
+	checkEtcdRequiresClientCert(t, ctx, endpoint, pki.CAFile, tlsCfg, "/registry/secrets/ehr/db")
+
+	// The peer port requires a client certificate too.
+	u, _ := url.Parse(peerURL)
+	if _, err := httpsGet(ctx, tlsCfg, "https://"+u.Host+"/members"); err != nil {
+		t.Errorf("peer port refused the client certificate: %v", err)
+	}
+	if _, err := httpsGet(ctx, noCertTLS(t, pki.CAFile), "https://"+u.Host+"/members"); err == nil {
+		t.Errorf("peer port served a client without a certificate")
+	} else {
+		t.Logf("peer port refused a client without a certificate: %v", err)
+	}
+
+	// Files: directory 0700, files 0600, no CA key; ECDSA P-256, a day.
+	if st, err := os.Stat(filepath.Join(dir, "etcd-pki")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("etcd-pki: %v %v", st.Mode(), err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "etcd-pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range entries {
+		names = append(names, de.Name())
+		info, err := de.Info()
+		if err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v %v", de.Name(), info.Mode(), err)
+		}
+	}
+	if got := strings.Join(names, ","); got != "ca.crt,client.crt,client.key,server.crt,server.key" {
+		t.Errorf("etcd-pki holds %s", got)
+	}
+	for _, f := range []string{pki.CAFile, pki.ServerCert, pki.ClientCert} {
+		b, _ := os.ReadFile(f)
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			t.Fatalf("%s: no PEM", f)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.PublicKeyAlgorithm != x509.ECDSA || c.NotAfter.Sub(now) > 24*time.Hour+time.Minute || c.NotAfter.Before(now.Add(23*time.Hour)) {
+			t.Errorf("%s: %v key, valid until %v", f, c.PublicKeyAlgorithm, c.NotAfter)
+		}
+	}
+}
+
+// checkEtcdRequiresClientCert checks that etcd at endpoint (https) serves
+// key to a client with good, and refuses a TLS client that trusts the CA
+// but has no certificate, a client that does not trust the CA, and plain
+// http, over both gRPC and HTTP.
+func checkEtcdRequiresClientCert(t *testing.T, ctx context.Context, endpoint, caFile string, good *tls.Config, key string) {
+	t.Helper()
+	get := func(tlsCfg *tls.Config, ep string) error {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, TLS: tlsCfg, DialTimeout: 2 * time.Second, Logger: zapNop()})
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, key)
+		if err == nil && len(resp.Kvs) != 1 {
+			t.Errorf("GET %s with a client certificate: %d keys", key, len(resp.Kvs))
+		}
+		return err
+	}
+	if err := get(good, endpoint); err != nil {
+		t.Fatalf("etcd refused the client certificate: %v", err)
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("etcd served %s", what)
+		} else {
+			t.Logf("refused %s: %v", what, err)
+		}
+	}
+	refused("a TLS client without a certificate", get(noCertTLS(t, caFile), endpoint))
+	refused("a client that does not trust its CA", get(&tls.Config{MinVersion: tls.VersionTLS12}, endpoint))
+	plain := "http://" + strings.TrimPrefix(endpoint, "https://")
+	refused("plain gRPC", get(nil, plain))
+
+	// The HTTP (gRPC gateway) side.
+	if _, err := httpsGet(ctx, good, endpoint+"/version"); err != nil {
+		t.Errorf("GET /version with the client certificate: %v", err)
+	}
+	_, err := httpsGet(ctx, noCertTLS(t, caFile), endpoint+"/version")
+	refused("GET /version to a TLS client without a certificate", err)
+	_, err = httpsGet(ctx, nil, plain+"/version")
+	refused("GET /version over plain http", err)
+}
+
+// noCertTLS trusts the CA in caFile and has no client certificate.
+func noCertTLS(t *testing.T, caFile string) *tls.Config {
+	t.Helper()
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		t.Fatal("no CA certificate")
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+}
+
+// httpsGet GETs u and returns the body of a 200 answer; any other answer
+// is an error.
+func httpsGet(ctx context.Context, tlsCfg *tls.Config, u string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	tr := &http.Transport{TLSClientConfig: tlsCfg}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return body, errors.New(resp.Status)
+	}
+	return body, nil
 }

@@ -57,7 +57,11 @@ func fileLogger(path string) (*zap.Logger, func(), error) {
 // clients on clientURL and its (unused) peer port on peerURL, and waits
 // until it is ready. A data directory restored from a snapshot restarts as
 // the member restoreSnapshot made; an empty one starts a new cluster.
-func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string) (*embed.Etcd, error) {
+//
+// Both ports serve TLS with pki's server certificate and require a client
+// certificate signed by pki's CA: the restored data is a copy of a
+// production keyspace and 127.0.0.1 is reachable by every local user.
+func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string, pki etcdPKI) (*embed.Etcd, error) {
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return nil, err
@@ -72,6 +76,11 @@ func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string)
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.InitialCluster = memberName + "=" + peerURL
+	// (Set field by field: the TLSInfo type's module is only an indirect
+	// dependency of lifeboat's.)
+	cfg.ClientTLSInfo.CertFile, cfg.ClientTLSInfo.KeyFile = pki.ServerCert, pki.ServerKey
+	cfg.ClientTLSInfo.TrustedCAFile, cfg.ClientTLSInfo.ClientCertAuth = pki.CAFile, true
+	cfg.PeerTLSInfo = cfg.ClientTLSInfo
 	cfg.InitialClusterToken = "lifeboat-scratch"
 	// One member on loopback: a short election timeout makes it leader
 	// within ~100ms instead of ~1s, which counts toward the drill's RTO.
