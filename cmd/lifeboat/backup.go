@@ -18,7 +18,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/awskms"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/vault"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
@@ -451,8 +453,38 @@ func openKeyProvider(ctx context.Context, kp *config.KeyProvider) (keys.Provider
 			return nil, fmt.Errorf("key provider %s: %w (create a keyring with `lifeboat keys init --keyring %s`)", kp.Metadata.Name, err, kp.Spec.Keyring)
 		}
 		return k, nil
+	case config.KeyProviderAWSKMS:
+		strategy := awskms.Strategy("")
+		if kp.Spec.Rotation != nil {
+			strategy = awskms.Strategy(kp.Spec.Rotation.Strategy)
+		}
+		// Credentials come from the SDK's default chain (environment,
+		// shared files, instance or pod identity).
+		p, err := awskms.New(ctx, awskms.Options{
+			KeyID: kp.Spec.KeyID, Alias: kp.Spec.Alias, Strategy: strategy,
+			Region: kp.Spec.Region, Endpoint: kp.Spec.Endpoint,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
+		}
+		return p, nil
+	case config.KeyProviderVault:
+		opts := vault.Options{Address: kp.Spec.Address, Mount: kp.Spec.Mount, Key: kp.Spec.TransitKey, TokenFile: kp.Spec.TokenFile}
+		if opts.TokenFile == "" {
+			// The command line is where the environment is read; the
+			// provider itself never looks at it.
+			opts.Token = os.Getenv("VAULT_TOKEN")
+			if opts.Token == "" {
+				return nil, fmt.Errorf("key provider %s: no Vault token: set spec.tokenFile or VAULT_TOKEN", kp.Metadata.Name)
+			}
+		}
+		p, err := vault.New(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
+		}
+		return p, nil
 	default:
-		return nil, fmt.Errorf("key provider %s: type %s is not supported by this version of lifeboat yet; use a local keyring (type: local)", kp.Metadata.Name, kp.Spec.Type)
+		return nil, fmt.Errorf("key provider %s: unknown type %q", kp.Metadata.Name, kp.Spec.Type)
 	}
 }
 
