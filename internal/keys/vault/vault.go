@@ -3,6 +3,7 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -176,11 +177,17 @@ func newProvider(opts Options) (*Provider, error) {
 	if (opts.Token == "") == (opts.TokenFile == "") {
 		return nil, fmt.Errorf("%s: set exactly one of Token and TokenFile (VAULT_TOKEN is not read here)", name)
 	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = cleanHTTPClient()
+	}
 	cfg := &api.Config{
 		Address:    opts.Address,
-		HttpClient: opts.HTTPClient,
+		HttpClient: hc,
 		Timeout:    60 * time.Second,
-		MaxRetries: 2,
+		// No automatic retries: a retried rotate whose first answer was
+		// lost would add two key versions.
+		MaxRetries: 0,
 	}
 	client, err := api.NewClient(cfg)
 	if err != nil {
@@ -648,4 +655,24 @@ func (p *Provider) Retire(ctx context.Context, version string) error {
 	p.log.Info("retired vault transit key versions", "key", p.KeyName(),
 		"versions", fmt.Sprintf("%d-%d", max(1, k.minDecrypt), n), "min_decryption_version", n+1)
 	return nil
+}
+
+// cleanHTTPClient is the HTTP client used when Options give none. Vault's
+// own default client reads VAULT_SKIP_VERIFY, VAULT_CACERT, VAULT_PROXY_ADDR
+// and friends from the environment; a stray VAULT_SKIP_VERIFY would send
+// the token and every data key to whoever answers. This one verifies
+// certificates against the system roots, uses no proxy, and follows no
+// redirects.
+func cleanHTTPClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+			Proxy:               nil,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConns:        16,
+			IdleConnTimeout:     90 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }

@@ -376,3 +376,32 @@ path "transit/decrypt/%[1]s" { capabilities = ["deny"] }
 		}
 	})
 }
+
+
+// TestIgnoresVaultEnvironment: with VAULT_SKIP_VERIFY and a dead proxy in
+// the environment, the provider still talks to the server directly (a
+// client that read the environment would go through the proxy and fail),
+// and TLS verification is not switched off.
+func TestIgnoresVaultEnvironment(t *testing.T) {
+	s := startServer(t)
+	t.Setenv("VAULT_SKIP_VERIFY", "true")
+	t.Setenv("VAULT_PROXY_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_HTTP_PROXY", "http://127.0.0.1:1")
+	p := s.newKey(t)
+	dk := dataKey(t)
+	w, err := p.Wrap(context.Background(), dk, []byte("ctx"))
+	if err != nil {
+		t.Fatalf("Wrap with Vault proxy variables set: %v", err)
+	}
+	if _, err := p.Unwrap(context.Background(), w, []byte("ctx")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDefaultTransportVerifiesTLS(t *testing.T) {
+	t.Setenv("VAULT_SKIP_VERIFY", "true")
+	tr := vault.CleanTransport()
+	if tr.TLSClientConfig == nil || tr.TLSClientConfig.InsecureSkipVerify || tr.Proxy != nil {
+		t.Fatal("the default transport skips TLS verification or uses a proxy")
+	}
+}
