@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -276,6 +277,13 @@ func (p *Provider) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]by
 	if ref.Version == "" {
 		return nil, fmt.Errorf("awskms: unwrap with %s: no version: %w", ref, keys.ErrVersionNotFound)
 	}
+	// The reference comes from a key object, which is not authenticated:
+	// only decrypt with a key that is provably this provider's, so a
+	// planted key object cannot make lifeboat decrypt under a key someone
+	// else controls (another account's key named by ARN, say).
+	if err := p.checkVersion(ctx, ref); err != nil {
+		return nil, err
+	}
 	if len(w.Ciphertext) < 2+tagSize || w.Ciphertext[0] != wrapFormat {
 		return nil, fmt.Errorf("awskms: unwrap with %s: not a lifeboat awskms wrapped key (format %#02x, %d bytes): %w", ref, first(w.Ciphertext), len(w.Ciphertext), keys.ErrUnwrap)
 	}
@@ -299,6 +307,35 @@ func (p *Provider) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]by
 		return nil, fmt.Errorf("awskms: unwrap with %s: KMS decrypted with key %s: %w", ref, got, keys.ErrUnwrap)
 	}
 	return dk, nil
+}
+
+// bareKeyID matches a KMS key ID as docs/format.md §3.1 stores it: a UUID,
+// or a multi-Region key's "mrk-" and 32 hex digits. ARNs and aliases are
+// refused.
+var bareKeyID = regexp.MustCompile(`^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|mrk-[0-9a-fA-F]{32})$`)
+
+// checkVersion accepts only versions that belong to this provider: a bare
+// key ID (so Decrypt stays in the caller's account and region) that is the
+// configured key (managed) or a key tagged with this alias (alias).
+func (p *Provider) checkVersion(ctx context.Context, ref keys.Ref) error {
+	if !bareKeyID.MatchString(ref.Version) {
+		return fmt.Errorf("awskms: unwrap with %s: version is not a bare KMS key ID: %w", ref, keys.ErrVersionNotFound)
+	}
+	switch p.strategy {
+	case StrategyManaged:
+		if ref.Version != keyIDOf(p.key) {
+			return fmt.Errorf("awskms: unwrap with %s: not the configured key %s: %w", ref, p.key, keys.ErrVersionNotFound)
+		}
+	default:
+		tags, err := p.tags(ctx, ref.Version)
+		if err != nil {
+			return p.unwrapErr(ctx, ref, err)
+		}
+		if tags[TagAlias] != p.key {
+			return fmt.Errorf("awskms: unwrap with %s: key is not tagged %s=%s, so it is not one of this alias's versions: %w", ref, TagAlias, p.key, keys.ErrVersionNotFound)
+		}
+	}
+	return nil
 }
 
 func first(b []byte) byte {

@@ -419,3 +419,43 @@ func TestCommitmentCatchesWhatTheServerMisses(t *testing.T) {
 		t.Fatalf("Unwrap of a blob with a changed key ARN byte: got %v, want ErrUnwrap", err)
 	}
 }
+
+// TestPlantedKeyObjectRefused: a key object's reference is not
+// authenticated, so Unwrap must refuse a version that is not provably this
+// alias's: an ARN (which could name another account's key) or a key in the
+// account that is not tagged with the alias, even when the ciphertext and
+// its commitment are valid for that key.
+func TestPlantedKeyObjectRefused(t *testing.T) {
+	k := testenv.StartKMS(t)
+	ctx := context.Background()
+	p := newAlias(t, k)
+	dk := dataKey(t)
+	aad := []byte("lifeboat.dev/dek/v1\x00b1")
+	w, err := p.Wrap(ctx, dk, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := w
+	arn.KEK.Version = "arn:aws:kms:" + k.Region + ":" + k.AccountID + ":key/" + w.KEK.Version
+	if _, err := p.Unwrap(ctx, arn, aad); !errors.Is(err, keys.ErrVersionNotFound) {
+		t.Fatalf("Unwrap with an ARN as version: got %v, want ErrVersionNotFound", err)
+	}
+	// An attacker's key in the same account, not tagged with the alias:
+	// a wrap made under it (through a second provider whose alias points
+	// at it) must not unwrap through p.
+	other, err := awskms.New(ctx, func() awskms.Options { o := opts(k); o.Alias = "alias/attacker"; return o }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	planted, err := other.Wrap(ctx, dk, aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted.KEK.Key = p.Key()
+	if _, err := p.Unwrap(ctx, planted, aad); !errors.Is(err, keys.ErrVersionNotFound) {
+		t.Fatalf("Unwrap of a key object planted under another key: got %v, want ErrVersionNotFound", err)
+	}
+}
