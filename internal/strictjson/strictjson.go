@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"unicode"
 )
 
 // Unmarshal decodes data into v. Unknown fields, duplicate keys within an
@@ -68,10 +70,14 @@ func checkDuplicates(data []byte) error {
 			if top != nil && top.isObject {
 				if top.wantKey {
 					k, _ := t.(string)
-					if top.keys[k] {
+					// encoding/json matches field names without regard to
+					// case (with Unicode folding), so keys that fold to the
+					// same name are duplicates too.
+					fk := fold(k)
+					if top.keys[fk] {
 						return fmt.Errorf("duplicate key %q in a JSON object", k)
 					}
-					top.keys[k] = true
+					top.keys[fk] = true
 					top.wantKey = false
 				} else {
 					top.wantKey = true
@@ -79,4 +85,19 @@ func checkDuplicates(data []byte) error {
 			}
 		}
 	}
+}
+
+// fold maps a key to a canonical form under Unicode simple case folding:
+// each rune to the smallest rune in its folding orbit ("K", "k" and the
+// Kelvin sign all fold to "K").
+func fold(s string) string {
+	return strings.Map(func(r rune) rune {
+		lo := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < lo {
+				lo = f
+			}
+		}
+		return lo
+	}, s)
 }

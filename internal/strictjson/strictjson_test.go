@@ -21,6 +21,11 @@ func TestUnmarshal(t *testing.T) {
 		{`{"a":"x","b":[1,2],"c":{"k":1},"d":{"a":"y"}}`, ""},
 		{`{"a":"x","b":[{"a":1},{"a":1}]}`, "cannot unmarshal"}, // not duplicates: separate objects
 		{`{"a":"x","a":"y"}`, `duplicate key "a"`},
+		{`{"a":"x","A":"y"}`, `duplicate key "A"`},
+		{`{"a":"x","\u0061":"y"}`, `duplicate key "a"`},
+		{`{"d":{"a":"x"},"c":{"k":1,"\u212a":2}}`, `duplicate key`},
+		{`{"b":[1],"D":{"a":"1"},"d":{"a":"2"}}`, `duplicate key "d"`},
+		{`{"x":[{"a":1,"a":2}]}`, `duplicate key "a"`},
 		{`{"c":{"k":1,"k":2}}`, `duplicate key "k"`},
 		{`{"d":{"a":"x","d":{"a":"1","a":"2"}}}`, `duplicate key "a"`},
 		{`{"a":"x","z":1}`, "unknown field"},
