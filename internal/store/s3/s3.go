@@ -393,6 +393,14 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 					cancel(fmt.Errorf("upload part %d: %w", j.num, err))
 					continue
 				}
+				// The payload went unsigned: insist that the server
+				// confirms the checksum it verified, so a server that
+				// ignores x-amz-checksum-sha256 is caught here, not at
+				// restore time.
+				if got := aws.ToString(out.ChecksumSHA256); got != cs {
+					cancel(fmt.Errorf("upload part %d: the server confirmed SHA-256 %q, not the %q sent: it does not verify part checksums: %w", j.num, got, cs, store.ErrIntegrity))
+					continue
+				}
 				mu.Lock()
 				parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(j.num), ChecksumSHA256: aws.String(cs)})
 				mu.Unlock()

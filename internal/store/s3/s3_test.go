@@ -450,3 +450,34 @@ func TestUnlockedBucket(t *testing.T) {
 		t.Fatal("a locked Put into a bucket without Object Lock succeeded; the store must not pretend objects are locked")
 	}
 }
+
+// dropPartChecksum hides the checksum a server confirms for each part, as
+// a server that ignores x-amz-checksum-sha256 would.
+func dropPartChecksum(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("dropPartChecksum",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			if r, ok := out.Result.(*s3.UploadPartOutput); ok {
+				r.ChecksumSHA256 = nil
+			}
+			return out, md, err
+		}), middleware.Before)
+}
+
+// TestUnconfirmedPartChecksumRefused: a multipart upload whose parts the
+// server does not confirm by SHA-256 is aborted; nothing is committed.
+func TestUnconfirmedPartChecksumRefused(t *testing.T) {
+	e := newEnv(t)
+	st, _ := e.store(t, func(o *s3store.Options) {
+		o.PartSize = s3store.MinPartSize
+		o.APIOptions = append(o.APIOptions, dropPartChecksum)
+	})
+	_, err := st.Put(t.Context(), "a", bytes.NewReader(randomBytes(t, 11<<20)), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+	if !errors.Is(err, store.ErrIntegrity) || !strings.Contains(err.Error(), "does not verify part checksums") {
+		t.Fatalf("got %v, want ErrIntegrity saying the server does not verify part checksums", err)
+	}
+	if _, err := st.Stat(t.Context(), "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Stat after the refused upload: %v", err)
+	}
+	assertNoUploads(t, st)
+}
