@@ -377,7 +377,6 @@ path "transit/decrypt/%[1]s" { capabilities = ["deny"] }
 	})
 }
 
-
 // TestIgnoresVaultEnvironment: with VAULT_SKIP_VERIFY and a dead proxy in
 // the environment, the provider still talks to the server directly (a
 // client that read the environment would go through the proxy and fail),
