@@ -287,7 +287,7 @@ func TestBackupCLIErrors(t *testing.T) {
 		{[]string{"backup", "show", "not-an-id"}, ExitUsage, "backup ID"},
 		{[]string{"backup", "show", "down-20260101T000000Z-abcd"}, ExitError, "incomplete"},
 		{[]string{"backup", "verify", "other-20260101T000000Z-abcd"}, ExitUsage, "--store"},
-		{[]string{"backup", "verify", "down-20260101T000000Z-abcd", "--read-data", "--key-provider", "kms"}, ExitError, "awskms is not supported"},
+		{[]string{"backup", "verify", "down-20260101T000000Z-abcd", "--read-data", "--key-provider", "kms"}, ExitError, "no manifest at backups/down-20260101T000000Z-abcd/manifest.json"},
 		{[]string{"backup", "list", "--plan", "nope"}, ExitUsage, "nope"},
 	} {
 		_, errs, code := run(t, append([]string{"--config", s.config}, c.args...)...)
