@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -51,5 +52,32 @@ func TestKeysRotate(t *testing.T) {
 	out, _, code = run(t, "--config", s.config, "-o", "json", "keys", "rotate", "quarterly", "--no-rotate")
 	if code != ExitOK || !strings.Contains(out, `"rewrapped": []`) || !strings.Contains(out, m1.Backup) {
 		t.Fatalf("rerun with --no-rotate: exit %d\n%s", code, out)
+	}
+
+	// keys status: v1 retired and still holding both backups' first key
+	// objects, v2 primary wrapping both.
+	out, errs, code = run(t, "--config", s.config, "-o", "json", "keys", "status", "local")
+	if code != ExitOK {
+		t.Fatalf("keys status: exit %d\n%s\n%s", code, out, errs)
+	}
+	var st []keyStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("keys status -o json: %v\n%s", err, out)
+	}
+	if len(st) != 1 || st[0].Backups != 2 || len(st[0].Versions) != 2 {
+		t.Fatalf("keys status: %+v", st)
+	}
+	v1, v2 := st[0].Versions[0], st[0].Versions[1]
+	if v1.State != "retired" || v1.Backups != 2 || v1.Primary || v2.State != "enabled" || !v2.Primary || v2.Backups != 2 {
+		t.Fatalf("keys status versions: %+v", st[0].Versions)
+	}
+	if out, _, code := run(t, "--config", s.config, "keys", "status", "local"); code != ExitOK || !strings.Contains(out, "2 of 2") {
+		t.Fatalf("keys status table:\n%s", out)
+	}
+	// All providers: the unreachable KMS one is reported as an error row,
+	// the local one still in full, and the exit code says something failed.
+	out, _, code = run(t, "--config", s.config, "keys", "status")
+	if code != ExitError || !strings.Contains(out, "2 of 2") || !strings.Contains(out, "kms") || !strings.Contains(out, "error:") {
+		t.Fatalf("keys status with an unreachable provider: exit %d\n%s", code, out)
 	}
 }
