@@ -163,15 +163,15 @@ func checkCiphertext(ctx context.Context, st store.Store, id string, a Artifact)
 // failures; anything else (I/O, a cancelled context) is returned as is.
 func artifactError(id, name, key, step string, err error) error {
 	err = fmt.Errorf("backup %s: artifact %s (%s): %s: %w", id, name, key, step, err)
-	if isDataError(err) {
+	if IsDataError(err) {
 		return fmt.Errorf("%w: %w", err, ErrVerification)
 	}
 	return err
 }
 
-// isDataError reports whether err is about the stored bytes themselves
+// IsDataError reports whether err is about the stored bytes themselves
 // rather than about reaching them.
-func isDataError(err error) bool {
+func IsDataError(err error) bool {
 	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrIntegrity) ||
 		errors.Is(err, envelope.ErrAuthentication) || errors.Is(err, envelope.ErrMismatch) ||
 		errors.Is(err, envelope.ErrFormat) || errors.Is(err, envelope.ErrWrongKey)
@@ -228,7 +228,7 @@ func readKeyObjects(ctx context.Context, st store.Store, id string) ([]namedKeyO
 		}
 		ko, err := readKeyObject(ctx, st, info.Key)
 		if err != nil {
-			if !isDataError(err) && !errors.Is(err, envelope.ErrKeyObject) {
+			if !IsDataError(err) && !errors.Is(err, envelope.ErrKeyObject) {
 				return nil, fmt.Errorf("backup %s: %w", id, err)
 			}
 			bad = append(bad, fmt.Errorf("key object %s: %w", info.Key, err))

@@ -23,7 +23,7 @@ func fetchArtifact(ctx context.Context, st store.Store, m catalog.Manifest, a ca
 	key := catalog.ArtifactKey(m.Backup, a.Name)
 	fail := func(err error) (string, error) {
 		err = fmt.Errorf("backup %s: artifact %s (%s): %w", m.Backup, a.Name, key, err)
-		if isDataError(err) && !errors.Is(err, catalog.ErrVerification) {
+		if catalog.IsDataError(err) && !errors.Is(err, catalog.ErrVerification) {
 			err = fmt.Errorf("%w: %w", err, catalog.ErrVerification)
 		}
 		return "", err
@@ -67,7 +67,7 @@ func decryptArtifact(ctx context.Context, encPath string, m catalog.Manifest, a 
 	key := catalog.ArtifactKey(m.Backup, a.Name)
 	fail := func(err error) (string, error) {
 		err = fmt.Errorf("backup %s: artifact %s (%s): decrypt: %w", m.Backup, a.Name, key, err)
-		if isDataError(err) && !errors.Is(err, catalog.ErrVerification) {
+		if catalog.IsDataError(err) && !errors.Is(err, catalog.ErrVerification) {
 			err = fmt.Errorf("%w: %w", err, catalog.ErrVerification)
 		}
 		return "", err
@@ -132,14 +132,6 @@ func checkSnapshotDigest(path string, m catalog.Manifest) error {
 		return fmt.Errorf("backup %s: etcd snapshot ends with digest %s, manifest says %s: %w", m.Backup, got, m.Etcd.SnapshotSHA256, catalog.ErrVerification)
 	}
 	return nil
-}
-
-// isDataError reports whether err is about the stored bytes rather than
-// about reaching them.
-func isDataError(err error) bool {
-	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrIntegrity) ||
-		errors.Is(err, envelope.ErrAuthentication) || errors.Is(err, envelope.ErrMismatch) ||
-		errors.Is(err, envelope.ErrFormat) || errors.Is(err, envelope.ErrWrongKey)
 }
 
 // ctxReader stops reading once ctx is done.
