@@ -350,7 +350,7 @@ spec:
   store: %[1]s
   keyProvider: local
   retention: 1d
-  sources: [{etcd: {endpoints: [%[3]s]}}]
+  sources: [{etcd: {endpoints: [%[3]s], dialTimeout: 30s}}]
 `, b, srv.Endpoint, e.Endpoint)
 	}
 	path := filepath.Join(dir, "s3.yaml")

@@ -47,7 +47,7 @@ spec:
   keyProvider: local
   retention: 1d
   sources:
-    - etcd: {endpoints: [%[3]q]}
+    - etcd: {endpoints: [%[3]q], dialTimeout: 30s}
     - encryptionConfig: {file: %[4]q}
 ---
 apiVersion: lifeboat.dev/v1alpha1

@@ -77,7 +77,7 @@ spec:
   keyProvider: test-keys
   retention: 1d
   sources:
-    - etcd: {endpoints: [%[3]q]}
+    - etcd: {endpoints: [%[3]q], dialTimeout: 30s}
     - encryptionConfig: {file: %[4]q}
 ---
 apiVersion: lifeboat.dev/v1alpha1
