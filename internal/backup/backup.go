@@ -14,6 +14,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/source/etcd"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"k8s.io/client-go/rest"
 )
 
 // Options describe one backup run.
@@ -36,6 +37,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// VaultToken is the Vault token of a vault source without tokenFile;
+	// the command reads it from VAULT_TOKEN.
+	VaultToken string
 	// Progress, when set, is called as artifacts are written: at least
 	// every MiB of source bytes and once when each artifact is done. It is
 	// called from the goroutine that called Run.
@@ -63,10 +67,9 @@ const progressEvery = 1 << 20
 // Run takes a backup according to opts.Plan and returns its manifest. The
 // backup is committed (listed, restorable) only when Run returns no error.
 //
-// Sources that this version does not take yet (manifests, volumes, vault,
-// velero, an encryption config from a Secret) are skipped and recorded in
-// the manifest, whose status is then partial; a plan with nothing it can
-// take fails.
+// A source that is only partly taken (a resource the API server would not
+// list, a volume snapshot that failed under onError partial) is recorded in
+// the manifest's skipped list, and the backup's status is then partial.
 func Run(ctx context.Context, opts Options) (catalog.Manifest, error) {
 	if opts.Plan == nil || opts.Store == nil || opts.Keys == nil {
 		return catalog.Manifest{}, errors.New("backup: plan, store and keys are required")
@@ -90,6 +93,7 @@ type run struct {
 	ko          envelope.KeyObject
 	retainUntil time.Time
 	compression string
+	kubeConfig  *rest.Config
 }
 
 func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
@@ -139,28 +143,40 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		m.Lifeboat.Version = "dev"
 	}
 	for _, src := range plan.Spec.Sources {
+		var err error
 		switch kind := src.Kind(); {
 		case src.Etcd != nil:
-			a, info, err := r.etcd(ctx, src.Etcd)
-			if err != nil {
-				return r.fail(kind, err)
+			a, info, eerr := r.etcd(ctx, src.Etcd)
+			if eerr == nil {
+				m.Artifacts = append(m.Artifacts, a)
+				m.Etcd = &info
 			}
-			m.Artifacts = append(m.Artifacts, a)
-			m.Etcd = &info
+			err = eerr
 		case src.EncryptionConfig != nil && src.EncryptionConfig.File != "":
-			a, desc, err := r.encryptionConfig(ctx, src.EncryptionConfig.File)
-			if err != nil {
-				return r.fail(kind, err)
+			a, desc, eerr := r.encryptionConfig(ctx, src.EncryptionConfig.File)
+			if eerr == nil {
+				m.Artifacts = append(m.Artifacts, a)
+				m.EncryptionConfig = &desc
 			}
-			m.Artifacts = append(m.Artifacts, a)
-			m.EncryptionConfig = &desc
+			err = eerr
 		case src.EncryptionConfig != nil:
-			m.Skipped = append(m.Skipped, r.skip(kind, "an encryption config from a Secret (secretRef) is not supported by this version of lifeboat"))
+			err = r.encryptionConfigSecret(ctx, src.EncryptionConfig.SecretRef, &m)
+		case src.Manifests != nil:
+			err = r.manifestsSource(ctx, src.Manifests, &m)
+		case src.Volumes != nil:
+			err = r.volumesSource(ctx, src.Volumes, &m)
+		case src.Velero != nil:
+			err = r.veleroSource(ctx, src.Velero, &m)
+		case src.Vault != nil:
+			err = r.vaultSource(ctx, src.Vault, &m)
 		default:
 			m.Skipped = append(m.Skipped, r.skip(kind, "this source is not supported by this version of lifeboat"))
 		}
+		if err != nil {
+			return r.fail(src.Kind(), err)
+		}
 	}
-	if len(m.Artifacts) == 0 {
+	if len(m.Artifacts) == 0 && m.Volumes == nil && m.Velero == nil {
 		return r.fail(StepSources, errors.New("the plan has no source this version of lifeboat can take"))
 	}
 

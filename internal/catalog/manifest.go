@@ -67,8 +67,14 @@ type Manifest struct {
 	// EncryptionConfig is set when the backup holds the API server's
 	// encryption-at-rest configuration.
 	EncryptionConfig *EncryptionConfig `json:"encryptionConfig,omitempty"`
-	Skipped          []Skip            `json:"skipped,omitempty"`
-	Lifeboat         Lifeboat          `json:"lifeboat"`
+	// Manifests, Volumes, Vault and Velero are set when the backup took
+	// those sources (docs/format.md §6.1–§6.4).
+	Manifests *Manifests `json:"manifests,omitempty"`
+	Volumes   *Volumes   `json:"volumes,omitempty"`
+	Vault     *Vault     `json:"vault,omitempty"`
+	Velero    *Velero    `json:"velero,omitempty"`
+	Skipped   []Skip     `json:"skipped,omitempty"`
+	Lifeboat  Lifeboat   `json:"lifeboat"`
 }
 
 // Artifact is one encrypted artifact of a backup, stored at
@@ -201,8 +207,8 @@ func (m *Manifest) Validate() error {
 	if len(m.DataKeyID) != 32 || !isLowerHex(m.DataKeyID) {
 		return errors.New("field dataKeyId: want 32 lowercase hex digits")
 	}
-	if len(m.Artifacts) == 0 {
-		return errors.New("field artifacts: empty")
+	if len(m.Artifacts) == 0 && m.Volumes == nil && m.Velero == nil {
+		return errors.New("field artifacts: empty, and no volumes or velero section")
 	}
 	seen := make(map[string]bool)
 	for i, a := range m.Artifacts {
@@ -217,6 +223,19 @@ func (m *Manifest) Validate() error {
 	if e := m.Etcd; e != nil {
 		if err := e.validate(); err != nil {
 			return fmt.Errorf("field etcd.%w", err)
+		}
+	}
+	for _, sec := range []struct {
+		name string
+		v    interface{ validate() error }
+		set  bool
+	}{{"manifests", m.Manifests, m.Manifests != nil}, {"volumes", m.Volumes, m.Volumes != nil},
+		{"vault", m.Vault, m.Vault != nil}, {"velero", m.Velero, m.Velero != nil}} {
+		if !sec.set {
+			continue
+		}
+		if err := sec.v.validate(); err != nil {
+			return fmt.Errorf("field %s.%w", sec.name, err)
 		}
 	}
 	for i, s := range m.Skipped {

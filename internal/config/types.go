@@ -275,6 +275,21 @@ type BackupPlanSpec struct {
 	Sources []Source `yaml:"sources"`
 	// Compression is zstd (default) or none.
 	Compression Compression `yaml:"compression,omitempty"`
+	// Cluster says how the Kubernetes sources (manifests, volumes, velero,
+	// an encryption config from a Secret) reach the API server. Absent: the
+	// in-cluster service account when lifeboat runs in a pod, else
+	// $KUBECONFIG, else ~/.kube/config.
+	Cluster *ClusterRef `yaml:"cluster,omitempty"`
+}
+
+// ClusterRef says how to reach a Kubernetes API server.
+type ClusterRef struct {
+	// Kubeconfig is the path of a kubeconfig file; empty means the
+	// in-cluster service account, else $KUBECONFIG, else ~/.kube/config.
+	Kubeconfig string `yaml:"kubeconfig,omitempty"`
+	// Context is the kubeconfig context to use; empty means the file's
+	// current context. It applies to $KUBECONFIG too.
+	Context string `yaml:"context,omitempty"`
 }
 
 // Source is one thing a backup takes. Exactly one field is set.

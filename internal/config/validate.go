@@ -368,6 +368,9 @@ func (o *BackupPlan) validate(v *validator) {
 		s.Compression = CompressionZstd
 	}
 	enum(v, "spec.compression", s.Compression, false, CompressionZstd, CompressionNone)
+	if s.Cluster != nil {
+		v.optional("spec.cluster.kubeconfig", s.Cluster.Kubeconfig, checkFilePath)
+	}
 
 	if len(s.Sources) == 0 {
 		v.errorf("spec.sources", "required; list at least one source")
