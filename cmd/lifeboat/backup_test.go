@@ -383,6 +383,23 @@ spec:
 	if err != nil || head.ObjectLockMode != "COMPLIANCE" || head.ObjectLockRetainUntilDate == nil || !head.ObjectLockRetainUntilDate.Equal(m.RetainUntil) {
 		t.Fatalf("manifest's lock: %+v %v", head, err)
 	}
+
+	// The backup's evidence record verifies straight from the bucket.
+	out, errs, code = run(t, "--config", path, "-o", "json", "evidence", "verify", "--store", "locked")
+	if code != ExitOK {
+		t.Fatalf("evidence verify --store locked: exit %d\n%s\n%s", code, out, errs)
+	}
+	var vr struct {
+		Store   string
+		Valid   bool
+		Records int
+	}
+	if err := json.Unmarshal([]byte(out), &vr); err != nil || !vr.Valid || vr.Records < 1 || vr.Store != "locked" {
+		t.Fatalf("evidence verify --store locked: %v\n%s", err, out)
+	}
+	if _, _, code := run(t, "--config", path, "evidence", "verify", "--store", "nope"); code != ExitUsage {
+		t.Errorf("unknown store: exit %d", code)
+	}
 }
 
 func s3Client(t *testing.T, srv *testenv.S3) *s3.Client {

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 )
 
@@ -101,7 +102,7 @@ type evidenceVerifyResult struct {
 }
 
 func newEvidenceVerifyCommand(a *app) *cobra.Command {
-	var storePath string
+	var storePath, storeName string
 	var keyFiles []string
 	cmd := &cobra.Command{
 		Use:   "verify --store-path DIR [--key PUBKEY_FILE]...",
@@ -121,8 +122,10 @@ The result shows the head: the newest record's seq and SHA-256. Keep it:
 if a later verification shows a different record at that seq, or fewer
 records, the log was truncated.
 
-For now the store is an fs store root (the directory holding objects/);
-S3 stores follow.
+Name the store either with --store, a Store object of the --config files
+(fs or s3, opened read-only), or with --store-path, the root directory of
+an fs store (the directory holding objects/), which needs no configuration:
+an auditor can verify a copy of the store on their own machine.
 
 ` + verifyExitHelp,
 		Example: `  # verify the log against the signer's public key
@@ -131,19 +134,35 @@ S3 stores follow.
   # the same, as JSON for an audit record
   lifeboat evidence verify --store-path /mnt/evidence --key signer.pub -o json
 
+  # a configured store, e.g. the Object Lock bucket (AWS credential chain)
+  lifeboat evidence verify --config /etc/lifeboat --store s3-locked --key signer.pub
+
   # get the signer's public key from its private key file (on the lifeboat host)
   lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem > signer.pub`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if storePath == "" {
-				return usageError{errors.New("evidence verify: --store-path is required")}
+			if (storePath == "") == (storeName == "") {
+				return usageError{errors.New("evidence verify: name the store with exactly one of --store and --store-path")}
 			}
 			keys, err := readTrustedKeys(keyFiles)
 			if err != nil {
 				return fmt.Errorf("evidence verify: %w", err)
 			}
-			st, err := fs.Open(cmd.Context(), fs.Options{Root: storePath, ReadOnly: true, Logger: a.logger})
-			if err != nil {
+			var st store.Store
+			if storeName != "" {
+				set, err := loadConfigSet(a, "evidence verify")
+				if err != nil {
+					return err
+				}
+				cs, ok := set.Store(storeName)
+				if !ok {
+					return usageError{fmt.Errorf("evidence verify: no Store named %q in the configuration", storeName)}
+				}
+				if st, err = openConfigStore(cmd.Context(), a, cs, true); err != nil {
+					return fmt.Errorf("evidence verify: %w", err)
+				}
+				storePath = storeName
+			} else if st, err = fs.Open(cmd.Context(), fs.Options{Root: storePath, ReadOnly: true, Logger: a.logger}); err != nil {
 				return fmt.Errorf("evidence verify: %w", err)
 			}
 			log := evidence.NewLog(st, nil, nil, evidence.WithLogger(a.logger))
@@ -191,7 +210,8 @@ S3 stores follow.
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&storePath, "store-path", "", "root directory of an fs store (required)")
+	cmd.Flags().StringVar(&storePath, "store-path", "", "root directory of an fs store")
+	cmd.Flags().StringVar(&storeName, "store", "", "name of a Store in the --config files (fs or s3)")
 	cmd.Flags().StringArrayVar(&keyFiles, "key", nil, "public key file of a trusted signer (PEM \"PUBLIC KEY\" or base64); repeatable")
 	return cmd
 }

@@ -189,6 +189,9 @@ func TestEvidenceVerifyUsage(t *testing.T) {
 	if exitCode(err) != ExitUsage {
 		t.Fatalf("no --store-path: %v", err)
 	}
+	if _, _, err := runEvidence(t, "evidence", "verify", "--store-path", t.TempDir(), "--store", "x"); exitCode(err) != ExitUsage {
+		t.Fatalf("both --store and --store-path: %v", err)
+	}
 	_, errs, err := runEvidence(t, "evidence", "verify", "--store-path", t.TempDir())
 	if err == nil || exitCode(err) != ExitError || !strings.Contains(errs, "no evidence records") {
 		t.Fatalf("empty store: %v %s", err, errs)
