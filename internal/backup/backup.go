@@ -40,6 +40,9 @@ type Options struct {
 	// VaultToken is the Vault token of a vault source without tokenFile;
 	// the command reads it from VAULT_TOKEN.
 	VaultToken string
+	// VaultAddr is the Vault address of a vault source without address;
+	// the command reads it from VAULT_ADDR.
+	VaultAddr string
 	// Progress, when set, is called as artifacts are written: at least
 	// every MiB of source bytes and once when each artifact is done. It is
 	// called from the goroutine that called Run.

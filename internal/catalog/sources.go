@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -132,8 +133,16 @@ type Vault struct {
 // VaultTransitKey is one backed-up transit key and its canary.
 type VaultTransitKey struct {
 	Name string `json:"name"`
+	// Type is the transit key type, e.g. aes256-gcm96.
+	Type string `json:"type,omitempty"`
 	// LatestVersion is the key's latest version at backup time.
 	LatestVersion int `json:"latestVersion"`
+	// Derived is set for a key created with derived=true; its canary was
+	// encrypted with CanaryContext.
+	Derived bool `json:"derived,omitempty"`
+	// CanaryContext is the base64 context a derived key's canary was
+	// encrypted with (§6.3); empty for a key that is not derived.
+	CanaryContext string `json:"canaryContext,omitempty"`
 	// Canary is a random value encrypted under the key at backup time: its
 	// ciphertext, and the SHA-256 of the plaintext. A restored key must
 	// decrypt the ciphertext to a plaintext with that digest.
@@ -160,9 +169,15 @@ type Velero struct {
 	Warnings int    `json:"warnings"`
 	// IncludedNamespaces are the namespaces asked for; empty means all.
 	IncludedNamespaces []string `json:"includedNamespaces,omitempty"`
+	// StorageLocation is the Backup's spec.storageLocation as Velero set
+	// it (its default location when lifeboat named none).
+	StorageLocation string `json:"storageLocation,omitempty"`
 	// Started and Completed are Velero's own timestamps, when it set them.
 	Started   time.Time `json:"started,omitzero"`
 	Completed time.Time `json:"completed,omitzero"`
+	// Expires is Velero's status.expiration: when Velero's garbage
+	// collection deletes the backup.
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 func (x *Manifests) validate() error {
@@ -182,6 +197,14 @@ func (x *Manifests) validate() error {
 	for i, p := range x.Policies {
 		if p.Version == "" || p.Kind == "" || p.Name == "" || !isSHA256Hex(p.SHA256) {
 			return fmt.Errorf("policies[%d]: version, kind, name and a SHA-256 are required", i)
+		}
+		if p.Group == "" && p.Kind == "Secret" {
+			return fmt.Errorf("policies[%d]: a Secret is never a policy object", i)
+		}
+		for k := range p.Labels {
+			if p.Group != "" || p.Kind != "Namespace" || len(k) <= len(podSecurityLabelPrefix) || k[:len(podSecurityLabelPrefix)] != podSecurityLabelPrefix {
+				return fmt.Errorf("policies[%d].labels: only a Namespace's %s* labels are recorded", i, podSecurityLabelPrefix)
+			}
 		}
 	}
 	for i, s := range x.Skipped {
@@ -203,6 +226,27 @@ func (x *Volumes) validate() error {
 		if s.Error == "" && (s.Content == "" || s.Handle == "" || s.ReadyAt.IsZero()) {
 			return fmt.Errorf("snapshots[%d]: a snapshot without error needs content, handle and readyAt", i)
 		}
+		if s.RestoreSize < 0 {
+			return fmt.Errorf("snapshots[%d]: restoreSize must not be negative", i)
+		}
+		if i > 0 {
+			p := x.Snapshots[i-1]
+			if p.Namespace > s.Namespace || p.Namespace == s.Namespace && p.Claim >= s.Claim {
+				return fmt.Errorf("snapshots[%d]: not sorted by namespace and claim, or a claim listed twice", i)
+			}
+		}
+	}
+	for i, e := range x.Expired {
+		slash := -1
+		for j := 0; j < len(e); j++ {
+			if e[j] == '/' {
+				slash = j
+				break
+			}
+		}
+		if slash <= 0 || slash == len(e)-1 {
+			return fmt.Errorf("expired[%d]: %q is not namespace/name", i, e)
+		}
 	}
 	return nil
 }
@@ -214,9 +258,23 @@ func (x *Vault) validate() error {
 	if len(x.TransitKeys) == 0 && !x.RaftSnapshot && len(x.KV) == 0 {
 		return errors.New("transitKeys, raftSnapshot, kv: the section records nothing taken")
 	}
+	if len(x.TransitKeys) > 0 && x.TransitMount == "" {
+		return errors.New("transitMount: required with transitKeys")
+	}
+	seen := make(map[string]bool, len(x.TransitKeys))
 	for i, k := range x.TransitKeys {
 		if k.Name == "" || k.LatestVersion <= 0 || k.CanaryCiphertext == "" || !isSHA256Hex(k.CanarySHA256) {
 			return fmt.Errorf("transitKeys[%d]: name, latestVersion, canaryCiphertext and canarySHA256 are required", i)
+		}
+		if seen[k.Name] {
+			return fmt.Errorf("transitKeys[%d].name: %q appears twice", i, k.Name)
+		}
+		seen[k.Name] = true
+		if k.Derived != (k.CanaryContext != "") {
+			return fmt.Errorf("transitKeys[%d]: canaryContext is required for a derived key and only for one", i)
+		}
+		if _, err := base64.StdEncoding.DecodeString(k.CanaryContext); err != nil {
+			return fmt.Errorf("transitKeys[%d].canaryContext: not base64", i)
 		}
 	}
 	for i, k := range x.KV {
@@ -231,10 +289,12 @@ func (x *Velero) validate() error {
 	if x.Namespace == "" || x.Backup == "" {
 		return errors.New("namespace, backup: required")
 	}
+	// A Failed Velero backup fails its source, so no committed manifest
+	// records one.
 	switch x.Phase {
-	case "Completed", "PartiallyFailed", "Failed":
+	case "Completed", "PartiallyFailed":
 	default:
-		return fmt.Errorf("phase: %q is not Completed, PartiallyFailed or Failed", x.Phase)
+		return fmt.Errorf("phase: %q is not Completed or PartiallyFailed", x.Phase)
 	}
 	if x.Errors < 0 || x.Warnings < 0 {
 		return errors.New("errors, warnings: must not be negative")

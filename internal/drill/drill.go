@@ -69,6 +69,10 @@ type Options struct {
 	// EtcdPrefix is the source kube-apiserver's --etcd-prefix; empty means
 	// "/registry".
 	EtcdPrefix string
+	// VaultBinary is the vault binary the canary check starts a scratch
+	// Vault with; empty means $LIFEBOAT_VAULT, else vault beside lifeboat
+	// (internal/scratch/vault.Locate).
+	VaultBinary string
 	// Start is when the drill (and the simulated incident, and the RTO
 	// clock) started: the caller takes it first thing, before its own
 	// setup, so that setup counts towards the RTO. Zero means Now() when
@@ -428,6 +432,7 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 		defer v.close()
+		v.canary = func(ctx context.Context) evidence.Check { return r.canaryCheck(ctx, m) }
 		checks = v.run(ctx, d.Spec.Checks, func(c evidence.Check) {
 			r.event(PhaseVerify, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
 		})

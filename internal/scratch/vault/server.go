@@ -1,0 +1,234 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	keysvault "github.com/lifeboat-dr/lifeboat/internal/keys/vault"
+)
+
+// TransitMount is where Start mounts the transit engine.
+const TransitMount = "transit"
+
+// Options say how to start a scratch Vault.
+type Options struct {
+	// Binary is the vault binary (see Locate). Required.
+	Binary string
+	// TempDir is where the server's private directory is made; empty means
+	// the system's temporary directory.
+	TempDir string
+	// StartTimeout bounds waiting for the server; zero means 60s.
+	StartTimeout time.Duration
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is a running scratch Vault.
+type Server struct {
+	addr    string
+	dir     string
+	cmd     *exec.Cmd
+	client  *api.Client
+	log     *slog.Logger
+	out     *outputBuffer
+	exited  chan struct{}
+	waitErr error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts a Vault dev server and mounts transit at TransitMount.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Binary == "" {
+		return nil, fmt.Errorf("scratch vault: %w: no binary given", ErrNoVault)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := opts.StartTimeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	dir, err := os.MkdirTemp(opts.TempDir, "lifeboat-vault-")
+	if err != nil {
+		return nil, fmt.Errorf("scratch vault: temporary directory: %w", err)
+	}
+	port, err := freePortPair()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("scratch vault: %w", err)
+	}
+	var tok [24]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("scratch vault: root token: %w", err)
+	}
+	token := "lifeboat-scratch-" + hex.EncodeToString(tok[:])
+	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s := &Server{addr: "http://" + listen, dir: dir, log: log.With("scratchVault", listen),
+		out: &outputBuffer{redact: token}, exited: make(chan struct{})}
+	s.cmd = exec.Command(opts.Binary, "server", "-dev",
+		"-dev-listen-address="+listen,
+		"-dev-root-token-id="+token,
+		"-dev-no-store-token",
+	)
+	s.cmd.Dir = dir
+	// No inherited VAULT_* settings, HOME in the private directory.
+	s.cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir, "PATH=/usr/bin:/bin"}
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	s.cmd.SysProcAttr = sysProcAttr()
+	if err := s.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("scratch vault: start %s: %w", opts.Binary, err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.exited)
+	}()
+	s.log.Info("scratch vault started", "pid", s.cmd.Process.Pid, "dir", dir)
+	fail := func(err error) (*Server, error) {
+		s.Stop()
+		return nil, fmt.Errorf("scratch vault at %s: %w", s.addr, err)
+	}
+	s.client, err = keysvault.NewAPIClient(s.addr, nil)
+	if err != nil {
+		return fail(err)
+	}
+	s.client.SetToken(token)
+	if err := s.waitReady(ctx, timeout); err != nil {
+		return fail(err)
+	}
+	if err := s.client.Sys().MountWithContext(ctx, TransitMount, &api.MountInput{Type: "transit"}); err != nil {
+		return fail(fmt.Errorf("mount transit: %w", err))
+	}
+	return s, nil
+}
+
+// Address returns the server's URL.
+func (s *Server) Address() string { return s.addr }
+
+// Client returns an API client holding the server's root token.
+func (s *Server) Client() *api.Client { return s.client }
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.addr+"/v1/sys/health", nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("sys/health answered %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-s.exited:
+			return fmt.Errorf("the server exited (%v) before it was ready; its output (redacted):\n%s", s.waitErr, s.out.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("not ready: %w (last: %v); its output (redacted):\n%s", ctx.Err(), last, s.out.tail())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop kills the server and removes its directory. It may be called more
+// than once.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.cmd != nil && s.cmd.Process != nil {
+			select {
+			case <-s.exited:
+			default:
+				signalGroup(s.cmd, syscall.SIGTERM)
+				select {
+				case <-s.exited:
+				case <-time.After(5 * time.Second):
+					signalGroup(s.cmd, syscall.SIGKILL)
+					<-s.exited
+				}
+			}
+		}
+		if err := os.RemoveAll(s.dir); err != nil {
+			s.stopErr = fmt.Errorf("scratch vault: remove %s: %w", s.dir, err)
+		}
+		s.log.Info("scratch vault stopped")
+	})
+	return s.stopErr
+}
+
+// freePortPair returns a loopback port p such that p and p+1 (dev mode's
+// cluster listener) were free a moment ago.
+func freePortPair() (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find a free port: %w", err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+1)))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return p, nil
+		}
+	}
+	return 0, errors.New("find a free port: no two consecutive free ports on 127.0.0.1")
+}
+
+// outputBuffer keeps the last 64 KiB of the server's output in memory.
+type outputBuffer struct {
+	mu     sync.Mutex
+	buf    []byte
+	redact string
+}
+
+func (o *outputBuffer) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf = append(o.buf, p...)
+	if n := len(o.buf) - 64<<10; n > 0 {
+		o.buf = o.buf[n:]
+	}
+	return len(p), nil
+}
+
+// tail returns the last lines of output with the token and the dev
+// server's unseal key and root token lines removed.
+func (o *outputBuffer) tail() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var lines []string
+	for _, l := range strings.Split(string(bytes.ReplaceAll(o.buf, []byte(o.redact), []byte("<redacted>"))), "\n") {
+		if strings.Contains(l, "Unseal Key") || strings.Contains(l, "Root Token") || strings.Contains(l, "VAULT_TOKEN") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
