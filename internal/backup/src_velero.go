@@ -5,10 +5,27 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/source/velero"
 )
 
-// veleroSource takes a velero source into m.
+// veleroSource runs a Velero backup and records it in m (docs/format.md
+// §6.4). It writes no artifact: the data is in Velero's storage location.
 func (r *run) veleroSource(ctx context.Context, src *config.VeleroSource, m *catalog.Manifest) error {
-	m.Skipped = append(m.Skipped, r.skip(config.SourceVelero, "this source is not supported by this version of lifeboat"))
+	cfg, err := r.kube()
+	if err != nil {
+		return err
+	}
+	res, err := velero.Run(ctx, velero.Options{
+		Config: cfg, Plan: r.opts.Plan.Metadata.Name, Backup: r.id,
+		Namespace: src.Namespace, IncludeNamespaces: src.IncludeNamespaces,
+		RetainUntil: r.retainUntil, Timeout: src.Timeout.Std(), Now: r.now, Logger: r.log,
+	})
+	if err != nil {
+		return err
+	}
+	m.Velero = &res.Velero
+	for _, s := range res.Skipped {
+		m.Skipped = append(m.Skipped, r.skip(s.Source, s.Reason))
+	}
 	return nil
 }

@@ -5,10 +5,29 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/source/volumes"
 )
 
-// volumesSource takes a volumes source into m.
+// volumesSource takes CSI VolumeSnapshots of the selected claims into m
+// (docs/format.md §6.2). It writes no artifact: the data stays in the
+// storage system, and m.Volumes records where.
 func (r *run) volumesSource(ctx context.Context, src *config.VolumesSource, m *catalog.Manifest) error {
-	m.Skipped = append(m.Skipped, r.skip(config.SourceVolumes, "this source is not supported by this version of lifeboat"))
+	cfg, err := r.kube()
+	if err != nil {
+		return err
+	}
+	res, err := volumes.Take(ctx, volumes.Options{
+		Config: cfg, Plan: r.opts.Plan.Metadata.Name, Backup: r.id,
+		Namespaces: src.Namespaces, LabelSelector: src.LabelSelector, SnapshotClass: src.SnapshotClass,
+		Timeout: src.Timeout.Std(), Partial: src.OnError == config.VolumeErrorPartial,
+		RetainUntil: r.retainUntil, Now: r.now, Logger: r.log,
+	})
+	if err != nil {
+		return err
+	}
+	m.Volumes = &res.Volumes
+	for _, s := range res.Skipped {
+		m.Skipped = append(m.Skipped, r.skip(s.Source, s.Reason))
+	}
 	return nil
 }
