@@ -97,6 +97,9 @@ type run struct {
 	retainUntil time.Time
 	compression string
 	kubeConfig  *rest.Config
+	// undo are run when the backup fails after a source made something
+	// outside the store (VolumeSnapshots) that nothing will refer to.
+	undo []func(context.Context)
 }
 
 func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
@@ -136,6 +139,18 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		return r.fail(StepDataKey, err)
 	}
 
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		// A cancelled run still cleans up, within a bound of its own.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for _, f := range r.undo {
+			f(uctx)
+		}
+	}()
 	m := catalog.Manifest{
 		Format: catalog.ManifestFormat, Backup: id, Plan: plan.Metadata.Name,
 		Started: started, RetainUntil: r.retainUntil,
@@ -201,6 +216,7 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
 		return r.fail(StepManifest, err)
 	}
+	committed = true
 	r.log.Info("backup committed", "status", m.Status, "artifacts", len(m.Artifacts),
 		"storedBytes", m.StoredSize(), "duration", m.Completed.Sub(m.Started).Round(time.Millisecond))
 	return m, nil

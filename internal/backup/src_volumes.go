@@ -26,6 +26,12 @@ func (r *run) volumesSource(ctx context.Context, src *config.VolumesSource, m *c
 		return err
 	}
 	m.Volumes = &res.Volumes
+	taken := res.Volumes
+	r.undo = append(r.undo, func(ctx context.Context) {
+		if err := volumes.Discard(ctx, cfg, r.id, taken, r.log); err != nil {
+			r.log.Error("volume snapshots of the failed backup not deleted; they expire with their retain-until annotation", "err", err)
+		}
+	})
 	for _, s := range res.Skipped {
 		m.Skipped = append(m.Skipped, r.skip(s.Source, s.Reason))
 	}

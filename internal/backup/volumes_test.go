@@ -417,6 +417,31 @@ func TestVolumes(t *testing.T) {
 		}
 	})
 
+	// A source after volumes fails: the backup is not committed, and the
+	// snapshots it took are deleted rather than left for their retention.
+	t.Run("laterSourceFails", func(t *testing.T) {
+		ctx := testContext(t)
+		k.namespace("later")
+		k.claim("later", "db", "1Gi", snapReady, nil)
+		k.snapshot("later", "not-lifeboat", nil, nil)
+		f := newFixture(t)
+		var logs logBuffer
+		p := kubePlan(c, "velero-failed",
+			config.Source{Volumes: &config.VolumesSource{Namespaces: []string{"later"}, Timeout: config.Duration(time.Minute)}},
+			config.Source{Velero: &config.VeleroSource{IncludeNamespaces: []string{"later"}, Timeout: config.Duration(time.Minute)}})
+		_, err := runBackup(ctx, t, f, p, &logs, nil)
+		var rerr *backup.RunError
+		if !errors.As(err, &rerr) || rerr.Step != config.SourceVelero {
+			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
+		}
+		if committed(t, f.st, rerr.Backup) {
+			t.Errorf("a failed backup was committed")
+		}
+		if got := k.snapshots("later"); len(got) != 1 || got[0] != "not-lifeboat" {
+			t.Errorf("snapshots left after the failed backup: %v\nlogs:\n%s", got, logs.String())
+		}
+	})
+
 	t.Run("errorPartial", func(t *testing.T) {
 		ctx := testContext(t)
 		k.namespace("errpartial")
