@@ -14,7 +14,7 @@ func newKeysCommand(a *app) *cobra.Command {
 		Use:   "keys",
 		Short: "Manage the key-encryption keys that protect backups",
 	}
-	cmd.AddCommand(newKeysInitCommand(a), newKeysRotateCommand(a), newKeysStatusCommand(a))
+	cmd.AddCommand(newKeysInitCommand(a), newKeysCreateCommand(a), newKeysRotateCommand(a), newKeysStatusCommand(a))
 	return cmd
 }
 

@@ -21,6 +21,9 @@ type keyVersionStatus struct {
 	Primary bool      `json:"primary"`
 	Created time.Time `json:"created,omitzero"`
 	Age     string    `json:"age,omitempty"`
+	// Generation is the version's current key material, for providers
+	// that rotate material under an unchanged version (awskms managed).
+	Generation string `json:"generation,omitempty"`
 	// Backups counts the committed backups with a key object under this
 	// version.
 	Backups int `json:"backups"`
@@ -150,7 +153,7 @@ func keyProviderStatus(ctx context.Context, a *app, set *config.Set, kp *config.
 	}
 	now := time.Now()
 	for _, v := range vs {
-		s := keyVersionStatus{Version: v.Ref.String(), State: string(v.State), Primary: v.Primary, Created: v.Created, Backups: counts[v.Ref.String()]}
+		s := keyVersionStatus{Version: v.Ref.String(), State: string(v.State), Primary: v.Primary, Created: v.Created, Generation: v.Generation, Backups: counts[v.Ref.String()]}
 		if !v.Created.IsZero() {
 			s.Age = config.Duration(now.Sub(v.Created).Truncate(time.Minute)).String()
 		}

@@ -91,8 +91,34 @@ func (ko KeyObject) Name() string { return KeyObjectName(ko.KEK) }
 
 // KeyObjectName returns the name of the key object wrapped by ref.
 func KeyObjectName(ref keys.Ref) string {
-	h := sha256.Sum256([]byte(ref.Provider + "\x00" + ref.Key + "\x00" + ref.Version))
-	return sanitize(ref.Provider) + "-" + sanitize(ref.Version) + "-" + hex.EncodeToString(h[:])[:12] + ".json"
+	return KeyObjectNameAt(ref, "")
+}
+
+// KeyObjectNameAt returns the name of the key object wrapped by ref under
+// the material generation generation (keys.Version.Generation;
+// docs/format.d/rotation.md §3.2). An empty generation gives
+// KeyObjectName's name, so key objects written before generations existed
+// keep their names. A provider that rotates material under an unchanged
+// version needs the generation: without it a rewrap would take the name
+// of the object it rewraps.
+func KeyObjectNameAt(ref keys.Ref, generation string) string {
+	base := sanitize(ref.Provider) + "-" + sanitize(ref.Version) + "-" + shortHash(ref.Provider, ref.Key, ref.Version)
+	if generation == "" {
+		return base + ".json"
+	}
+	return base + "-g" + shortHash(ref.Provider, ref.Key, ref.Version, generation) + ".json"
+}
+
+// shortHash is the first 12 hex digits of SHA-256 of parts joined by NUL.
+func shortHash(parts ...string) string {
+	h := sha256.New()
+	for i, p := range parts {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(p))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 func sanitize(s string) string {

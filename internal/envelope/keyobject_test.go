@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,27 @@ func TestKeyObjectName(t *testing.T) {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			t.Fatalf("name %q has %q", a, c)
 		}
+	}
+}
+
+// TestKeyObjectNameAt: no generation gives the name every existing key
+// object has (same shape, so the rule cannot drift); a generation
+// gives another name, deterministic, different per generation.
+func TestKeyObjectNameAt(t *testing.T) {
+	ref := keys.Ref{Provider: "local", Key: "clinic-kek", Version: "1"}
+	legacy := envelope.KeyObjectName(ref)
+	if got := envelope.KeyObjectNameAt(ref, ""); got != legacy {
+		t.Fatalf("empty generation: %q, want the plain name %q", got, legacy)
+	}
+	if !regexp.MustCompile(`^local-1-[0-9a-f]{12}\.json$`).MatchString(legacy) {
+		t.Fatalf("plain name %q changed shape", legacy)
+	}
+	g1 := envelope.KeyObjectNameAt(ref, "material-1")
+	g2 := envelope.KeyObjectNameAt(ref, "material-2")
+	if g1 == legacy || g1 == g2 || g1 != envelope.KeyObjectNameAt(ref, "material-1") {
+		t.Fatalf("generation names: legacy %q, g1 %q, g2 %q", legacy, g1, g2)
+	}
+	if !strings.HasPrefix(g1, strings.TrimSuffix(legacy, ".json")+"-g") || !strings.HasSuffix(g1, ".json") {
+		t.Fatalf("generation name %q does not extend %q", g1, legacy)
 	}
 }

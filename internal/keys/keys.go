@@ -58,6 +58,11 @@ type Version struct {
 	Created time.Time    `json:"created"`
 	State   VersionState `json:"state"`
 	Primary bool         `json:"primary"`
+	// Generation identifies the version's current key material, for
+	// providers that rotate material under an unchanged version (awskms
+	// with the managed strategy): it changes with every such rotation.
+	// Empty for providers whose every rotation is a new version.
+	Generation string `json:"generation,omitempty"`
 }
 
 // Provider is a key-encryption-key provider: it wraps and unwraps data

@@ -7,9 +7,16 @@
 // that it unwraps to the manifest's data key. Artifacts and existing key
 // objects are never touched: the store is write-once, and rotation only
 // adds objects. Because the new object's name is a function of the KEK
-// reference alone, a rerun after an interruption finds what an earlier run
-// wrote (an existing object, or store.ErrExists on Put) and verifies it
-// instead of writing again: Run is idempotent and resumable.
+// reference (and, for a provider that rotates material under an unchanged
+// version, of the material generation: envelope.KeyObjectNameAt,
+// docs/format.d/rotation.md §3.2), a rerun after an interruption finds
+// what an earlier run wrote (an existing object, or store.ErrExists on
+// Put) and verifies it instead of writing again: Run is idempotent and
+// resumable.
+//
+// RunRecord and Publish turn what a `keys rotate` run did into the
+// signed rotation evidence record of each store it touched; its outcome
+// is success only when every backup was rewrapped and verified.
 //
 // Only when every backup holds a verified key object under the primary
 // does Run retire old versions, and then only those MayRetire allows under

@@ -151,8 +151,18 @@ type BlockedVersion struct {
 
 // Result is the outcome of Run.
 type Result struct {
-	// Rotated is the version Rotate created, when Options.Rotate was set.
+	// From is the primary version before the run, when the provider
+	// reported one.
+	From *keys.Version
+	// Rotated is the version Rotate created, when Options.Rotate was set
+	// and the rotation was due.
 	Rotated *keys.Version
+	// NotRotated says why Options.Rotate was set but no version was
+	// created (the primary is younger than Options.MinAge).
+	NotRotated string
+	// PrimaryGeneration is the primary's material generation
+	// (keys.Version.Generation); empty for most providers.
+	PrimaryGeneration string
 	// Primary is the primary version backups were rewrapped under.
 	Primary keys.Ref
 	// Backups holds one entry per committed backup, in catalog order
@@ -196,6 +206,10 @@ type Options struct {
 	// Rotate rotates the KEK before rewrapping. Without it Run rewraps
 	// under the current primary (finishing an interrupted run).
 	Rotate bool
+	// MinAge, when positive, makes Rotate a no-op while the primary is
+	// younger than it (the KeyProvider's rotation.every); Result.NotRotated
+	// then says so. Backups are still rewrapped under the primary.
+	MinAge time.Duration
 	// Now stamps new key objects' created field; nil means time.Now.
 	Now func() time.Time
 	// Logger receives progress lines; nil discards them.
@@ -231,32 +245,54 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 
-	if opts.Rotate {
-		v, err := opts.Provider.Rotate(ctx)
-		if err != nil {
-			return res, fmt.Errorf("rotation: rotate KEK: %w", err)
-		}
-		res.Rotated = &v
-		log.Info("KEK rotated", "version", v.Ref.String())
-	}
 	versions, err := opts.Provider.Versions(ctx)
 	if err != nil {
 		return res, fmt.Errorf("rotation: list KEK versions: %w", err)
 	}
+	if p := primaryOf(versions); p != nil {
+		from := *p
+		res.From = &from
+	}
+	if opts.Rotate {
+		rotate := true
+		if opts.MinAge > 0 && res.From != nil && !res.From.Created.IsZero() {
+			if age := now().Sub(res.From.Created); age < opts.MinAge {
+				rotate = false
+				res.NotRotated = fmt.Sprintf("current version %s is younger than every (age %s, every %s)",
+					res.From.Ref, age.Truncate(time.Minute), opts.MinAge)
+				log.Info("KEK not rotated", "version", res.From.Ref.String(), "reason", res.NotRotated)
+			}
+		}
+		if rotate {
+			v, err := opts.Provider.Rotate(ctx)
+			if err != nil {
+				if res.From != nil {
+					return res, fmt.Errorf("rotation: rotate KEK (primary %s): %w", res.From.Ref, err)
+				}
+				return res, fmt.Errorf("rotation: rotate KEK: %w", err)
+			}
+			res.Rotated = &v
+			log.Info("KEK rotated", "version", v.Ref.String())
+			if versions, err = opts.Provider.Versions(ctx); err != nil {
+				return res, fmt.Errorf("rotation: list KEK versions after rotating to %s: %w", v.Ref, err)
+			}
+		}
+	}
 	var enabled []keys.Ref
-	var primary *keys.Version
-	for i, v := range versions {
+	for _, v := range versions {
 		if v.State == keys.StateEnabled {
 			enabled = append(enabled, v.Ref)
 		}
-		if v.Primary {
-			primary = &versions[i]
-		}
 	}
+	primary := primaryOf(versions)
 	if primary == nil {
 		return res, errors.New("rotation: the provider reports no primary KEK version")
 	}
 	res.Primary = primary.Ref
+	res.PrimaryGeneration = primary.Generation
+	if primary.State != keys.StateEnabled {
+		return res, fmt.Errorf("rotation: the primary KEK version %s is %s, not enabled: %w", primary.Ref, primary.State, keys.ErrVersionRetired)
+	}
 
 	backups, err := catalog.List(ctx, opts.Store, catalog.ListOptions{})
 	if err != nil {
@@ -267,7 +303,12 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("rotation: %w", err)
 		}
-		br := rewrap(ctx, opts, m, res.Primary, now)
+		br := rewrap(ctx, opts, m, res.Primary, res.PrimaryGeneration, now)
+		if br.Outcome == OutcomeFailed && ctx.Err() != nil {
+			// Stopped, not failed: the backup is neither verified nor
+			// known to be broken.
+			return res, fmt.Errorf("rotation: stopped at backup %s: %w", m.Backup, ctx.Err())
+		}
 		res.Backups = append(res.Backups, br)
 		bs := BackupState{Backup: m.Backup}
 		if br.Outcome != OutcomeFailed {
@@ -316,9 +357,21 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	return res, nil
 }
 
-// rewrap makes sure backup m has a verified key object under primary.
-func rewrap(ctx context.Context, opts Options, m catalog.Manifest, primary keys.Ref, now func() time.Time) BackupResult {
-	key := catalog.KeysPrefix(m.Backup) + envelope.KeyObjectName(primary)
+// primaryOf returns the primary version in vs, or nil.
+func primaryOf(vs []keys.Version) *keys.Version {
+	for i := range vs {
+		if vs[i].Primary {
+			return &vs[i]
+		}
+	}
+	return nil
+}
+
+// rewrap makes sure backup m has a verified key object under primary, at
+// the name for primary's material generation (docs/format.d/rotation.md
+// §3.2).
+func rewrap(ctx context.Context, opts Options, m catalog.Manifest, primary keys.Ref, generation string, now func() time.Time) BackupResult {
+	key := catalog.KeysPrefix(m.Backup) + envelope.KeyObjectNameAt(primary, generation)
 	br := BackupResult{Backup: m.Backup, KeyObject: key}
 	fail := func(err error) BackupResult {
 		br.Outcome = OutcomeFailed

@@ -224,6 +224,39 @@ func (p *Provider) Bootstrap(ctx context.Context) (keys.Version, error) {
 	return v, nil
 }
 
+// ErrKeyExists: Create found the alias already there.
+var ErrKeyExists = errors.New("KMS alias already exists")
+
+// Create creates the configured alias strategy key: a new symmetric KMS
+// key, tagged as version 1 of the alias, and the alias pointing at it. It
+// fails with ErrKeyExists when the alias exists (Bootstrap adopts an
+// existing alias; Create never does), and refuses the managed strategy,
+// whose key lifeboat does not create.
+func (p *Provider) Create(ctx context.Context) (keys.Version, error) {
+	if err := ctx.Err(); err != nil {
+		return keys.Version{}, fmt.Errorf("awskms: create %s:%s: %w", ProviderType, p.key, err)
+	}
+	if p.strategy != StrategyAlias {
+		return keys.Version{}, fmt.Errorf("awskms: create %s:%s: the managed strategy uses a KMS key created outside lifeboat; configure an alias (alias/<name>) for lifeboat to create one", ProviderType, p.key)
+	}
+	md, err := p.describe(ctx, p.key)
+	switch {
+	case err == nil:
+		return keys.Version{}, fmt.Errorf("awskms: create %s:%s: it targets KMS key %s: %w", ProviderType, p.key, aws.ToString(md.KeyId), ErrKeyExists)
+	case !isCode(err, "NotFoundException"):
+		return keys.Version{}, p.opErr("create", p.key, "", err)
+	}
+	v, err := p.createVersion(ctx, 1, true)
+	if err != nil {
+		if strings.Contains(err.Error(), "AlreadyExistsException") { // a concurrent create won the alias
+			return keys.Version{}, fmt.Errorf("%w: %w", err, ErrKeyExists)
+		}
+		return keys.Version{}, err
+	}
+	p.log.Info("awskms: created alias", "alias", p.key, "version", v.Ref.Version)
+	return v, nil
+}
+
 func primary(vs []keys.Version, err error) (keys.Version, error) {
 	if err != nil {
 		return keys.Version{}, err
@@ -250,7 +283,13 @@ func (p *Provider) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped,
 		EncryptionContext: encryptionContext(aad),
 	})
 	if err != nil {
-		return keys.Wrapped{}, scrub(p.opErr("wrap with", p.key, "", err), dataKey)
+		// Name the version the alias or key points at, when KMS still
+		// says which (a disabled key does; a missing one does not).
+		version := ""
+		if md, derr := p.describe(context.WithoutCancel(ctx), p.key); derr == nil {
+			version = aws.ToString(md.KeyId)
+		}
+		return keys.Wrapped{}, scrub(p.opErr("wrap with", p.key, version, err), dataKey)
 	}
 	version := keyIDOf(aws.ToString(out.KeyId))
 	if version == "" || len(out.CiphertextBlob) == 0 {
@@ -594,12 +633,17 @@ func (p *Provider) aliasVersion(ctx context.Context, id string, tags map[string]
 	}, seq: seq}, nil
 }
 
+// managedVersion is the one version of a managed key. Its generation is
+// the key's current key material (CurrentKeyMaterialId), which KMS
+// changes on every rotation under the same key ID; a KMS endpoint that
+// does not report it leaves the generation empty.
 func (p *Provider) managedVersion(md *types.KeyMetadata) keys.Version {
 	return keys.Version{
-		Ref:     p.ref(aws.ToString(md.KeyId)),
-		Created: aws.ToTime(md.CreationDate).UTC(),
-		State:   state(md.KeyState),
-		Primary: true,
+		Ref:        p.ref(aws.ToString(md.KeyId)),
+		Created:    aws.ToTime(md.CreationDate).UTC(),
+		State:      state(md.KeyState),
+		Primary:    true,
+		Generation: aws.ToString(md.CurrentKeyMaterialId),
 	}
 }
 

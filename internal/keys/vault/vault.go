@@ -177,27 +177,10 @@ func newProvider(opts Options) (*Provider, error) {
 	if (opts.Token == "") == (opts.TokenFile == "") {
 		return nil, fmt.Errorf("%s: set exactly one of Token and TokenFile (VAULT_TOKEN is not read here)", name)
 	}
-	hc := opts.HTTPClient
-	if hc == nil {
-		hc = cleanHTTPClient()
-	}
-	cfg := &api.Config{
-		Address:    opts.Address,
-		HttpClient: hc,
-		Timeout:    60 * time.Second,
-		// No automatic retries: a retried rotate whose first answer was
-		// lost would add two key versions.
-		MaxRetries: 0,
-	}
-	client, err := api.NewClient(cfg)
+	client, err := NewAPIClient(opts.Address, opts.HTTPClient)
 	if err != nil {
 		return nil, fmt.Errorf("%s: vault client: %v", name, err)
 	}
-	// NewClient picks up VAULT_TOKEN, VAULT_NAMESPACE and VAULT_HEADERS from
-	// the environment; the provider uses only what Options say.
-	client.ClearToken()
-	client.ClearNamespace()
-	client.SetHeaders(http.Header{api.RequestHeaderName: []string{"true"}})
 
 	p := &Provider{client: client, mount: mount, key: opts.Key, tokenFile: opts.TokenFile, now: opts.Now, log: opts.Logger}
 	if p.now == nil {
@@ -485,7 +468,8 @@ func (p *Provider) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped,
 	// Reading the key first checks that it (still) exists and is derived:
 	// transit's encrypt would otherwise create a missing key (when the token
 	// may create) and silently ignore the context of a non-derived key.
-	if _, err := p.readKey(ctx, "wrap with"); err != nil {
+	k, err := p.readKey(ctx, "wrap with")
+	if err != nil {
 		return keys.Wrapped{}, err
 	}
 	var out map[string]any
@@ -494,7 +478,8 @@ func (p *Provider) Wrap(ctx context.Context, dataKey, aad []byte) (keys.Wrapped,
 		"context":   c,
 	}, &out)
 	if err != nil {
-		return keys.Wrapped{}, p.opErr("wrap with", p.name(), err)
+		// Encrypt uses the latest version: name it.
+		return keys.Wrapped{}, p.opErr("wrap with", p.ref(k.latest).String(), err)
 	}
 	return p.wrappedFrom(ctx, "wrap with", out)
 }
@@ -580,7 +565,7 @@ func (p *Provider) Rotate(ctx context.Context) (keys.Version, error) {
 		return keys.Version{}, err
 	}
 	if err := p.write(ctx, p.mount+"/keys/"+p.key+"/rotate", map[string]any{}, nil); err != nil {
-		return keys.Version{}, p.opErr("rotate", p.name(), err)
+		return keys.Version{}, p.opErr("rotate", p.ref(before.latest).String(), err)
 	}
 	after, err := p.readKey(ctx, "rotate")
 	if err != nil {
