@@ -106,6 +106,9 @@ Every committed backup appends a signed record to the store's evidence log
 			m, err := backup.Run(ctx, backup.Options{
 				Plan: plan, Store: st, Keys: kek, Retention: retention,
 				Version: version, Logger: a.logger, Progress: a.progressPrinter(),
+				// A vault source without tokenFile or address uses these;
+				// the library reads no environment.
+				VaultToken: os.Getenv("VAULT_TOKEN"), VaultAddr: os.Getenv("VAULT_ADDR"),
 			})
 			if err != nil {
 				step := "backup"
@@ -261,7 +264,10 @@ never committed (interrupted, killed, failed) are not listed. Without
 }
 
 func newBackupShowCommand(a *app) *cobra.Command {
-	var storeName string
+	var (
+		storeName string
+		policies  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show a backup's manifest",
@@ -269,9 +275,17 @@ func newBackupShowCommand(a *app) *cobra.Command {
 the etcd snapshot's revision, IDs and inventory, the encryption-at-rest
 configuration's providers and key names (never their secrets), and any
 skipped sources. The store is the one of the plan the ID names, unless
---store is given.`,
+--store is given.
+
+With --policies it also lists the policy objects of a manifests export:
+RBAC, NetworkPolicies, admission policies and bindings, webhook
+configurations, ResourceQuotas, LimitRanges, and each Namespace with its
+Pod Security labels, with the first 12 hex digits of each digest. With
+-o json or -o yaml they are added to the manifest as "policies", with
+full digests.`,
 		Example: `  lifeboat --config schedules/ backup show control-plane-20261125T020000Z-7f3a
-  lifeboat --config schedules/ backup show control-plane-20261125T020000Z-7f3a -o json`,
+  lifeboat --config schedules/ backup show control-plane-20261125T020000Z-7f3a -o json
+  lifeboat --config schedules/ backup show nightly-20261125T020000Z-7f3a --policies`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ctx := cmd.Context()
@@ -291,11 +305,68 @@ skipped sources. The store is the one of the plan the ID names, unless
 			if err != nil {
 				return fmt.Errorf("backup show: %w", err)
 			}
-			return a.render(cmd.OutOrStdout(), m, manifestTable(m))
+			if !policies {
+				return a.render(cmd.OutOrStdout(), m, manifestTable(m))
+			}
+			pols := []catalog.PolicyObject{}
+			if m.Manifests != nil && m.Manifests.Policies != nil {
+				pols = m.Manifests.Policies
+			}
+			v := struct {
+				catalog.Manifest
+				Policies []catalog.PolicyObject `json:"policies"`
+			}{m, pols}
+			if err := a.render(cmd.OutOrStdout(), v, manifestTable(m)); err != nil {
+				return err
+			}
+			if a.output != "table" {
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout())
+			if m.Manifests == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "backup %s has no manifests export, so no policy objects\n", m.Backup)
+				return nil
+			}
+			return a.render(cmd.OutOrStdout(), nil, policyTable(pols))
 		},
 	}
 	cmd.Flags().StringVar(&storeName, "store", "", "the Store holding the backup (default: its plan's store)")
+	cmd.Flags().BoolVar(&policies, "policies", false, "also list the policy objects (RBAC, NetworkPolicies, admission, quotas, Pod Security labels)")
 	return cmd
+}
+
+// policyTable lists policy objects: kind (with group), namespace, name,
+// the digest's first 12 hex digits, and a Namespace's Pod Security labels
+// with the pod-security.kubernetes.io/ prefix cut.
+func policyTable(pols []catalog.PolicyObject) table {
+	t := table{header: []string{"KIND", "NAMESPACE", "NAME", "SHA256", "POD SECURITY"}}
+	for _, p := range pols {
+		kind := p.Kind
+		if p.Group != "" {
+			kind += "." + p.Group
+		}
+		ns := p.Namespace
+		if ns == "" {
+			ns = "-"
+		}
+		psa := ""
+		if p.Kind == "Namespace" && p.Group == "" {
+			keys := make([]string, 0, len(p.Labels))
+			for k := range p.Labels {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for i, k := range keys {
+				keys[i] = strings.TrimPrefix(k, "pod-security.kubernetes.io/") + "=" + p.Labels[k]
+			}
+			psa = strings.Join(keys, ",")
+			if psa == "" {
+				psa = "(none)"
+			}
+		}
+		t.rows = append(t.rows, []string{kind, ns, p.Name, p.SHA256[:min(12, len(p.SHA256))], psa})
+	}
+	return t
 }
 
 func newBackupVerifyCommand(a *app) *cobra.Command {

@@ -105,6 +105,7 @@ func TestRunCluster(t *testing.T) {
 		config.Source{EncryptionConfig: &config.EncryptionConfigSource{File: c.EncryptionConfig}},
 		config.Source{Manifests: &config.ManifestsSource{}},
 	)
+	p.Spec.Cluster = &config.ClusterRef{Kubeconfig: c.Kubeconfig}
 	m, err := backup.Run(ctx, backup.Options{
 		Plan: p, Store: f.st, Keys: f.keyring, Version: "test",
 		Logger:   slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -113,7 +114,7 @@ func TestRunCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 	}
-	if m.Status != catalog.StatusPartial || len(m.Skipped) != 1 || m.Skipped[0].Source != "manifests" || len(m.Artifacts) != 2 {
+	if m.Status != catalog.StatusComplete || len(m.Skipped) != 0 || len(m.Artifacts) != 3 || m.Manifests == nil || m.Manifests.Objects == 0 {
 		t.Fatalf("manifest: %+v", m)
 	}
 	if m.Etcd == nil || m.Etcd.Inventory.Prefixes["/registry/secrets/"] < 1 || m.Etcd.Inventory.Prefixes["/registry/namespaces/"] < 1 {
@@ -126,7 +127,7 @@ func TestRunCluster(t *testing.T) {
 		t.Fatalf("manifest: %+v", m)
 	}
 	last := progress[len(progress)-1]
-	if len(progress) < 2 || !last.Finished || last.Artifact != catalog.ArtifactEncryptionConfig {
+	if len(progress) < 2 || !last.Finished || last.Artifact != catalog.ArtifactManifests {
 		t.Fatalf("progress: %+v", progress)
 	}
 	sawEtcd := false

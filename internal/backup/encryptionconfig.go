@@ -30,16 +30,29 @@ func readEncryptionConfig(path string) ([]byte, catalog.EncryptionConfig, error)
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxEncryptionConfigSize+1))
 	if err != nil {
+		clear(data)
 		return nil, catalog.EncryptionConfig{}, fmt.Errorf("encryption config %s: %w", path, err)
 	}
+	desc, err := parseEncryptionConfig(data, path)
+	if err != nil {
+		clear(data)
+		return nil, catalog.EncryptionConfig{}, err
+	}
+	return data, desc, nil
+}
+
+// parseEncryptionConfig checks the size of an EncryptionConfiguration and
+// describes it, whether it came from a file or a Secret. Errors start
+// with "encryption config <where>" and never quote a value.
+func parseEncryptionConfig(data []byte, where string) (catalog.EncryptionConfig, error) {
 	if len(data) > maxEncryptionConfigSize {
-		return nil, catalog.EncryptionConfig{}, fmt.Errorf("encryption config %s: larger than %d bytes", path, maxEncryptionConfigSize)
+		return catalog.EncryptionConfig{}, fmt.Errorf("encryption config %s: larger than %d bytes", where, maxEncryptionConfigSize)
 	}
 	desc, err := describeEncryptionConfig(data)
 	if err != nil {
-		return nil, catalog.EncryptionConfig{}, fmt.Errorf("encryption config %s: %w", path, err)
+		return catalog.EncryptionConfig{}, fmt.Errorf("encryption config %s: %w", where, err)
 	}
-	return data, desc, nil
+	return desc, nil
 }
 
 // describeEncryptionConfig lists the provider types (in order of first

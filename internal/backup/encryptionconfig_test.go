@@ -61,3 +61,23 @@ resources:
 		}
 	}
 }
+
+// TestParseEncryptionConfig: the file and Secret paths share one check,
+// whose errors start with where the config came from and never quote it.
+func TestParseEncryptionConfig(t *testing.T) {
+	good := "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - {name: k1, secret: TOP-SECRET}\n"
+	d, err := parseEncryptionConfig([]byte(good), "secret kube-system/enc key cfg")
+	if err != nil || strings.Join(d.Providers, ",") != "aescbc" || strings.Join(d.KeyNames, ",") != "k1" {
+		t.Fatalf("parseEncryptionConfig: %+v, %v", d, err)
+	}
+	for _, c := range []struct{ data, want string }{
+		{"{: TOP-SECRET", "encryption config secret kube-system/enc key cfg: not valid YAML"},
+		{strings.Repeat("#", maxEncryptionConfigSize+1), "encryption config secret kube-system/enc key cfg: larger than"},
+		{"apiVersion: v1\nkind: Secret\nsecret: TOP-SECRET\n", "encryption config secret kube-system/enc key cfg: kind is not EncryptionConfiguration"},
+	} {
+		_, err := parseEncryptionConfig([]byte(c.data), "secret kube-system/enc key cfg")
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "TOP-SECRET") {
+			t.Errorf("parseEncryptionConfig(%.20q): %v", c.data, err)
+		}
+	}
+}

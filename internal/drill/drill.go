@@ -327,6 +327,7 @@ func (r *runner) run(ctx context.Context) error {
 	} else {
 		r.res.Measured.RPOMs = msUp(rpo)
 	}
+	r.worstGap(ctx, d.Spec.BackupPlan)
 	for _, c := range r.res.Checks {
 		r.event(PhaseSelect, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
 	}
@@ -651,4 +652,30 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// worstGap measures the RPO the plan's schedule delivered over GapWindow
+// before the incident, from the points in time of its complete backups
+// (docs/format.md §5.6). A catalog that cannot be listed leaves it
+// unmeasured, which the report shows; it does not fail the drill, whose
+// verdict does not depend on it.
+func (r *runner) worstGap(ctx context.Context, plan string) {
+	ms, err := catalog.List(ctx, r.opts.Store, catalog.ListOptions{Plan: plan})
+	if err != nil {
+		r.log.Warn("worst gap between backups not measured", "err", err)
+		return
+	}
+	var points []time.Time
+	for i := range ms {
+		if ms[i].Status == catalog.StatusComplete {
+			points = append(points, ms[i].PointInTime())
+		}
+	}
+	gap, ok := WorstGap(points, r.res.Incident, GapWindow)
+	if !ok {
+		return
+	}
+	r.res.Measured.WorstGapMs = msUp(gap)
+	r.event(PhaseSelect, "worst gap between complete backups of plan %s in the %d days before the incident: %s (%d backups)",
+		plan, int(GapWindow/(24*time.Hour)), gap.Round(time.Millisecond), len(points))
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,6 +216,12 @@ func TestDrill(t *testing.T) {
 			t.Fatalf("RTO %v (%v), RPO %v (%v)", rto, ok1, rpo, ok2)
 		}
 		t.Logf("RTO %v, RPO %v", rto, rpo)
+		// The worst gap: between the two backups, or from the newest to
+		// the incident, whichever is longer.
+		wantGap := max(e.backups[1].PointInTime().Sub(e.backups[0].PointInTime()), res.Incident.Sub(e.backups[1].PointInTime()))
+		if g := res.Measured.WorstGapMs; g == nil || *g != *msUp(wantGap) || *g < *res.Measured.RPOMs {
+			t.Errorf("worst gap %v ms, want %v (RPO %d ms)", g, wantGap, *res.Measured.RPOMs)
+		}
 		// RTO runs to the moment every check passed: the end of verify.
 		for _, p := range res.Phases {
 			if p.Name == PhaseVerify && rto < p.Offset+p.Duration {
@@ -522,15 +527,19 @@ func TestDrill(t *testing.T) {
 	t.Run("partial backup", func(t *testing.T) {
 		ctx := testContext(t, time.Minute)
 		opts := e.options(t, "control-plane")
-		plan := *opts.Plan
-		plan.Spec.Sources = append(slices.Clone(plan.Spec.Sources),
-			config.Source{EncryptionConfig: &config.EncryptionConfigSource{SecretRef: &config.SecretKeyRef{Namespace: "kube-system", Name: "enc", Key: "config"}}})
-		m, err := backup.Run(ctx, backup.Options{Plan: &plan, Store: e.store, Keys: e.keys})
+		// A partial backup as a manifests source records one when the API
+		// server refuses to list a resource (tested in internal/backup):
+		// the newest backup's manifest, committed again under a new ID
+		// with a skipped source.
+		m := e.backups[1]
+		id, err := catalog.NewID(m.Plan, time.Now())
 		if err != nil {
-			t.Fatalf("backup: %v", err)
+			t.Fatal(err)
 		}
-		if m.Status != catalog.StatusPartial {
-			t.Fatalf("backup status %s", m.Status)
+		m.Backup, m.Status = id, catalog.StatusPartial
+		m.Skipped = []catalog.Skip{{Source: catalog.SourceManifests, Reason: "secrets/v1: list forbidden for the backup's service account"}}
+		if _, err := catalog.Write(ctx, e.store, m); err != nil {
+			t.Fatalf("write the partial manifest: %v", err)
 		}
 		d := *opts.Drill
 		d.Spec.Select = config.BackupSelector{ID: m.Backup}
@@ -542,7 +551,7 @@ func TestDrill(t *testing.T) {
 		}
 		c := res.Checks[0]
 		if c.Name != CheckBackupComplete || c.Outcome != evidence.CheckFail || !strings.Contains(c.Detail, "status partial") ||
-			!strings.Contains(c.Detail, "skipped encryptionConfig (an encryption config from a Secret") {
+			!strings.Contains(c.Detail, "skipped manifests (secrets/v1: list forbidden") {
 			t.Fatalf("check %+v", c)
 		}
 		signer, _ := evidence.LoadOrCreateSigner(filepath.Join(t.TempDir(), "signing.pem"))
@@ -555,7 +564,7 @@ func TestDrill(t *testing.T) {
 			t.Fatal(err)
 		}
 		sub, _ := json.Marshal(pub.Record.Subject)
-		if !strings.Contains(string(sub), `"backupStatus":"partial"`) || !strings.Contains(string(sub), `"skipped":[{"reason":"an encryption config from a Secret`) {
+		if !strings.Contains(string(sub), `"backupStatus":"partial"`) || !strings.Contains(string(sub), `"skipped":[{"reason":"secrets/v1: list forbidden`) {
 			t.Errorf("record subject %s", sub)
 		}
 	})

@@ -140,6 +140,9 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 	if v := res.Measured.RPOMs; v != nil {
 		measured["rpoMs"] = *v
 	}
+	if v := res.Measured.WorstGapMs; v != nil {
+		measured["worstGapMs"] = *v
+	}
 	subject["measured"] = measured
 	var sections []string
 	for _, h := range signed.HIPAA {

@@ -40,6 +40,12 @@ type Cluster struct {
 	// Kubeconfig is a kubeconfig file (mode 0600) with one context,
 	// "lifeboat-test", for Server, CAFile and Token.
 	Kubeconfig string
+	// RestrictedToken is a bearer token for user "lifeboat-restricted",
+	// in no group but system:authenticated: RBAC grants it nothing
+	// beyond discovery until a test binds it a role.
+	RestrictedToken string
+	// RestrictedKubeconfig is like Kubeconfig, for RestrictedToken.
+	RestrictedKubeconfig string
 	// EncryptionConfig is the apiserver's --encryption-provider-config.
 	EncryptionConfig string
 	// EtcdPrefix is the prefix of the apiserver's keys in etcd.
@@ -59,11 +65,13 @@ func StartCluster(t testing.TB) *Cluster {
 		t.Fatalf("testenv: kube-apiserver: %v", err)
 	}
 	c := &Cluster{
-		Token:            randomSecret(t),
-		CAFile:           filepath.Join(certDir, "apiserver.crt"),
-		Kubeconfig:       filepath.Join(dir, "kubeconfig"),
-		EncryptionConfig: filepath.Join(dir, "encryption-config.yaml"),
-		EtcdPrefix:       "/registry",
+		Token:                randomSecret(t),
+		CAFile:               filepath.Join(certDir, "apiserver.crt"),
+		Kubeconfig:           filepath.Join(dir, "kubeconfig"),
+		RestrictedToken:      randomSecret(t),
+		RestrictedKubeconfig: filepath.Join(dir, "kubeconfig-restricted"),
+		EncryptionConfig:     filepath.Join(dir, "encryption-config.yaml"),
+		EtcdPrefix:           "/registry",
 	}
 	saKey, saPub := filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
 	tokens := filepath.Join(dir, "tokens.csv")
@@ -73,14 +81,17 @@ func StartCluster(t testing.TB) *Cluster {
 	if err := writeEncryptionConfig(c.EncryptionConfig); err != nil {
 		t.Fatalf("testenv: kube-apiserver: encryption config: %v", err)
 	}
-	if err := os.WriteFile(tokens, []byte(c.Token+",admin,admin,system:masters\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(c.Token+",admin,admin,system:masters\n"+c.RestrictedToken+","+RestrictedUser+","+RestrictedUser+"\n"), 0o600); err != nil {
 		t.Fatalf("testenv: kube-apiserver: token file: %v", err)
 	}
 
 	c.Etcd = StartEtcd(t)
 	port := FreePort(t)
 	c.Server = "https://" + addr(port)
-	if err := c.writeKubeconfig(); err != nil {
+	if err := c.writeKubeconfig(c.Kubeconfig, "admin", c.Token); err != nil {
+		t.Fatalf("testenv: kube-apiserver: kubeconfig: %v", err)
+	}
+	if err := c.writeKubeconfig(c.RestrictedKubeconfig, RestrictedUser, c.RestrictedToken); err != nil {
 		t.Fatalf("testenv: kube-apiserver: kubeconfig: %v", err)
 	}
 	args := []string{
@@ -200,9 +211,13 @@ resources:
 	return os.WriteFile(path, []byte(cfg), 0o600)
 }
 
-// writeKubeconfig writes c.Kubeconfig.
-func (c *Cluster) writeKubeconfig() error {
-	if c.Server == "" || c.CAFile == "" || c.Token == "" {
+// RestrictedUser is the user name of Cluster.RestrictedToken.
+const RestrictedUser = "lifeboat-restricted"
+
+// writeKubeconfig writes a kubeconfig for Server and CAFile with user's
+// token to path.
+func (c *Cluster) writeKubeconfig(path, user, token string) error {
+	if c.Server == "" || c.CAFile == "" || token == "" {
 		return errors.New("server, CA file and token are needed")
 	}
 	// strconv.Quote gives a JSON string, which is a YAML string too.
@@ -214,15 +229,15 @@ clusters:
       server: ` + strconv.Quote(c.Server) + `
       certificate-authority: ` + strconv.Quote(c.CAFile) + `
 users:
-  - name: admin
+  - name: ` + strconv.Quote(user) + `
     user:
-      token: ` + strconv.Quote(c.Token) + `
+      token: ` + strconv.Quote(token) + `
 contexts:
   - name: lifeboat-test
     context:
       cluster: lifeboat-test
-      user: admin
+      user: ` + strconv.Quote(user) + `
 current-context: lifeboat-test
 `
-	return os.WriteFile(c.Kubeconfig, []byte(cfg), 0o600)
+	return os.WriteFile(path, []byte(cfg), 0o600)
 }

@@ -1,0 +1,68 @@
+package catalog_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
+)
+
+// manifestsManifest is a valid manifest with a manifests section.
+func manifestsManifest() catalog.Manifest {
+	sum := strings.Repeat("ab", 32)
+	t0 := time.Date(2026, 11, 25, 2, 0, 0, 0, time.UTC)
+	return catalog.Manifest{
+		Format: catalog.ManifestFormat, Backup: "cluster-20261125T020000Z-7f3a", Plan: "cluster", Status: catalog.StatusPartial,
+		Started: t0, Completed: t0.Add(time.Minute), RetainUntil: t0.Add(24 * time.Hour),
+		KEK: keys.Ref{Provider: "local", Key: "k", Version: "1"}, DataKeyID: strings.Repeat("0f", 16),
+		Artifacts: []catalog.Artifact{{Name: catalog.ArtifactManifests, Source: catalog.SourceManifests, Compression: "zstd",
+			PlaintextSize: 10, PlaintextSHA256: sum, CiphertextSize: 20, CiphertextSHA256: sum}},
+		Manifests: &catalog.Manifests{
+			Objects: 2,
+			Counts:  []catalog.ObjectCount{{Version: "v1", Kind: "Namespace", Count: 2}},
+			Policies: []catalog.PolicyObject{
+				{Version: "v1", Kind: "Namespace", Name: "ehr", SHA256: sum, Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}},
+				{Version: "v1", Kind: "Namespace", Name: "scratch", SHA256: sum},
+			},
+			Skipped:     []catalog.ResourceSkip{{Resource: "secrets/v1", Reason: "list: forbidden"}},
+			IndexSHA256: sum,
+		},
+		Skipped:  []catalog.Skip{{Source: "manifests", Reason: "secrets/v1: list: forbidden"}},
+		Lifeboat: catalog.Lifeboat{Version: "test"},
+	}
+}
+
+func TestManifestsSection(t *testing.T) {
+	m := manifestsManifest()
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Manifests.Skips(); len(got) != 1 || got[0] != m.Skipped[0] {
+		t.Fatalf("Skips: %v", got)
+	}
+	if got := (*catalog.Manifests)(nil).Skips(); got != nil {
+		t.Fatalf("Skips of nil: %v", got)
+	}
+	for name, mutate := range map[string]func(*catalog.Manifests){
+		"secret policy": func(x *catalog.Manifests) {
+			x.Policies = append(x.Policies, catalog.PolicyObject{Version: "v1", Kind: "Secret", Namespace: "ehr", Name: "db", SHA256: x.IndexSHA256})
+		},
+		"non-PSA label": func(x *catalog.Manifests) { x.Policies[0].Labels["team"] = "ehr" },
+		"labels on a role": func(x *catalog.Manifests) {
+			x.Policies[1].Kind = "Role"
+			x.Policies[1].Group = "rbac.authorization.k8s.io"
+			x.Policies[1].Labels = x.Policies[0].Labels
+		},
+		"counts mismatch":    func(x *catalog.Manifests) { x.Objects = 3 },
+		"no index digest":    func(x *catalog.Manifests) { x.IndexSHA256 = "" },
+		"skip and no reason": func(x *catalog.Manifests) { x.Skipped[0].Reason = "" },
+	} {
+		m := manifestsManifest()
+		mutate(m.Manifests)
+		if err := m.Validate(); err == nil || !strings.HasPrefix(err.Error(), "field manifests.") {
+			t.Errorf("%s: Validate: %v", name, err)
+		}
+	}
+}
