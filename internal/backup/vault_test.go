@@ -381,7 +381,7 @@ func TestVaultRaftSnapshot(t *testing.T) {
 	v := testenv.StartVaultRaft(t)
 	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "sys/mounts/transit", map[string]any{"type": "transit"}, nil)
 	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "transit/keys/in-raft", map[string]any{"exportable": true, "allow_plaintext_backup": true}, nil)
-	// The policy docs/format.d/vault-setup.md gives.
+	// The policy docs/vault.md gives.
 	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/lifeboat", map[string]any{"policy": `
 path "transit/keys/+"    { capabilities = ["read"] }
 path "transit/backup/+"  { capabilities = ["read"] }
@@ -441,7 +441,7 @@ path "sys/storage/raft/snapshot"      { capabilities = ["read"] }
 }
 
 // TestVaultSourceDocumentedPolicy backs up transit keys and KV secrets
-// with a token holding only the policy docs/format.d/vault-setup.md gives.
+// with a token holding only the policy docs/vault.md gives.
 func TestVaultSourceDocumentedPolicy(t *testing.T) {
 	ctx := testContext(t)
 	v := testenv.StartVault(t)

@@ -96,7 +96,7 @@ func KeyObjectName(ref keys.Ref) string {
 
 // KeyObjectNameAt returns the name of the key object wrapped by ref under
 // the material generation generation (keys.Version.Generation;
-// docs/format.d/rotation.md §3.2). An empty generation gives
+// docs/format.md §3.2). An empty generation gives
 // KeyObjectName's name, so key objects written before generations existed
 // keep their names. A provider that rotates material under an unchanged
 // version needs the generation: without it a rewrap would take the name

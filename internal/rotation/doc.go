@@ -9,7 +9,7 @@
 // adds objects. Because the new object's name is a function of the KEK
 // reference (and, for a provider that rotates material under an unchanged
 // version, of the material generation: envelope.KeyObjectNameAt,
-// docs/format.d/rotation.md §3.2), a rerun after an interruption finds
+// docs/format.md §3.2), a rerun after an interruption finds
 // what an earlier run wrote (an existing object, or store.ErrExists on
 // Put) and verifies it instead of writing again: Run is idempotent and
 // resumable.

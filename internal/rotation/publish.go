@@ -13,7 +13,7 @@ import (
 
 // RunRecord is what one rotation run (`lifeboat keys rotate POLICY`) did
 // across every store it touched: the input of the rotation evidence
-// record written to each of them (docs/format.d/rotation.md §5.3.1).
+// record written to each of them (docs/format.md §5.3.1).
 type RunRecord struct {
 	// ID is the run's ID, the same in every store's record.
 	ID string
@@ -126,7 +126,7 @@ func (rr *RunRecord) Outcome(store string) string {
 	}
 }
 
-// Subject is the record subject for store (docs/format.d/rotation.md
+// Subject is the record subject for store (docs/format.md
 // §5.3.1).
 func (rr *RunRecord) Subject(store string) map[string]any {
 	stores := make([]any, len(rr.Stores))

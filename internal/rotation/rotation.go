@@ -368,7 +368,7 @@ func primaryOf(vs []keys.Version) *keys.Version {
 }
 
 // rewrap makes sure backup m has a verified key object under primary, at
-// the name for primary's material generation (docs/format.d/rotation.md
+// the name for primary's material generation (docs/format.md
 // §3.2).
 func rewrap(ctx context.Context, opts Options, m catalog.Manifest, primary keys.Ref, generation string, now func() time.Time) BackupResult {
 	key := catalog.KeysPrefix(m.Backup) + envelope.KeyObjectNameAt(primary, generation)
