@@ -5,7 +5,8 @@
 #   make test    testbin, vet, unit, conformance and real-server tests (race detector), short fuzz runs
 #   make build   the static binary into bin/lifeboat
 #   make lint    gofmt and go vet
-#   make bench   benchmarks: envelope throughput, pipeline ratio, peak RSS of a 1 GiB stream
+#   make bench   benchmarks: envelope throughput, pipeline ratio, peak RSS of a 1 GiB stream,
+#                S3 upload vs the AWS SDK, rewrap of 1 MiB vs 64 MiB backups, 20k-object export
 #
 # Everything a target needs is built here and cached under bin/ (git-ignored).
 
@@ -92,6 +93,8 @@ bench: testbin
 	$(GO) test -run '^$$' -bench 'Put$$' -benchtime 3x ./internal/store/fs
 	$(GO) test -run '^$$' -bench 'Put1GiB/lifeboat' -benchtime 3x ./internal/store/s3
 	$(GO) test -run '^$$' -bench 'Put1GiB/sdk' -benchtime 3x ./internal/store/s3
+	$(GO) test -run '^$$' -bench 'Rewrap' -benchtime 3x ./internal/rotation
+	$(GO) test -run '^$$' -bench 'Manifests20k' -benchtime 1x ./internal/source/manifests
 
 clean:
 	rm -rf $(BIN)
