@@ -540,14 +540,9 @@ func openKeyProvider(ctx context.Context, kp *config.KeyProvider) (keys.Provider
 		}
 		return p, nil
 	case config.KeyProviderVault:
-		opts := vault.Options{Address: kp.Spec.Address, Mount: kp.Spec.Mount, Key: kp.Spec.TransitKey, TokenFile: kp.Spec.TokenFile}
-		if opts.TokenFile == "" {
-			// The command line is where the environment is read; the
-			// provider itself never looks at it.
-			opts.Token = os.Getenv("VAULT_TOKEN")
-			if opts.Token == "" {
-				return nil, fmt.Errorf("key provider %s: no Vault token: set spec.tokenFile or VAULT_TOKEN", kp.Metadata.Name)
-			}
+		opts, err := vaultOptions(kp)
+		if err != nil {
+			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
 		}
 		p, err := vault.New(ctx, opts)
 		if err != nil {
@@ -619,6 +614,49 @@ func manifestTable(m catalog.Manifest) table {
 		add("encryption providers", strings.Join(c.Providers, ", "))
 		add("encryption key names", strings.Join(c.KeyNames, ", "))
 		add("encrypted resources", strings.Join(c.Resources, ", "))
+	}
+	if x := m.Manifests; x != nil {
+		kinds := map[string]bool{}
+		namespaces := map[string]bool{}
+		for _, c := range x.Counts {
+			kinds[c.Group+"/"+c.Kind] = true
+			if c.Namespace != "" {
+				namespaces[c.Namespace] = true
+			}
+		}
+		add("manifests", fmt.Sprintf("%d objects of %d kinds in %d namespaces, %d policy objects, %d resources skipped",
+			x.Objects, len(kinds), len(namespaces), len(x.Policies), len(x.Skipped)))
+		add("manifests index sha256", x.IndexSHA256)
+	}
+	if v := m.Volumes; v != nil {
+		for _, s := range v.Snapshots {
+			if s.Error != "" {
+				add("volume snapshot", fmt.Sprintf("%s/%s: FAILED: %s", s.Namespace, s.Claim, s.Error))
+				continue
+			}
+			add("volume snapshot", fmt.Sprintf("%s/%s: %s, %s handle %s, restore size %s", s.Namespace, s.Claim, s.Snapshot, s.Driver, s.Handle, byteSize(s.RestoreSize)))
+		}
+		if len(v.Snapshots) == 0 {
+			add("volume snapshots", "none: no claim matched")
+		}
+		if len(v.Expired) > 0 {
+			add("volume snapshots expired", strings.Join(v.Expired, ", "))
+		}
+	}
+	if v := m.Vault; v != nil {
+		add("vault", v.Address)
+		for _, k := range v.TransitKeys {
+			add("vault transit key", fmt.Sprintf("%s/%s v%d (canary recorded)", v.TransitMount, k.Name, k.LatestVersion))
+		}
+		if v.RaftSnapshot {
+			add("vault raft snapshot", catalog.ArtifactVaultRaft)
+		}
+		for _, p := range v.KV {
+			add("vault kv", fmt.Sprintf("%s: %d secrets", p.Path, p.Secrets))
+		}
+	}
+	if v := m.Velero; v != nil {
+		add("velero backup", fmt.Sprintf("%s/%s: %s, %d errors, %d warnings", v.Namespace, v.Backup, v.Phase, v.Errors, v.Warnings))
 	}
 	for _, s := range m.Skipped {
 		add("skipped", s.Source+": "+s.Reason)

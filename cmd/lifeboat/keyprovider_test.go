@@ -50,6 +50,15 @@ func TestOpenKeyProviders(t *testing.T) {
 		}
 		t.Setenv("VAULT_TOKEN", v.Token)
 		roundTrip(t, kp, dek, aad)
+
+		// Without spec.address, VAULT_ADDR.
+		kp.Spec.Address = ""
+		t.Setenv("VAULT_ADDR", "")
+		if _, err := openKeyProvider(ctx, kp); err == nil || !strings.Contains(err.Error(), "VAULT_ADDR") {
+			t.Fatalf("no address anywhere: got %v, want an error naming VAULT_ADDR", err)
+		}
+		t.Setenv("VAULT_ADDR", v.Address)
+		roundTrip(t, kp, dek, aad)
 	})
 
 	t.Run("awskms", func(t *testing.T) {

@@ -114,9 +114,17 @@ a second create must never swap the key backups are wrapped under.`,
 }
 
 // vaultOptions are the vault.Options a KeyProvider of type vault
-// describes, the token from spec.tokenFile or VAULT_TOKEN.
+// describes: the address from spec.address or VAULT_ADDR, the token from
+// spec.tokenFile or VAULT_TOKEN. The command line is where the environment
+// is read; the provider itself never looks at it.
 func vaultOptions(kp *config.KeyProvider) (vault.Options, error) {
 	opts := vault.Options{Address: kp.Spec.Address, Mount: kp.Spec.Mount, Key: kp.Spec.TransitKey, TokenFile: kp.Spec.TokenFile}
+	if opts.Address == "" {
+		opts.Address = os.Getenv("VAULT_ADDR")
+		if opts.Address == "" {
+			return opts, errors.New("no Vault address: set spec.address or VAULT_ADDR")
+		}
+	}
 	if opts.TokenFile == "" {
 		opts.Token = os.Getenv("VAULT_TOKEN")
 		if opts.Token == "" {
