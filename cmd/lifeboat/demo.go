@@ -163,7 +163,7 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 	step.say("created the write-once store %s, the local keyring (KEK demo-kek v1) and %s", cs.Spec.Path, cfgPath)
 
 	// 4. Back up, then lose the source cluster.
-	step.say("backing up plan control-plane: etcd snapshot + encryption config, compressed and encrypted client-side")
+	step.say("backing up plan control-plane: etcd snapshot + encryption config + manifests, compressed and encrypted client-side")
 	m, err := backup.Run(ctx, backup.Options{
 		Plan: plan, Store: st, Keys: kek, Retention: cs.Spec.ObjectLock.Retention.Std(),
 		Version: version, Logger: a.logger,
@@ -173,6 +173,9 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 	}
 	step.say("backup %s committed: %d artifacts, %s stored, etcd revision %d, %d keys inventoried",
 		m.Backup, len(m.Artifacts), byteSize(m.StoredSize()), m.Etcd.Revision, m.Etcd.Inventory.Keys)
+	if x := m.Manifests; x != nil {
+		step.say("manifests: %d objects exported as YAML, %d policy objects recorded, %d resources skipped", x.Objects, len(x.Policies), len(x.Skipped))
+	}
 	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "evidence-signing.pem"))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -271,6 +274,7 @@ spec:
   store: demo-store
   keyProvider: demo-keys
   retention: 1d
+  cluster: {kubeconfig: ` + q(src.Kubeconfig) + `}
   sources:
     - etcd:
         endpoints: [` + q(src.EtcdEndpoint) + `]
@@ -279,6 +283,7 @@ spec:
         keyFile: ` + q(src.EtcdKeyFile) + `
     - encryptionConfig:
         file: ` + q(encCfg) + `
+    - manifests: {}   # every listable resource as YAML, events and leases excluded
 ---
 apiVersion: lifeboat.dev/v1alpha1
 kind: Drill
