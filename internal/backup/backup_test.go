@@ -3,6 +3,7 @@ package backup_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -304,8 +305,25 @@ func peakHeapGrowth(t *testing.T, mib int) int64 {
 
 func TestRunRefusesEmptyPlan(t *testing.T) {
 	f := newFixture(t)
-	_, err := backup.Run(context.Background(), backup.Options{Plan: plan("p", config.Source{Volumes: &config.VolumesSource{}}), Store: f.st, Keys: f.keyring})
+	_, err := backup.Run(context.Background(), backup.Options{Plan: plan("p"), Store: f.st, Keys: f.keyring})
 	if err == nil || !strings.Contains(err.Error(), "no source") {
+		t.Fatalf("Run: %v", err)
+	}
+	if objs := objects(t, f.st); len(objs) != 0 {
+		t.Fatalf("objects written: %v", objs)
+	}
+}
+
+// TestRunWithoutKubernetes: a Kubernetes source with no way to reach an API
+// server fails naming the setting to fix, and writes nothing.
+func TestRunWithoutKubernetes(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("HOME", t.TempDir())
+	f := newFixture(t)
+	_, err := backup.Run(context.Background(), backup.Options{Plan: plan("p", config.Source{Volumes: &config.VolumesSource{}}), Store: f.st, Keys: f.keyring})
+	var rerr *backup.RunError
+	if !errors.As(err, &rerr) || rerr.Step != config.SourceVolumes || !strings.Contains(err.Error(), "spec.cluster.kubeconfig") {
 		t.Fatalf("Run: %v", err)
 	}
 	if objs := objects(t, f.st); len(objs) != 0 {
