@@ -139,14 +139,17 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		return r.fail(StepDataKey, err)
 	}
 
-	committed := false
+	committed, manifestTried := false, false
 	defer func() {
-		if committed {
+		if committed || len(r.undo) == 0 {
 			return
 		}
 		// A cancelled run still cleans up, within a bound of its own.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
+		if manifestTried && !r.manifestAbsent(uctx, id) {
+			return
+		}
 		for _, f := range r.undo {
 			f(uctx)
 		}
@@ -213,6 +216,7 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		m.Status = catalog.StatusPartial
 	}
 	m.Completed = r.now().UTC()
+	manifestTried = true
 	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
 		return r.fail(StepManifest, err)
 	}
@@ -385,4 +389,25 @@ func (pr *progressReader) report(finished bool) {
 		p.Finished = finished
 		pr.fn(p)
 	}
+}
+
+// manifestAbsent reports whether backup id's manifest is certainly not in
+// the store, after a manifest write that returned an error: a write can
+// succeed on the server while the client sees an error (a lost response, a
+// timeout), and then the backup is committed and what its sources made
+// outside the store must be kept. Anything but a definite "not found"
+// keeps it; it then expires with its own retention.
+func (r *run) manifestAbsent(ctx context.Context, id string) bool {
+	_, err := r.opts.Store.Stat(ctx, catalog.ManifestKey(id))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true
+	case err == nil:
+		r.log.Error("the manifest write reported an error, but the manifest is in the store: the backup may be committed; what its sources made outside the store is kept",
+			"manifest", catalog.ManifestKey(id))
+	default:
+		r.log.Error("cannot tell whether the manifest was written; what the backup's sources made outside the store is kept, to expire with its retention",
+			"manifest", catalog.ManifestKey(id), "err", err)
+	}
+	return false
 }
