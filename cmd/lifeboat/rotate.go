@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -100,8 +102,12 @@ is success only when every backup was rewrapped and verified.`,
 				return fmt.Errorf("keys rotate %s: %w", pol.Metadata.Name, err)
 			}
 			started := time.Now().UTC()
+			id, err := newRotationID(pol.Metadata.Name, started)
+			if err != nil {
+				return fmt.Errorf("keys rotate %s: %w", pol.Metadata.Name, err)
+			}
 			rr := &rotation.RunRecord{
-				ID:     pol.Metadata.Name + "-" + started.Format("20060102T150405Z"),
+				ID:     id,
 				Policy: pol.Metadata.Name, KeyProvider: kp.Metadata.Name,
 				Provider: string(kp.Spec.Type), Key: configuredKey(kp),
 				Stores: storeNames, Started: started, Results: map[string]*rotation.Result{},
@@ -196,6 +202,30 @@ is success only when every backup was rewrapped and verified.`,
 	cmd.Flags().BoolVar(&noRotate, "no-rotate", false, "do not create a new version; only rewrap under the current primary (finishes an interrupted run)")
 	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
 	return cmd
+}
+
+// newRotationID returns a rotation run's ID, the same in every store's
+// evidence record of the run (docs/format.md §5.3.1):
+// <policy>-<UTC start as 20060102T150405Z>-<4 random hex digits>, like a
+// backup ID, so that two runs started in the same second get different
+// IDs. It is checked against the evidence ID rule: 1 to 128 bytes of
+// [A-Za-z0-9._-] (a policy name is a DNS label, at most 63 bytes, so the
+// ID is at most 85).
+func newRotationID(policy string, started time.Time) (string, error) {
+	var b [2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("new rotation ID: %w", err)
+	}
+	id := policy + "-" + started.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	if len(id) > 128 {
+		return "", fmt.Errorf("new rotation ID %q: longer than 128 bytes", id)
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return "", fmt.Errorf("new rotation ID %q: byte %d is not one of [A-Za-z0-9._-]", id, i)
+		}
+	}
+	return id, nil
 }
 
 func nz(s []string) []string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -98,6 +99,9 @@ func TestKeysRotateEvery(t *testing.T) {
 	recs := s.rotationRecords(t)
 	if len(recs) != 1 || recs[0].Outcome != evidence.OutcomeSuccess {
 		t.Fatalf("records %+v", recs)
+	}
+	if !regexp.MustCompile(`^quarterly-\d{8}T\d{6}Z-[0-9a-f]{4}$`).MatchString(recs[0].ID) || !strings.Contains(out, recs[0].ID) {
+		t.Fatalf("record ID %q: want quarterly-<time>-<4 hex>, shown in the output:\n%s", recs[0].ID, out)
 	}
 	rot := recs[0].Subject["rotation"].(map[string]any)
 	c := recs[0].Subject["counts"].(map[string]any)

@@ -250,3 +250,31 @@ func TestEveryDefersRotation(t *testing.T) {
 		t.Fatalf("old enough: %+v, %v", res, err)
 	}
 }
+
+// stuck is a managed provider whose Rotate returns before any new
+// material is current (as KMS's asynchronous on-demand rotation could).
+type stuck struct{ *managed }
+
+func (s stuck) Rotate(ctx context.Context) (keys.Version, error) { return s.generation(ctx) }
+
+// TestManagedRotationUnchangedGeneration: a rotation that leaves the
+// version and its generation as they were fails the run before any
+// rewrap, and reports no rotation.
+func TestManagedRotationUnchangedGeneration(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	p := stuck{&managed{inner: e.keyring}}
+	e.keyring = nil
+	managedBackup(t, e, p.managed)
+	before := e.objects(t)
+	res, err := rotation.Run(ctx, rotation.Options{Store: e.st, Provider: p, Rotate: true})
+	if err == nil || !strings.Contains(err.Error(), "unchanged") || !strings.Contains(err.Error(), managedRef.String()) {
+		t.Fatalf("rotation with an unchanged generation: %v", err)
+	}
+	if res.Rotated != nil || len(res.Backups) != 0 || res.PrimaryGeneration != "" {
+		t.Fatalf("result %+v", res)
+	}
+	if after := e.objects(t); len(after) != len(before) {
+		t.Fatalf("objects written: %d, was %d", len(after), len(before))
+	}
+}

@@ -271,8 +271,16 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				}
 				return res, fmt.Errorf("rotation: rotate KEK: %w", err)
 			}
+			if res.From != nil && v.Ref == res.From.Ref && v.Generation == res.From.Generation {
+				// Nothing new to rewrap under: a provider that rotates
+				// material under one version (awskms managed) returned
+				// before its new material was current, or did not rotate.
+				// Rewrapping would only rewrite the old generation, and the
+				// run would record a rotation that did not happen.
+				return res, fmt.Errorf("rotation: rotate KEK: the provider reported a rotation of %s, but its version and material generation (%q) are unchanged; nothing is rewrapped", v.Ref, v.Generation)
+			}
 			res.Rotated = &v
-			log.Info("KEK rotated", "version", v.Ref.String())
+			log.Info("KEK rotated", "version", v.Ref.String(), "generation", v.Generation)
 			if versions, err = opts.Provider.Versions(ctx); err != nil {
 				return res, fmt.Errorf("rotation: list KEK versions after rotating to %s: %w", v.Ref, err)
 			}

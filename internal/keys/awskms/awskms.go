@@ -90,13 +90,49 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// kmsAPI is the part of the KMS client the provider calls; *kms.Client
+// implements it. It exists so that tests can answer calls local-kms does
+// not implement (RotateKeyOnDemand, ListKeyRotations) or fail calls it
+// would let through.
+type kmsAPI interface {
+	CreateAlias(context.Context, *kms.CreateAliasInput, ...func(*kms.Options)) (*kms.CreateAliasOutput, error)
+	CreateKey(context.Context, *kms.CreateKeyInput, ...func(*kms.Options)) (*kms.CreateKeyOutput, error)
+	Decrypt(context.Context, *kms.DecryptInput, ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	DescribeKey(context.Context, *kms.DescribeKeyInput, ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
+	DisableKey(context.Context, *kms.DisableKeyInput, ...func(*kms.Options)) (*kms.DisableKeyOutput, error)
+	Encrypt(context.Context, *kms.EncryptInput, ...func(*kms.Options)) (*kms.EncryptOutput, error)
+	ListKeyRotations(context.Context, *kms.ListKeyRotationsInput, ...func(*kms.Options)) (*kms.ListKeyRotationsOutput, error)
+	ListKeys(context.Context, *kms.ListKeysInput, ...func(*kms.Options)) (*kms.ListKeysOutput, error)
+	ListResourceTags(context.Context, *kms.ListResourceTagsInput, ...func(*kms.Options)) (*kms.ListResourceTagsOutput, error)
+	RotateKeyOnDemand(context.Context, *kms.RotateKeyOnDemandInput, ...func(*kms.Options)) (*kms.RotateKeyOnDemandOutput, error)
+	ScheduleKeyDeletion(context.Context, *kms.ScheduleKeyDeletionInput, ...func(*kms.Options)) (*kms.ScheduleKeyDeletionOutput, error)
+	TagResource(context.Context, *kms.TagResourceInput, ...func(*kms.Options)) (*kms.TagResourceOutput, error)
+	UntagResource(context.Context, *kms.UntagResourceInput, ...func(*kms.Options)) (*kms.UntagResourceOutput, error)
+	UpdateAlias(context.Context, *kms.UpdateAliasInput, ...func(*kms.Options)) (*kms.UpdateAliasOutput, error)
+}
+
+var _ kmsAPI = (*kms.Client)(nil)
+
+// How long Rotate (managed strategy) waits for an on-demand rotation to
+// take effect, and the first and longest pause between polls.
+const (
+	defaultRotateWait  = 2 * time.Minute
+	defaultPollFirst   = time.Second
+	defaultPollLongest = 15 * time.Second
+)
+
 // Provider is a KEK provider on AWS KMS. It is safe for concurrent use.
 type Provider struct {
-	client   *kms.Client
+	client   kmsAPI
 	strategy Strategy
 	key      string // the alias or key as configured; Ref.Key
 	now      func() time.Time
 	log      *slog.Logger
+
+	// rotateWait bounds the wait for a managed key's on-demand rotation
+	// to show (CurrentKeyMaterialId changing); pollFirst and pollLongest
+	// are the first and the longest pause between DescribeKey polls.
+	rotateWait, pollFirst, pollLongest time.Duration
 }
 
 var _ keys.Provider = (*Provider)(nil)
@@ -106,7 +142,8 @@ var _ keys.Provider = (*Provider)(nil)
 // alias that does not exist yet fails every operation with
 // keys.ErrKeyNotFound until Bootstrap creates it.
 func New(ctx context.Context, opts Options) (*Provider, error) {
-	p := &Provider{strategy: opts.Strategy, now: opts.Now, log: opts.Logger}
+	p := &Provider{strategy: opts.Strategy, now: opts.Now, log: opts.Logger,
+		rotateWait: defaultRotateWait, pollFirst: defaultPollFirst, pollLongest: defaultPollLongest}
 	switch {
 	case opts.KeyID != "" && opts.Alias != "":
 		return nil, errors.New("awskms: set one of KeyID and Alias, not both")
@@ -200,7 +237,10 @@ func (p *Provider) Bootstrap(ctx context.Context) (keys.Version, error) {
 		if md.KeySpec != types.KeySpecSymmetricDefault || md.KeyUsage != types.KeyUsageTypeEncryptDecrypt {
 			return keys.Version{}, fmt.Errorf("awskms: bootstrap %s: key %s is %s/%s, want a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key", p.key, aws.ToString(md.KeyId), md.KeySpec, md.KeyUsage)
 		}
-		v := p.managedVersion(md)
+		v, err := p.managedVersion(ctx, md)
+		if err != nil {
+			return keys.Version{}, err
+		}
 		if v.State != keys.StateEnabled {
 			return keys.Version{}, fmt.Errorf("awskms: bootstrap %s: key is %s: %w", v.Ref, md.KeyState, keys.ErrVersionRetired)
 		}
@@ -443,21 +483,72 @@ func (p *Provider) Rotate(ctx context.Context) (keys.Version, error) {
 	return v, nil
 }
 
+// rotateManaged asks KMS to rotate the key's material and waits until it
+// has: RotateKeyOnDemand only starts a rotation, which completes
+// asynchronously, so the key's CurrentKeyMaterialId is polled (up to
+// rotateWait, backing off) until it changes. Returning earlier would let
+// the caller rewrap "under the new material" while KMS still encrypts with
+// the old, and record a rotation whose generation did not change.
+//
+// A key for which KMS reports no CurrentKeyMaterialId is not rotated at
+// all: lifeboat could neither tell when the new material is in use nor name
+// key objects under it (docs/format.md §3.2), and an on-demand rotation
+// spends one of the key's limited allowance.
 func (p *Provider) rotateManaged(ctx context.Context) (keys.Version, error) {
-	_, err := p.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(p.key)})
+	name := ProviderType + ":" + p.key
+	md, err := p.describe(ctx, p.key)
 	if err != nil {
-		var re *smithyhttp.ResponseError
-		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented {
-			return keys.Version{}, fmt.Errorf("awskms: rotate %s:%s (managed strategy): the KMS endpoint does not implement RotateKeyOnDemand (HTTP 501; local-kms does not); rotate the key material in AWS KMS or use the alias strategy: %w", ProviderType, p.key, errors.ErrUnsupported)
+		return keys.Version{}, p.opErr("rotate", p.key, "", err)
+	}
+	before := aws.ToString(md.CurrentKeyMaterialId)
+	if before == "" {
+		return keys.Version{}, fmt.Errorf("awskms: rotate %s (managed strategy): the KMS endpoint reports no CurrentKeyMaterialId for key %s, so lifeboat could not tell when new key material is in use or name key objects under it; RotateKeyOnDemand was not called; rotate the key material in AWS KMS or use the alias strategy: %w", name, aws.ToString(md.KeyId), errors.ErrUnsupported)
+	}
+	_, err = p.client.RotateKeyOnDemand(ctx, &kms.RotateKeyOnDemandInput{KeyId: aws.String(p.key)})
+	if err != nil {
+		if isNotImplemented(err) {
+			return keys.Version{}, fmt.Errorf("awskms: rotate %s (managed strategy): the KMS endpoint does not implement RotateKeyOnDemand (HTTP 501); rotate the key material in AWS KMS or use the alias strategy: %w", name, errors.ErrUnsupported)
 		}
 		return keys.Version{}, p.opErr("rotate (RotateKeyOnDemand)", p.key, "", err)
 	}
-	p.log.Info("awskms: requested on-demand rotation of key material", "key", p.key)
-	v, err := primary(p.Versions(ctx))
-	if err != nil {
-		return keys.Version{}, err
+	p.log.Info("awskms: requested on-demand rotation of key material; waiting for it to complete", "key", p.key, "material", before)
+
+	wctx, cancel := context.WithTimeout(ctx, p.rotateWait)
+	defer cancel()
+	pause := p.pollFirst
+	var lastErr error
+	for {
+		t := time.NewTimer(pause)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		if err := ctx.Err(); err != nil {
+			return keys.Version{}, fmt.Errorf("awskms: rotate %s (managed strategy): RotateKeyOnDemand was accepted, but the wait for the new key material (was %s) stopped: %w", name, before, err)
+		}
+		if wctx.Err() != nil {
+			break
+		}
+		md, err := p.describe(wctx, p.key)
+		switch {
+		case err != nil:
+			lastErr = err
+		case aws.ToString(md.CurrentKeyMaterialId) != "" && aws.ToString(md.CurrentKeyMaterialId) != before:
+			v, err := p.managedVersion(ctx, md)
+			if err != nil {
+				return keys.Version{}, err
+			}
+			p.log.Info("awskms: rotated key material", "key", p.key, "from", before, "to", v.Generation)
+			return v, nil
+		}
+		pause = min(2*pause, p.pollLongest)
 	}
-	return v, nil
+	e := fmt.Errorf("awskms: rotate %s (managed strategy): KMS accepted RotateKeyOnDemand for key %s, but its current key material is still %s after %s, so nothing is rewrapped under it; the rotation completes asynchronously: once the key's CurrentKeyMaterialId changes, rerun with --no-rotate to rewrap without rotating again", name, aws.ToString(md.KeyId), before, p.rotateWait)
+	if lastErr != nil {
+		e = fmt.Errorf("%w (last DescribeKey error: %s)", e, kmsReason(lastErr))
+	}
+	return keys.Version{}, e
 }
 
 // createVersion creates a KMS key tagged as version seq of the alias and
@@ -483,19 +574,49 @@ func (p *Provider) createVersion(ctx context.Context, seq int, create bool) (key
 	} else {
 		_, err = p.client.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String(p.key), TargetKeyId: aws.String(id)})
 	}
+	v := keys.Version{Ref: p.ref(id), Created: created, State: keys.StateEnabled, Primary: true}
 	if err != nil {
-		// The new key never was primary and wrapped nothing: take it out
-		// of the alias's versions and schedule its deletion, best effort.
-		cctx := context.WithoutCancel(ctx)
-		_, uerr := p.client.UntagResource(cctx, &kms.UntagResourceInput{KeyId: aws.String(id), TagKeys: []string{TagAlias}})
-		_, derr := p.client.ScheduleKeyDeletion(cctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(7)})
-		e := p.opErr("rotate: point alias at new key for", p.key, id, err)
-		if uerr != nil || derr != nil {
-			e = fmt.Errorf("%w (cleanup of unused key %s also failed: untag: %v, schedule deletion: %v)", e, id, uerr, derr)
-		}
-		return keys.Version{}, e
+		return p.aliasFailed(ctx, v, err)
 	}
-	return keys.Version{Ref: p.ref(id), Created: created, State: keys.StateEnabled, Primary: true}, nil
+	return v, nil
+}
+
+// aliasFailed handles an error from CreateAlias or UpdateAlias pointing
+// the alias at the new version v. The error may be ambiguous: a timeout or
+// a lost response after KMS made the change, or AlreadyExistsException
+// from the SDK's retry of a CreateAlias that had succeeded. So the alias
+// is read back first:
+//
+//   - it targets v: the change happened; v is the primary and is returned
+//     without error (KMS's error is logged);
+//   - it targets another key, or does not exist: v never was primary and
+//     wrapped nothing, so it is untagged (no longer one of the alias's
+//     versions) and scheduled for deletion, best effort;
+//   - it cannot be read: v may be the primary, so it is left alone and the
+//     error says so, naming it.
+func (p *Provider) aliasFailed(ctx context.Context, v keys.Version, aliasErr error) (keys.Version, error) {
+	id := v.Ref.Version
+	e := p.opErr("rotate: point alias at new key for", p.key, id, aliasErr)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	md, derr := p.describe(cctx, p.key)
+	switch {
+	case derr == nil && keyIDOf(aws.ToString(md.KeyId)) == id:
+		p.log.Warn("awskms: KMS reported an error moving the alias, but the alias targets the new key: the change was made", "alias", p.key, "version", id, "error", kmsReason(aliasErr))
+		return v, nil
+	case derr != nil && !isCode(derr, "NotFoundException"):
+		return keys.Version{}, fmt.Errorf("%w; the alias could not be read back (%s), so it may already target the new key %s: that key was left in place, tagged as a version of %s; check the alias (aws kms describe-key --key-id %s) before retrying", e, kmsReason(derr), id, p.key, p.key)
+	}
+	target := "no key (the alias does not exist)"
+	if derr == nil {
+		target = "key " + aws.ToString(md.KeyId)
+	}
+	_, uerr := p.client.UntagResource(cctx, &kms.UntagResourceInput{KeyId: aws.String(id), TagKeys: []string{TagAlias}})
+	_, serr := p.client.ScheduleKeyDeletion(cctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(7)})
+	if uerr != nil || serr != nil {
+		return keys.Version{}, fmt.Errorf("%w (the alias targets %s; cleanup of the unused key %s also failed: untag: %v, schedule deletion: %v)", e, target, id, uerr, serr)
+	}
+	return keys.Version{}, fmt.Errorf("%w (the alias targets %s; the unused key %s was untagged and scheduled for deletion)", e, target, id)
 }
 
 // adopt tags the alias's target as one of its versions when it is not.
@@ -550,7 +671,11 @@ func (p *Provider) versions(ctx context.Context) ([]keys.Version, map[string]int
 		return nil, nil, p.opErr("list versions of", p.key, "", err)
 	}
 	if p.strategy == StrategyManaged {
-		return []keys.Version{p.managedVersion(target)}, nil, nil
+		v, err := p.managedVersion(ctx, target)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []keys.Version{v}, nil, nil
 	}
 	primaryID := aws.ToString(target.KeyId)
 	var found []aliasVersion
@@ -637,14 +762,78 @@ func (p *Provider) aliasVersion(ctx context.Context, id string, tags map[string]
 // the key's current key material (CurrentKeyMaterialId), which KMS
 // changes on every rotation under the same key ID; a KMS endpoint that
 // does not report it leaves the generation empty.
-func (p *Provider) managedVersion(md *types.KeyMetadata) keys.Version {
+//
+// Its Created is when the current material became current, not when the
+// key was made: rotation.every (rotation.Options.MinAge) is measured from
+// it, so with the key's CreationDate every `keys rotate` run after the key
+// is older than every would rotate again (and use up the key's fixed
+// allowance of on-demand rotations). See materialSince.
+func (p *Provider) managedVersion(ctx context.Context, md *types.KeyMetadata) (keys.Version, error) {
+	created, err := p.materialSince(ctx, md)
+	if err != nil {
+		return keys.Version{}, err
+	}
 	return keys.Version{
 		Ref:        p.ref(aws.ToString(md.KeyId)),
-		Created:    aws.ToTime(md.CreationDate).UTC(),
+		Created:    created.UTC(),
 		State:      state(md.KeyState),
 		Primary:    true,
 		Generation: aws.ToString(md.CurrentKeyMaterialId),
+	}, nil
+}
+
+// materialSince returns when a managed key's current material became
+// current: the newest RotationDate in ListKeyRotations (automatic and
+// on-demand rotations alike), or the key's CreationDate when it was never
+// rotated.
+//
+// An endpoint that does not implement ListKeyRotations (HTTP 501;
+// local-kms does not) cannot have rotated the key through lifeboat either
+// (it would not implement RotateKeyOnDemand), so the CreationDate is
+// used then. Any other error fails: guessing the CreationDate would make
+// rotation.every rotate on every run. Without kms:ListKeyRotations the
+// error is keys.ErrAccessDenied.
+func (p *Provider) materialSince(ctx context.Context, md *types.KeyMetadata) (time.Time, error) {
+	id := aws.ToString(md.KeyId)
+	newest := aws.ToTime(md.CreationDate)
+	var marker *string
+	for {
+		out, err := p.client.ListKeyRotations(ctx, &kms.ListKeyRotationsInput{KeyId: aws.String(id), Marker: marker})
+		if err != nil {
+			if isNotImplemented(err) {
+				p.log.Debug("awskms: the KMS endpoint does not implement ListKeyRotations; the managed key's age is taken from its creation date", "key", p.key)
+				return aws.ToTime(md.CreationDate), nil
+			}
+			e := p.opErr("read when the key material was last rotated (ListKeyRotations) for", p.key, "", err)
+			if errors.Is(e, keys.ErrAccessDenied) {
+				e = fmt.Errorf("%w (the managed strategy needs kms:ListKeyRotations to honour rotation.every)", e)
+			}
+			return time.Time{}, e
+		}
+		newest = newestRotation(newest, out.Rotations)
+		if !out.Truncated || aws.ToString(out.NextMarker) == "" {
+			return newest, nil
+		}
+		marker = out.NextMarker
 	}
+}
+
+// newestRotation returns the latest RotationDate in rs, or since when none
+// is later. Entries without a RotationDate (the first material, imported
+// material not yet rotated in) are skipped.
+func newestRotation(since time.Time, rs []types.RotationsListEntry) time.Time {
+	for _, r := range rs {
+		if d := aws.ToTime(r.RotationDate); d.After(since) {
+			since = d
+		}
+	}
+	return since
+}
+
+// isNotImplemented reports whether a KMS endpoint answered HTTP 501.
+func isNotImplemented(err error) bool {
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
 }
 
 func state(s types.KeyState) keys.VersionState {

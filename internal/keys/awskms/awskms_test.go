@@ -300,7 +300,9 @@ func TestManaged(t *testing.T) {
 	if len(vs) != 1 || !vs[0].Primary || vs[0].State != keys.StateEnabled || vs[0].Ref != w.KEK || vs[0].Created.IsZero() {
 		t.Fatalf("managed Versions: %+v, want one enabled primary %s", vs, w.KEK)
 	}
-	// local-kms answers RotateKeyOnDemand with 501.
+	// local-kms reports no CurrentKeyMaterialId, so Rotate refuses before
+	// calling RotateKeyOnDemand (which local-kms answers with 501; see
+	// TestManagedRotateNotImplemented).
 	_, err = p.Rotate(ctx)
 	if err == nil {
 		t.Fatal("Rotate on local-kms succeeded; local-kms does not implement RotateKeyOnDemand")
@@ -309,7 +311,7 @@ func TestManaged(t *testing.T) {
 		t.Fatalf("Rotate: %v does not wrap errors.ErrUnsupported", err)
 	}
 	t.Logf("managed Rotate on local-kms: %v", err)
-	for _, want := range []string{"RotateKeyOnDemand", "501", id, "alias strategy"} {
+	for _, want := range []string{"RotateKeyOnDemand", "CurrentKeyMaterialId", id, "alias strategy"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("Rotate error %q does not say %q", err, want)
 		}

@@ -53,9 +53,14 @@
 //
 //   - Rotate: CreateKey (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT) with the tags
 //     lifeboat.dev/alias=<alias>, lifeboat.dev/created=<RFC 3339 time> and
-//     lifeboat.dev/seq=<n>, then UpdateAlias to it. If moving the alias
-//     fails, the new key (which wrapped nothing) is untagged and scheduled
-//     for deletion, best effort.
+//     lifeboat.dev/seq=<n>, then UpdateAlias to it (CreateAlias for the
+//     first version). If moving the alias fails, the alias is read back
+//     first, since the failure may be ambiguous (a lost response, a retry
+//     answered AlreadyExistsException): if it targets the new key, the
+//     change happened and the rotation succeeds; if it targets another key
+//     or none, the new key (which wrapped nothing) is untagged and
+//     scheduled for deletion, best effort; if it cannot be read, the new
+//     key is left alone and the error names it.
 //   - Versions: ListKeys, and ListResourceTags of each key, finding the keys
 //     tagged with the alias, ordered by seq, then created, then key ID; plus
 //     the alias's target if it is untagged (it is the primary). State comes
@@ -90,16 +95,35 @@
 //
 //   - Versions returns a single version, the key itself (Version = its key
 //     ID), always primary.
-//   - Rotate calls RotateKeyOnDemand and returns that same version: the
-//     reference does not change when the material does. Such a provider
-//     therefore does not pass keys/keystest (which requires a new reference
-//     per rotation) and is not run through it. Rewrapping under a managed
-//     key re-encrypts under the current material but yields a key object
-//     with the same reference (and so the same key object name) as before.
+//   - Its Created is when its current material became current: the newest
+//     RotationDate in ListKeyRotations, or the key's CreationDate when it
+//     was never rotated (or the endpoint does not implement
+//     ListKeyRotations, HTTP 501). rotation.every is measured from it.
+//     Any other ListKeyRotations error fails Versions (without
+//     kms:ListKeyRotations: keys.ErrAccessDenied).
+//   - Its Generation is the key's CurrentKeyMaterialId (docs/format.md
+//     §3.2).
+//   - Rotate refuses a key for which KMS reports no CurrentKeyMaterialId
+//     (errors.ErrUnsupported, before calling RotateKeyOnDemand). Otherwise
+//     it calls RotateKeyOnDemand, which KMS completes asynchronously, and
+//     polls DescribeKey (up to 2 minutes, backing off from 1 s to 15 s)
+//     until CurrentKeyMaterialId changes; if it does not, or ctx ends,
+//     Rotate fails naming the key. It returns that same version with the
+//     new generation: the reference does not change when the material
+//     does. Such a provider therefore does not pass keys/keystest (which
+//     requires a new reference per rotation) and is not run through it.
+//     Rewrapping under a managed key re-encrypts under the current
+//     material and yields a key object with the same reference as before,
+//     stored under a name that includes the generation (docs/format.md
+//     §3.2).
 //   - Retire fails, wrapping errors.ErrUnsupported (and
 //     keys.ErrRetirePrimary when asked for the key's own version): KMS offers
 //     no way to disable one material version. Disabling the whole key out of
 //     band makes every wrap under it fail with keys.ErrVersionRetired.
+//
+// IAM (managed): kms:Encrypt, kms:Decrypt, kms:DescribeKey; for Versions
+// (keys rotate, keys status) also kms:ListKeyRotations; for Rotate also
+// kms:RotateKeyOnDemand.
 //
 // # What local-kms could not exercise
 //
@@ -107,10 +131,14 @@
 // strategy runs the full keystest conformance suite there, and tags,
 // aliases, DisableKey and ScheduleKeyDeletion all work. Not exercised:
 //
-//   - RotateKeyOnDemand: local-kms answers 501; the test checks that Rotate
-//     then fails clearly (naming RotateKeyOnDemand, HTTP 501 and the key,
-//     wrapping errors.ErrUnsupported). A successful on-demand or scheduled
-//     rotation, and decrypting old ciphertexts after it, was not run.
+//   - RotateKeyOnDemand, ListKeyRotations and CurrentKeyMaterialId:
+//     local-kms answers 501 to the first two and reports no material ID.
+//     The tests check that Rotate then refuses clearly, and act out KMS's
+//     answers with a fake in front of local-kms (the kmsAPI seam): the age
+//     taken from the newest rotation, the wait for the asynchronous
+//     rotation and its failure when the material does not change, and a
+//     501 from RotateKeyOnDemand. A real on-demand or scheduled rotation,
+//     and decrypting old ciphertexts after it, was not run.
 //   - IAM: local-kms checks no permissions and no signatures. The
 //     AccessDeniedException mapping is tested against a stub server that
 //     answers every call with it, not against KMS.
