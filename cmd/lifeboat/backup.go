@@ -626,6 +626,10 @@ func manifestTable(m catalog.Manifest) table {
 		}
 		add("manifests", fmt.Sprintf("%d objects of %d kinds in %d namespaces, %d policy objects, %d resources skipped",
 			x.Objects, len(kinds), len(namespaces), len(x.Policies), len(x.Skipped)))
+		if len(x.Inconsistent) > 0 {
+			add("manifests inconsistent", strings.Join(x.Inconsistent, ", ")+
+				" (listed across an expired continue token: not a consistent snapshot)")
+		}
 		add("manifests index sha256", x.IndexSHA256)
 	}
 	if v := m.Volumes; v != nil {

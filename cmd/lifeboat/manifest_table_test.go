@@ -20,8 +20,9 @@ func TestManifestTableSections(t *testing.T) {
 				{Version: "v1", Kind: "ConfigMap", Namespace: "ehr", Count: 3},
 				{Version: "v1", Kind: "ConfigMap", Namespace: "billing", Count: 1},
 				{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole", Count: 1}},
-			Policies: []catalog.PolicyObject{{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole", Name: "reader", SHA256: strings.Repeat("b", 64)}},
-			Skipped:  []catalog.ResourceSkip{{Resource: "secrets/v1", Reason: "forbidden"}}},
+			Policies:     []catalog.PolicyObject{{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole", Name: "reader", SHA256: strings.Repeat("b", 64)}},
+			Skipped:      []catalog.ResourceSkip{{Resource: "secrets/v1", Reason: "forbidden"}},
+			Inconsistent: []string{"configmaps/v1", "feeds.lifeboat-test.dev/v1"}},
 		Volumes: &catalog.Volumes{Snapshots: []catalog.VolumeSnapshot{
 			{Namespace: "ehr", Claim: "db", Snapshot: "s1", Driver: "csi.example", Handle: "h1", RestoreSize: 2 << 30},
 			{Namespace: "ehr", Claim: "logs", Snapshot: "s2", Error: "timed out"}}, Expired: []string{"ehr/old"}},
@@ -38,6 +39,7 @@ func TestManifestTableSections(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"manifests = 5 objects of 2 kinds in 2 namespaces, 1 policy objects, 1 resources skipped",
+		"manifests inconsistent = configmaps/v1, feeds.lifeboat-test.dev/v1 (listed across an expired continue token: not a consistent snapshot)",
 		"volume snapshot = ehr/db: s1, csi.example handle h1, restore size 2.0 GiB",
 		"volume snapshot = ehr/logs: FAILED: timed out",
 		"volume snapshots expired = ehr/old",

@@ -7,18 +7,26 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -270,6 +278,146 @@ func TestRunManifestsForbidden(t *testing.T) {
 	_, err = backup.Run(ctx, backup.Options{Plan: p, Store: f.st, Keys: f.keyring, Version: "test"})
 	if err == nil || !strings.Contains(err.Error(), "secret ehr/db key password") || !strings.Contains(err.Error(), "forbidden") {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// expiringProxy starts a TLS proxy in front of c's API server that lists
+// configmaps 4 at a time and answers the first continued list of them as
+// the API server does when etcd has compacted past the token's revision:
+// 410 Gone, with a continue token that goes on from the same key at the
+// latest revision. It returns a kubeconfig for the proxy with c's admin
+// token.
+func expiringProxy(t *testing.T, c *testenv.Cluster) string {
+	t.Helper()
+	rt, err := rest.TransportFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{CAFile: c.CAFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream, err := url.Parse(c.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var expired atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if strings.HasSuffix(r.URL.Path, "/configmaps") && q.Has("limit") {
+			if cont := q.Get("continue"); cont != "" && expired.CompareAndSwap(false, true) {
+				raw, err := base64.RawURLEncoding.DecodeString(cont)
+				var tok map[string]any
+				if err == nil {
+					err = json.Unmarshal(raw, &tok)
+				}
+				if err != nil {
+					http.Error(w, "continue token: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+				tok["rv"] = -1
+				raw, _ = json.Marshal(tok)
+				body, _ := json.Marshal(metav1.Status{
+					TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+					Message: "The provided continue parameter is too old to display a consistent list result.",
+					Reason:  metav1.StatusReasonExpired, Code: http.StatusGone,
+					ListMeta: metav1.ListMeta{Continue: base64.RawURLEncoding.EncodeToString(raw)},
+				})
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusGone)
+				w.Write(body)
+				return
+			}
+			q.Set("limit", "4")
+		}
+		out := r.Clone(r.Context())
+		out.RequestURI = ""
+		out.URL.Scheme, out.URL.Host, out.Host = upstream.Scheme, upstream.Host, upstream.Host
+		out.URL.RawQuery = q.Encode()
+		resp, err := rt.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "proxy-ca.crt")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+  - name: proxy
+    cluster:
+      server: %q
+      certificate-authority: %q
+users:
+  - name: admin
+    user:
+      token: %q
+contexts:
+  - name: proxy
+    context:
+      cluster: proxy
+      user: admin
+current-context: proxy
+`, srv.URL, ca, c.Token)
+	if err := os.WriteFile(kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !expired.Load() {
+			t.Error("no continued list of configmaps went through the proxy")
+		}
+	})
+	return kubeconfig
+}
+
+// TestRunManifestsInconsistent: a resource listed across an expired
+// continue token makes the backup partial, named in the manifest's
+// manifests.inconsistent and skipped (what backup show, drills and
+// evidence read), not only in the encrypted index.
+func TestRunManifestsInconsistent(t *testing.T) {
+	ctx := testContext(t)
+	c := testenv.StartCluster(t)
+	testenv.SeedConfigMaps(t, c.RESTConfig(c.Token), 30, 1, 16, 4)
+
+	f := newFixture(t)
+	p := plan("cluster", config.Source{Manifests: &config.ManifestsSource{IncludeNamespaces: []string{"bulk-0"}}})
+	p.Spec.Cluster = &config.ClusterRef{Kubeconfig: expiringProxy(t, c)}
+	m, err := backup.Run(ctx, backup.Options{Plan: p, Store: f.st, Keys: f.keyring, Version: "test"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	want := catalog.Skip{Source: catalog.SourceManifests, Reason: "configmaps/v1: " + catalog.InconsistentReason}
+	if m.Status != catalog.StatusPartial || len(m.Skipped) != 1 || m.Skipped[0] != want {
+		t.Fatalf("status %s, skipped %+v", m.Status, m.Skipped)
+	}
+	if x := m.Manifests; x == nil || !slices.Equal(x.Inconsistent, []string{"configmaps/v1"}) || len(x.Skipped) != 0 {
+		t.Fatalf("manifests section: %+v", m.Manifests)
+	}
+	stored, err := catalog.Read(ctx, f.st, m.Backup)
+	if err != nil || stored.Status != catalog.StatusPartial || !slices.Equal(stored.Manifests.Inconsistent, []string{"configmaps/v1"}) {
+		t.Fatalf("Read: %v, %+v", err, stored)
+	}
+	_, members := untar(t, decrypt(t, f, m, catalog.ArtifactManifests))
+	var idx manifests.Index
+	if err := json.Unmarshal(members[manifests.IndexMember], &idx); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range idx.Objects {
+		if e.Kind == "ConfigMap" && e.Namespace == "bulk-0" {
+			n++
+		}
+	}
+	if !slices.Equal(idx.Inconsistent, []string{"configmaps/v1"}) || n < 30 {
+		t.Fatalf("index: inconsistent %v, %d configmaps", idx.Inconsistent, n)
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 
 // manifestsSource exports the cluster's objects through its API server
 // into the manifests.tar artifact and fills m.Manifests. Resources the API
-// server would not list are recorded in m.Skipped, making the backup
-// partial; any other failure fails the source and stores nothing.
+// server would not list, and resources listed across an expired continue
+// token (not a consistent snapshot), are recorded in m.Skipped
+// (Manifests.Skips), making the backup partial; any other failure fails
+// the source and stores nothing.
 func (r *run) manifestsSource(ctx context.Context, src *config.ManifestsSource, m *catalog.Manifest) error {
 	cfg, err := r.kube()
 	if err != nil {

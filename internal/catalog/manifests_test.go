@@ -1,6 +1,8 @@
 package catalog_test
 
 import (
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +47,34 @@ func TestManifestsSection(t *testing.T) {
 	if got := (*catalog.Manifests)(nil).Skips(); got != nil {
 		t.Fatalf("Skips of nil: %v", got)
 	}
+
+	// A resource listed across an expired continue token is a skip too:
+	// the backup is partial, and says why.
+	m = manifestsManifest()
+	m.Manifests.Skipped = nil
+	m.Manifests.Inconsistent = []string{"secrets/v1", "feeds.lifeboat-test.dev/v1"}
+	m.Skipped = m.Manifests.Skips()
+	want := []catalog.Skip{
+		{Source: "manifests", Reason: "secrets/v1: listed across an expired continue token, not a consistent snapshot; objects changed meanwhile may be missing"},
+		{Source: "manifests", Reason: "feeds.lifeboat-test.dev/v1: listed across an expired continue token, not a consistent snapshot; objects changed meanwhile may be missing"},
+	}
+	if !slices.Equal(m.Skipped, want) {
+		t.Fatalf("Skips of inconsistent: %v", m.Skipped)
+	}
+	if err := m.Validate(); err != nil {
+		t.Fatalf("Validate with inconsistent: %v", err)
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"inconsistent": [`) {
+		t.Fatalf("manifest lacks inconsistent:\n%s", b)
+	}
+	var back catalog.Manifest
+	if err := json.Unmarshal(b, &back); err != nil || !slices.Equal(back.Manifests.Inconsistent, m.Manifests.Inconsistent) {
+		t.Fatalf("round trip: %v, %+v", err, back.Manifests)
+	}
 	for name, mutate := range map[string]func(*catalog.Manifests){
 		"secret policy": func(x *catalog.Manifests) {
 			x.Policies = append(x.Policies, catalog.PolicyObject{Version: "v1", Kind: "Secret", Namespace: "ehr", Name: "db", SHA256: x.IndexSHA256})
@@ -55,9 +85,18 @@ func TestManifestsSection(t *testing.T) {
 			x.Policies[1].Group = "rbac.authorization.k8s.io"
 			x.Policies[1].Labels = x.Policies[0].Labels
 		},
-		"counts mismatch":    func(x *catalog.Manifests) { x.Objects = 3 },
-		"no index digest":    func(x *catalog.Manifests) { x.IndexSHA256 = "" },
-		"skip and no reason": func(x *catalog.Manifests) { x.Skipped[0].Reason = "" },
+		"counts mismatch":         func(x *catalog.Manifests) { x.Objects = 3 },
+		"no index digest":         func(x *catalog.Manifests) { x.IndexSHA256 = "" },
+		"skip and no reason":      func(x *catalog.Manifests) { x.Skipped[0].Reason = "" },
+		"inconsistent empty":      func(x *catalog.Manifests) { x.Inconsistent = []string{""} },
+		"inconsistent no version": func(x *catalog.Manifests) { x.Inconsistent = []string{"secrets"} },
+		"inconsistent object name": func(x *catalog.Manifests) {
+			x.Inconsistent = []string{"secrets/v1/ehr/db"}
+		},
+		"inconsistent whole group": func(x *catalog.Manifests) { x.Inconsistent = []string{"*.metrics.k8s.io/v1beta1"} },
+		"inconsistent twice": func(x *catalog.Manifests) {
+			x.Inconsistent = []string{"configmaps/v1", "configmaps/v1"}
+		},
 	} {
 		m := manifestsManifest()
 		mutate(m.Manifests)

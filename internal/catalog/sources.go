@@ -47,6 +47,12 @@ type Manifests struct {
 	// Skipped are resources that could not be listed, with the reason;
 	// any entry makes the backup partial.
 	Skipped []ResourceSkip `json:"skipped,omitempty"`
+	// Inconsistent are resources ("resource.group/version", or
+	// "resource/version" for the core group) whose list went on across
+	// an expired continue token: they are in the artifact, but not as a
+	// consistent snapshot, so objects changed meanwhile may be missing.
+	// Any entry makes the backup partial (Skips).
+	Inconsistent []string `json:"inconsistent,omitempty"`
 	// IndexSHA256 is the SHA-256 of the index member of the tar.
 	IndexSHA256 string `json:"indexSHA256"`
 }
@@ -211,6 +217,9 @@ func (x *Manifests) validate() error {
 		if s.Resource == "" || s.Reason == "" {
 			return fmt.Errorf("skipped[%d]: resource and reason are required", i)
 		}
+	}
+	if err := validateInconsistent(x.Inconsistent); err != nil {
+		return err
 	}
 	if !isSHA256Hex(x.IndexSHA256) {
 		return errors.New("indexSHA256: want 64 lowercase hex digits")

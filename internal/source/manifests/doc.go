@@ -8,21 +8,25 @@
 // objects are listed, stripped, encoded and written one by one, so memory
 // holds one page and the index (about 200 bytes per object), whatever the
 // size of the cluster. A list that fails with an error the API server
-// reports per resource (forbidden, not found, an unavailable aggregated
-// API) is recorded as skipped and the export goes on; any other failure
-// ends the stream with that error, so that a reader never sees a clean
-// end of a tar that is missing objects.
+// reports per resource (forbidden, not found, a 503 from an aggregated
+// API whose backend is down) is recorded as skipped and the export goes
+// on; any other failure, a 503 from the API server's own groups among
+// them (the API server itself is unavailable), ends the stream with that
+// error, so that a reader never sees a clean end of a tar that is missing
+// objects.
 //
 // Each resource is listed in pages (Options.PageSize, default 500), the
 // next page fetched while the current one is written. When the API server
 // answers a continue token with 410 Gone (etcd compacted past the list's
 // revision), the export goes on with the inconsistent-continuation token
 // the 410 carries, which resumes after the last key listed: no object is
-// written twice, but the resource is no longer a snapshot, and the index
-// says so (Index.Inconsistent). A 410 without such a token ends that
-// resource, which is then recorded as skipped, making the backup partial.
-// Restarting the list from the beginning is not an option: its objects
-// are already in the stream.
+// written twice, but the resource is no longer a snapshot. The index
+// (Index.Inconsistent) and the manifest section (Manifests.Inconsistent)
+// say so, and Manifests.Skips gives it as a skip, so the backup is
+// partial. A 410 without such a token ends that resource, which is then
+// recorded as skipped, making the backup partial. Restarting the list
+// from the beginning is not an option: its objects are already in the
+// stream.
 //
 // DefaultExcludedResources are never exported (events, leases, computed
 // and allocation-only resources), nor are subresources and resources

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -68,7 +70,7 @@ type Index struct {
 	Counts  []catalog.ObjectCount  `json:"counts"`
 	Skipped []catalog.ResourceSkip `json:"skipped"`
 	// Inconsistent are resources whose list continued after an expired
-	// continue token.
+	// continue token: the same as catalog.Manifests.Inconsistent.
 	Inconsistent []string `json:"inconsistent,omitempty"`
 }
 
@@ -199,11 +201,17 @@ type exporter struct {
 	policies     []catalog.PolicyObject
 	skipped      []catalog.ResourceSkip
 	inconsistent []string
+
+	// apiServices is looked up once, at the first 503 (aggregated).
+	apiServicesOnce sync.Once
+	apiServices     map[schema.GroupVersion]string
+	apiServicesErr  error
 }
 
 // discover lists the preferred version of every listable resource that
 // is not excluded, sorted by group, version and resource. A group version
-// whose discovery failed is recorded as skipped.
+// whose discovery failed is recorded as skipped, unless its group is one
+// the API server serves itself (builtinGroup): then discovery fails.
 func (x *exporter) discover(dc discovery.DiscoveryInterface) ([]resource, error) {
 	lists, err := dc.ServerPreferredResources()
 	if err != nil {
@@ -215,6 +223,11 @@ func (x *exporter) discover(dc discovery.DiscoveryInterface) ([]resource, error)
 			return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Version, b.Version))
 		})
 		for _, gv := range gvs {
+			// The API server's own groups do not fail alone: the API
+			// server itself is in trouble, and skipping would drop them.
+			if builtinGroup(gv.Group) {
+				return nil, fmt.Errorf("manifests: discovery of built-in group version %q: %w", gv.String(), gdf.Groups[gv])
+			}
 			x.skip("*."+gv.Group+"/"+gv.Version, "discovery failed: "+gdf.Groups[gv].Error())
 		}
 	}
@@ -320,10 +333,11 @@ func (x *exporter) run(ctx context.Context, w io.Writer, resources []resource) (
 	if err := bw.Flush(); err != nil {
 		return catalog.Manifests{}, fmt.Errorf("manifests: tar: %w", err)
 	}
-	x.log.Info("manifests: export done", "objects", len(objects), "policies", len(x.policies), "skipped", len(x.skipped))
+	x.log.Info("manifests: export done", "objects", len(objects), "policies", len(x.policies), "skipped", len(x.skipped),
+		"inconsistent", len(x.inconsistent))
 	return catalog.Manifests{
 		Objects: len(objects), Counts: counts, Policies: x.policies,
-		Skipped: x.skipped, IndexSHA256: sum,
+		Skipped: x.skipped, Inconsistent: x.inconsistent, IndexSHA256: sum,
 	}, nil
 }
 
@@ -444,14 +458,15 @@ func (x *exporter) pages(ctx context.Context, r resource, ns string, out chan<- 
 				send(page{skip: fmt.Sprintf("list expired after %d objects", listed)})
 				return
 			}
-			if reason, ok := skippable(err); ok {
+			reason, ok, note := x.skippable(ctx, r, err)
+			if ok {
 				if listed > 0 {
 					reason = fmt.Sprintf("%s (after %d objects)", reason, listed)
 				}
 				send(page{skip: reason})
 				return
 			}
-			send(page{err: fmt.Errorf("manifests: list %s: %w", r.name(), err)})
+			send(page{err: fmt.Errorf("manifests: list %s: %s%w", r.name(), note, err)})
 			return
 		}
 		listed += len(list.Items)
@@ -486,17 +501,77 @@ func inconsistentContinue(err error) string {
 }
 
 // skippable reports whether a list error concerns only that resource
-// (the API server answered, and refused), and the reason to record.
-func skippable(err error) (string, bool) {
+// (the API server answered, and refused), and the reason to record. A 503
+// is skippable only from an aggregated API (served by an APIService with
+// a service: its backend is down); from the API server's own groups it
+// means the API server itself is unavailable, and the export fails, with
+// note saying so.
+func (x *exporter) skippable(ctx context.Context, r resource, err error) (reason string, ok bool, note string) {
 	var st apierrors.APIStatus
 	if !errors.As(err, &st) {
-		return "", false
+		return "", false, ""
 	}
 	switch st.Status().Code {
-	case http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusServiceUnavailable:
-		return "list: " + err.Error(), true
+	case http.StatusForbidden, http.StatusNotFound, http.StatusMethodNotAllowed:
+		return "list: " + err.Error(), true, ""
+	case http.StatusServiceUnavailable:
+		if by, ok := x.aggregated(ctx, r.gvr.GroupVersion()); ok {
+			return "list: aggregated API unavailable (" + by + "): " + err.Error(), true, ""
+		}
+		return "", false, "unavailable, and not an aggregated API: "
 	}
-	return "", false
+	return "", false, ""
+}
+
+// apiServicesGVR is the resource of the aggregation layer's APIServices.
+var apiServicesGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
+
+// aggregated reports whether gv is served by an aggregated API server,
+// and what says so. The APIServices are read once: gv is aggregated if its
+// APIService names a service (the API server's own group versions have
+// APIServices without one). If they cannot be read (forbidden, or the API
+// server is itself unavailable), gv is taken as aggregated unless its
+// group is one the API server serves itself: the core group, the groups
+// of k8s.io/api, apiextensions.k8s.io and apiregistration.k8s.io.
+func (x *exporter) aggregated(ctx context.Context, gv schema.GroupVersion) (string, bool) {
+	x.apiServicesOnce.Do(func() {
+		list, err := x.dyn.Resource(apiServicesGVR).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			x.apiServicesErr = err
+			x.log.Warn("manifests: APIServices cannot be read; telling aggregated APIs by group", "err", err)
+			return
+		}
+		x.apiServices = map[schema.GroupVersion]string{}
+		for _, it := range list.Items {
+			group, _, _ := unstructured.NestedString(it.Object, "spec", "group")
+			version, _, _ := unstructured.NestedString(it.Object, "spec", "version")
+			svc, found, _ := unstructured.NestedMap(it.Object, "spec", "service")
+			by := ""
+			if found && svc != nil {
+				ns, _ := svc["namespace"].(string)
+				name, _ := svc["name"].(string)
+				by = "APIService " + it.GetName() + ", service " + ns + "/" + name
+			}
+			x.apiServices[schema.GroupVersion{Group: group, Version: version}] = by
+		}
+	})
+	if x.apiServicesErr == nil {
+		by := x.apiServices[gv]
+		return by, by != ""
+	}
+	if builtinGroup(gv.Group) {
+		return "", false
+	}
+	return "group " + gv.Group + " is not built in; APIServices unreadable", true
+}
+
+// builtinGroup reports whether kube-apiserver serves group itself.
+func builtinGroup(group string) bool {
+	switch group {
+	case "apiextensions.k8s.io", "apiregistration.k8s.io":
+		return true
+	}
+	return scheme.Scheme.IsGroupRegistered(group)
 }
 
 // writeObject strips, encodes and writes one object, and records it.

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/source/manifests"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
@@ -133,6 +134,9 @@ func readArchive(t *testing.T, raw []byte, res catalog.Manifests) *archive {
 	}
 	if !slices.Equal(a.index.Skipped, res.Skipped) && !(len(a.index.Skipped) == 0 && len(res.Skipped) == 0) {
 		t.Fatalf("index skipped %v, manifest skipped %v", a.index.Skipped, res.Skipped)
+	}
+	if !slices.Equal(a.index.Inconsistent, res.Inconsistent) {
+		t.Fatalf("index inconsistent %v, manifest inconsistent %v", a.index.Inconsistent, res.Inconsistent)
 	}
 	return a
 }
@@ -543,8 +547,9 @@ func (e *expireContinue) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // TestExportExpiredContinue: a continue token that expired mid-list is
 // followed by the inconsistent continuation the 410 carries (every object
-// once, the resource recorded as inconsistent); a 410 without one records
-// the resource as skipped, so the backup is partial.
+// once, the resource recorded as inconsistent in the index and the
+// manifest section, and given as a skip, so the backup is partial); a 410
+// without one records the resource as skipped, so the backup is partial.
 func TestExportExpiredContinue(t *testing.T) {
 	ctx := testContext(t)
 	c := testenv.StartCluster(t)
@@ -566,8 +571,21 @@ func TestExportExpiredContinue(t *testing.T) {
 			}
 		}
 		if inconsistent {
-			if len(cms) != 30 || !slices.Equal(a.index.Inconsistent, []string{"configmaps/v1"}) || len(res.Skipped) != 0 {
-				t.Fatalf("inconsistent continuation: %d configmaps, inconsistent %v, skipped %v", len(cms), a.index.Inconsistent, res.Skipped)
+			if len(cms) != 30 || !slices.Equal(a.index.Inconsistent, []string{"configmaps/v1"}) ||
+				!slices.Equal(res.Inconsistent, []string{"configmaps/v1"}) || len(res.Skipped) != 0 {
+				t.Fatalf("inconsistent continuation: %d configmaps, inconsistent %v (index %v), skipped %v",
+					len(cms), res.Inconsistent, a.index.Inconsistent, res.Skipped)
+			}
+			want := catalog.Skip{Source: "manifests", Reason: "configmaps/v1: listed across an expired continue token, not a consistent snapshot; objects changed meanwhile may be missing"}
+			if skips := res.Skips(); len(skips) != 1 || skips[0] != want {
+				t.Fatalf("Skips: %v", skips)
+			}
+			// As part of a manifest: partial, with the resource named.
+			if err := manifestWith(res, catalog.StatusPartial).Validate(); err != nil {
+				t.Fatalf("a partial manifest with the section: %v", err)
+			}
+			if mj, _ := json.Marshal(res); !bytes.Contains(mj, []byte(`"inconsistent":["configmaps/v1"]`)) {
+				t.Fatalf("the manifest section lacks inconsistent: %s", mj)
 			}
 			continue
 		}
@@ -578,6 +596,172 @@ func TestExportExpiredContinue(t *testing.T) {
 		if skips := res.Skips(); len(skips) != 1 || skips[0] != (catalog.Skip{Source: "manifests", Reason: "configmaps/v1: namespace bulk-0: list expired after 4 objects"}) {
 			t.Fatalf("Skips: %v", skips)
 		}
+		if err := manifestWith(res, catalog.StatusPartial).Validate(); err != nil {
+			t.Fatalf("a partial manifest with the section: %v", err)
+		}
+	}
+}
+
+// manifestWith is a manifest holding section res, its skips and status.
+func manifestWith(res catalog.Manifests, status string) *catalog.Manifest {
+	sum := strings.Repeat("ab", 32)
+	t0 := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
+	return &catalog.Manifest{
+		Format: catalog.ManifestFormat, Backup: "cluster-20261126T010000Z-7f3a", Plan: "cluster", Status: status,
+		Started: t0, Completed: t0.Add(time.Minute), RetainUntil: t0.Add(24 * time.Hour),
+		KEK: keys.Ref{Provider: "local", Key: "k", Version: "1"}, DataKeyID: strings.Repeat("0f", 16),
+		Artifacts: []catalog.Artifact{{Name: catalog.ArtifactManifests, Source: catalog.SourceManifests, Compression: "zstd",
+			PlaintextSize: 10, PlaintextSHA256: sum, CiphertextSize: 20, CiphertextSHA256: sum}},
+		Manifests: &res, Skipped: res.Skips(), Lifeboat: catalog.Lifeboat{Version: "test"},
+	}
+}
+
+// unavailable answers lists of resources whose path ends in suffix with
+// 503 Service Unavailable, as the aggregator does when an APIService's
+// backend is down (and as an overloaded API server may). The one list of
+// APIServices that is not paged (the exporter's lookup) is answered with
+// 403 when forbidAPIServices is set, or has the APIService named
+// aggregate given a service, as if that group version were aggregated.
+type unavailable struct {
+	next               http.RoundTripper
+	suffix             string
+	forbidAPIServices  bool
+	aggregate          string
+	answered, lookedUp atomic.Int64
+}
+
+func status(req *http.Request, code int, reason metav1.StatusReason, msg string) *http.Response {
+	st := metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+		Message: msg, Reason: reason, Code: int32(code)}
+	body, _ := json.Marshal(st)
+	return &http.Response{StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": []string{"application/json"}}, Body: io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)), Request: req}
+}
+
+func (u *unavailable) RoundTrip(req *http.Request) (*http.Response, error) {
+	q := req.URL.Query()
+	if req.URL.Path == "/apis/apiregistration.k8s.io/v1/apiservices" && !q.Has("limit") {
+		u.lookedUp.Add(1)
+		if u.forbidAPIServices {
+			return status(req, http.StatusForbidden, metav1.StatusReasonForbidden, "apiservices is forbidden"), nil
+		}
+		resp, err := u.next.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusOK || u.aggregate == "" {
+			return resp, err
+		}
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		var list unstructured.UnstructuredList
+		if err := list.UnmarshalJSON(raw); err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			if list.Items[i].GetName() == u.aggregate {
+				if err := unstructured.SetNestedMap(list.Items[i].Object, map[string]any{"namespace": "default", "name": "feeds", "port": int64(443)}, "spec", "service"); err != nil {
+					return nil, err
+				}
+			}
+		}
+		raw, err = list.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(raw)), int64(len(raw))
+		resp.Header.Del("Content-Length")
+		return resp, nil
+	}
+	if q.Has("limit") && strings.HasSuffix(req.URL.Path, u.suffix) {
+		u.answered.Add(1)
+		return status(req, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the server is currently unable to handle the request"), nil
+	}
+	return u.next.RoundTrip(req)
+}
+
+// TestExportUnavailable: a 503 skips a resource only if an aggregated API
+// serves it (its APIService names a service, or, if the APIServices cannot
+// be read, its group is not built in); a 503 from the API server's own
+// groups (core, built-in, CRDs) fails the export, since the API server
+// itself is unavailable and skipping would hide whole resources.
+func TestExportUnavailable(t *testing.T) {
+	ctx := testContext(t)
+	c := testenv.StartCluster(t)
+	cfg := c.RESTConfig(c.Token)
+	seed := testenv.SeedCluster(t, cfg)
+	feedsAPIService := "v1." + seed.CRD.Group
+
+	run := func(u *unavailable) (*archive, catalog.Manifests, error) {
+		t.Helper()
+		ucfg := rest.CopyConfig(cfg)
+		ucfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { u.next = rt; return u })
+		e, err := manifests.Start(ctx, manifests.Options{Config: ucfg, IncludeNamespaces: []string{"ehr"}})
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		defer e.Close()
+		raw, rerr := io.ReadAll(e)
+		res, err := e.Result()
+		if err != nil {
+			if rerr == nil || bytes.Contains(raw, []byte(manifests.IndexMember)) {
+				t.Fatalf("a failed export ended its stream cleanly (%v) or wrote its index", rerr)
+			}
+			return nil, res, err
+		}
+		if u.answered.Load() == 0 {
+			t.Fatalf("no list ended in %s", u.suffix)
+		}
+		return readArchive(t, raw, res), res, nil
+	}
+
+	for _, c := range []struct {
+		name string
+		u    *unavailable
+	}{
+		{"core", &unavailable{suffix: "/configmaps"}},
+		{"built-in group", &unavailable{suffix: "/deployments"}},
+		{"CRD", &unavailable{suffix: "/feeds"}},
+		{"core, APIServices unreadable", &unavailable{suffix: "/configmaps", forbidAPIServices: true}},
+		{"built-in group, APIServices unreadable", &unavailable{suffix: "/networkpolicies", forbidAPIServices: true}},
+	} {
+		_, res, err := run(c.u)
+		if err == nil || !strings.Contains(err.Error(), "unavailable, and not an aggregated API") ||
+			!strings.Contains(err.Error(), "the server is currently unable to handle the request") {
+			t.Errorf("%s: a 503: err %v, skipped %v", c.name, err, res.Skipped)
+		}
+		if c.u.lookedUp.Load() != 1 {
+			t.Errorf("%s: APIServices looked up %d times", c.name, c.u.lookedUp.Load())
+		}
+	}
+
+	// The feeds' group version made aggregated: skipped, the backup partial.
+	u := &unavailable{suffix: "/feeds", aggregate: feedsAPIService}
+	a, res, err := run(u)
+	if err != nil {
+		t.Fatalf("aggregated: %v", err)
+	}
+	want := "namespace ehr: list: aggregated API unavailable (APIService " + feedsAPIService + ", service default/feeds): the server is currently unable to handle the request"
+	if len(res.Skipped) != 1 || res.Skipped[0].Resource != "feeds."+seed.CRD.Group+"/v1" || res.Skipped[0].Reason != want {
+		t.Fatalf("aggregated: skipped %+v", res.Skipped)
+	}
+	if a.has("lifeboat-test.dev/v1/feeds/ehr/hl7-inbound.yaml") || !a.has("core/v1/configmaps/ehr/settings.yaml") {
+		t.Fatal("aggregated: feeds exported, or configmaps not")
+	}
+	if err := manifestWith(res, catalog.StatusPartial).Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	// APIServices unreadable: a group that is not built in is taken as
+	// aggregated.
+	u = &unavailable{suffix: "/feeds", forbidAPIServices: true}
+	_, res, err = run(u)
+	if err != nil {
+		t.Fatalf("not built in: %v", err)
+	}
+	if len(res.Skipped) != 1 || !strings.HasPrefix(res.Skipped[0].Reason, "namespace ehr: list: aggregated API unavailable (group "+seed.CRD.Group+" is not built in; APIServices unreadable): ") {
+		t.Fatalf("not built in: skipped %+v", res.Skipped)
 	}
 }
 

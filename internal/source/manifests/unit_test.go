@@ -3,8 +3,15 @@ package manifests
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 )
 
 func TestStrip(t *testing.T) {
@@ -150,6 +157,55 @@ func TestIsPolicy(t *testing.T) {
 	} {
 		if got := IsPolicy(c.group, c.resource); got != c.want {
 			t.Errorf("IsPolicy(%q, %q) = %v, want %v", c.group, c.resource, got, c.want)
+		}
+	}
+}
+
+func TestBuiltinGroup(t *testing.T) {
+	for group, want := range map[string]bool{
+		"": true, "apps": true, "batch": true, "rbac.authorization.k8s.io": true, "networking.k8s.io": true,
+		"admissionregistration.k8s.io": true, "apiextensions.k8s.io": true, "apiregistration.k8s.io": true,
+		"metrics.k8s.io": false, "custom.metrics.k8s.io": false, "lifeboat-test.dev": false, "velero.io": false,
+	} {
+		if got := builtinGroup(group); got != want {
+			t.Errorf("builtinGroup(%q) = %v, want %v", group, got, want)
+		}
+	}
+}
+
+// failingDiscovery reports a discovery failure for some group versions.
+type failingDiscovery struct {
+	discovery.DiscoveryInterface
+	failed map[schema.GroupVersion]error
+}
+
+func (d failingDiscovery) ServerPreferredResources() ([]*metav1.APIResourceList, error) {
+	lists := []*metav1.APIResourceList{{GroupVersion: "v1", APIResources: []metav1.APIResource{
+		{Name: "configmaps", Kind: "ConfigMap", Namespaced: true, Verbs: []string{"list"}}}}}
+	return lists, &discovery.ErrGroupDiscoveryFailed{Groups: d.failed}
+}
+
+// TestDiscoverFailure: a group version of an aggregated API whose
+// discovery failed is skipped; one of the API server's own groups fails
+// discovery as a whole.
+func TestDiscoverFailure(t *testing.T) {
+	f, err := newFilter(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unavailable := errors.New("the server is currently unable to handle the request")
+	x := &exporter{f: f, log: slog.New(slog.DiscardHandler)}
+	res, err := x.discover(failingDiscovery{failed: map[schema.GroupVersion]error{
+		{Group: "metrics.k8s.io", Version: "v1beta1"}: unavailable}})
+	if err != nil || len(res) != 1 || len(x.skipped) != 1 || x.skipped[0].Resource != "*.metrics.k8s.io/v1beta1" {
+		t.Fatalf("aggregated: %v, %v, skipped %v", res, err, x.skipped)
+	}
+	for _, gv := range []schema.GroupVersion{{Version: "v1"}, {Group: "apps", Version: "v1"}} {
+		x := &exporter{f: f, log: slog.New(slog.DiscardHandler)}
+		_, err := x.discover(failingDiscovery{failed: map[schema.GroupVersion]error{
+			gv: unavailable, {Group: "metrics.k8s.io", Version: "v1beta1"}: unavailable}})
+		if !errors.Is(err, unavailable) || !strings.Contains(err.Error(), "built-in group version") {
+			t.Errorf("%v: %v", gv, err)
 		}
 	}
 }
