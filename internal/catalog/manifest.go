@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
@@ -236,6 +237,13 @@ func (m *Manifest) Validate() error {
 		}
 		if err := sec.v.validate(); err != nil {
 			return fmt.Errorf("field %s.%w", sec.name, err)
+		}
+	}
+	// What the manifests section says it skipped is in the backup's skipped
+	// list, so no section can hide a gap behind status complete.
+	for _, want := range m.Manifests.Skips() {
+		if !slices.Contains(m.Skipped, want) {
+			return fmt.Errorf("field skipped: lacks %s %q, which the manifests section records", want.Source, want.Reason)
 		}
 	}
 	for i, s := range m.Skipped {

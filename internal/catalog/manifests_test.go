@@ -105,3 +105,23 @@ func TestManifestsSection(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestsSkipsMustBeInSkipped: a manifest whose manifests section
+// records a skipped or inconsistent resource, but whose own skipped list
+// does not, is refused, so status complete cannot hide the gap.
+func TestManifestsSkipsMustBeInSkipped(t *testing.T) {
+	m := manifestsManifest()
+	m.Skipped, m.Status = nil, catalog.StatusComplete
+	if err := m.Validate(); err == nil || !strings.Contains(err.Error(), "secrets/v1: list: forbidden") {
+		t.Fatalf("complete manifest hiding a skipped resource: %v", err)
+	}
+	m = manifestsManifest()
+	m.Manifests.Inconsistent = []string{"configmaps/v1"}
+	if err := m.Validate(); err == nil || !strings.Contains(err.Error(), "configmaps/v1") {
+		t.Fatalf("inconsistent resource missing from skipped: %v", err)
+	}
+	m.Skipped = m.Manifests.Skips()
+	if err := m.Validate(); err != nil {
+		t.Fatalf("with every skip listed: %v", err)
+	}
+}
