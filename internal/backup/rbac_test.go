@@ -1,6 +1,7 @@
 package backup_test
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
@@ -114,7 +116,28 @@ func TestDeployRBACSuffices(t *testing.T) {
 		t.Fatalf("sections: encryption config %+v, volumes %+v, velero %+v", m.EncryptionConfig, m.Volumes, m.Velero)
 	}
 
-	// Reads and the three writes only.
+	// A failed backup cleans up as this user too: its Velero Backup gets a
+	// DeleteBackupRequest, its snapshots are deleted.
+	k.namespace("broken")
+	k.claim("broken", "db", "1Gi", snapError, nil)
+	p = plan("rbac-fail",
+		config.Source{Velero: &config.VeleroSource{IncludeNamespaces: []string{"broken"}, Timeout: config.Duration(time.Minute)}},
+		config.Source{Volumes: &config.VolumesSource{Namespaces: []string{"broken"}, Timeout: config.Duration(time.Minute)}})
+	p.Spec.Cluster = &config.ClusterRef{Kubeconfig: c.RestrictedKubeconfig}
+	var flogs logBuffer
+	_, err = runBackup(ctx, t, f, p, &flogs, nil)
+	var rerr *backup.RunError
+	if !errors.As(err, &rerr) || rerr.Step != config.SourceVolumes {
+		t.Fatalf("failing backup as the deploy/rbac.yaml user: %v", err)
+	}
+	if reqs := deleteRequests(t, c, "velero", rerr.Backup); len(reqs) != 1 {
+		t.Errorf("DeleteBackupRequests for the failed backup's Velero Backup: %d, want 1\nlogs:\n%s", len(reqs), flogs.String())
+	}
+	if left := k.snapshots("broken"); len(left) != 0 {
+		t.Errorf("snapshots left by the failed backup: %v", left)
+	}
+
+	// Reads and the writes above only.
 	_, err = restricted.CoreV1().ConfigMaps("ehr").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Errorf("creating a ConfigMap as the deploy/rbac.yaml user: %v, want forbidden", err)

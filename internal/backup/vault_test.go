@@ -221,6 +221,16 @@ func TestVaultSource(t *testing.T) {
 			t.Errorf("logs hold a secret %q", s)
 		}
 	}
+	// The logs name the plan's KV paths and counts, never a secret's path
+	// under them (docs/format.md §6.3).
+	for _, s := range []string{"ehr/app", "ehr/db", "ehr/gone", "deep/x"} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("logs hold the secret path %q", s)
+		}
+	}
+	if !strings.Contains(logs.String(), `"path":"secret/ehr"`) {
+		t.Errorf("logs do not name the plan's KV path:\n%s", logs.String())
+	}
 
 	// Restore the keys into a fresh scratch Vault and decrypt the canaries.
 	bin := testenv.Binary(t, "vault")
@@ -233,6 +243,19 @@ func TestVaultSource(t *testing.T) {
 			t.Errorf("key %s restored at version %d, want %d", r.Name, r.Version, want)
 		}
 	}
+
+	// A key that rotated between lifeboat reading its configuration and
+	// taking its backup (as auto_rotate_period may do) restores with a
+	// later version than recorded, and passes.
+	rotated := slices.Clone(vs.TransitKeys[:1])
+	rotated[0].LatestVersion = 1
+	artRotated := sourcevault.TransitArtifact{Format: art.Format, Keys: map[string]sourcevault.TransitKeyBackup{
+		"ehr-plain": {LatestVersion: 1, Backup: slices.Clone(art.Keys["ehr-plain"].Backup)},
+	}}
+	if res := startScratchVault(t, ctx, bin).VerifyCanaries(ctx, artRotated, rotated); len(res) != 1 || res[0].Err != nil || res[0].Version != 2 {
+		t.Errorf("key rotated before its backup: %+v", res)
+	}
+	artRotated.Destroy()
 
 	// Tampered canaries fail, naming the key: a wrong digest, a
 	// ciphertext of another key, a wrong context.

@@ -28,6 +28,9 @@ var veleroOutcomes = map[string]velerov1.BackupStatus{
 	"velero-failed":  {Phase: velerov1.BackupPhaseFailed, Errors: 1, FailureReason: "error getting backup storage location: backupstoragelocation.velero.io \"default\" not found"},
 	"velero-invalid": {Phase: velerov1.BackupPhaseFailedValidation, ValidationErrors: []string{"an existing backup storage location was not specified at backup creation time and the server default default does not exist"}},
 	"velero-stuck":   {Phase: velerov1.BackupPhaseInProgress},
+	// Completed, expiring a day before the TTL asked for (as a Velero
+	// server whose clock is a day behind would have it).
+	"velero-early": {Phase: velerov1.BackupPhaseCompleted},
 }
 
 // startVeleroServer plays the Velero server's part in c until the test
@@ -75,6 +78,9 @@ func startVeleroServer(t *testing.T, c *testenv.Cluster) {
 							continue
 						}
 						want.StartTimestamp, want.Expiration, want.CompletionTimestamp = b.Status.StartTimestamp, b.Status.Expiration, &now
+						if b.Labels[velero.LabelPlan] == "velero-early" {
+							want.Expiration = &metav1.Time{Time: b.Status.Expiration.Add(-24 * time.Hour)}
+						}
 						b.Status = want
 						finished[b.UID] = true
 					}
@@ -95,6 +101,54 @@ func startVeleroServer(t *testing.T, c *testenv.Cluster) {
 			}
 		}
 	}()
+}
+
+// deleteRequests returns the DeleteBackupRequests in ns for the Velero
+// Backup of backup (by spec.backupName).
+func deleteRequests(t *testing.T, c *testenv.Cluster, ns, backup string) []velerov1.DeleteBackupRequest {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(adminConfig(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := dyn.Resource(velero.DeleteBackupRequestResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []velerov1.DeleteBackupRequest
+	for _, u := range list.Items {
+		var r velerov1.DeleteBackupRequest
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Spec.BackupName == velero.Name(backup) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// wantDeleteRequest checks that lifeboat asked Velero, once, to delete the
+// Velero Backup of backup in ns, naming it by name and UID.
+func wantDeleteRequest(t *testing.T, c *testenv.Cluster, ns, backup string, logs *logBuffer) {
+	t.Helper()
+	reqs := deleteRequests(t, c, ns, backup)
+	if len(reqs) != 1 {
+		t.Fatalf("%d delete backup requests for %s/%s, want 1\nlogs:\n%s", len(reqs), ns, velero.Name(backup), logs.String())
+	}
+	dyn, err := dynamic.NewForConfig(adminConfig(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dyn.Resource(velero.BackupResource).Namespace(ns).Get(context.Background(), velero.Name(backup), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := reqs[0]
+	if r.Labels[velerov1.BackupNameLabel] != velero.Name(backup) || r.Labels[velerov1.BackupUIDLabel] != string(b.GetUID()) ||
+		r.Annotations[velero.AnnotationBackup] != backup {
+		t.Errorf("delete backup request %s: labels %v, annotations %v", r.Name, r.Labels, r.Annotations)
+	}
 }
 
 // TestVelero runs Velero backups through backup.Run against a real
@@ -151,6 +205,29 @@ func TestVelero(t *testing.T) {
 			strings.Join(b.Spec.IncludedNamespaces, ",") != "ehr,billing" {
 			t.Errorf("velero backup: labels %v, annotations %v, spec %+v; want ttl %s", b.Labels, b.Annotations, b.Spec, ttl)
 		}
+		if reqs := deleteRequests(t, c, "backups", m.Backup); len(reqs) != 0 {
+			t.Errorf("delete backup requests for a committed backup: %+v", reqs)
+		}
+		if strings.Contains(logs.String(), "expires before the lifeboat backup's retention ends") {
+			t.Errorf("logs warn of an early expiry\nlogs:\n%s", logs.String())
+		}
+	})
+
+	// An expiration before the backup's retention is logged, not fatal.
+	t.Run("expiresEarly", func(t *testing.T) {
+		ctx := testContext(t)
+		f := newFixture(t)
+		var logs logBuffer
+		m, err := runBackup(ctx, t, f, kubePlan(c, "velero-early", source(time.Minute)), &logs, nil)
+		if err != nil {
+			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
+		}
+		if m.Status != catalog.StatusComplete || m.Velero == nil || !m.Velero.Expires.Before(m.RetainUntil) {
+			t.Fatalf("manifest: status %s, velero %+v", m.Status, m.Velero)
+		}
+		if !strings.Contains(logs.String(), `"level":"WARN","msg":"velero backup expires before the lifeboat backup's retention ends`) {
+			t.Errorf("logs lack the early expiry warning\nlogs:\n%s", logs.String())
+		}
 	})
 
 	t.Run("partiallyFailed", func(t *testing.T) {
@@ -202,6 +279,43 @@ func TestVelero(t *testing.T) {
 			if committed(t, f.st, rerr.Backup) {
 				t.Error("a failed backup was committed")
 			}
+			// Nothing refers to the Velero Backup: lifeboat asks Velero to
+			// delete it (Velero refuses while it is in progress; logged).
+			wantDeleteRequest(t, c, "backups", rerr.Backup, &logs)
+			if tc.is == velero.ErrTimeout && !strings.Contains(logs.String(), "Velero refuses to delete a backup still in progress") {
+				t.Errorf("logs lack the in-progress warning\nlogs:\n%s", logs.String())
+			}
 		})
 	}
+
+	// Discard deletes only the Velero Backup it is given, by UID and
+	// lifeboat annotation.
+	t.Run("discardChecksIdentity", func(t *testing.T) {
+		ctx := testContext(t)
+		f := newFixture(t)
+		var logs logBuffer
+		m, err := runBackup(ctx, t, f, kubePlan(c, "velero-keep", source(time.Minute)), &logs, nil)
+		if err != nil {
+			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
+		}
+		u, err := dyn.Resource(velero.BackupResource).Namespace("backups").Get(ctx, velero.Name(m.Backup), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			ref    velero.Ref
+			backup string
+		}{
+			{velero.Ref{Namespace: "backups", Name: u.GetName(), UID: "not-its-uid"}, m.Backup},
+			{velero.Ref{Namespace: "backups", Name: u.GetName(), UID: u.GetUID()}, m.Backup + "-other"},
+			{velero.Ref{Namespace: "backups", Name: "never-existed", UID: u.GetUID()}, m.Backup},
+		} {
+			if err := velero.Discard(ctx, adminConfig(c), tc.ref, tc.backup, nil); err != nil {
+				t.Errorf("Discard(%+v, %s): %v", tc.ref, tc.backup, err)
+			}
+		}
+		if reqs := deleteRequests(t, c, "backups", m.Backup); len(reqs) != 0 {
+			t.Errorf("delete backup requests: %+v", reqs)
+		}
+	})
 }

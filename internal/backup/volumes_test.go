@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,13 +52,27 @@ func adminConfig(c *testenv.Cluster) *rest.Config {
 		QPS: 100, Burst: 200}
 }
 
+// snapshotController is the test's snapshot controller.
+type snapshotController struct {
+	// hold, when set, keeps a bound snapshot from becoming ready while it
+	// returns true.
+	hold atomic.Pointer[func(*snapv1.VolumeSnapshot) bool]
+}
+
+// holdBound keeps each snapshot bound but not ready until hold returns
+// false for it, until the test ends.
+func (sc *snapshotController) holdBound(t *testing.T, hold func(*snapv1.VolumeSnapshot) bool) {
+	sc.hold.Store(&hold)
+	t.Cleanup(func() { sc.hold.Store(nil) })
+}
+
 // startSnapshotController plays the external-snapshotter's part in c until
 // the test ends: for each new VolumeSnapshot of a claim annotated with
 // snapshotBehaviour, it creates a VolumeSnapshotContent with a snapshot
 // handle and the claim's requested size, binds the snapshot to it (not
-// ready), then, a poll later, marks it ready; or it reports an error; or it
-// does nothing.
-func startSnapshotController(t *testing.T, c *testenv.Cluster) {
+// ready), then, a poll later (or once holdBound's function lets it), marks
+// it ready; or it reports an error; or it does nothing.
+func startSnapshotController(t *testing.T, c *testenv.Cluster) *snapshotController {
 	t.Helper()
 	cfg := adminConfig(c)
 	snaps, err := snapclient.NewForConfig(cfg)
@@ -72,13 +87,14 @@ func startSnapshotController(t *testing.T, c *testenv.Cluster) {
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	state := map[types.UID]string{}
+	sc := &snapshotController{}
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
 			list, err := snaps.VolumeSnapshots("").List(ctx, metav1.ListOptions{})
 			if err == nil {
 				for i := range list.Items {
-					if err := stepSnapshot(ctx, snaps, core, &list.Items[i], state); err != nil && ctx.Err() == nil {
+					if err := sc.step(ctx, snaps, core, &list.Items[i], state); err != nil && ctx.Err() == nil {
 						t.Logf("test snapshot controller: %s/%s: %v", list.Items[i].Namespace, list.Items[i].Name, err)
 					}
 				}
@@ -89,9 +105,10 @@ func startSnapshotController(t *testing.T, c *testenv.Cluster) {
 			}
 		}
 	}()
+	return sc
 }
 
-func stepSnapshot(ctx context.Context, snaps snapclient.SnapshotV1Interface, core corev1client.CoreV1Interface, vs *snapv1.VolumeSnapshot, state map[types.UID]string) error {
+func (sc *snapshotController) step(ctx context.Context, snaps snapclient.SnapshotV1Interface, core corev1client.CoreV1Interface, vs *snapv1.VolumeSnapshot, state map[types.UID]string) error {
 	if vs.Spec.Source.PersistentVolumeClaimName == nil || state[vs.UID] == "done" {
 		return nil
 	}
@@ -143,6 +160,9 @@ func stepSnapshot(ctx context.Context, snaps snapclient.SnapshotV1Interface, cor
 				return err
 			}
 			state[vs.UID] = "bound"
+			return nil
+		}
+		if hold := sc.hold.Load(); hold != nil && (*hold)(vs) {
 			return nil
 		}
 		vs.Status.ReadyToUse = ptr(true)
@@ -280,7 +300,7 @@ func TestVolumes(t *testing.T) {
 	c := testenv.StartCluster(t)
 	testenv.InstallSnapshotCRDs(t, c)
 	testenv.InstallVeleroCRDs(t, c)
-	startSnapshotController(t, c)
+	sc := startSnapshotController(t, c)
 	startVeleroServer(t, c)
 	k := newKubeObjects(t, c)
 	k.namespace("velero")
@@ -297,17 +317,31 @@ func TestVolumes(t *testing.T) {
 		k.claim("billing", "ledger", "3Gi", snapReady, sel)
 		k.claim("other", "data", "1Gi", snapError, sel) // not selected: namespace
 
-		// Earlier VolumeSnapshots in the selected namespaces.
+		// Earlier VolumeSnapshots in the selected namespaces. The store
+		// holds no manifest of their backups: those named for their backup
+		// are expired by their annotation alone.
 		now := time.Now()
 		planLabels := map[string]string{volumes.LabelPlan: "ehr-nightly", volumes.LabelBackup: "ehr-nightly-old"}
 		until := func(d time.Duration) map[string]string {
 			return map[string]string{volumes.AnnotationRetainUntil: now.Add(d).UTC().Format(time.RFC3339)}
 		}
-		k.snapshot("ehr", "old-expired", planLabels, until(-time.Hour))
-		k.snapshot("billing", "old-expired-too", planLabels, until(-time.Minute))
+		of := func(backup string, d time.Duration) map[string]string {
+			a := until(d)
+			a[volumes.AnnotationBackup] = backup
+			return a
+		}
+		const (
+			oldBackup    = "ehr-nightly-20261120T020000Z-0001"
+			oldBackupToo = "ehr-nightly-20261121T020000Z-0002"
+		)
+		oldExpired, oldExpiredToo := volumes.SnapshotName(oldBackup, "gone"), volumes.SnapshotName(oldBackupToo, "gone")
+		k.snapshot("ehr", oldExpired, planLabels, of(oldBackup, -time.Hour))
+		k.snapshot("billing", oldExpiredToo, planLabels, of(oldBackupToo, -time.Minute))
 		k.snapshot("ehr", "old-unexpired", planLabels, until(time.Hour))
 		k.snapshot("ehr", "old-no-annotation", planLabels, nil)
 		k.snapshot("ehr", "old-bad-annotation", planLabels, map[string]string{volumes.AnnotationRetainUntil: "next tuesday"})
+		k.snapshot("ehr", "old-misnamed", planLabels, of(oldBackup, -time.Hour))
+		k.snapshot("ehr", "old-expired-no-backup", planLabels, until(-time.Hour))
 		k.snapshot("ehr", "other-plan-expired", map[string]string{volumes.LabelPlan: "other-plan"}, until(-time.Hour))
 		k.snapshot("ehr", "not-lifeboat", nil, until(-time.Hour))
 		k.snapshot("other", "old-expired-unselected-ns", planLabels, until(-time.Hour))
@@ -320,6 +354,11 @@ func TestVolumes(t *testing.T) {
 				Timeout: config.Duration(time.Minute)}},
 			config.Source{Velero: &config.VeleroSource{IncludeNamespaces: []string{"ehr"}, Timeout: config.Duration(time.Minute)}},
 		)
+		// Each snapshot stays bound, not ready, until lifeboat has logged
+		// seeing it so.
+		sc.holdBound(t, func(vs *snapv1.VolumeSnapshot) bool {
+			return !strings.Contains(logs.String(), `"state":"bound to content snapcontent-`+string(vs.UID)+`, not ready to use"`)
+		})
 		m, err := runBackup(ctx, t, f, p, &logs, nil)
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
@@ -347,12 +386,14 @@ func TestVolumes(t *testing.T) {
 				t.Errorf("snapshots[%d] = %+v, want %s/%s of %d bytes", i, s, w.ns, w.claim, w.size)
 			}
 		}
-		if got := strings.Join(v.Expired, ","); got != "billing/old-expired-too,ehr/old-expired" {
-			t.Errorf("expired = %s", got)
+		if got, want := strings.Join(v.Expired, ","), "billing/"+oldExpiredToo+",ehr/"+oldExpired; got != want {
+			t.Errorf("expired = %s, want %s", got, want)
 		}
-		if got := strings.Join(k.snapshots("ehr"), ","); got != strings.Join([]string{
-			volumes.SnapshotName(m.Backup, "db"), volumes.SnapshotName(m.Backup, "logs"),
-			"not-lifeboat", "old-bad-annotation", "old-no-annotation", "old-unexpired", "other-plan-expired"}, ",") {
+		wantLeft := []string{volumes.SnapshotName(m.Backup, "db"), volumes.SnapshotName(m.Backup, "logs"),
+			"not-lifeboat", "old-bad-annotation", "old-expired-no-backup", "old-misnamed", "old-no-annotation",
+			"old-unexpired", "other-plan-expired"}
+		slices.Sort(wantLeft)
+		if got := strings.Join(k.snapshots("ehr"), ","); got != strings.Join(wantLeft, ",") {
 			t.Errorf("snapshots left in ehr: %s", got)
 		}
 		if got := k.snapshots("other"); len(got) != 1 || got[0] != "old-expired-unselected-ns" {
@@ -378,7 +419,9 @@ func TestVolumes(t *testing.T) {
 		}
 		for _, want := range []string{`"msg":"volume snapshot created"`, `"msg":"volume snapshot waiting"`, `"state":"bound to content`,
 			`"msg":"volume snapshot ready"`, `"msg":"expired volume snapshot deleted"`, `no retain-until annotation; kept`,
-			`unparseable retain-until annotation; kept`, `"msg":"velero backup phase"`} {
+			`unparseable retain-until annotation; kept`, `"msg":"velero backup phase"`,
+			`never committed to this store: expired by its retain-until annotation alone`,
+			`not named for the backup its annotation names; kept`, `"snapshotBackup":"` + oldBackup} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("logs lack %s", want)
 			}
@@ -439,6 +482,34 @@ func TestVolumes(t *testing.T) {
 		}
 		if got := k.snapshots("later"); len(got) != 1 || got[0] != "not-lifeboat" {
 			t.Errorf("snapshots left after the failed backup: %v\nlogs:\n%s", got, logs.String())
+		}
+		// The Velero Backup failed; lifeboat asks Velero to delete it too.
+		wantDeleteRequest(t, c, "velero", rerr.Backup, &logs)
+	})
+
+	// A source after velero fails: the backup is not committed, and lifeboat
+	// asks Velero to delete the Velero Backup it created (the test's Velero
+	// server does not act on the request).
+	t.Run("veleroDiscarded", func(t *testing.T) {
+		ctx := testContext(t)
+		k.namespace("velerothen")
+		k.claim("velerothen", "broken", "1Gi", snapError, nil)
+		f := newFixture(t)
+		var logs logBuffer
+		p := kubePlan(c, "velero-then-volumes",
+			config.Source{Velero: &config.VeleroSource{IncludeNamespaces: []string{"velerothen"}, Timeout: config.Duration(time.Minute)}},
+			config.Source{Volumes: &config.VolumesSource{Namespaces: []string{"velerothen"}, Timeout: config.Duration(time.Minute)}})
+		_, err := runBackup(ctx, t, f, p, &logs, nil)
+		var rerr *backup.RunError
+		if !errors.As(err, &rerr) || rerr.Step != config.SourceVolumes {
+			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
+		}
+		if committed(t, f.st, rerr.Backup) {
+			t.Errorf("a failed backup was committed")
+		}
+		wantDeleteRequest(t, c, "velero", rerr.Backup, &logs)
+		if !strings.Contains(logs.String(), `"msg":"velero backup of the failed backup: deletion requested"`) {
+			t.Errorf("logs lack the deletion request\nlogs:\n%s", logs.String())
 		}
 	})
 
@@ -548,26 +619,48 @@ func TestVolumes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 		}
-		// 30 minutes later: the first snapshot is kept.
+		// Someone who may update VolumeSnapshots moves the first one's
+		// retention into the past; and a snapshot named for the first
+		// backup that its manifest does not list claims to have expired.
+		firstSnap := volumes.SnapshotName(first.Backup, "db")
+		past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, volumes.AnnotationRetainUntil, past)
+		if _, err := k.snaps.VolumeSnapshots("reten").Patch(ctx, firstSnap, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		unlisted := volumes.SnapshotName(first.Backup, "gone")
+		k.snapshot("reten", unlisted, map[string]string{volumes.LabelPlan: "reten", volumes.LabelBackup: first.Backup},
+			map[string]string{volumes.AnnotationBackup: first.Backup, volumes.AnnotationRetainUntil: past})
+		// 30 minutes later: the first snapshot is kept, its manifest's
+		// retention not having ended; so is the unlisted one.
 		second, err := runBackup(ctx, t, f, p, &logs, func() time.Time { return time.Now().Add(30 * time.Minute) })
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 		}
 		if len(second.Volumes.Expired) != 0 {
-			t.Fatalf("expired too early: %v", second.Volumes.Expired)
+			t.Fatalf("expired too early: %v\nlogs:\n%s", second.Volumes.Expired, logs.String())
 		}
-		// Two hours later: both earlier snapshots have expired.
+		for _, want := range []string{`retain-until annotation differs from its backup's manifest; kept until the manifest's`,
+			`volume snapshot is not in its backup's manifest; kept`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("logs lack %s", want)
+			}
+		}
+		// Two hours later: both earlier snapshots have expired; the one no
+		// manifest lists is still kept.
 		third, err := runBackup(ctx, t, f, p, &logs, func() time.Time { return time.Now().Add(2 * time.Hour) })
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 		}
-		wantExpired := []string{"reten/" + volumes.SnapshotName(first.Backup, "db"), "reten/" + volumes.SnapshotName(second.Backup, "db")}
+		wantExpired := []string{"reten/" + firstSnap, "reten/" + volumes.SnapshotName(second.Backup, "db")}
 		slices.Sort(wantExpired)
 		if fmt.Sprint(third.Volumes.Expired) != fmt.Sprint(wantExpired) {
 			t.Fatalf("expired = %v, want %v", third.Volumes.Expired, wantExpired)
 		}
-		if got := k.snapshots("reten"); len(got) != 1 || got[0] != volumes.SnapshotName(third.Backup, "db") {
-			t.Errorf("snapshots left: %v", got)
+		wantLeft := []string{volumes.SnapshotName(third.Backup, "db"), unlisted}
+		slices.Sort(wantLeft)
+		if got := k.snapshots("reten"); fmt.Sprint(got) != fmt.Sprint(wantLeft) {
+			t.Errorf("snapshots left: %v, want %v", got, wantLeft)
 		}
 	})
 
@@ -580,8 +673,9 @@ func TestVolumes(t *testing.T) {
 		k.snapshot("discard", "someone-elses", map[string]string{volumes.LabelPlan: "discard"},
 			map[string]string{volumes.AnnotationBackup: "discard-20261125T020000Z-0000"})
 		const id = "discard-20261126T020000Z-1234"
+		notFound := func(context.Context, string) (volumes.Commit, bool, error) { return volumes.Commit{}, false, nil }
 		res, err := volumes.Take(ctx, volumes.Options{Config: adminConfig(c), Plan: "discard", Backup: id,
-			Namespaces: []string{"discard"}, Timeout: time.Minute, RetainUntil: time.Now().Add(time.Hour)})
+			Namespaces: []string{"discard"}, Timeout: time.Minute, RetainUntil: time.Now().Add(time.Hour), Committed: notFound})
 		if err != nil || len(res.Volumes.Snapshots) != 1 || res.Volumes.Snapshots[0].Handle == "" {
 			t.Fatalf("Take: %+v, %v", res, err)
 		}

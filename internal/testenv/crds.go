@@ -29,7 +29,7 @@ import (
 //   - Velero ships its CRDs both as YAML (config/crd/v1/bases) and as the Go
 //     package config/crd/v1/crds. That package decodes all of Velero's CRDs
 //     into client-go's global scheme when it is initialised, in every test
-//     binary that imports testenv; the YAML file of the one CRD needed is
+//     binary that imports testenv; the YAML files of the CRDs needed are
 //     read instead.
 //
 // The module directories are found with `go list -m`, which honours
@@ -53,13 +53,14 @@ func InstallSnapshotCRDs(t testing.TB, c *Cluster) {
 	)
 }
 
-// InstallVeleroCRDs installs Velero's Backup CRD (velero.io/v1; like
-// Velero's, without a status subresource) into c and waits until it is
-// established. No Velero server runs: a test sets status itself.
+// InstallVeleroCRDs installs Velero's Backup and DeleteBackupRequest CRDs
+// (velero.io/v1; like Velero's, without a status subresource) into c and
+// waits until they are established. No Velero server runs: a test sets
+// status itself.
 func InstallVeleroCRDs(t testing.TB, c *Cluster) {
 	t.Helper()
-	dir := moduleDir(t, veleroModule)
-	installCRDs(t, c, filepath.Join(dir, "config", "crd", "v1", "bases", "velero.io_backups.yaml"))
+	dir := filepath.Join(moduleDir(t, veleroModule), "config", "crd", "v1", "bases")
+	installCRDs(t, c, filepath.Join(dir, "velero.io_backups.yaml"), filepath.Join(dir, "velero.io_deletebackuprequests.yaml"))
 }
 
 // moduleDir returns the directory of module in the module cache.

@@ -38,10 +38,7 @@ func (s *Server) RestoreKey(ctx context.Context, name string, backup json.RawMes
 	body = append(body, backup...)
 	body = append(body, '}')
 	defer clear(body)
-	resp, err := s.client.Logical().WriteRawWithContext(ctx, TransitMount+"/restore/"+name, body)
-	if resp != nil {
-		resp.Body.Close()
-	}
+	_, err := sourcevault.PutRaw(ctx, s.client, TransitMount+"/restore/"+name, body)
 	if err != nil {
 		return apiErr("restore transit key", name, err)
 	}
@@ -59,24 +56,21 @@ func (s *Server) CanaryDigest(ctx context.Context, name, ciphertext, ctxB64 stri
 		body = append(body, `,"context":`+string(cj)...)
 	}
 	body = append(body, '}')
-	resp, err := s.client.Logical().WriteRawWithContext(ctx, TransitMount+"/decrypt/"+name, body)
+	rb, err := sourcevault.PutRaw(ctx, s.client, TransitMount+"/decrypt/"+name, body)
+	defer clear(rb)
 	if err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
 		return "", apiErr("decrypt canary with transit key", name, err)
 	}
-	defer resp.Body.Close()
 	var r struct {
 		Data struct {
 			// encoding/json decodes the base64 plaintext into bytes.
 			Plaintext []byte `json:"plaintext"`
 		} `json:"data"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&r)
+	err = json.Unmarshal(rb, &r)
 	defer clear(r.Data.Plaintext)
 	if err != nil {
-		return "", fmt.Errorf("decrypt canary with transit key %s: decode the answer: %v", name, err)
+		return "", fmt.Errorf("decrypt canary with transit key %s: decode the answer: %v", name, sourcevault.DecodeError(err))
 	}
 	sum := sha256.Sum256(r.Data.Plaintext)
 	return hex.EncodeToString(sum[:]), nil
@@ -135,8 +129,8 @@ func (s *Server) verifyKey(ctx context.Context, art sourcevault.TransitArtifact,
 	if err != nil {
 		return 0, err
 	}
-	if v != b.LatestVersion || v < k.LatestVersion {
-		return v, fmt.Errorf("transit key %s: restored with latest version %d, the artifact says %d and the manifest %d", k.Name, v, b.LatestVersion, k.LatestVersion)
+	if err := checkRestoredVersion(k.Name, v, b.LatestVersion, k.LatestVersion); err != nil {
+		return v, err
 	}
 	got, err := s.CanaryDigest(ctx, k.Name, k.CanaryCiphertext, k.CanaryContext)
 	if err != nil {
@@ -146,6 +140,20 @@ func (s *Server) verifyKey(ctx context.Context, art sourcevault.TransitArtifact,
 		return v, fmt.Errorf("transit key %s: canary decrypted to SHA-256 %s, the manifest says %s: %w", k.Name, got, k.CanarySHA256, ErrCanaryMismatch)
 	}
 	return v, nil
+}
+
+// checkRestoredVersion compares a restored key's latest version with the
+// versions the artifact and the manifest recorded. Both were read before
+// the key's backup was taken, so a key that rotated in between (by hand or
+// by its auto_rotate_period) restores with a later version than recorded:
+// that is accepted, as the canary (made with a version at most the
+// recorded one) must still decrypt. A restored version below either
+// recorded one means versions are missing, and fails.
+func checkRestoredVersion(name string, restored, artifact, manifest int) error {
+	if restored < artifact || restored < manifest {
+		return fmt.Errorf("transit key %s: restored with latest version %d, older than recorded (the artifact says %d and the manifest %d)", name, restored, artifact, manifest)
+	}
+	return nil
 }
 
 func apiErr(step, name string, err error) error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +29,10 @@ import (
 
 // TransitMount is where Start mounts the transit engine.
 const TransitMount = "transit"
+
+// caFileName is the CA certificate `vault server -dev-tls` writes into
+// its -dev-tls-cert-dir.
+const caFileName = "vault-ca.pem"
 
 // Options say how to start a scratch Vault.
 type Options struct {
@@ -43,6 +51,8 @@ type Options struct {
 type Server struct {
 	addr    string
 	dir     string
+	caFile  string
+	token   string
 	cmd     *exec.Cmd
 	client  *api.Client
 	log     *slog.Logger
@@ -55,6 +65,12 @@ type Server struct {
 }
 
 // Start starts a Vault dev server and mounts transit at TransitMount.
+//
+// The server serves TLS with a certificate from a CA it generates into a
+// directory only this user can read (-dev-tls), and the client trusts that
+// CA alone, so no other process that took the port first can receive the
+// root token or a key. The root token goes to the server in its
+// environment (VAULT_DEV_ROOT_TOKEN_ID), never on its command line.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Binary == "" {
 		return nil, fmt.Errorf("scratch vault: %w: no binary given", ErrNoVault)
@@ -67,9 +83,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
+	// MkdirTemp makes the directory 0700.
 	dir, err := os.MkdirTemp(opts.TempDir, "lifeboat-vault-")
 	if err != nil {
 		return nil, fmt.Errorf("scratch vault: temporary directory: %w", err)
+	}
+	tlsDir := filepath.Join(dir, "tls")
+	if err := os.Mkdir(tlsDir, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("scratch vault: TLS directory: %w", err)
 	}
 	port, err := freePortPair()
 	if err != nil {
@@ -83,36 +105,45 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	token := "lifeboat-scratch-" + hex.EncodeToString(tok[:])
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	s := &Server{addr: "http://" + listen, dir: dir, log: log.With("scratchVault", listen),
-		out: &outputBuffer{redact: token}, exited: make(chan struct{})}
+	s := &Server{addr: "https://" + listen, dir: dir, caFile: filepath.Join(tlsDir, caFileName), token: token,
+		log: log.With("scratchVault", listen), out: &outputBuffer{redact: token}, exited: make(chan struct{})}
 	s.cmd = exec.Command(opts.Binary, "server", "-dev",
 		"-dev-listen-address="+listen,
-		"-dev-root-token-id="+token,
+		"-dev-tls",
+		"-dev-tls-cert-dir="+tlsDir,
 		"-dev-no-store-token",
 	)
 	s.cmd.Dir = dir
-	// No inherited VAULT_* settings, HOME in the private directory.
-	s.cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir, "PATH=/usr/bin:/bin"}
+	// No inherited VAULT_* settings, HOME in the private directory. The
+	// root token is passed here rather than as -dev-root-token-id: any
+	// local user can read /proc/<pid>/cmdline, only the owner environ.
+	s.cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir, "PATH=/usr/bin:/bin", "VAULT_DEV_ROOT_TOKEN_ID=" + token}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("scratch vault: start %s: %w", opts.Binary, err)
-	}
+	// Linux sends the parent-death signal when the *thread* that started
+	// the child exits (golang/go#27505), and Go may retire threads. Start
+	// the child from a goroutine locked to its thread and keep that
+	// goroutine, and so the thread, alive until the child is gone.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := s.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		s.waitErr = s.cmd.Wait()
 		close(s.exited)
 	}()
+	if err := <-started; err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("scratch vault: start %s: %w", opts.Binary, err)
+	}
 	s.log.Info("scratch vault started", "pid", s.cmd.Process.Pid, "dir", dir)
 	fail := func(err error) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("scratch vault at %s: %w", s.addr, err)
 	}
-	s.client, err = keysvault.NewAPIClient(s.addr, nil)
-	if err != nil {
-		return fail(err)
-	}
-	s.client.SetToken(token)
 	if err := s.waitReady(ctx, timeout); err != nil {
 		return fail(err)
 	}
@@ -128,22 +159,42 @@ func (s *Server) Address() string { return s.addr }
 // Client returns an API client holding the server's root token.
 func (s *Server) Client() *api.Client { return s.client }
 
+// waitReady waits for the server's CA certificate, then builds the client
+// that trusts only it, then polls sys/health (with no token) until the
+// server answers 200.
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	var last error
+	var (
+		hc   *http.Client
+		last error
+	)
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.addr+"/v1/sys/health", nil)
-		resp, err := hc.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if hc == nil {
+			var err error
+			if hc, err = s.trustedClient(); err != nil {
+				last = err
+			} else if s.client, err = keysvault.NewAPIClient(s.addr, hc); err != nil {
+				return err
+			} else {
+				s.client.SetToken(s.token)
 			}
-			err = fmt.Errorf("sys/health answered %s", resp.Status)
 		}
-		last = err
+		if hc != nil {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			req, _ := http.NewRequestWithContext(rctx, http.MethodGet, s.addr+"/v1/sys/health", nil)
+			resp, err := hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					rcancel()
+					return nil
+				}
+				err = fmt.Errorf("sys/health answered %s", resp.Status)
+			}
+			rcancel()
+			last = err
+		}
 		select {
 		case <-s.exited:
 			return fmt.Errorf("the server exited (%v) before it was ready; its output (redacted):\n%s", s.waitErr, s.out.tail())
@@ -152,6 +203,37 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// trustedClient reads the CA the server generated into its private
+// directory and returns an HTTP client for it.
+func (s *Server) trustedClient() (*http.Client, error) {
+	pemCA, err := os.ReadFile(s.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("no TLS CA yet: %w", err)
+	}
+	return tlsClient(pemCA)
+}
+
+// tlsClient returns an HTTP client that trusts only the CA certificates of
+// pemCA (no system roots), verifies the server's certificate, uses no
+// proxy and follows no redirects.
+func tlsClient(pemCA []byte) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, errors.New("the TLS CA file holds no certificate (yet)")
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			Proxy:               nil,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConns:        4,
+			IdleConnTimeout:     30 * time.Second,
+			TLSHandshakeTimeout: 10 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 // Stop kills the server and removes its directory. It may be called more

@@ -28,8 +28,11 @@
 // RaftSnapshot checks with sys/storage/raft/configuration that the server
 // uses integrated storage (ErrNotRaft otherwise) and returns the stream of
 // sys/storage/raft/snapshot, unbuffered. The stream ends in io.EOF only
-// when the snapshot's tar ended with a non-empty SHA256SUMS.sealed, the
-// test Vault's own CLI makes for a complete snapshot.
+// when the gzip stream ended with a good CRC and its tar held meta.json and
+// state.bin whose SHA-256, computed in passing, are the ones its
+// SHA256SUMS member lists, and ended with a non-empty SHA256SUMS.sealed
+// (which needs Vault's seal to check). A mismatch wraps ErrSnapshotCorrupt
+// and names the member.
 //
 // # KV version 2
 //
@@ -51,5 +54,12 @@
 // own buffers.
 //
 // Errors name the Vault address, the step, and the mount, key or path; a
-// 403 wraps ErrPermissionDenied and says "permission denied".
+// 403 wraps ErrPermissionDenied and says "permission denied". Logs name
+// the plan's KV paths with counts, never a secret's path under them; an
+// error about one secret names its path, never anything of its value
+// (DecodeError describes malformed JSON without quoting it).
+//
+// PUTs whose answer is read raw go through PutRaw, never
+// Logical().WriteRawWithContext, which ends its context before the body
+// can be read (fatal over HTTP/2).
 package vault

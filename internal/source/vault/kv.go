@@ -154,7 +154,7 @@ func (c *Client) kvPath(ctx context.Context, kp kvPath, w io.Writer, first bool)
 	if _, err := fmt.Fprintf(w, `%s{"path":%s,"mount":%s,"secrets":[`, sep, pathJSON, mountJSON); err != nil {
 		return 0, fmt.Errorf("vault %s: kv path %s: write artifact: %w", c.addr, kp.path, err)
 	}
-	n, written := 0, 0
+	n, written, vanished := 0, 0, 0
 	for _, name := range names {
 		ok, err := c.writeSecret(ctx, kp, name, w, written == 0)
 		if err != nil {
@@ -166,14 +166,21 @@ func (c *Client) kvPath(ctx context.Context, kp kvPath, w io.Writer, first bool)
 		if ok.data {
 			n++
 		}
+		if ok.vanished {
+			vanished++
+		}
 	}
 	if _, err := fmt.Fprintf(w, `],"count":%d}`, n); err != nil {
 		return 0, fmt.Errorf("vault %s: kv path %s: write artifact: %w", c.addr, kp.path, err)
 	}
+	// Only the plan's path and counts are logged, never a secret's path.
+	if vanished > 0 {
+		c.log.Warn("kv secrets vanished between list and read", "path", kp.path, "vanished", vanished)
+	}
 	if n == 0 {
 		c.log.Warn("kv path holds no secrets", "path", kp.path)
 	}
-	c.log.Info("kv path backed up", "path", kp.path, "mount", kp.mount, "secrets", n, "entries", written)
+	c.log.Info("kv path backed up", "path", kp.path, "mount", kp.mount, "secrets", n, "entries", written, "vanished", vanished)
 	return n, nil
 }
 
@@ -215,10 +222,13 @@ func (c *Client) listKV(ctx context.Context, kp kvPath, rel string) ([]string, e
 	return out, nil
 }
 
-type secretResult struct{ entry, data bool }
+type secretResult struct{ entry, data, vanished bool }
 
 // writeSecret reads the current version of secret rel and writes its
-// entry. A secret deleted between listing and reading writes nothing.
+// entry. A secret deleted between listing and reading writes nothing. An
+// error names the secret's path (the operator needs it to fix the fault)
+// but never holds any of its value: Vault's error messages, status codes
+// and DecodeError's descriptions only.
 func (c *Client) writeSecret(ctx context.Context, kp kvPath, rel string, w io.Writer, first bool) (secretResult, error) {
 	what := "path " + kp.path + ": read secret " + kp.mount + "/" + rel
 	resp, err := c.c.Logical().ReadRawWithContext(ctx, kp.mount+"/data/"+rel)
@@ -248,7 +258,7 @@ func (c *Client) writeSecret(ctx context.Context, kp kvPath, rel string, w io.Wr
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &r); err != nil {
-			return secretResult{}, fmt.Errorf("vault %s: kv %s: decode the answer: %v", c.addr, what, err)
+			return secretResult{}, fmt.Errorf("vault %s: kv %s: decode the answer: %v", c.addr, what, DecodeError(err))
 		}
 	}
 	if r.Data != nil {
@@ -256,8 +266,9 @@ func (c *Client) writeSecret(ctx context.Context, kp kvPath, rel string, w io.Wr
 	}
 	if r.Data == nil || r.Data.Metadata.Version == 0 {
 		if notFound {
-			c.log.Warn("kv secret vanished between list and read", "path", kp.path, "secret", kp.mount+"/"+rel)
-			return secretResult{}, nil
+			// Counted, not logged by name: a secret's path may say more
+			// than the plan's does (docs/format.md §6.3).
+			return secretResult{vanished: true}, nil
 		}
 		return secretResult{}, fmt.Errorf("vault %s: kv %s: the answer holds no secret version", c.addr, what)
 	}

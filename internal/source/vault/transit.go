@@ -71,7 +71,7 @@ func ReadTransitArtifact(r io.Reader) (TransitArtifact, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&a); err != nil {
 		a.Destroy()
-		return TransitArtifact{}, fmt.Errorf("decode %s: %v", catalog.ArtifactVaultTransit, err)
+		return TransitArtifact{}, fmt.Errorf("decode %s: %v", catalog.ArtifactVaultTransit, DecodeError(err))
 	}
 	if a.Format != TransitFormat {
 		a.Destroy()
@@ -301,14 +301,7 @@ func Encrypt(ctx context.Context, c *api.Client, mount, name string, plaintext [
 	}
 	body = append(body, '}')
 	defer clear(body)
-	resp, err := c.Logical().WriteRawWithContext(ctx, mount+"/encrypt/"+name, body)
-	if err != nil {
-		if resp != nil {
-			resp.Body.Close()
-		}
-		return "", err
-	}
-	rb, err := readBody(resp, maxResponse)
+	rb, err := PutRaw(ctx, c, mount+"/encrypt/"+name, body)
 	if err != nil {
 		return "", err
 	}
@@ -318,7 +311,7 @@ func Encrypt(ctx context.Context, c *api.Client, mount, name string, plaintext [
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(rb, &r); err != nil {
-		return "", fmt.Errorf("decode the answer: %v", err)
+		return "", fmt.Errorf("decode the answer: %v", DecodeError(err))
 	}
 	if r.Data.Ciphertext == "" {
 		return "", errors.New("the answer holds no ciphertext")

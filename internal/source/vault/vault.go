@@ -167,6 +167,52 @@ func readBody(resp *api.Response, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// PutRaw PUTs body to path (without "/v1/") and returns the answer's body,
+// read whole (at most 64 MiB). The caller zeroes body and the result when
+// they hold secrets. On a Vault error the error is Vault's *api.ResponseError.
+//
+// Logical().WriteRawWithContext is not used: it ends the request's
+// context (the client's timeout) as it returns, before the caller can read
+// the body, which then fails with "context canceled" when the transport
+// streams it, as it does over HTTP/2, which Vault's TLS listener speaks.
+func PutRaw(ctx context.Context, c *api.Client, path string, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := c.NewRequest(http.MethodPut, "/v1/"+path)
+	r.BodyBytes = body
+	resp, err := c.RawRequestWithContext(ctx, r) //nolint:staticcheck // see above; the context lives until the body is read
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, err
+	}
+	return readBody(resp, maxResponse)
+}
+
+// DecodeError describes an encoding/json error without quoting what was
+// decoded: a syntax error's message holds a character of the input and a
+// type error's the offending number, either of which may be part of a
+// secret. It keeps the byte offset and, for a type error, the field.
+func DecodeError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return fmt.Errorf("malformed JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Errorf("unexpected JSON type for field %q at byte %d", te.Field, te.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return errors.New("JSON cut short")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// Names a field, never a value.
+		return errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return errors.New("malformed JSON")
+}
+
 // maxResponse bounds a JSON response read whole: a transit key backup
 // holds every version's key, a KV secret is at most Vault's 512 KiB
 // default entry size, and then some.
@@ -186,5 +232,8 @@ func (c *Client) readJSON(ctx context.Context, path string, out any) (found bool
 	if err != nil {
 		return false, err
 	}
-	return true, json.Unmarshal(b, out)
+	if err := json.Unmarshal(b, out); err != nil {
+		return true, DecodeError(err)
+	}
+	return true, nil
 }

@@ -2,7 +2,9 @@
 // sites that already run Velero: it creates a velero.io/v1 Backup in
 // Velero's namespace, waits for the Velero server to finish it, and
 // records the outcome (name, phase, errors, warnings, timestamps) for the
-// backup's manifest. The rules are docs/format.md §6.4.
+// backup's manifest; Discard asks Velero (with a DeleteBackupRequest) to
+// delete that Backup when the lifeboat backup fails. The rules are
+// docs/format.md §6.4.
 //
 // Velero's data stays in its own backup storage location; this source
 // writes no artifact. It uses Velero's API types

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -45,6 +46,10 @@ const (
 
 // BackupResource is the Velero Backup resource.
 var BackupResource = schema.GroupVersionResource{Group: "velero.io", Version: "v1", Resource: "backups"}
+
+// DeleteBackupRequestResource is the Velero DeleteBackupRequest resource:
+// how a Velero Backup is deleted together with its data.
+var DeleteBackupRequestResource = schema.GroupVersionResource{Group: "velero.io", Version: "v1", Resource: "deletebackuprequests"}
 
 // Errors a caller may test for with errors.Is.
 var (
@@ -76,9 +81,18 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Ref names a Velero Backup that Run created.
+type Ref struct {
+	Namespace, Name string
+	UID             types.UID
+}
+
 // Result is the outcome of a Velero backup that Completed or
-// PartiallyFailed.
+// PartiallyFailed. When Run fails, only Created is set (if Run created the
+// Backup), so that the caller can Discard it.
 type Result struct {
+	// Created is the Velero Backup Run created; zero when it created none.
+	Created Ref
 	// Velero is the manifest's velero section.
 	Velero catalog.Velero
 	// Skipped holds one entry when the backup PartiallyFailed, which makes
@@ -121,8 +135,9 @@ func shortened(v string) string {
 // Run creates the Velero Backup and waits for it. Completed and
 // PartiallyFailed return a Result (PartiallyFailed with a Skip); Failed,
 // FailedValidation, deletion and the timeout return an error naming the
-// Velero Backup and why (ErrFailed, ErrTimeout). lifeboat never deletes a
-// Velero Backup: a failed one is left to Velero.
+// Velero Backup and why (ErrFailed, ErrTimeout), and a Result holding only
+// Created. Run never deletes the Backup: a caller whose backup fails
+// Discards it.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	if opts.Config == nil || opts.Plan == "" || opts.Backup == "" || opts.RetainUntil.IsZero() {
 		return Result{}, errors.New("velero: config, plan, backup and retain-until are required")
@@ -172,6 +187,8 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("velero: create backup %s: %w", ref, err)
 	}
 	log.Info("velero backup created", "includedNamespaces", opts.IncludeNamespaces, "ttl", ttl)
+	made := Ref{Namespace: opts.Namespace, Name: name, UID: created.GetUID()}
+	fail := func(err error) (Result, error) { return Result{Created: made}, err }
 
 	wctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
@@ -182,7 +199,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		u, err := client.Get(wctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			return Result{}, fmt.Errorf("velero: backup %s (last phase %q): deleted while lifeboat waited for it: %w", ref, phase, ErrFailed)
+			return fail(fmt.Errorf("velero: backup %s (last phase %q): deleted while lifeboat waited for it: %w", ref, phase, ErrFailed))
 		case err != nil && wctx.Err() == nil:
 			if err.Error() != lastErr {
 				lastErr = err.Error()
@@ -190,11 +207,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			}
 		case err == nil:
 			if u.GetUID() != created.GetUID() {
-				return Result{}, fmt.Errorf("velero: backup %s was replaced by another object while lifeboat waited for it: %w", ref, ErrFailed)
+				return fail(fmt.Errorf("velero: backup %s was replaced by another object while lifeboat waited for it: %w", ref, ErrFailed))
 			}
 			var got velerov1.Backup
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &got); err != nil {
-				return Result{}, fmt.Errorf("velero: backup %s: decode: %w", ref, err)
+				return fail(fmt.Errorf("velero: backup %s: decode: %w", ref, err))
 			}
 			if got.Status.Phase != phase {
 				phase = got.Status.Phase
@@ -203,8 +220,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			if res, done, err := outcome(ref, &got, opts); done {
 				if err != nil {
 					log.Error("velero backup failed", "phase", phase, "err", err)
+					return fail(err)
 				}
-				return res, err
+				if exp := res.Velero.Expires; !exp.IsZero() && exp.Before(opts.RetainUntil) {
+					log.Warn("velero backup expires before the lifeboat backup's retention ends (clock skew between lifeboat and the Velero server?); Velero will delete it first",
+						"expires", exp, "retainUntil", opts.RetainUntil.UTC())
+				}
+				res.Created = made
+				return res, nil
 			}
 		}
 		timer := time.NewTimer(interval)
@@ -213,11 +236,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		case <-wctx.Done():
 			timer.Stop()
 			if err := ctx.Err(); err != nil {
-				return Result{}, fmt.Errorf("velero: waiting for backup %s: %w", ref, err)
+				return fail(fmt.Errorf("velero: waiting for backup %s: %w", ref, err))
 			}
 			err := fmt.Errorf("velero: backup %s: still %s after %s: %w", ref, phaseText(phase), opts.Timeout, ErrTimeout)
 			log.Error("velero backup failed", "err", err)
-			return Result{}, err
+			return fail(err)
 		}
 		interval = min(interval*3/2, pollMax)
 	}
@@ -268,4 +291,82 @@ func outcome(ref string, b *velerov1.Backup, opts Options) (res Result, done boo
 			Reason: fmt.Sprintf("velero backup %s: PartiallyFailed with %d errors and %d warnings", ref, st.Errors, st.Warnings)}}
 	}
 	return res, true, nil
+}
+
+// Discard asks Velero to delete the Backup ref that Run created for backup,
+// with its data, for a lifeboat backup that failed: the backup is not
+// committed, so nothing refers to the Velero Backup. It creates a
+// DeleteBackupRequest for it, unless the Backup is gone, is being deleted,
+// or is not the one Run created (another UID, or its lifeboat.dev/backup
+// annotation is not backup), which is logged and kept. Velero refuses to
+// delete a backup still in progress; that is logged too.
+func Discard(ctx context.Context, cfg *rest.Config, ref Ref, backup string, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	where := ref.Namespace + "/" + ref.Name
+	log := logger.With("source", catalog.SourceVelero, "veleroBackup", where)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("velero: client: %w", err)
+	}
+	u, err := dyn.Resource(BackupResource).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		log.Info("velero backup of the failed backup already gone")
+		return nil
+	case err != nil:
+		return fmt.Errorf("velero: discard backup %s: %w", where, err)
+	case u.GetUID() != ref.UID || u.GetAnnotations()[AnnotationBackup] != backup:
+		log.Warn("velero backup is not the one this backup created; kept", "uid", u.GetUID(),
+			"veleroBackupOf", u.GetAnnotations()[AnnotationBackup])
+		return nil
+	case u.GetDeletionTimestamp() != nil:
+		log.Info("velero backup of the failed backup already being deleted")
+		return nil
+	}
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	if velerov1.BackupPhase(phase) == velerov1.BackupPhaseDeleting {
+		log.Info("velero backup of the failed backup already being deleted")
+		return nil
+	}
+	req := &velerov1.DeleteBackupRequest{
+		TypeMeta: metav1.TypeMeta{APIVersion: velerov1.SchemeGroupVersion.String(), Kind: "DeleteBackupRequest"},
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: ref.Name + "-", Namespace: ref.Namespace,
+			Labels: map[string]string{
+				velerov1.BackupNameLabel: LabelValue(ref.Name), velerov1.BackupUIDLabel: string(ref.UID),
+				LabelBackup: LabelValue(backup),
+			},
+			Annotations: map[string]string{AnnotationBackup: backup},
+		},
+		Spec: velerov1.DeleteBackupRequestSpec{BackupName: ref.Name},
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(req)
+	if err != nil {
+		return fmt.Errorf("velero: discard backup %s: %w", where, err)
+	}
+	made, err := dyn.Resource(DeleteBackupRequestResource).Namespace(ref.Namespace).Create(ctx,
+		&unstructured.Unstructured{Object: obj}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("velero: discard backup %s: create delete backup request: %w", where, err)
+	}
+	log = log.With("deleteBackupRequest", ref.Namespace+"/"+made.GetName(), "phase", phaseText(velerov1.BackupPhase(phase)))
+	if final(velerov1.BackupPhase(phase)) {
+		log.Info("velero backup of the failed backup: deletion requested")
+	} else {
+		log.Warn("velero backup of the failed backup: deletion requested, but Velero refuses to delete a backup still in progress; delete it with `velero backup delete` once it has finished")
+	}
+	return nil
+}
+
+// final reports whether Velero is done with a backup in phase p, so that it
+// accepts a request to delete it.
+func final(p velerov1.BackupPhase) bool {
+	switch p {
+	case velerov1.BackupPhaseCompleted, velerov1.BackupPhasePartiallyFailed, velerov1.BackupPhaseFailed,
+		velerov1.BackupPhaseFailedValidation:
+		return true
+	}
+	return false
 }

@@ -19,7 +19,7 @@ const (
 	AnnotationBackup = "lifeboat.dev/backup"
 	// AnnotationRetainUntil holds the backup's retain-until time, RFC 3339
 	// in UTC. A snapshot is deleted by a later run of its plan once that
-	// time has passed.
+	// time, and its backup's manifest's retainUntil, have passed.
 	AnnotationRetainUntil = "lifeboat.dev/retain-until"
 )
 

@@ -44,10 +44,24 @@ type Options struct {
 	// RetainUntil is the backup's retain-until time, written on each
 	// snapshot. Required.
 	RetainUntil time.Time
+	// Committed looks up an earlier backup of the plan in the catalog,
+	// for retention: the retain-until annotation on a VolumeSnapshot can
+	// be edited by anyone who may update VolumeSnapshots, the object-locked
+	// manifest cannot. Required.
+	Committed func(ctx context.Context, backup string) (Commit, bool, error)
 	// Now is the clock for readyAt and retention; nil means time.Now.
 	Now func() time.Time
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
+}
+
+// Commit is what an earlier, committed backup's manifest says about its
+// snapshots.
+type Commit struct {
+	// RetainUntil is the manifest's retainUntil.
+	RetainUntil time.Time
+	// Snapshots are the manifest's volume snapshots as "namespace/name".
+	Snapshots []string
 }
 
 // DefaultTimeout bounds waiting for snapshots when Options.Timeout is zero.
@@ -59,6 +73,12 @@ const (
 	pollFirst = 250 * time.Millisecond
 	pollMax   = 5 * time.Second
 )
+
+// callTimeout bounds each API call made while waiting for snapshots. The
+// calls do not run under the overall timeout, which wait alone checks
+// between polls; a call cut short (by callTimeout or the run's
+// cancellation) is retried and never becomes a snapshot's state.
+const callTimeout = 15 * time.Second
 
 // cleanupTimeout bounds deleting snapshots after a failure, which runs even
 // when the run's context is done.
@@ -108,6 +128,9 @@ type taker struct {
 	log   *slog.Logger
 	core  corev1client.CoreV1Interface
 	snaps snapclient.SnapshotV1Interface
+	// apiErr is the last API error logged while waiting, so a repeated
+	// one is logged once.
+	apiErr string
 }
 
 // Take snapshots the selected claims, waits for them, and deletes the
@@ -115,8 +138,8 @@ type taker struct {
 // (Partial false) any failed snapshot fails Take, and Take deletes every
 // snapshot it created; the error then holds a *ClaimError per failure.
 func Take(ctx context.Context, opts Options) (Result, error) {
-	if opts.Config == nil || opts.Plan == "" || opts.Backup == "" || opts.RetainUntil.IsZero() {
-		return Result{}, errors.New("volumes: config, plan, backup and retain-until are required")
+	if opts.Config == nil || opts.Plan == "" || opts.Backup == "" || opts.RetainUntil.IsZero() || opts.Committed == nil {
+		return Result{}, errors.New("volumes: config, plan, backup, retain-until and the catalog lookup are required")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -279,27 +302,24 @@ func (t *taker) create(ctx context.Context, s *snap) {
 
 // wait polls the snapshots until each is ready or failed, or the timeout
 // runs out (which fails the ones still pending). It returns an error only
-// when ctx itself is done.
+// when ctx itself is done. The API calls run under ctx with callTimeout
+// each, not under the overall timeout.
 func (t *taker) wait(ctx context.Context, snaps []*snap) error {
-	wctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
-	defer cancel()
+	deadline := time.Now().Add(t.opts.Timeout)
 	interval := pollFirst
 	for {
 		pending := 0
 		for _, ns := range namespacesOf(snaps) {
-			pending += t.poll(wctx, ns, snaps)
+			pending += t.poll(ctx, ns, snaps)
 		}
 		if pending == 0 {
 			return nil
 		}
-		timer := time.NewTimer(interval)
-		select {
-		case <-timer.C:
-		case <-wctx.Done():
-			timer.Stop()
-			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("volumes: waiting for snapshots: %w", err)
-			}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("volumes: waiting for snapshots: %w", err)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
 			for _, s := range snaps {
 				if !s.done && s.err == nil {
 					s.err = fmt.Errorf("%w (%s; last state: %s)", ErrNotReady, t.opts.Timeout, s.state)
@@ -308,6 +328,14 @@ func (t *taker) wait(ctx context.Context, snaps []*snap) error {
 				}
 			}
 			return nil
+		}
+		// The last look is at the deadline, not an interval after it.
+		timer := time.NewTimer(min(interval, left))
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("volumes: waiting for snapshots: %w", ctx.Err())
 		}
 		interval = min(interval*3/2, pollMax)
 	}
@@ -324,18 +352,37 @@ func namespacesOf(snaps []*snap) []string {
 	return out
 }
 
+// cutShort reports whether err is that of a call whose context (cctx)
+// ended: the call's own timeout or the run being cancelled. Such an error
+// says nothing about the snapshot, so it never becomes its state.
+func (t *taker) cutShort(cctx context.Context, what string, err error) bool {
+	if cctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return false
+	}
+	if msg := what + ": " + err.Error(); msg != t.apiErr {
+		t.apiErr = msg
+		t.log.Warn("volume snapshots: API call did not finish; retrying", "call", what, "err", err)
+	}
+	return true
+}
+
 // poll looks once at the pending snapshots in ns and returns how many are
 // still pending.
 func (t *taker) poll(ctx context.Context, ns string, snaps []*snap) int {
 	sel := labels.Set{LabelBackup: LabelValue(t.opts.Backup)}.String()
-	list, err := t.snaps.VolumeSnapshots(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	list, err := t.snaps.VolumeSnapshots(ns).List(cctx, metav1.ListOptions{LabelSelector: sel})
+	cut := err != nil && t.cutShort(cctx, "list volume snapshots in namespace "+ns, err)
+	cancel()
 	pending := 0
 	for _, s := range snaps {
 		if s.done || s.err != nil || s.rec.Namespace != ns {
 			continue
 		}
 		if err != nil {
-			t.observe(s, "listing volume snapshots failed: "+err.Error())
+			if !cut {
+				t.observe(s, "listing volume snapshots failed: "+err.Error())
+			}
 			pending++
 			continue
 		}
@@ -374,9 +421,14 @@ func (t *taker) check(ctx context.Context, s *snap, vs *snapv1.VolumeSnapshot) {
 		t.observe(s, "bound to content "+content+", not ready to use")
 		return
 	}
-	vsc, err := t.snaps.VolumeSnapshotContents().Get(ctx, content, metav1.GetOptions{})
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	vsc, err := t.snaps.VolumeSnapshotContents().Get(cctx, content, metav1.GetOptions{})
+	cut := err != nil && t.cutShort(cctx, "get volume snapshot content "+content, err)
+	cancel()
 	if err != nil {
-		t.observe(s, "ready; get volume snapshot content "+content+": "+err.Error())
+		if !cut {
+			t.observe(s, "ready; get volume snapshot content "+content+": "+err.Error())
+		}
 		return
 	}
 	if ref := vsc.Spec.VolumeSnapshotRef; ref.Name != vs.Name || ref.Namespace != vs.Namespace || (ref.UID != "" && ref.UID != vs.UID) {
@@ -459,8 +511,21 @@ func (t *taker) cleanup(ctx context.Context, snaps []*snap, onlyFailed bool) {
 }
 
 // expire deletes the plan's VolumeSnapshots, of earlier backups, whose
-// retain-until annotation has passed, and returns them as
-// "namespace/name", sorted. It keeps any without a parseable annotation.
+// retention has ended, and returns them as "namespace/name", sorted.
+//
+// The retain-until annotation alone is not trusted: it can be edited by
+// anyone who may update VolumeSnapshots. A snapshot is deleted only when
+// its name is the one lifeboat gives the snapshot of its claim by the
+// backup its lifeboat.dev/backup annotation names (names and sources are
+// immutable, so the annotation cannot be pointed at another backup), and
+//   - that backup's manifest is in the catalog, lists the snapshot, and
+//     both its retainUntil and the annotation have passed; or
+//   - that backup has no manifest (it was never committed to this store)
+//     and the annotation has passed; this is logged.
+//
+// Anything else (no or an unparseable annotation, a name that does not
+// match, a lookup that failed, a manifest that does not list the snapshot
+// or whose retention has not ended) keeps the snapshot.
 func (t *taker) expire(ctx context.Context) []string {
 	now := t.opts.Now()
 	namespaces := t.opts.Namespaces
@@ -469,6 +534,7 @@ func (t *taker) expire(ctx context.Context) []string {
 	}
 	sel := labels.Set{LabelPlan: LabelValue(t.opts.Plan)}.String()
 	ours := LabelValue(t.opts.Backup)
+	lookups := map[string]lookup{}
 	var expired []string
 	for _, ns := range namespaces {
 		list, err := t.snaps.VolumeSnapshots(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
@@ -480,18 +546,11 @@ func (t *taker) expire(ctx context.Context) []string {
 			if vs.Labels[LabelBackup] == ours || vs.DeletionTimestamp != nil {
 				continue
 			}
-			log := t.log.With("namespace", vs.Namespace, "snapshot", vs.Name, "backup", vs.Annotations[AnnotationBackup])
-			v, ok := vs.Annotations[AnnotationRetainUntil]
+			backup := vs.Annotations[AnnotationBackup]
+			// The caller's logger already has "backup": this run's.
+			log := t.log.With("namespace", vs.Namespace, "snapshot", vs.Name, "snapshotBackup", backup)
+			until, ok := t.expired(ctx, &vs, backup, now, lookups, log)
 			if !ok {
-				log.Warn("volume snapshot of the plan has no retain-until annotation; kept")
-				continue
-			}
-			until, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				log.Warn("volume snapshot of the plan has an unparseable retain-until annotation; kept", "retainUntil", v)
-				continue
-			}
-			if !now.After(until) {
 				continue
 			}
 			uid := vs.UID
@@ -510,6 +569,67 @@ func (t *taker) expire(ctx context.Context) []string {
 	}
 	slices.Sort(expired)
 	return expired
+}
+
+// lookup is the outcome of Options.Committed for one backup.
+type lookup struct {
+	commit Commit
+	found  bool
+	err    error
+}
+
+// expired reports whether vs, of backup, may be deleted under the
+// retention rule of expire, and the retain-until time that ended; it logs
+// why a snapshot whose annotation has passed is kept.
+func (t *taker) expired(ctx context.Context, vs *snapv1.VolumeSnapshot, backup string, now time.Time,
+	lookups map[string]lookup, log *slog.Logger) (time.Time, bool) {
+	v, ok := vs.Annotations[AnnotationRetainUntil]
+	if !ok {
+		log.Warn("volume snapshot of the plan has no retain-until annotation; kept")
+		return time.Time{}, false
+	}
+	until, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		log.Warn("volume snapshot of the plan has an unparseable retain-until annotation; kept", "retainUntil", v)
+		return time.Time{}, false
+	}
+	if !now.After(until) {
+		return time.Time{}, false
+	}
+	claim := vs.Spec.Source.PersistentVolumeClaimName
+	if backup == "" || claim == nil || vs.Name != SnapshotName(backup, *claim) {
+		log.Warn("volume snapshot of the plan is not named for the backup its annotation names; kept",
+			"retainUntil", until)
+		return time.Time{}, false
+	}
+	l, ok := lookups[backup]
+	if !ok {
+		l.commit, l.found, l.err = t.opts.Committed(ctx, backup)
+		lookups[backup] = l
+	}
+	switch {
+	case l.err != nil:
+		log.Warn("look up the backup of an expired volume snapshot in the catalog; kept", "retainUntil", until, "err", l.err)
+		return time.Time{}, false
+	case !l.found:
+		log.Warn("volume snapshot of a backup that was never committed to this store: expired by its retain-until annotation alone",
+			"retainUntil", until)
+		return until, true
+	case !slices.Contains(l.commit.Snapshots, vs.Namespace+"/"+vs.Name):
+		log.Warn("volume snapshot is not in its backup's manifest; kept", "retainUntil", until)
+		return time.Time{}, false
+	case !now.After(l.commit.RetainUntil):
+		if !until.Equal(l.commit.RetainUntil) {
+			log.Warn("volume snapshot's retain-until annotation differs from its backup's manifest; kept until the manifest's",
+				"annotation", until, "retainUntil", l.commit.RetainUntil)
+		}
+		return time.Time{}, false
+	}
+	// The later of the two has passed.
+	if l.commit.RetainUntil.After(until) {
+		until = l.commit.RetainUntil
+	}
+	return until, true
 }
 
 // Discard deletes the VolumeSnapshots listed in v that backup created
@@ -537,7 +657,7 @@ func Discard(ctx context.Context, cfg *rest.Config, backup string, v catalog.Vol
 			continue
 		case vs.Annotations[AnnotationBackup] != backup:
 			logger.Warn("volume snapshot is not of this backup; kept", "namespace", s.Namespace, "snapshot", s.Snapshot,
-				"backup", vs.Annotations[AnnotationBackup])
+				"snapshotBackup", vs.Annotations[AnnotationBackup])
 			continue
 		}
 		uid := vs.UID
