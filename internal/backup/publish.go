@@ -60,6 +60,41 @@ func Publish(ctx context.Context, m catalog.Manifest, opts PublishOptions) (evid
 			"keys": m.Etcd.Inventory.Keys, "inventoryDigest": m.Etcd.Inventory.Digest,
 		}
 	}
+	if x := m.Manifests; x != nil {
+		subject["manifests"] = map[string]any{
+			"objects": x.Objects, "policyObjects": len(x.Policies), "skippedResources": len(x.Skipped),
+			"inconsistentResources": len(x.Inconsistent), "indexSHA256": x.IndexSHA256,
+		}
+	}
+	if v := m.Volumes; v != nil {
+		snaps := make([]any, 0, len(v.Snapshots))
+		failed := 0
+		for _, s := range v.Snapshots {
+			e := map[string]any{"namespace": s.Namespace, "claim": s.Claim, "snapshot": s.Snapshot}
+			if s.Error != "" {
+				failed++
+				e["failed"] = true
+			} else {
+				e["handle"], e["restoreSize"] = s.Handle, s.RestoreSize
+			}
+			snaps = append(snaps, e)
+		}
+		subject["volumes"] = map[string]any{"snapshots": snaps, "failed": failed, "expired": len(v.Expired)}
+	}
+	if v := m.Vault; v != nil {
+		names := make([]any, 0, len(v.TransitKeys))
+		for _, k := range v.TransitKeys {
+			names = append(names, k.Name)
+		}
+		paths := make([]any, 0, len(v.KV))
+		for _, k := range v.KV {
+			paths = append(paths, map[string]any{"path": k.Path, "secrets": k.Secrets})
+		}
+		subject["vault"] = map[string]any{"address": v.Address, "transitKeys": names, "raftSnapshot": v.RaftSnapshot, "kv": paths}
+	}
+	if v := m.Velero; v != nil {
+		subject["velero"] = map[string]any{"namespace": v.Namespace, "backup": v.Backup, "phase": v.Phase, "errors": v.Errors, "warnings": v.Warnings}
+	}
 	if len(m.Skipped) > 0 {
 		var sk []any
 		for _, s := range m.Skipped {
