@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 )
 
 // apiserver is a running kube-apiserver process.
@@ -120,7 +122,7 @@ func startAPIServer(bin string, args []string, dir, logPath string) (*apiserver,
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + dir, "TMPDIR=" + dir}
 	w := io.MultiWriter(f, tail)
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = scratch.ChildProcAttr()
 	a := &apiserver{cmd: cmd, done: make(chan struct{}), log: tail, file: f}
 	// Linux sends the parent-death signal when the *thread* that started
 	// the child exits, and Go may retire threads. Start the child from a
@@ -149,11 +151,11 @@ func (a *apiserver) stop(grace time.Duration) {
 	select {
 	case <-a.done:
 	default:
-		signalGroup(a.cmd, syscall.SIGTERM)
+		scratch.SignalGroup(a.cmd, syscall.SIGTERM)
 		select {
 		case <-a.done:
 		case <-time.After(grace):
-			signalGroup(a.cmd, syscall.SIGKILL)
+			scratch.SignalGroup(a.cmd, syscall.SIGKILL)
 			<-a.done
 		}
 	}

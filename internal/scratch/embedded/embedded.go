@@ -167,8 +167,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: %w", err)}
 		}
 		bin = b
-	} else if err := checkExecutable(bin); err != nil {
-		return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: %w: %s: %v; build it with `make testbin` at the repository root", ErrNoKubeAPIServer, bin, err)}
+	} else if err := kubeAPIServer.Check(bin); err != nil {
+		return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: %w", err)}
 	}
 	if opts.SnapshotPath != "" {
 		if _, err := os.Stat(opts.SnapshotPath); err != nil {

@@ -2,9 +2,8 @@ package embedded
 
 import (
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
+
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 )
 
 // EnvKubeAPIServer is the environment variable that names the
@@ -17,42 +16,10 @@ var ErrNoKubeAPIServer = errors.New("kube-apiserver binary not found")
 
 // LocateKubeAPIServer returns the kube-apiserver binary to run: the file
 // named by $LIFEBOAT_KUBE_APISERVER when getenv returns one, else
-// kube-apiserver in the directory of executable (bin/ holds both lifeboat
-// and kube-apiserver after `make build testbin`). The error says how to
+// kube-apiserver in the directory of executable. The error says how to
 // build it.
 func LocateKubeAPIServer(getenv func(string) string, executable string) (string, error) {
-	if p := getenv(EnvKubeAPIServer); p != "" {
-		if err := checkExecutable(p); err != nil {
-			return "", fmt.Errorf("%w: $%s=%s: %v; build it with `make testbin` at the repository root", ErrNoKubeAPIServer, EnvKubeAPIServer, p, err)
-		}
-		return p, nil
-	}
-	if executable == "" {
-		return "", fmt.Errorf("%w: $%s is not set and lifeboat's own path is unknown; build it with `make testbin` at the repository root and set $%s to bin/kube-apiserver",
-			ErrNoKubeAPIServer, EnvKubeAPIServer, EnvKubeAPIServer)
-	}
-	if resolved, err := filepath.EvalSymlinks(executable); err == nil {
-		executable = resolved
-	}
-	p := filepath.Join(filepath.Dir(executable), "kube-apiserver")
-	if err := checkExecutable(p); err != nil {
-		return "", fmt.Errorf("%w: %s: %v; build it with `make testbin` at the repository root (it goes to bin/, beside bin/lifeboat), or set $%s",
-			ErrNoKubeAPIServer, p, err, EnvKubeAPIServer)
-	}
-	return p, nil
+	return kubeAPIServer.Locate(getenv, executable)
 }
 
-func checkExecutable(p string) error {
-	st, err := os.Stat(p)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return errors.New("no such file")
-	case err != nil:
-		return err
-	case st.IsDir():
-		return errors.New("is a directory")
-	case st.Mode()&0o111 == 0:
-		return errors.New("not executable")
-	}
-	return nil
-}
+var kubeAPIServer = scratch.Binary{Name: "kube-apiserver", Env: EnvKubeAPIServer, ErrNotFound: ErrNoKubeAPIServer}

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	keysvault "github.com/lifeboat-dr/lifeboat/internal/keys/vault"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 )
 
 // TransitMount is where Start mounts the transit engine.
@@ -119,7 +120,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	// local user can read /proc/<pid>/cmdline, only the owner environ.
 	s.cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir, "PATH=/usr/bin:/bin", "VAULT_DEV_ROOT_TOKEN_ID=" + token}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.cmd.SysProcAttr = sysProcAttr()
+	s.cmd.SysProcAttr = scratch.ChildProcAttr()
 	// Linux sends the parent-death signal when the *thread* that started
 	// the child exits (golang/go#27505), and Go may retire threads. Start
 	// the child from a goroutine locked to its thread and keep that
@@ -244,11 +245,11 @@ func (s *Server) Stop() error {
 			select {
 			case <-s.exited:
 			default:
-				signalGroup(s.cmd, syscall.SIGTERM)
+				scratch.SignalGroup(s.cmd, syscall.SIGTERM)
 				select {
 				case <-s.exited:
 				case <-time.After(5 * time.Second):
-					signalGroup(s.cmd, syscall.SIGKILL)
+					scratch.SignalGroup(s.cmd, syscall.SIGKILL)
 					<-s.exited
 				}
 			}
