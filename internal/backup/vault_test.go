@@ -87,21 +87,6 @@ func vaultSource(v *testenv.Vault, s config.VaultSource) config.Source {
 	return config.Source{Vault: &s}
 }
 
-// decryptArtifact returns the plaintext of artifact name of backup m.
-func decryptArtifact(t *testing.T, ctx context.Context, f fixture, m catalog.Manifest, name string) []byte {
-	t.Helper()
-	dk, _, err := catalog.OpenKey(ctx, f.st, m.Backup, m.DataKeyID, f.keyring)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dk.Destroy()
-	var buf bytes.Buffer
-	if _, err := catalog.DecryptArtifact(ctx, f.st, m, name, dk, &buf); err != nil {
-		t.Fatalf("decrypt %s: %v", name, err)
-	}
-	return buf.Bytes()
-}
-
 // TestVaultSource backs up transit keys (one derived, one rotated) and KV
 // v2 secrets from a real Vault dev server, checks both artifacts, restores
 // the keys into a scratch Vault and decrypts the canaries, and checks that
@@ -158,7 +143,7 @@ func TestVaultSource(t *testing.T) {
 	}
 
 	// vault-transit.json holds both keys' backups.
-	art, err := sourcevault.ReadTransitArtifact(bytes.NewReader(decryptArtifact(t, ctx, f, m, catalog.ArtifactVaultTransit)))
+	art, err := sourcevault.ReadTransitArtifact(bytes.NewReader(decrypt(t, f, m, catalog.ArtifactVaultTransit)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +173,7 @@ func TestVaultSource(t *testing.T) {
 			} `json:"secrets"`
 		} `json:"paths"`
 	}
-	kvb := decryptArtifact(t, ctx, f, m, catalog.ArtifactVaultKV)
+	kvb := decrypt(t, f, m, catalog.ArtifactVaultKV)
 	dec := json.NewDecoder(bytes.NewReader(kvb))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&kv); err != nil {
@@ -433,7 +418,7 @@ path "sys/storage/raft/snapshot"      { capabilities = ["read"] }
 	if !ok || a.PlaintextSize == 0 {
 		t.Fatalf("raft artifact: %+v", a)
 	}
-	snap := decryptArtifact(t, ctx, f, m, catalog.ArtifactVaultRaft)
+	snap := decrypt(t, f, m, catalog.ArtifactVaultRaft)
 	zr, err := gzip.NewReader(bytes.NewReader(snap))
 	if err != nil {
 		t.Fatalf("snapshot is not gzip: %v", err)
