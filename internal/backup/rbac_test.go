@@ -137,6 +137,24 @@ func TestDeployRBACSuffices(t *testing.T) {
 		t.Errorf("snapshots left by the failed backup: %v", left)
 	}
 
+	// No get on subresources: a "*" rule with get would reach the kubelet
+	// (nodes/proxy), application logs (pods/log) and in-cluster services.
+	for _, a := range []authzv1.ResourceAttributes{
+		{Resource: "nodes", Subresource: "proxy", Verb: "get", Name: "n1"},
+		{Resource: "pods", Subresource: "log", Verb: "get", Namespace: "ehr", Name: "p"},
+		{Resource: "pods", Subresource: "exec", Verb: "get", Namespace: "ehr", Name: "p"},
+		{Resource: "pods", Subresource: "exec", Verb: "create", Namespace: "ehr", Name: "p"},
+		{Resource: "services", Subresource: "proxy", Verb: "get", Namespace: "ehr", Name: "s"},
+		{Resource: "pods", Subresource: "portforward", Verb: "get", Namespace: "ehr", Name: "p"},
+		{Resource: "configmaps", Verb: "update", Namespace: "ehr", Name: "c"},
+	} {
+		r, err := restricted.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
+			Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a}}, metav1.CreateOptions{})
+		if err != nil || r.Status.Allowed {
+			t.Errorf("%s %s/%s allowed to the deploy/rbac.yaml user (err %v)", a.Verb, a.Resource, a.Subresource, err)
+		}
+	}
+
 	// Reads and the writes above only.
 	_, err = restricted.CoreV1().ConfigMaps("ehr").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
