@@ -94,6 +94,7 @@ type run struct {
 	id          string
 	dk          envelope.DataKey
 	ko          envelope.KeyObject
+	retention   time.Duration
 	retainUntil time.Time
 	compression string
 	kubeConfig  *rest.Config
@@ -120,6 +121,7 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	}
 	// Whole seconds, rounded up: S3 Object Lock keeps retain-until dates
 	// to the second, and every object must carry the manifest's time.
+	r.retention = retention
 	r.retainUntil = started.Add(retention + time.Second - 1).Truncate(time.Second)
 	r.compression = string(plan.Spec.Compression)
 	if r.compression == "" {

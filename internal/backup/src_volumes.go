@@ -22,7 +22,7 @@ func (r *run) volumesSource(ctx context.Context, src *config.VolumesSource, m *c
 		Config: cfg, Plan: r.opts.Plan.Metadata.Name, Backup: r.id,
 		Namespaces: src.Namespaces, LabelSelector: src.LabelSelector, SnapshotClass: src.SnapshotClass,
 		Timeout: src.Timeout.Std(), Partial: src.OnError == config.VolumeErrorPartial,
-		RetainUntil: r.retainUntil, Committed: r.committedVolumes, Now: r.now, Logger: r.log,
+		RetainUntil: r.retainUntil, Retention: r.retention, Committed: r.committedVolumes, Now: r.now, Logger: r.log,
 	})
 	if err != nil {
 		return err

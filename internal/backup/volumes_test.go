@@ -318,8 +318,9 @@ func TestVolumes(t *testing.T) {
 		k.claim("other", "data", "1Gi", snapError, sel) // not selected: namespace
 
 		// Earlier VolumeSnapshots in the selected namespaces. The store
-		// holds no manifest of their backups: those named for their backup
-		// are expired by their annotation alone.
+		// holds no manifest of their backups, and the API server created
+		// them just now: whatever their annotations say, they are kept a
+		// whole retention (retentionOfOwnSnapshots expires them later).
 		now := time.Now()
 		planLabels := map[string]string{volumes.LabelPlan: "ehr-nightly", volumes.LabelBackup: "ehr-nightly-old"}
 		until := func(d time.Duration) map[string]string {
@@ -386,10 +387,13 @@ func TestVolumes(t *testing.T) {
 				t.Errorf("snapshots[%d] = %+v, want %s/%s of %d bytes", i, s, w.ns, w.claim, w.size)
 			}
 		}
-		if got, want := strings.Join(v.Expired, ","), "billing/"+oldExpiredToo+",ehr/"+oldExpired; got != want {
-			t.Errorf("expired = %s, want %s", got, want)
+		if len(v.Expired) != 0 {
+			t.Errorf("expired = %v, want none", v.Expired)
 		}
-		wantLeft := []string{volumes.SnapshotName(m.Backup, "db"), volumes.SnapshotName(m.Backup, "logs"),
+		if got := k.snapshots("billing"); !slices.Contains(got, oldExpiredToo) {
+			t.Errorf("snapshots left in billing: %v, want %s among them", got, oldExpiredToo)
+		}
+		wantLeft := []string{volumes.SnapshotName(m.Backup, "db"), volumes.SnapshotName(m.Backup, "logs"), oldExpired,
 			"not-lifeboat", "old-bad-annotation", "old-expired-no-backup", "old-misnamed", "old-no-annotation",
 			"old-unexpired", "other-plan-expired"}
 		slices.Sort(wantLeft)
@@ -418,9 +422,9 @@ func TestVolumes(t *testing.T) {
 			t.Errorf("velero section: %+v", read.Velero)
 		}
 		for _, want := range []string{`"msg":"volume snapshot created"`, `"msg":"volume snapshot waiting"`, `"state":"bound to content`,
-			`"msg":"volume snapshot ready"`, `"msg":"expired volume snapshot deleted"`, `no retain-until annotation; kept`,
+			`"msg":"volume snapshot ready"`, `no retain-until annotation; kept`,
 			`unparseable retain-until annotation; kept`, `"msg":"velero backup phase"`,
-			`never committed to this store: expired by its retain-until annotation alone`,
+			`never committed to this store: kept a full retention from its creation`,
 			`not named for the backup its annotation names; kept`, `"snapshotBackup":"` + oldBackup} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("logs lack %s", want)
@@ -631,6 +635,20 @@ func TestVolumes(t *testing.T) {
 		unlisted := volumes.SnapshotName(first.Backup, "gone")
 		k.snapshot("reten", unlisted, map[string]string{volumes.LabelPlan: "reten", volumes.LabelBackup: first.Backup},
 			map[string]string{volumes.AnnotationBackup: first.Backup, volumes.AnnotationRetainUntil: past})
+		// A snapshot of a backup that never committed, annotated as
+		// expired: kept a whole retention (1h) from its creation.
+		const uncommitted = "reten-20261120T020000Z-0007"
+		orphan := volumes.SnapshotName(uncommitted, "gone")
+		k.snapshot("reten", orphan, map[string]string{volumes.LabelPlan: "reten"},
+			map[string]string{volumes.AnnotationBackup: uncommitted, volumes.AnnotationRetainUntil: past})
+		// A backup ID whose plan differs from this one only in case: it
+		// would not be found in this plan's catalog, so it must never be
+		// taken for an uncommitted backup of this plan. Its name matches,
+		// since names are lower case.
+		const variant = "Reten-20261120T030000Z-0008"
+		variantSnap := volumes.SnapshotName(variant, "gone")
+		k.snapshot("reten", variantSnap, map[string]string{volumes.LabelPlan: "reten"},
+			map[string]string{volumes.AnnotationBackup: variant, volumes.AnnotationRetainUntil: past})
 		// 30 minutes later: the first snapshot is kept, its manifest's
 		// retention not having ended; so is the unlisted one.
 		second, err := runBackup(ctx, t, f, p, &logs, func() time.Time { return time.Now().Add(30 * time.Minute) })
@@ -641,7 +659,9 @@ func TestVolumes(t *testing.T) {
 			t.Fatalf("expired too early: %v\nlogs:\n%s", second.Volumes.Expired, logs.String())
 		}
 		for _, want := range []string{`retain-until annotation differs from its backup's manifest; kept until the manifest's`,
-			`volume snapshot is not in its backup's manifest; kept`} {
+			`volume snapshot is not in its backup's manifest; kept`,
+			`never committed to this store: kept a full retention from its creation`,
+			`backup annotation does not name a backup of this plan; kept`} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("logs lack %s", want)
 			}
@@ -652,12 +672,12 @@ func TestVolumes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 		}
-		wantExpired := []string{"reten/" + firstSnap, "reten/" + volumes.SnapshotName(second.Backup, "db")}
+		wantExpired := []string{"reten/" + firstSnap, "reten/" + volumes.SnapshotName(second.Backup, "db"), "reten/" + orphan}
 		slices.Sort(wantExpired)
 		if fmt.Sprint(third.Volumes.Expired) != fmt.Sprint(wantExpired) {
 			t.Fatalf("expired = %v, want %v", third.Volumes.Expired, wantExpired)
 		}
-		wantLeft := []string{volumes.SnapshotName(third.Backup, "db"), unlisted}
+		wantLeft := []string{volumes.SnapshotName(third.Backup, "db"), unlisted, variantSnap}
 		slices.Sort(wantLeft)
 		if got := k.snapshots("reten"); fmt.Sprint(got) != fmt.Sprint(wantLeft) {
 			t.Errorf("snapshots left: %v, want %v", got, wantLeft)
@@ -675,7 +695,7 @@ func TestVolumes(t *testing.T) {
 		const id = "discard-20261126T020000Z-1234"
 		notFound := func(context.Context, string) (volumes.Commit, bool, error) { return volumes.Commit{}, false, nil }
 		res, err := volumes.Take(ctx, volumes.Options{Config: adminConfig(c), Plan: "discard", Backup: id,
-			Namespaces: []string{"discard"}, Timeout: time.Minute, RetainUntil: time.Now().Add(time.Hour), Committed: notFound})
+			Namespaces: []string{"discard"}, Timeout: time.Minute, RetainUntil: time.Now().Add(time.Hour), Retention: time.Hour, Committed: notFound})
 		if err != nil || len(res.Volumes.Snapshots) != 1 || res.Volumes.Snapshots[0].Handle == "" {
 			t.Fatalf("Take: %+v, %v", res, err)
 		}

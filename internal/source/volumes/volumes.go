@@ -44,6 +44,10 @@ type Options struct {
 	// RetainUntil is the backup's retain-until time, written on each
 	// snapshot. Required.
 	RetainUntil time.Time
+	// Retention is the plan's retention. A snapshot of a backup that was
+	// never committed is kept at least this long after the API server
+	// created it, whatever its (editable) annotation says. Required.
+	Retention time.Duration
 	// Committed looks up an earlier backup of the plan in the catalog,
 	// for retention: the retain-until annotation on a VolumeSnapshot can
 	// be edited by anyone who may update VolumeSnapshots, the object-locked
@@ -138,7 +142,7 @@ type taker struct {
 // (Partial false) any failed snapshot fails Take, and Take deletes every
 // snapshot it created; the error then holds a *ClaimError per failure.
 func Take(ctx context.Context, opts Options) (Result, error) {
-	if opts.Config == nil || opts.Plan == "" || opts.Backup == "" || opts.RetainUntil.IsZero() || opts.Committed == nil {
+	if opts.Config == nil || opts.Plan == "" || opts.Backup == "" || opts.RetainUntil.IsZero() || opts.Retention <= 0 || opts.Committed == nil {
 		return Result{}, errors.New("volumes: config, plan, backup, retain-until and the catalog lookup are required")
 	}
 	if opts.Timeout <= 0 {
@@ -597,6 +601,13 @@ func (t *taker) expired(ctx context.Context, vs *snapv1.VolumeSnapshot, backup s
 		return time.Time{}, false
 	}
 	claim := vs.Spec.Source.PersistentVolumeClaimName
+	if plan, _, err := catalog.ParseID(backup); err != nil || plan != t.opts.Plan {
+		// Only this plan's backups are looked up in this store; an
+		// annotation edited to another plan's backup, or to a variant of
+		// an ID, would not be found and must not reach the branch below.
+		log.Warn("volume snapshot's backup annotation does not name a backup of this plan; kept", "retainUntil", until)
+		return time.Time{}, false
+	}
 	if backup == "" || claim == nil || vs.Name != SnapshotName(backup, *claim) {
 		log.Warn("volume snapshot of the plan is not named for the backup its annotation names; kept",
 			"retainUntil", until)
@@ -612,7 +623,17 @@ func (t *taker) expired(ctx context.Context, vs *snapv1.VolumeSnapshot, backup s
 		log.Warn("look up the backup of an expired volume snapshot in the catalog; kept", "retainUntil", until, "err", l.err)
 		return time.Time{}, false
 	case !l.found:
-		log.Warn("volume snapshot of a backup that was never committed to this store: expired by its retain-until annotation alone",
+		// Never committed: nothing refers to it. Its annotation can be
+		// edited; its creation time, set by the API server, cannot. Keep
+		// it a whole retention from then, as if it had been committed.
+		if floor := vs.CreationTimestamp.Add(t.opts.Retention); !now.After(floor) {
+			log.Warn("volume snapshot of a backup that was never committed to this store: kept a full retention from its creation",
+				"retainUntil", until, "createdPlusRetention", floor)
+			return time.Time{}, false
+		} else if floor.After(until) {
+			until = floor
+		}
+		log.Warn("volume snapshot of a backup that was never committed to this store: expired, a full retention after its creation",
 			"retainUntil", until)
 		return until, true
 	case !slices.Contains(l.commit.Snapshots, vs.Namespace+"/"+vs.Name):
