@@ -220,7 +220,10 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	m.Completed = r.now().UTC()
 	manifestTried = true
 	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
-		return r.fail(StepManifest, err)
+		if !r.landed(ctx, m) {
+			return r.fail(StepManifest, err)
+		}
+		r.log.Warn("the manifest write reported an error, but the manifest is in the store, byte for byte: the backup is committed", "err", err)
 	}
 	committed = true
 	r.log.Info("backup committed", "status", m.Status, "artifacts", len(m.Artifacts),
@@ -410,6 +413,40 @@ func (r *run) manifestAbsent(ctx context.Context, id string) bool {
 	default:
 		r.log.Error("cannot tell whether the manifest was written; what the backup's sources made outside the store is kept, to expire with its retention",
 			"manifest", catalog.ManifestKey(id), "err", err)
+	}
+	return false
+}
+
+// landed reports whether m is in the store exactly as written, after a
+// manifest write that returned an error: a PUT can succeed on the server
+// while the client sees an error (a lost response, a timeout). Then the
+// backup is committed, and saying it failed would contradict the catalog
+// and the evidence log. A manifest not (yet) visible is looked for once
+// more after a moment, since a server may still be finishing the upload.
+func (r *run) landed(ctx context.Context, m catalog.Manifest) bool {
+	want, err := m.Marshal()
+	if err != nil {
+		return false
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-lctx.Done():
+				return false
+			case <-time.After(2 * time.Second):
+			}
+		}
+		got, err := catalog.Read(lctx, r.opts.Store, m.Backup)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, catalog.ErrNoBackup) {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		b, err := got.Marshal()
+		return err == nil && bytes.Equal(b, want)
 	}
 	return false
 }
