@@ -339,7 +339,7 @@ path "secret/data/ehr/db"    { capabilities = ["read"] }
 		{"kv denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok.Auth.ClientToken, sourcevault.ErrPermissionDenied,
 			[]string{"kv path secret/ehr", "permission denied"}},
 		{"kv secret denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok2.Auth.ClientToken, sourcevault.ErrPermissionDenied,
-			[]string{"kv path secret/ehr: read secret secret/ehr/app/api", "permission denied"}},
+			[]string{"kv path secret/ehr: read secret " + sourcevault.SecretRef("secret/ehr/app/api"), "permission denied"}},
 		{"raft on inmem", config.VaultSource{RaftSnapshot: true}, v.Token, sourcevault.ErrNotRaft,
 			[]string{"raft snapshot", "does not use integrated storage", "sys/storage/raft/configuration"}},
 		{"no token", config.VaultSource{TransitKeys: []string{"ehr-plain"}}, "", nil, []string{"no token", "VAULT_TOKEN"}},

@@ -3,6 +3,8 @@ package vault
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,11 +228,12 @@ type secretResult struct{ entry, data, vanished bool }
 
 // writeSecret reads the current version of secret rel and writes its
 // entry. A secret deleted between listing and reading writes nothing. An
-// error names the secret's path (the operator needs it to fix the fault)
-// but never holds any of its value: Vault's error messages, status codes
-// and DecodeError's descriptions only.
+// error names the plan's path and the secret by SecretRef (a secret's own
+// path can say more about a patient than the plan's path does), and never
+// holds any of its value: Vault's error messages, status codes and
+// DecodeError's descriptions only.
 func (c *Client) writeSecret(ctx context.Context, kp kvPath, rel string, w io.Writer, first bool) (secretResult, error) {
-	what := "path " + kp.path + ": read secret " + kp.mount + "/" + rel
+	what := "path " + kp.path + ": read secret " + SecretRef(kp.mount+"/"+rel)
 	resp, err := c.c.Logical().ReadRawWithContext(ctx, kp.mount+"/data/"+rel)
 	notFound := resp != nil && resp.StatusCode == http.StatusNotFound
 	if err != nil && !notFound {
@@ -304,4 +307,13 @@ func (c *Client) writeSecret(ctx context.Context, kp kvPath, rel string, w io.Wr
 	}
 	live := !md.Destroyed && md.DeletedTime == "" && hasData
 	return secretResult{entry: true, data: live}, nil
+}
+
+// SecretRef names a KV secret in errors without its path: "sha256:" and
+// the first 12 hex digits of the SHA-256 of "mount/path". An operator
+// finds the secret by hashing the paths `vault kv list` shows, e.g.
+// printf %s secret/ehr/x | sha256sum.
+func SecretRef(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return "sha256:" + hex.EncodeToString(sum[:6])
 }
