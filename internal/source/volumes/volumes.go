@@ -306,16 +306,21 @@ func (t *taker) create(ctx context.Context, s *snap) {
 
 // wait polls the snapshots until each is ready or failed, or the timeout
 // runs out (which fails the ones still pending). It returns an error only
-// when ctx itself is done. The API calls run under ctx with callTimeout
-// each, not under the overall timeout.
+// when ctx itself is done. Each API call gets callTimeout, and each round
+// of calls ends by the deadline (or lastLook after it, for the last look);
+// a call cut short by either never becomes a snapshot's state.
 func (t *taker) wait(ctx context.Context, snaps []*snap) error {
 	deadline := time.Now().Add(t.opts.Timeout)
 	interval := pollFirst
 	for {
+		// A round of calls ends by the deadline (or shortly after, for the
+		// last look), however many namespaces and snapshots it visits.
+		rctx, cancel := context.WithDeadline(ctx, later(deadline, time.Now().Add(lastLook)))
 		pending := 0
 		for _, ns := range namespacesOf(snaps) {
-			pending += t.poll(ctx, ns, snaps)
+			pending += t.poll(rctx, ns, snaps)
 		}
+		cancel()
 		if pending == 0 {
 			return nil
 		}
@@ -343,6 +348,16 @@ func (t *taker) wait(ctx context.Context, snaps []*snap) error {
 		}
 		interval = min(interval*3/2, pollMax)
 	}
+}
+
+// lastLook is how long the look at the deadline may take.
+const lastLook = 5 * time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // namespacesOf returns the namespaces of the snapshots still pending.
