@@ -569,6 +569,15 @@ func (p *Provider) createVersion(ctx context.Context, seq int, create bool) (key
 		return keys.Version{}, p.opErr("rotate: create key for", p.key, "", err)
 	}
 	id := aws.ToString(out.KeyMetadata.KeyId)
+	// The alias's target before the move: if the move reports an error
+	// and the alias then targets a third key, another rotation ran
+	// meanwhile, and the new key may have been primary in between.
+	prev := ""
+	if !create {
+		if md, err := p.describe(ctx, p.key); err == nil {
+			prev = keyIDOf(aws.ToString(md.KeyId))
+		}
+	}
 	if create {
 		_, err = p.client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String(p.key), TargetKeyId: aws.String(id)})
 	} else {
@@ -576,7 +585,7 @@ func (p *Provider) createVersion(ctx context.Context, seq int, create bool) (key
 	}
 	v := keys.Version{Ref: p.ref(id), Created: created, State: keys.StateEnabled, Primary: true}
 	if err != nil {
-		return p.aliasFailed(ctx, v, err)
+		return p.aliasFailed(ctx, v, prev, err)
 	}
 	return v, nil
 }
@@ -589,12 +598,14 @@ func (p *Provider) createVersion(ctx context.Context, seq int, create bool) (key
 //
 //   - it targets v: the change happened; v is the primary and is returned
 //     without error (KMS's error is logged);
-//   - it targets another key, or does not exist: v never was primary and
-//     wrapped nothing, so it is untagged (no longer one of the alias's
-//     versions) and scheduled for deletion, best effort;
+//   - it still targets the previous primary, or does not exist: v never
+//     was primary and wrapped nothing, so it is untagged (no longer one of
+//     the alias's versions) and scheduled for deletion, best effort;
+//   - it targets a third key: another rotation ran concurrently and v may
+//     have been primary in between, so v is kept and the error says so;
 //   - it cannot be read: v may be the primary, so it is left alone and the
 //     error says so, naming it.
-func (p *Provider) aliasFailed(ctx context.Context, v keys.Version, aliasErr error) (keys.Version, error) {
+func (p *Provider) aliasFailed(ctx context.Context, v keys.Version, prev string, aliasErr error) (keys.Version, error) {
 	id := v.Ref.Version
 	e := p.opErr("rotate: point alias at new key for", p.key, id, aliasErr)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -610,6 +621,13 @@ func (p *Provider) aliasFailed(ctx context.Context, v keys.Version, aliasErr err
 	target := "no key (the alias does not exist)"
 	if derr == nil {
 		target = "key " + aws.ToString(md.KeyId)
+		if prev != "" && keyIDOf(aws.ToString(md.KeyId)) != prev {
+			// Neither the old primary nor v: another rotation moved the
+			// alias, possibly after this move succeeded, and a backup may
+			// have wrapped under v in between. v stays a version.
+			return keys.Version{}, fmt.Errorf("%w; the alias now targets %s, neither the previous primary %s nor the new key %s: another rotation ran at the same time; the new key was left in place, tagged as a version of %s, since a backup may have used it",
+				e, target, prev, id, p.key)
+		}
 	}
 	_, uerr := p.client.UntagResource(cctx, &kms.UntagResourceInput{KeyId: aws.String(id), TagKeys: []string{TagAlias}})
 	_, serr := p.client.ScheduleKeyDeletion(cctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(id), PendingWindowInDays: aws.Int32(7)})

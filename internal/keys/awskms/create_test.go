@@ -92,7 +92,8 @@ func TestCreate(t *testing.T) {
 // DescribeKey of the alias fails too once an alias call has failed.
 type aliasFault struct {
 	awskms.API
-	applied       bool // make the change before failing
+	applied       bool   // make the change before failing
+	thenMoveTo    string // after the change, another rotation moves the alias here
 	describeFails bool
 	failed        atomic.Bool
 }
@@ -112,6 +113,11 @@ func (f *aliasFault) CreateAlias(ctx context.Context, in *kms.CreateAliasInput, 
 func (f *aliasFault) UpdateAlias(ctx context.Context, in *kms.UpdateAliasInput, o ...func(*kms.Options)) (*kms.UpdateAliasOutput, error) {
 	if f.applied {
 		if _, err := f.API.UpdateAlias(ctx, in, o...); err != nil {
+			return nil, err
+		}
+	}
+	if f.thenMoveTo != "" {
+		if _, err := f.API.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: in.AliasName, TargetKeyId: aws.String(f.thenMoveTo)}, o...); err != nil {
 			return nil, err
 		}
 	}
@@ -237,6 +243,28 @@ func TestAliasErrorAmbiguous(t *testing.T) {
 	id = newestKey(before)
 	if keyState(id) != types.KeyStatePendingDeletion || aliasTarget(p.Key()) != nv.Ref.Version {
 		t.Fatalf("unused key %s is %s, alias targets %s", id, keyState(id), aliasTarget(p.Key()))
+	}
+
+	// The move "failed", and the alias now targets a third key: another
+	// rotation ran at the same time, the new key may have been primary in
+	// between, so it is kept.
+	third, err := c.CreateKey(ctx, &kms.CreateKeyInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	thirdID := aws.ToString(third.KeyMetadata.KeyId)
+	p = provider("alias/ambiguous-create", &aliasFault{applied: true, thenMoveTo: thirdID})
+	before = allKeys()
+	_, err = p.Rotate(ctx)
+	if err == nil || !strings.Contains(err.Error(), "another rotation ran at the same time") {
+		t.Fatalf("Rotate racing another rotation: %v", err)
+	}
+	id = newestKey(before)
+	if keyState(id) != types.KeyStateEnabled || !strings.Contains(err.Error(), id) {
+		t.Fatalf("new key %s is %s after a concurrent rotation; error %v", id, keyState(id), err)
+	}
+	if _, err := c.UpdateAlias(ctx, &kms.UpdateAliasInput{AliasName: aws.String("alias/ambiguous-create"), TargetKeyId: aws.String(nv.Ref.Version)}); err != nil {
+		t.Fatal(err)
 	}
 
 	// The alias cannot be read back: the new key is left as it is.
