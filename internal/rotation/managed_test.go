@@ -109,7 +109,7 @@ func TestManagedRotationDoesNotCollide(t *testing.T) {
 	e.keyring = nil
 	var ids []string
 	for range 3 {
-		ids = append(ids, managedBackup(t, e, p))
+		ids = append(ids, e.backupWith(t, p))
 	}
 	plain := envelope.KeyObjectName(managedRef)
 	before := e.objects(t)
@@ -182,50 +182,6 @@ func TestManagedRotationDoesNotCollide(t *testing.T) {
 	}
 }
 
-// managedBackup commits a backup wrapped by p, as e.backup does.
-func managedBackup(t *testing.T, e *env, p *managed) string {
-	t.Helper()
-	ctx := context.Background()
-	e.n++
-	started := time.Now().UTC().Truncate(time.Second).Add(-time.Duration(1000-e.n) * time.Minute)
-	id, err := catalog.NewID("clinic", started)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dk, err := envelope.NewDataKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dk.Destroy()
-	ko, err := envelope.SealKey(ctx, p, id, dk, started)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ko.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	retain := time.Now().Add(24 * time.Hour).UTC()
-	if _, err := e.st.Put(ctx, catalog.KeysPrefix(id)+ko.Name(), bytes.NewReader(b), store.PutOptions{RetainUntil: retain}); err != nil {
-		t.Fatal(err)
-	}
-	sum := strings.Repeat("ab", 32)
-	m := catalog.Manifest{
-		Format: catalog.ManifestFormat, Backup: id, Plan: "clinic", Status: catalog.StatusComplete,
-		Started: started, Completed: started.Add(time.Second), RetainUntil: retain,
-		KEK: ko.KEK, DataKeyID: dk.ID(),
-		Artifacts: []catalog.Artifact{{
-			Name: catalog.ArtifactEncryptionConfig, Source: catalog.SourceEncryptionConfig, Compression: "none",
-			PlaintextSize: 1, PlaintextSHA256: sum, CiphertextSize: 1, CiphertextSHA256: sum,
-		}},
-		Lifeboat: catalog.Lifeboat{Version: "test"},
-	}
-	if _, err := catalog.Write(ctx, e.st, m); err != nil {
-		t.Fatal(err)
-	}
-	return id
-}
-
 // TestEveryDefersRotation: with MinAge longer than the primary's age no
 // version is created, the reason says so, and backups are still verified
 // under the current primary.
@@ -265,7 +221,7 @@ func TestManagedRotationUnchangedGeneration(t *testing.T) {
 	e := newEnv(t)
 	p := stuck{&managed{inner: e.keyring}}
 	e.keyring = nil
-	managedBackup(t, e, p.managed)
+	e.backupWith(t, p.managed)
 	before := e.objects(t)
 	res, err := rotation.Run(ctx, rotation.Options{Store: e.st, Provider: p, Rotate: true})
 	if err == nil || !strings.Contains(err.Error(), "unchanged") || !strings.Contains(err.Error(), managedRef.String()) {

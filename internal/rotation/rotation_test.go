@@ -49,6 +49,14 @@ func newEnv(t *testing.T) *env {
 // (rotation never reads them).
 func (e *env) backup(t *testing.T) string {
 	t.Helper()
+	id := e.backupWith(t, e.keyring)
+	e.ids = append(e.ids, id)
+	return id
+}
+
+// backupWith commits a backup as backup does, its data key wrapped by w.
+func (e *env) backupWith(t *testing.T, w envelope.Wrapper) string {
+	t.Helper()
 	ctx := context.Background()
 	e.n++
 	started := time.Now().UTC().Truncate(time.Second).Add(-time.Duration(1000-e.n) * time.Minute)
@@ -61,7 +69,7 @@ func (e *env) backup(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer dk.Destroy()
-	ko, err := envelope.SealKey(ctx, e.keyring, id, dk, started)
+	ko, err := envelope.SealKey(ctx, w, id, dk, started)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +95,6 @@ func (e *env) backup(t *testing.T) string {
 	if _, err := catalog.Write(ctx, e.st, m); err != nil {
 		t.Fatal(err)
 	}
-	e.ids = append(e.ids, id)
 	return id
 }
 
