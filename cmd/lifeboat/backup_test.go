@@ -62,28 +62,13 @@ func newBackupSetup(t *testing.T, plans map[string]string) backupSetup {
 	t.Helper()
 	dir := t.TempDir()
 	s := backupSetup{dir: dir, config: filepath.Join(dir, "lifeboat.yaml"), storeRoot: filepath.Join(dir, "store"), keyring: filepath.Join(dir, "keyring.json")}
-	enc := filepath.Join(dir, "encryption-config.yaml")
-	if err := os.WriteFile(enc, []byte(testEncryptionConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
-kind: Store
-metadata: {name: local}
-spec:
-  type: fs
-  path: %s
-  objectLock: {mode: COMPLIANCE, retention: 1d}
----
-apiVersion: lifeboat.dev/v1alpha1
-kind: KeyProvider
-metadata: {name: local}
-spec: {type: local, keyring: %s}
----
+	cfg, enc := testConfigHead(t, dir, s.storeRoot, "{type: local, keyring: "+strconv.Quote(s.keyring)+"}")
+	cfg += `---
 apiVersion: lifeboat.dev/v1alpha1
 kind: KeyProvider
 metadata: {name: kms}
 spec: {type: awskms, keyId: 1234abcd-12ab-34cd-56ef-1234567890ab}
-`, strconv.Quote(s.storeRoot), strconv.Quote(s.keyring))
+`
 	for name, endpoint := range plans {
 		cfg += fmt.Sprintf(`---
 apiVersion: lifeboat.dev/v1alpha1
@@ -102,6 +87,30 @@ spec:
 		t.Fatal(err)
 	}
 	return s
+}
+
+// testConfigHead writes the test EncryptionConfiguration into dir and
+// returns its path with the YAML of Store "local" (an fs store at
+// storeRoot) and KeyProvider "local" of spec kpSpec (flow YAML).
+func testConfigHead(t *testing.T, dir, storeRoot, kpSpec string) (cfg, enc string) {
+	t.Helper()
+	enc = filepath.Join(dir, "encryption-config.yaml")
+	if err := os.WriteFile(enc, []byte(testEncryptionConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: local}
+spec:
+  type: fs
+  path: %s
+  objectLock: {mode: COMPLIANCE, retention: 1d}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: local}
+spec: %s
+`, strconv.Quote(storeRoot), kpSpec), enc
 }
 
 // backupRun runs `backup run plan` in process and returns the manifest.

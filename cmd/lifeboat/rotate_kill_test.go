@@ -130,23 +130,8 @@ func newRotateSetupWith(t *testing.T, kpSpec string) rotateSetup {
 	if kpSpec == "" {
 		kpSpec = "{type: local, keyring: " + strconv.Quote(s.keyring) + "}"
 	}
-	enc := filepath.Join(dir, "encryption-config.yaml")
-	if err := os.WriteFile(enc, []byte(testEncryptionConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
-kind: Store
-metadata: {name: local}
-spec:
-  type: fs
-  path: %s
-  objectLock: {mode: COMPLIANCE, retention: 1d}
----
-apiVersion: lifeboat.dev/v1alpha1
-kind: KeyProvider
-metadata: {name: local}
-spec: %s
----
+	cfg, enc := testConfigHead(t, dir, s.storeRoot, kpSpec)
+	cfg += fmt.Sprintf(`---
 apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: clinic}
@@ -161,7 +146,7 @@ apiVersion: lifeboat.dev/v1alpha1
 kind: RotationPolicy
 metadata: {name: quarterly}
 spec: {keyProvider: local, retireOldVersions: afterVerifiedRewrap}
-`, strconv.Quote(s.storeRoot), kpSpec, strconv.Quote(enc))
+`, strconv.Quote(enc))
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
