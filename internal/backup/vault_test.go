@@ -87,6 +87,20 @@ func vaultSource(v *testenv.Vault, s config.VaultSource) config.Source {
 	return config.Source{Vault: &s}
 }
 
+// policyToken writes the ACL policy name and returns a token holding it
+// alone.
+func policyToken(t *testing.T, ctx context.Context, v *testenv.Vault, name, policy string) string {
+	t.Helper()
+	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/"+name, map[string]any{"policy": policy}, nil)
+	var tok struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "auth/token/create", map[string]any{"policies": []string{name}, "no_default_policy": true}, &tok)
+	return tok.Auth.ClientToken
+}
+
 // TestVaultSource backs up transit keys (one derived, one rotated) and KV
 // v2 secrets from a real Vault dev server, checks both artifacts, restores
 // the keys into a scratch Vault and decrypts the canaries, and checks that
@@ -298,29 +312,17 @@ func TestVaultSourceRefusals(t *testing.T) {
 	v := testenv.StartVault(t)
 	seedVault(t, ctx, v)
 	// A token that may read keys and encrypt, but not back up or read KV.
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/partial", map[string]any{"policy": `
+	tok := policyToken(t, ctx, v, "partial", `
 path "transit/keys/*"    { capabilities = ["read"] }
 path "transit/encrypt/*" { capabilities = ["update"] }
-`}, nil)
-	var tok struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "auth/token/create", map[string]any{"policies": []string{"partial"}, "no_default_policy": true}, &tok)
+`)
 
 	// A token that may list secret/ehr but read only one secret in it.
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/kvlist", map[string]any{"policy": `
+	tok2 := policyToken(t, ctx, v, "kvlist", `
 path "secret/metadata/ehr"   { capabilities = ["list", "read"] }
 path "secret/metadata/ehr/*" { capabilities = ["list", "read"] }
 path "secret/data/ehr/db"    { capabilities = ["read"] }
-`}, nil)
-	var tok2 struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "auth/token/create", map[string]any{"policies": []string{"kvlist"}, "no_default_policy": true}, &tok2)
+`)
 
 	for _, tc := range []struct {
 		name   string
@@ -334,11 +336,11 @@ path "secret/data/ehr/db"    { capabilities = ["read"] }
 		{"missing key", config.VaultSource{TransitKeys: []string{"nope"}}, v.Token, nil, []string{"transit key transit/nope", "no such key"}},
 		{"kv v1", config.VaultSource{KVPaths: []string{"kv1/app"}}, v.Token, sourcevault.ErrNotKV2, []string{"kv path kv1/app", "KV version 1"}},
 		{"no mount", config.VaultSource{KVPaths: []string{"nomount/app"}}, v.Token, sourcevault.ErrNotKV2, []string{"kv path nomount/app", "no secrets engine is mounted"}},
-		{"transit denied", config.VaultSource{TransitKeys: []string{"ehr-plain"}}, tok.Auth.ClientToken, sourcevault.ErrPermissionDenied,
+		{"transit denied", config.VaultSource{TransitKeys: []string{"ehr-plain"}}, tok, sourcevault.ErrPermissionDenied,
 			[]string{"back up transit key transit/ehr-plain", "permission denied"}},
-		{"kv denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok.Auth.ClientToken, sourcevault.ErrPermissionDenied,
+		{"kv denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok, sourcevault.ErrPermissionDenied,
 			[]string{"kv path secret/ehr", "permission denied"}},
-		{"kv secret denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok2.Auth.ClientToken, sourcevault.ErrPermissionDenied,
+		{"kv secret denied", config.VaultSource{KVPaths: []string{"secret/ehr"}}, tok2, sourcevault.ErrPermissionDenied,
 			[]string{"kv path secret/ehr: read secret " + sourcevault.SecretRef("secret/ehr/app/api"), "permission denied"}},
 		{"raft on inmem", config.VaultSource{RaftSnapshot: true}, v.Token, sourcevault.ErrNotRaft,
 			[]string{"raft snapshot", "does not use integrated storage", "sys/storage/raft/configuration"}},
@@ -367,7 +369,7 @@ path "secret/data/ehr/db"    { capabilities = ["read"] }
 			if !strings.Contains(err.Error(), v.Address) && tc.token != "" {
 				t.Errorf("err %q does not name the server", err)
 			}
-			for _, s := range []string{v.Token, tok.Auth.ClientToken, tok2.Auth.ClientToken} {
+			for _, s := range []string{v.Token, tok, tok2} {
 				if strings.Contains(err.Error(), s) || strings.Contains(logs.String(), s) {
 					t.Errorf("a token is in the error or logs")
 				}
@@ -390,23 +392,17 @@ func TestVaultRaftSnapshot(t *testing.T) {
 	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "sys/mounts/transit", map[string]any{"type": "transit"}, nil)
 	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "transit/keys/in-raft", map[string]any{"exportable": true, "allow_plaintext_backup": true}, nil)
 	// The policy docs/vault.md gives.
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/lifeboat", map[string]any{"policy": `
+	tok := policyToken(t, ctx, v, "lifeboat", `
 path "transit/keys/+"    { capabilities = ["read"] }
 path "transit/backup/+"  { capabilities = ["read"] }
 path "transit/encrypt/+" { capabilities = ["update"] }
 path "sys/storage/raft/configuration" { capabilities = ["read"] }
 path "sys/storage/raft/snapshot"      { capabilities = ["read"] }
-`}, nil)
-	var tok struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "auth/token/create", map[string]any{"policies": []string{"lifeboat"}, "no_default_policy": true}, &tok)
+`)
 	f := newFixture(t)
 	m, err := backup.Run(ctx, backup.Options{
 		Plan:  plan("vault-raft", vaultSource(v, config.VaultSource{RaftSnapshot: true, TransitKeys: []string{"in-raft"}})),
-		Store: f.st, Keys: f.keyring, VaultToken: tok.Auth.ClientToken,
+		Store: f.st, Keys: f.keyring, VaultToken: tok,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -454,7 +450,7 @@ func TestVaultSourceDocumentedPolicy(t *testing.T) {
 	ctx := testContext(t)
 	v := testenv.StartVault(t)
 	seedVault(t, ctx, v)
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPut, "sys/policies/acl/lifeboat", map[string]any{"policy": `
+	tok := policyToken(t, ctx, v, "lifeboat", `
 path "transit/keys/+"    { capabilities = ["read"] }
 path "transit/backup/+"  { capabilities = ["read"] }
 path "transit/encrypt/+" { capabilities = ["update"] }
@@ -462,17 +458,11 @@ path "secret/metadata/ehr"    { capabilities = ["list", "read"] }
 path "secret/metadata/ehr/*"  { capabilities = ["list", "read"] }
 path "secret/data/ehr"        { capabilities = ["read"] }
 path "secret/data/ehr/*"      { capabilities = ["read"] }
-`}, nil)
-	var tok struct {
-		Auth struct {
-			ClientToken string `json:"client_token"`
-		} `json:"auth"`
-	}
-	vaultCall(t, ctx, v.Address, v.Token, http.MethodPost, "auth/token/create", map[string]any{"policies": []string{"lifeboat"}, "no_default_policy": true}, &tok)
+`)
 	f := newFixture(t)
 	m, err := backup.Run(ctx, backup.Options{
 		Plan:  plan("vault-keys", vaultSource(v, config.VaultSource{TransitKeys: []string{"ehr-derived"}, KVPaths: []string{"secret/ehr"}})),
-		Store: f.st, Keys: f.keyring, VaultToken: tok.Auth.ClientToken,
+		Store: f.st, Keys: f.keyring, VaultToken: tok,
 	})
 	if err != nil {
 		t.Fatal(err)
