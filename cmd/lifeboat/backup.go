@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	iofs "io/fs"
@@ -16,14 +15,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
-	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/awskms"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/vault"
-	"github.com/lifeboat-dr/lifeboat/internal/store"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
-	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 func newBackupCommand(a *app) *cobra.Command {
@@ -62,112 +56,29 @@ Every committed backup appends a signed record to the store's evidence log
   lifeboat --config lifeboat.yaml backup run etcd-hourly -o json`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			ctx := cmd.Context()
 			set, err := loadConfigSet(a, "backup run")
 			if err != nil {
 				return err
 			}
-			plan, ok := set.BackupPlan(argv[0])
-			if !ok {
-				return usageError{fmt.Errorf("backup run: no BackupPlan named %q in %v", argv[0], a.configPaths)}
-			}
-			cs, _ := set.Store(plan.Spec.Store)
-			kp, _ := set.KeyProvider(plan.Spec.KeyProvider)
-			st, err := openConfigStore(ctx, a, cs, false)
+			signer, err := wire.LoadSigner(signingKey)
 			if err != nil {
-				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
+				return fmt.Errorf("backup run %s: %w", argv[0], err)
 			}
-			retention := plan.Spec.Retention.Std()
-			if cs.Spec.ObjectLock != nil {
-				retention = max(retention, cs.Spec.ObjectLock.Retention.Std())
+			res, err := job.Backup(cmd.Context(), a.env(set), argv[0], job.BackupOptions{
+				Signer: signer, Version: version, Progress: a.progressPrinter(),
+			})
+			for _, w := range res.Warnings {
+				fmt.Fprintf(a.stderr, "warning: %s\n", w)
 			}
-			chk, err := checkStore(ctx, a, set, cs)
 			if err != nil {
-				return fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err)
-			}
-			if !chk.Verdict.OK {
-				// Nothing is written to a refused store, not even evidence.
-				return fmt.Errorf("backup run %s: store %s refused: %s (see `lifeboat store check %s`)",
-					plan.Metadata.Name, cs.Metadata.Name, strings.Join(chk.Verdict.Problems, "; "), cs.Metadata.Name)
-			}
-			// From here on the store is reachable and accepted: a failed
-			// run is recorded in its evidence log too.
-			failed := func(step string, err error) error {
-				recordBackupFailure(ctx, a, st, signingKey, retention, plan.Metadata.Name, step, err)
 				return err
 			}
-			for _, p := range chk.Verdict.Problems {
-				a.logger.Warn("store warning", "store", cs.Metadata.Name, "problem", p)
-			}
-			kek, err := openKeyProvider(ctx, kp)
-			if err != nil {
-				return failed("keyProvider", fmt.Errorf("backup run %s: %w", plan.Metadata.Name, err))
-			}
-			m, err := backup.Run(ctx, backup.Options{
-				Plan: plan, Store: st, Keys: kek, Retention: retention,
-				Version: version, Logger: a.logger, Progress: a.progressPrinter(),
-				// A vault source without tokenFile or address uses these;
-				// the library reads no environment.
-				VaultToken: os.Getenv("VAULT_TOKEN"), VaultAddr: os.Getenv("VAULT_ADDR"),
-			})
-			if err != nil {
-				step := "backup"
-				if re := (*backup.RunError)(nil); errors.As(err, &re) {
-					step = re.Step
-				}
-				return failed(step, err)
-			}
-			if m.Status == catalog.StatusPartial {
-				for _, s := range m.Skipped {
-					fmt.Fprintf(a.stderr, "warning: source %s skipped: %s\n", s.Source, s.Reason)
-				}
-			}
-			signer, err := loadSigner(signingKey)
-			if err != nil {
-				return fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan.Metadata.Name, m.Backup, err)
-			}
-			rec, err := backup.Publish(ctx, m, backup.PublishOptions{Store: st, Signer: signer, Retention: retention, Logger: a.logger})
-			if err != nil {
-				return fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan.Metadata.Name, m.Backup, err)
-			}
-			a.logger.Info("evidence recorded", "backup", m.Backup, "record", rec.Key(), "seq", rec.Seq)
-			return a.render(cmd.OutOrStdout(), m, manifestTable(m))
+			a.logger.Info("evidence recorded", "backup", res.Manifest.Backup, "record", res.Record.Key(), "seq", res.Record.Seq)
+			return a.render(cmd.OutOrStdout(), res.Manifest, manifestTable(res.Manifest))
 		},
 	}
 	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
 	return cmd
-}
-
-// recordBackupFailure appends a failure record (kind backup) for a run of
-// plan that failed at step to st's evidence log. The record's ID is the
-// backup ID when the run assigned one, else <plan>-<UTC time>. Its subject
-// holds the plan, backup ID, step and time, never the error's text (which
-// may quote configuration). A failure to record is logged: the caller
-// returns the run's own error.
-func recordBackupFailure(ctx context.Context, a *app, st store.Store, signingKey string, retention time.Duration, plan, step string, runErr error) {
-	now := time.Now().UTC()
-	id := plan + "-" + now.Format("20060102T150405Z")
-	subject := map[string]any{"plan": plan, "step": step, "time": now.Format(time.RFC3339Nano)}
-	if re := (*backup.RunError)(nil); errors.As(runErr, &re) && re.Backup != "" {
-		id = re.Backup
-		subject["backup"] = re.Backup
-	}
-	signer, err := loadSigner(signingKey)
-	if err != nil {
-		a.logger.Error("the failed backup run has no evidence record", "plan", plan, "err", err)
-		return
-	}
-	// Record also a run that was interrupted, within a bound.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	rec, err := evidence.NewLog(st, signer, nil, evidence.WithRetention(retention), evidence.WithLogger(a.logger)).Append(rctx, evidence.Record{
-		Kind: evidence.KindBackup, ID: id, Outcome: evidence.OutcomeFailure, Subject: subject, HIPAA: []string{},
-	})
-	if err != nil {
-		a.logger.Error("the failed backup run has no evidence record", "plan", plan, "err", err)
-		return
-	}
-	a.logger.Info("failure recorded", "plan", plan, "record", rec.Key(), "seq", rec.Seq)
 }
 
 // backupListEntry is one row of `backup list`.
@@ -224,7 +135,7 @@ never committed (interrupted, killed, failed) are not listed. Without
 				if !ok {
 					return usageError{fmt.Errorf("backup list: no Store named %q", name)}
 				}
-				st, err := openConfigStore(ctx, a, cs, true)
+				st, err := a.env(set).OpenStore(ctx, cs, true)
 				if errors.Is(err, iofs.ErrNotExist) {
 					continue // an fs store nothing was written to yet
 				}
@@ -297,7 +208,7 @@ full digests.`,
 			if err != nil {
 				return err
 			}
-			st, err := openConfigStore(ctx, a, cs, true)
+			st, err := a.env(set).OpenStore(ctx, cs, true)
 			if err != nil {
 				return fmt.Errorf("backup show: %w", err)
 			}
@@ -400,7 +311,7 @@ the store or the key provider cannot be reached.`,
 			if err != nil {
 				return err
 			}
-			st, err := openConfigStore(ctx, a, cs, true)
+			st, err := a.env(set).OpenStore(ctx, cs, true)
 			if err != nil {
 				return fmt.Errorf("backup verify: %w", err)
 			}
@@ -409,7 +320,7 @@ the store or the key provider cannot be reached.`,
 				if kp == nil {
 					return usageError{fmt.Errorf("backup verify: --read-data needs a key provider: name it with --key-provider")}
 				}
-				if kek, err = openKeyProvider(ctx, kp); err != nil {
+				if kek, err = a.env(set).OpenKeys(ctx, kp); err != nil {
 					return fmt.Errorf("backup verify: %w", err)
 				}
 			}
@@ -484,74 +395,6 @@ func loadConfigSet(a *app, cmdName string) (*config.Set, error) {
 		return nil, usageError{fmt.Errorf("%s: name the configuration with --config", cmdName)}
 	}
 	return config.LoadPaths(a.configPaths...)
-}
-
-// openConfigStore opens the store a Store object describes, for reading
-// only or for writing.
-func openConfigStore(ctx context.Context, a *app, cs *config.Store, readOnly bool) (store.Store, error) {
-	switch cs.Spec.Type {
-	case config.StoreFS:
-		st, err := fs.Open(ctx, fs.Options{Root: cs.Spec.Path, ReadOnly: readOnly, Logger: a.logger})
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", cs.Metadata.Name, err)
-		}
-		return st, nil
-	case config.StoreS3:
-		mode := ""
-		if cs.Spec.ObjectLock != nil {
-			mode = string(cs.Spec.ObjectLock.Mode)
-		}
-		st, err := s3store.New(ctx, s3store.Options{
-			Bucket: cs.Spec.Bucket, Prefix: cs.Spec.Prefix, Endpoint: cs.Spec.Endpoint, Region: cs.Spec.Region,
-			ForcePathStyle: cs.Spec.ForcePathStyle, LockMode: mode, Logger: a.logger,
-			Unlocked: cs.Spec.AllowUnlocked && cs.Spec.ObjectLock == nil,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", cs.Metadata.Name, err)
-		}
-		return st, nil
-	default:
-		return nil, fmt.Errorf("store %s: unknown store type %q", cs.Metadata.Name, cs.Spec.Type)
-	}
-}
-
-// openKeyProvider opens the KEK provider a KeyProvider object describes.
-func openKeyProvider(ctx context.Context, kp *config.KeyProvider) (keys.Provider, error) {
-	switch kp.Spec.Type {
-	case config.KeyProviderLocal:
-		k, err := local.Open(ctx, local.Options{Path: kp.Spec.Keyring})
-		if err != nil {
-			return nil, fmt.Errorf("key provider %s: %w (create a keyring with `lifeboat keys init --keyring %s`)", kp.Metadata.Name, err, kp.Spec.Keyring)
-		}
-		return k, nil
-	case config.KeyProviderAWSKMS:
-		strategy := awskms.Strategy("")
-		if kp.Spec.Rotation != nil {
-			strategy = awskms.Strategy(kp.Spec.Rotation.Strategy)
-		}
-		// Credentials come from the SDK's default chain (environment,
-		// shared files, instance or pod identity).
-		p, err := awskms.New(ctx, awskms.Options{
-			KeyID: kp.Spec.KeyID, Alias: kp.Spec.Alias, Strategy: strategy,
-			Region: kp.Spec.Region, Endpoint: kp.Spec.Endpoint,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
-		}
-		return p, nil
-	case config.KeyProviderVault:
-		opts, err := vaultOptions(kp)
-		if err != nil {
-			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
-		}
-		p, err := vault.New(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("key provider %s: %w", kp.Metadata.Name, err)
-		}
-		return p, nil
-	default:
-		return nil, fmt.Errorf("key provider %s: unknown type %q", kp.Metadata.Name, kp.Spec.Type)
-	}
 }
 
 // progressPrinter returns a progress hook that redraws one line per

@@ -15,14 +15,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
-	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 )
 
 func newDemoCommand(a *app) *cobra.Command {
@@ -82,7 +80,13 @@ func (s demoStep) say(format string, args ...any) {
 
 func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err error) {
 	step := demoStep{w: a.stderr, start: time.Now()}
-	bin, err := locateKubeAPIServer(o.kubeAPIServer)
+	env := a.env(nil)
+	bin, err := embedded.LocateKubeAPIServer(func(k string) string {
+		if k == embedded.EnvKubeAPIServer && o.kubeAPIServer != "" {
+			return o.kubeAPIServer
+		}
+		return env.Getenv(k)
+	}, env.Executable)
 	if err != nil {
 		return fmt.Errorf("demo: %w\n(run `make testbin` at the repository root: it builds bin/kube-apiserver, about 4 minutes on 2 cores; or run `make demo`, which does it for you)", err)
 	}
@@ -148,41 +152,26 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 	if err != nil {
 		return fmt.Errorf("demo: configuration: %w", err)
 	}
-	plan, _ := set.BackupPlan("control-plane")
 	d, _ := set.Drill("control-plane")
-	cs, _ := set.Store(plan.Spec.Store)
-	kp, _ := set.KeyProvider(plan.Spec.KeyProvider)
-	st, err := fs.Open(ctx, fs.Options{Root: cs.Spec.Path, Logger: a.logger})
-	if err != nil {
-		return fmt.Errorf("demo: store: %w", err)
-	}
-	kek, err := openKeyProvider(ctx, kp)
+	cs, _ := set.Store("demo-store")
+	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "evidence-signing.pem"))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	step.say("created the write-once store %s, the local keyring (KEK demo-kek v1) and %s", cs.Spec.Path, cfgPath)
 
-	// 4. Back up, then lose the source cluster.
+	// 4. Back up, then lose the source cluster: the same code path as
+	// `lifeboat backup run` and the scheduler.
 	step.say("backing up plan control-plane: etcd snapshot + encryption config + manifests, compressed and encrypted client-side")
-	m, err := backup.Run(ctx, backup.Options{
-		Plan: plan, Store: st, Keys: kek, Retention: cs.Spec.ObjectLock.Retention.Std(),
-		Version: version, Logger: a.logger,
-	})
+	br, err := job.Backup(ctx, a.env(set), "control-plane", job.BackupOptions{Signer: signer, Version: version})
 	if err != nil {
 		return fmt.Errorf("demo: backup: %w", err)
 	}
+	m, rec := br.Manifest, br.Record
 	step.say("backup %s committed: %d artifacts, %s stored, etcd revision %d, %d keys inventoried",
 		m.Backup, len(m.Artifacts), byteSize(m.StoredSize()), m.Etcd.Revision, m.Etcd.Inventory.Keys)
 	if x := m.Manifests; x != nil {
 		step.say("manifests: %d objects exported as YAML, %d policy objects recorded, %d resources skipped", x.Objects, len(x.Policies), len(x.Skipped))
-	}
-	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "evidence-signing.pem"))
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	rec, err := backup.Publish(ctx, m, backup.PublishOptions{Store: st, Signer: signer, Retention: cs.Spec.ObjectLock.Retention.Std(), Logger: a.logger})
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
 	}
 	step.say("evidence record %d written: %s", rec.Seq, rec.Key())
 	stopSource()
@@ -190,16 +179,9 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 
 	// 5. Drill.
 	step.say("drill control-plane: restore the latest backup into a scratch cluster and verify it (targets RTO %s, RPO %s)", d.Spec.Targets.RTO, d.Spec.Targets.RPO)
-	reportKey, derr := runDrill(ctx, a, stdout, drillRun{
-		opts: drill.Options{
-			Drill: d, Plan: plan, Store: st, Keys: kek,
-			Scratch: embedded.Provider{KubeAPIServerBinary: bin, Logger: a.logger},
-			Keep:    o.keep, TempDir: dir, Logger: a.logger,
-		},
-		publish:   drill.PublishOptions{Store: st, Signer: signer, Retention: cs.Spec.ObjectLock.Retention.Std(), Logger: a.logger},
-		storeName: cs.Metadata.Name,
-		storeDir:  cs.Spec.Path,
-	})
+	reportKey, derr := runDrill(ctx, a, stdout, set, d, job.DrillOptions{
+		Signer: signer, Keep: o.keep, TempDir: dir, KubeAPIServer: bin,
+	}, false)
 	if reportKey != "" {
 		fmt.Fprintf(stdout, "\nVerify it offline:  lifeboat evidence public-key %s > signer.pub\n", filepath.Join(dir, "evidence-signing.pem"))
 		fmt.Fprintf(stdout, "                    lifeboat report verify %s --key signer.pub\n", filepath.Join(dir, "store", "objects", reportKey))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
-	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 func newDrillCommand(a *app) *cobra.Command {
@@ -87,39 +87,14 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 			if err != nil {
 				return err
 			}
-			plan, _ := set.BackupPlan(d.Spec.BackupPlan)
-			cs, _ := set.Store(plan.Spec.Store)
-			kp, _ := set.KeyProvider(plan.Spec.KeyProvider)
-			provider, err := scratchProvider(a, d, f.kubeAPIServer)
-			if err != nil {
-				return err
-			}
-			st, err := openConfigStore(ctx, a, cs, false)
+			signer, err := wire.LoadSigner(f.signingKey)
 			if err != nil {
 				return fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 			}
-			kek, err := openKeyProvider(ctx, kp)
-			if err != nil {
-				return fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
-			}
-			signer, err := loadSigner(f.signingKey)
-			if err != nil {
-				return fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
-			}
-			retention := time.Duration(0)
-			if cs.Spec.ObjectLock != nil {
-				retention = cs.Spec.ObjectLock.Retention.Std()
-			}
-			_, err = runDrill(ctx, a, cmd.OutOrStdout(), drillRun{
-				opts: drill.Options{
-					Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
-					Keep: f.keep, TempDir: f.tempDir, EtcdPrefix: f.etcdPrefix, Logger: a.logger,
-					Start: start,
-				},
-				publish:   drill.PublishOptions{Store: st, Signer: signer, Retention: retention, Logger: a.logger},
-				storeName: cs.Metadata.Name,
-				storeDir:  fsStoreDir(cs),
-			})
+			_, err = runDrill(ctx, a, cmd.OutOrStdout(), set, d, job.DrillOptions{
+				Signer: signer, Start: start, Keep: f.keep, TempDir: f.tempDir, EtcdPrefix: f.etcdPrefix,
+				KubeAPIServer: f.kubeAPIServer,
+			}, false)
 			return err
 		},
 	}
@@ -175,52 +150,6 @@ func samePath(a, b string) bool {
 	return err1 == nil && err2 == nil && aa == bb
 }
 
-// scratchProvider returns the provider of the drill's scratch type.
-func scratchProvider(a *app, d *config.Drill, kubeAPIServer string) (scratch.Provider, error) {
-	switch d.Spec.Scratch.Type {
-	case config.ScratchEmbedded, "":
-		bin, err := locateKubeAPIServer(kubeAPIServer)
-		if err != nil {
-			return nil, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
-		}
-		return embedded.Provider{KubeAPIServerBinary: bin, Logger: a.logger}, nil
-	default:
-		return nil, fmt.Errorf("drill run %s: scratch type %s is not supported by this version of lifeboat yet; use scratch.type: embedded", d.Metadata.Name, d.Spec.Scratch.Type)
-	}
-}
-
-// locateKubeAPIServer returns the kube-apiserver binary: flag, then
-// $LIFEBOAT_KUBE_APISERVER, then beside the lifeboat binary.
-func locateKubeAPIServer(flag string) (string, error) {
-	getenv := os.Getenv
-	if flag != "" {
-		getenv = func(k string) string {
-			if k == embedded.EnvKubeAPIServer {
-				return flag
-			}
-			return ""
-		}
-	}
-	exe, _ := os.Executable()
-	return embedded.LocateKubeAPIServer(getenv, exe)
-}
-
-// loadSigner loads (creating on first use) the evidence signing key.
-func loadSigner(path string) (*evidence.Signer, error) {
-	if path == "" {
-		dir, err := os.UserConfigDir()
-		if err != nil {
-			return nil, fmt.Errorf("evidence signing key: no --signing-key and no user config directory: %w", err)
-		}
-		dir = filepath.Join(dir, "lifeboat")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("evidence signing key: %w", err)
-		}
-		path = filepath.Join(dir, "evidence-signing.pem")
-	}
-	return evidence.LoadOrCreateSigner(path)
-}
-
 // fsStoreDir is the root of an fs store, for printing report paths; empty
 // for other stores.
 func fsStoreDir(cs *config.Store) string {
@@ -228,16 +157,6 @@ func fsStoreDir(cs *config.Store) string {
 		return cs.Spec.Path
 	}
 	return ""
-}
-
-// drillRun is one drill for runDrill.
-type drillRun struct {
-	opts      drill.Options
-	publish   drill.PublishOptions
-	storeName string
-	storeDir  string
-	// quietResult skips the result view (the demo prints its own).
-	quietResult bool
 }
 
 // drillOutput is the result of `drill run` for -o json and yaml.
@@ -250,50 +169,44 @@ type drillOutput struct {
 	Error      string          `json:"error,omitempty"`
 }
 
-// runDrill runs a drill with progress on stderr, publishes its report,
-// prints the result and, with --keep, serves the scratch cluster until
-// interrupted. It returns the key of the stored report.json, if one was
-// written. A failed drill returns a reportedError wrapping drill.ErrFailed.
-func runDrill(ctx context.Context, a *app, stdout io.Writer, dr drillRun) (string, error) {
-	d := dr.opts.Drill
-	dr.opts.Progress = func(e drill.Event) { printEvent(a.stderr, e) }
-	res, runErr := drill.Run(ctx, dr.opts)
-	if res.RunID == "" {
-		return "", runErr // the drill never started: bad options
-	}
-	out := drillOutput{Store: dr.storeName}
-	if runErr != nil {
-		out.Error = runErr.Error()
-	}
-	if ctx.Err() != nil {
-		// Interrupted: the scratch cluster is already torn down. A drill an
-		// operator stopped measured nothing, so no report is written.
-		// Run may have returned a kept cluster before the interruption:
-		// tear it down here too.
-		stopKept(a, &res)
+// runDrill runs drill d (job.Drill) with progress on stderr, prints the
+// result (unless quiet: the demo prints its own) and, with Keep, serves
+// the scratch cluster until interrupted. It returns the key of the stored
+// report.json, if one was written. A failed drill returns a reportedError
+// wrapping drill.ErrFailed.
+func runDrill(ctx context.Context, a *app, stdout io.Writer, set *config.Set, d *config.Drill, o job.DrillOptions, quiet bool) (string, error) {
+	o.Progress = func(e drill.Event) { printEvent(a.stderr, e) }
+	jr, runErr := job.Drill(ctx, a.env(set), d, o)
+	res := &jr.Result
+	if jr.Interrupted {
 		fmt.Fprintf(a.stderr, "drill %s interrupted: scratch cluster torn down, no report written\n", d.Metadata.Name)
 		return "", runErr
 	}
-	pub, perr := drill.Publish(ctx, res, dr.publish)
-	if perr != nil {
-		stopKept(a, &res)
-		return "", errors.Join(perr, runErr)
+	if jr.Published == nil {
+		return "", runErr
 	}
-	out.Report, out.ReportKey = pub.Report, pub.Objects.JSON.Key
-	out.Evidence = pub.Record.Key()
+	pub := *jr.Published
+	out := drillOutput{Store: jr.Store, Report: pub.Report, ReportKey: pub.Objects.JSON.Key, Evidence: pub.Record.Key()}
+	if runErr != nil {
+		out.Error = runErr.Error()
+	}
 	if res.Cluster != nil {
 		out.Kubeconfig = res.Cluster.Access().Kubeconfig
 	}
-	if !dr.quietResult {
+	if !quiet {
 		if a.output == "table" {
-			printDrillResult(stdout, &res, pub, dr.storeName, dr.storeDir)
+			storeDir := ""
+			if cs, ok := set.Store(jr.Store); ok {
+				storeDir = fsStoreDir(cs)
+			}
+			printDrillResult(stdout, res, pub, jr.Store, storeDir)
 		} else if err := a.render(stdout, out, table{}); err != nil {
-			stopKept(a, &res)
+			stopKept(a, res)
 			return out.ReportKey, err
 		}
 	}
 	if res.Cluster != nil {
-		serveKept(ctx, a, &res)
+		serveKept(ctx, a, res)
 	}
 	if runErr != nil {
 		return out.ReportKey, reportedError{runErr}

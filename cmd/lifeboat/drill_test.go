@@ -19,6 +19,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
@@ -202,16 +203,11 @@ func TestDrillKeptClusterStoppedWhenInterruptedAfterRun(t *testing.T) {
 	defer interrupt()
 	cluster := &fakeCluster{}
 	var stderr strings.Builder
-	a := &app{stdout: io.Discard, stderr: &stderr, output: "table", logger: slog.New(slog.DiscardHandler)}
-	_, err = runDrill(runCtx, a, io.Discard, drillRun{
-		opts: drill.Options{
-			Drill: d, Plan: plan, Store: st, Keys: kr, Scratch: fakeProvider{cluster}, Keep: true, TempDir: t.TempDir(),
-			// Ctrl-C just after Run returned: "drill failed" is its last log.
-			Logger: slog.New(onMessage{"drill failed", interrupt}),
-		},
-		publish:   drill.PublishOptions{Store: st, Signer: signer},
-		storeName: "local",
-	})
+	// Ctrl-C just after Run returned: "drill failed" is its last log.
+	a := &app{stdout: io.Discard, stderr: &stderr, output: "table", logger: slog.New(onMessage{"drill failed", interrupt})}
+	_, err = runDrill(runCtx, a, io.Discard, set, d, job.DrillOptions{
+		Signer: signer, Keep: true, TempDir: t.TempDir(), Scratch: fakeProvider{cluster},
+	}, false)
 	t.Logf("err %v\nstderr:\n%s", err, stderr.String())
 	if !cluster.stopped.Load() {
 		t.Fatal("the kept scratch cluster was not stopped after the interruption")

@@ -158,7 +158,7 @@ an auditor can verify a copy of the store on their own machine.
 				if !ok {
 					return usageError{fmt.Errorf("evidence verify: no Store named %q in the configuration", storeName)}
 				}
-				if st, err = openConfigStore(cmd.Context(), a, cs, true); err != nil {
+				if st, err = a.env(set).OpenStore(cmd.Context(), cs, true); err != nil {
 					return fmt.Errorf("evidence verify: %w", err)
 				}
 				storePath = storeName

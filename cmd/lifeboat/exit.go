@@ -9,6 +9,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
@@ -58,13 +59,14 @@ func exitCode(err error) int {
 		ue   usageError
 		list config.ErrorList
 		ce   *config.Error
+		nf   *job.NotFoundError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &nf):
 		return ExitUsage
 	case errors.As(err, &list), errors.As(err, &ce):
 		return ExitConfig

@@ -1,21 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/lifeboat-dr/lifeboat/internal/config"
-	"github.com/lifeboat-dr/lifeboat/internal/keys"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/awskms"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/vault"
 )
-
-// errKEKExists is wrapped by `keys create` when the KEK is already there.
-var errKEKExists = errors.New("the key-encryption key already exists; nothing was created")
 
 type keysCreateResult struct {
 	KeyProvider string `json:"keyProvider"`
@@ -57,49 +46,9 @@ a second create must never swap the key backups are wrapped under.`,
 				return usageError{fmt.Errorf("keys create: no KeyProvider named %q in %v", argv[0], a.configPaths)}
 			}
 			res := keysCreateResult{KeyProvider: kp.Metadata.Name, Type: string(kp.Spec.Type)}
-			var v keys.Version
-			switch kp.Spec.Type {
-			case config.KeyProviderLocal:
-				if _, err := os.Stat(kp.Spec.Keyring); err == nil {
-					return fmt.Errorf("keys create %s: keyring %s: %w", kp.Metadata.Name, kp.Spec.Keyring, errKEKExists)
-				}
-				k, err := local.Create(ctx, local.Options{Path: kp.Spec.Keyring}, localKeyID)
-				if err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-				if v, err = primaryVersion(k.Versions(ctx)); err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-			case config.KeyProviderAWSKMS:
-				p, err := openKeyProvider(ctx, kp)
-				if err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-				v, err = p.(*awskms.Provider).Create(ctx)
-				if errors.Is(err, awskms.ErrKeyExists) {
-					return fmt.Errorf("keys create %s: %w: %w", kp.Metadata.Name, err, errKEKExists)
-				}
-				if err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-			case config.KeyProviderVault:
-				opts, err := vaultOptions(kp)
-				if err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-				opts.Logger = a.logger
-				p, err := vault.CreateKey(ctx, opts, vault.KeySpec{})
-				if errors.Is(err, vault.ErrKeyExists) {
-					return fmt.Errorf("keys create %s: %w: %w", kp.Metadata.Name, err, errKEKExists)
-				}
-				if err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-				if v, err = primaryVersion(p.Versions(ctx)); err != nil {
-					return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
-				}
-			default:
-				return fmt.Errorf("keys create %s: unknown key provider type %q", kp.Metadata.Name, kp.Spec.Type)
+			v, err := a.env(set).CreateKey(ctx, kp, localKeyID)
+			if err != nil {
+				return fmt.Errorf("keys create %s: %w", kp.Metadata.Name, err)
 			}
 			res.Key, res.Primary = v.Ref.Key, v.Ref.Version
 			a.logger.Info("key-encryption key created", "keyProvider", kp.Metadata.Name, "key", v.Ref.Key, "version", v.Ref.Version)
@@ -111,37 +60,4 @@ a second create must never swap the key backups are wrapped under.`,
 	}
 	cmd.Flags().StringVar(&localKeyID, "key", "lifeboat", "key ID of a local keyring's KEK: 1 to 128 bytes of [A-Za-z0-9._-] (local only)")
 	return cmd
-}
-
-// vaultOptions are the vault.Options a KeyProvider of type vault
-// describes: the address from spec.address or VAULT_ADDR, the token from
-// spec.tokenFile or VAULT_TOKEN. The command line is where the environment
-// is read; the provider itself never looks at it.
-func vaultOptions(kp *config.KeyProvider) (vault.Options, error) {
-	opts := vault.Options{Address: kp.Spec.Address, Mount: kp.Spec.Mount, Key: kp.Spec.TransitKey, TokenFile: kp.Spec.TokenFile}
-	if opts.Address == "" {
-		opts.Address = os.Getenv("VAULT_ADDR")
-		if opts.Address == "" {
-			return opts, errors.New("no Vault address: set spec.address or VAULT_ADDR")
-		}
-	}
-	if opts.TokenFile == "" {
-		opts.Token = os.Getenv("VAULT_TOKEN")
-		if opts.Token == "" {
-			return opts, errors.New("no Vault token: set spec.tokenFile or VAULT_TOKEN")
-		}
-	}
-	return opts, nil
-}
-
-func primaryVersion(vs []keys.Version, err error) (keys.Version, error) {
-	if err != nil {
-		return keys.Version{}, err
-	}
-	for _, v := range vs {
-		if v.Primary {
-			return v, nil
-		}
-	}
-	return keys.Version{}, errors.New("the provider reports no primary version")
 }

@@ -102,7 +102,7 @@ backups no newer version wraps cannot be retired yet.`,
 // keyProviderStatus reads one provider's versions and counts, per version,
 // the committed backups wrapped under it.
 func keyProviderStatus(ctx context.Context, a *app, set *config.Set, kp *config.KeyProvider) (keyStatus, error) {
-	prov, err := openKeyProvider(ctx, kp)
+	prov, err := a.env(set).OpenKeys(ctx, kp)
 	if err != nil {
 		return keyStatus{}, err
 	}
@@ -120,7 +120,7 @@ func keyProviderStatus(ctx context.Context, a *app, set *config.Set, kp *config.
 	}
 	for _, name := range stores {
 		cs, _ := set.Store(name)
-		st, err := openConfigStore(ctx, a, cs, true)
+		st, err := a.env(set).OpenStore(ctx, cs, true)
 		if err != nil {
 			return keyStatus{}, err
 		}

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 // app holds what every command shares: the global flags and the logger.
@@ -105,4 +109,11 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// env is the wiring environment of the loaded configuration: this
+// process's logger, environment and binary path.
+func (a *app) env(set *config.Set) *wire.Env {
+	exe, _ := os.Executable()
+	return &wire.Env{Set: set, Logger: a.logger, Getenv: os.Getenv, Executable: exe}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
-	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
 )
 
 func newStoreCommand(a *app) *cobra.Command {
@@ -20,21 +18,6 @@ func newStoreCommand(a *app) *cobra.Command {
 	}
 	cmd.AddCommand(newStoreCheckCommand(a))
 	return cmd
-}
-
-type storeCheckResult struct {
-	Store       string            `json:"store"`
-	Type        string            `json:"type"`
-	Status      store.LockStatus  `json:"status"`
-	Requirement lockRequirement   `json:"requirement"`
-	Verdict     store.LockVerdict `json:"verdict"`
-}
-
-type lockRequirement struct {
-	Mode          string   `json:"mode,omitempty"`
-	Retention     string   `json:"retention,omitempty"`
-	AllowUnlocked bool     `json:"allowUnlocked"`
-	Plans         []string `json:"plans,omitempty"`
 }
 
 func newStoreCheckCommand(a *app) *cobra.Command {
@@ -65,7 +48,7 @@ files, instance or pod identity); none are read from lifeboat's files.`,
 			if !ok {
 				return usageError{fmt.Errorf("store check: no Store named %q in %v", argv[0], a.configPaths)}
 			}
-			res, err := checkStore(cmd.Context(), a, set, cs)
+			res, err := a.env(set).CheckStore(cmd.Context(), cs)
 			if err != nil {
 				return err
 			}
@@ -94,44 +77,6 @@ files, instance or pod identity); none are read from lifeboat's files.`,
 			return nil
 		},
 	}
-}
-
-// checkStore opens the store, reads its lock status and judges it.
-func checkStore(ctx context.Context, a *app, set *config.Set, cs *config.Store) (storeCheckResult, error) {
-	res := storeCheckResult{Store: cs.Metadata.Name, Type: string(cs.Spec.Type)}
-	req := store.LockRequirement{AllowUnlocked: cs.Spec.AllowUnlocked}
-	if cs.Spec.ObjectLock != nil {
-		req.Mode = string(cs.Spec.ObjectLock.Mode)
-		req.Retention = cs.Spec.ObjectLock.Retention.Std()
-	}
-	for _, p := range set.BackupPlans {
-		if p.Spec.Store == cs.Metadata.Name {
-			res.Requirement.Plans = append(res.Requirement.Plans, p.Metadata.Name)
-			req.Retention = max(req.Retention, p.Spec.Retention.Std())
-		}
-	}
-	res.Requirement.Mode, res.Requirement.AllowUnlocked = req.Mode, req.AllowUnlocked
-	if req.Retention > 0 {
-		res.Requirement.Retention = config.Duration(req.Retention).String()
-	}
-	st, err := openConfigStore(ctx, a, cs, true)
-	if err != nil {
-		return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
-	}
-	switch st := st.(type) {
-	case *s3store.Store:
-		bl, err := st.CheckBucket(ctx)
-		if err != nil {
-			return res, fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
-		}
-		res.Status = store.LockStatus{Versioning: bl.Versioning, Locked: bl.ObjectLock, DefaultMode: bl.DefaultMode, DefaultRetention: bl.DefaultRetention}
-	default:
-		// The fs store: opening it read-only proved the directory is a
-		// store lifeboat can read; its write-once rules are lifeboat's.
-		res.Status = store.LockStatus{EnforcedByLifeboat: true}
-	}
-	res.Verdict = store.JudgeLock(res.Status, req)
-	return res, nil
 }
 
 func orNone(s string) string {

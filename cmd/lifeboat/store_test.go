@@ -16,6 +16,7 @@ import (
 
 	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 // TestStoreCheck runs `lifeboat store check` against versitygw: a locked
@@ -73,7 +74,7 @@ spec:
 	}
 
 	out, _, code = run(t, "--config", path, "-o", "json", "store", "check", "unlocked")
-	var res storeCheckResult
+	var res wire.StoreCheck
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("json: %v\n%s", err, out)
 	}

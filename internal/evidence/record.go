@@ -543,3 +543,7 @@ func (d *decoder) noOthers() {
 		d.err = &fieldError{d.field(extra[0]), "unknown field"}
 	}
 }
+
+// ValidateID reports whether id is a valid record ID: 1 to 128 bytes of
+// [A-Za-z0-9._-].
+func ValidateID(id string) error { return validID(id) }

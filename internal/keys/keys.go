@@ -23,6 +23,10 @@ var (
 	ErrUnwrap = errors.New("wrapped key failed authentication")
 	// ErrRetirePrimary: the primary (current) version cannot be retired.
 	ErrRetirePrimary = errors.New("cannot retire the primary key version")
+	// ErrKeyExists: a Creator found the key already there and created
+	// nothing; a second create must never swap the key backups are
+	// wrapped under.
+	ErrKeyExists = errors.New("the key-encryption key already exists; nothing was created")
 )
 
 // Ref names one KEK version: which provider type, which key, which version.
@@ -85,4 +89,11 @@ type Provider interface {
 	// Retire stops a version from unwrapping. The primary cannot be
 	// retired (ErrRetirePrimary).
 	Retire(ctx context.Context, version string) error
+}
+
+// Creator is implemented by providers that can create the KEK they name
+// (awskms with an alias). Create fails with ErrKeyExists, creating
+// nothing, when the key is already there.
+type Creator interface {
+	Create(ctx context.Context) (Version, error)
 }

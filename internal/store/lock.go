@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -77,3 +78,10 @@ func JudgeLock(st LockStatus, req LockRequirement) LockVerdict {
 }
 
 func days(d time.Duration) string { return fmt.Sprintf("%dd", int(d/(24*time.Hour))) }
+
+// LockChecker is implemented by stores that can report their immutability
+// (S3: the bucket's versioning and Object Lock configuration; fs: its own
+// write-once rules). `store check` and a backup's pre-flight consume it.
+type LockChecker interface {
+	LockStatus(ctx context.Context) (LockStatus, error)
+}

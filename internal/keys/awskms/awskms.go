@@ -265,7 +265,7 @@ func (p *Provider) Bootstrap(ctx context.Context) (keys.Version, error) {
 }
 
 // ErrKeyExists: Create found the alias already there.
-var ErrKeyExists = errors.New("KMS alias already exists")
+var ErrKeyExists = keys.ErrKeyExists
 
 // Create creates the configured alias strategy key: a new symmetric KMS
 // key, tagged as version 1 of the alias, and the alias pointing at it. It

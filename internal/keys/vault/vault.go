@@ -38,7 +38,7 @@ const DefaultKeyType = "aes256-gcm96"
 var ErrNotDerived = errors.New("transit key is not derived (it must be created with derived=true so the wrap context is bound)")
 
 // ErrKeyExists: CreateKey found a key of that name already.
-var ErrKeyExists = errors.New("transit key already exists")
+var ErrKeyExists = keys.ErrKeyExists
 
 // Options configure a Vault transit provider.
 type Options struct {

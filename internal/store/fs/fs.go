@@ -942,3 +942,15 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	s.log.Info("fs store: object deleted", "key", key, "retainUntil", rec.RetainUntil)
 	return nil
 }
+
+// LockStatus reports that the store's write-once rules are kept by
+// lifeboat, not by the storage: they hold against lifeboat's own mistakes,
+// not against someone with write access to the directory.
+func (s *Store) LockStatus(ctx context.Context) (store.LockStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return store.LockStatus{}, err
+	}
+	return store.LockStatus{EnforcedByLifeboat: true}, nil
+}
+
+var _ store.LockChecker = (*Store)(nil)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
 
 // BucketLock is what a bucket says about versioning and Object Lock.
@@ -49,3 +51,15 @@ func (s *Store) CheckBucket(ctx context.Context) (BucketLock, error) {
 	}
 	return out, nil
 }
+
+// LockStatus reports the bucket's versioning and Object Lock configuration
+// as a store.LockStatus.
+func (s *Store) LockStatus(ctx context.Context) (store.LockStatus, error) {
+	bl, err := s.CheckBucket(ctx)
+	if err != nil {
+		return store.LockStatus{}, err
+	}
+	return store.LockStatus{Versioning: bl.Versioning, Locked: bl.ObjectLock, DefaultMode: bl.DefaultMode, DefaultRetention: bl.DefaultRetention}, nil
+}
+
+var _ store.LockChecker = (*Store)(nil)

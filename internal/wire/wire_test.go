@@ -1,4 +1,4 @@
-package main
+package wire_test
 
 import (
 	"bytes"
@@ -13,7 +13,11 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/keys/awskms"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/vault"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
+
+// osEnv wires with this process's environment, as the CLI does.
+func osEnv() *wire.Env { return &wire.Env{Getenv: os.Getenv} }
 
 // TestOpenKeyProviders opens Vault and AWS KMS providers the way the CLI
 // does, from KeyProvider objects, against the real servers, and wraps and
@@ -45,7 +49,7 @@ func TestOpenKeyProviders(t *testing.T) {
 
 		kp.Spec.TokenFile = ""
 		t.Setenv("VAULT_TOKEN", "")
-		if _, err := openKeyProvider(ctx, kp); err == nil || !strings.Contains(err.Error(), "VAULT_TOKEN") {
+		if _, err := osEnv().OpenKeys(ctx, kp); err == nil || !strings.Contains(err.Error(), "VAULT_TOKEN") {
 			t.Fatalf("no token anywhere: got %v, want an error naming VAULT_TOKEN", err)
 		}
 		t.Setenv("VAULT_TOKEN", v.Token)
@@ -54,7 +58,7 @@ func TestOpenKeyProviders(t *testing.T) {
 		// Without spec.address, VAULT_ADDR.
 		kp.Spec.Address = ""
 		t.Setenv("VAULT_ADDR", "")
-		if _, err := openKeyProvider(ctx, kp); err == nil || !strings.Contains(err.Error(), "VAULT_ADDR") {
+		if _, err := osEnv().OpenKeys(ctx, kp); err == nil || !strings.Contains(err.Error(), "VAULT_ADDR") {
 			t.Fatalf("no address anywhere: got %v, want an error naming VAULT_ADDR", err)
 		}
 		t.Setenv("VAULT_ADDR", v.Address)
@@ -70,7 +74,7 @@ func TestOpenKeyProviders(t *testing.T) {
 		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 		kp := &config.KeyProvider{Metadata: config.ObjectMeta{Name: "kms"}, Spec: config.KeyProviderSpec{
 			Type: config.KeyProviderAWSKMS, Alias: "alias/lifeboat-cli", Region: k.Region, Endpoint: k.Endpoint}}
-		p, err := openKeyProvider(ctx, kp)
+		p, err := osEnv().OpenKeys(ctx, kp)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +87,7 @@ func TestOpenKeyProviders(t *testing.T) {
 
 func roundTrip(t *testing.T, kp *config.KeyProvider, dek, aad []byte) {
 	t.Helper()
-	p, err := openKeyProvider(context.Background(), kp)
+	p, err := osEnv().OpenKeys(context.Background(), kp)
 	if err != nil {
 		t.Fatalf("open %s: %v", kp.Metadata.Name, err)
 	}

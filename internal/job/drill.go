@@ -1,0 +1,126 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/drill"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// DrillOptions configure Drill.
+type DrillOptions struct {
+	// Signer signs the report and the evidence record. Required.
+	Signer *evidence.Signer
+	// Start is when the drill (the simulated incident, the RTO clock)
+	// started; the caller takes it first thing so its own setup counts.
+	// Zero means now.
+	Start time.Time
+	// Keep leaves the scratch cluster serving; the result's Cluster must
+	// then be stopped by the caller.
+	Keep bool
+	// TempDir, EtcdPrefix: see drill.Options.
+	TempDir, EtcdPrefix string
+	// KubeAPIServer is the embedded scratch provider's kube-apiserver
+	// binary; empty: $LIFEBOAT_KUBE_APISERVER, else beside lifeboat.
+	KubeAPIServer string
+	// Scratch, when set, is the scratch provider to use instead of the
+	// one the Drill's scratch section names.
+	Scratch scratch.Provider
+	// Progress, when set, is told what the drill is doing.
+	Progress func(drill.Event)
+}
+
+// DrillResult is what a drill run did.
+type DrillResult struct {
+	// Result is the drill's result; Result.Cluster is set when kept.
+	Result drill.Result
+	// Published is the stored report and evidence record; nil when none
+	// was written (the drill never started, or an operator interrupted
+	// it).
+	Published *drill.Published
+	// Store names the Store holding the report.
+	Store string
+	// Interrupted is set when ctx ended during the drill: the scratch
+	// cluster was torn down and no report was written (a drill an operator
+	// stopped measured nothing).
+	Interrupted bool
+}
+
+// Drill runs d: it opens the plan's store and key provider and the
+// scratch provider, runs the drill (drill.Run), and publishes its signed
+// report and evidence record, pass or fail. A failed drill returns an
+// error wrapping drill.ErrFailed with the report published.
+func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) (DrillResult, error) {
+	var res DrillResult
+	start := o.Start
+	if start.IsZero() {
+		start = time.Now()
+	}
+	if o.Signer == nil {
+		return res, fmt.Errorf("drill run %s: no evidence signer", d.Metadata.Name)
+	}
+	plan, ok := env.Set.BackupPlan(d.Spec.BackupPlan)
+	if !ok {
+		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, &NotFoundError{config.KindBackupPlan, d.Spec.BackupPlan})
+	}
+	cs, _ := env.Set.Store(plan.Spec.Store)
+	kp, _ := env.Set.KeyProvider(plan.Spec.KeyProvider)
+	res.Store = cs.Metadata.Name
+	provider := o.Scratch
+	if provider == nil {
+		p, err := env.Scratch(d, o.KubeAPIServer)
+		if err != nil {
+			return res, fmt.Errorf("drill run: %w", err)
+		}
+		provider = p
+	}
+	st, err := env.OpenStore(ctx, cs, false)
+	if err != nil {
+		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
+	}
+	kek, err := env.OpenKeys(ctx, kp)
+	if err != nil {
+		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
+	}
+	r, runErr := drill.Run(ctx, drill.Options{
+		Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
+		Keep: o.Keep, TempDir: o.TempDir, EtcdPrefix: o.EtcdPrefix, Logger: env.Logger,
+		Start: start, Progress: o.Progress,
+	})
+	res.Result = r
+	if r.RunID == "" {
+		return res, runErr // the drill never started: bad options
+	}
+	if ctx.Err() != nil {
+		stopKept(env, &res.Result)
+		res.Interrupted = true
+		if runErr == nil {
+			runErr = ctx.Err()
+		}
+		return res, runErr
+	}
+	pub, perr := drill.Publish(ctx, r, drill.PublishOptions{Store: st, Signer: o.Signer, Retention: config.EvidenceRetention(cs), Logger: env.Logger})
+	if perr != nil {
+		stopKept(env, &res.Result)
+		return res, errors.Join(perr, runErr)
+	}
+	res.Published = &pub
+	return res, runErr
+}
+
+// stopKept tears down a kept scratch cluster.
+func stopKept(env *wire.Env, r *drill.Result) {
+	if r.Cluster == nil {
+		return
+	}
+	if err := r.Cluster.Stop(); err != nil && env.Logger != nil {
+		env.Logger.Warn("stop scratch cluster", "err", err)
+	}
+	r.Cluster = nil
+}
