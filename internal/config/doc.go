@@ -27,7 +27,9 @@
 // Every problem is an *Error naming the file, line, column and field path
 // (such as spec.sources[1].etcd.endpoints[0]); Parse and LoadPaths return all
 // of them at once as an ErrorList, sorted by file and line, so a user fixes
-// a configuration in one pass.
+// a configuration in one pass. What is allowed but questionable (a schedule
+// firing more often than once a minute) is a Warning in Set.Warnings, with
+// the same position and field; warnings never make loading fail.
 //
 // Configuration holds no secrets: credentials and key material come from
 // files named in the configuration, the environment, or a provider's own

@@ -47,20 +47,24 @@ type Error struct {
 
 // Error formats the error as "file:line:col: field: msg", leaving out the
 // parts that are empty or zero.
-func (e *Error) Error() string {
+func (e *Error) Error() string { return formatProblem(e.File, e.Line, e.Column, e.Field, e.Msg) }
+
+// formatProblem formats an error or a warning as "file:line:col: field:
+// msg", leaving out the parts that are empty or zero.
+func formatProblem(file string, line, column int, field, msg string) string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
+	b.WriteString(file)
+	if line > 0 {
 		if b.Len() > 0 {
 			b.WriteByte(':')
 		}
-		b.WriteString(strconv.Itoa(e.Line))
-		if e.Column > 0 {
+		b.WriteString(strconv.Itoa(line))
+		if column > 0 {
 			b.WriteByte(':')
-			b.WriteString(strconv.Itoa(e.Column))
+			b.WriteString(strconv.Itoa(column))
 		}
 	}
-	for _, part := range []string{e.Field, e.Msg} {
+	for _, part := range []string{field, msg} {
 		if part == "" {
 			continue
 		}

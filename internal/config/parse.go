@@ -142,6 +142,7 @@ func parseDocument(file string, root *yaml.Node) (obj object, id *ident, errs Er
 	v := newValidator(obj)
 	v.metadata(obj.meta())
 	obj.validate(v)
+	obj.orig().warns = v.warns
 	return obj, id, v.errs
 }
 

@@ -20,6 +20,11 @@ type Set struct {
 	RotationPolicies []*RotationPolicy
 	Drills           []*Drill
 	Schedules        []*Schedule
+
+	// Warnings are what the objects hold that is allowed but questionable
+	// (a schedule firing more often than once a minute, ...), sorted by
+	// file and line. They never make LoadPaths fail.
+	Warnings []Warning
 }
 
 // LoadPaths loads the objects of files and directories. A directory
@@ -56,7 +61,9 @@ func LoadPaths(paths ...string) (*Set, error) {
 	s := new(Set)
 	for _, o := range objs {
 		s.add(o)
+		s.Warnings = append(s.Warnings, o.orig().warns...)
 	}
+	sortWarnings(s.Warnings)
 	return s, nil
 }
 

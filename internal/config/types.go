@@ -71,8 +71,9 @@ type ObjectMeta struct {
 // origin records where an object was read from; the document node lets
 // set-level validation point at the line of a field.
 type origin struct {
-	pos  Position
-	root *yaml.Node
+	pos   Position
+	root  *yaml.Node
+	warns []Warning // what validation found questionable but allowed
 }
 
 // ---------------------------------------------------------------- Store
@@ -712,8 +713,18 @@ type ScheduleSpec struct {
 	// leader change) before it is skipped and recorded as missed; absent
 	// means no deadline.
 	StartingDeadline Duration `yaml:"startingDeadline,omitempty"`
-	// Suspend stops new runs without removing the schedule.
+	// Suspend stops new runs without removing the schedule. Ticks that come
+	// due while it is suspended are recorded as missed.
 	Suspend bool `yaml:"suspend,omitempty"`
+	// SkipImmediately, when the schedule is un-suspended (or first
+	// loaded), does not run a tick that came due before that moment; only
+	// later ticks run.
+	SkipImmediately bool `yaml:"skipImmediately,omitempty"`
+	// Jitter delays each tick's start by an offset in [0, Jitter), fixed
+	// per schedule and cluster, so that many clusters sharing one cron
+	// expression do not all start at once; absent means no delay. It must
+	// be shorter than StartingDeadline when that is set.
+	Jitter Duration `yaml:"jitter,omitempty"`
 }
 
 // Target returns the kind and name of the object the schedule runs.

@@ -18,9 +18,10 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 // validator checks one decoded object and records its problems, each at
 // the line of the field it concerns.
 type validator struct {
-	file string
-	root *yaml.Node // the document's root mapping; nil for objects built in code
-	errs ErrorList
+	file  string
+	root  *yaml.Node // the document's root mapping; nil for objects built in code
+	errs  ErrorList
+	warns []Warning
 }
 
 func newValidator(o object) *validator {
@@ -35,6 +36,17 @@ func (v *validator) errorf(path, format string, args ...any) {
 		e.Line, e.Column = at.Line, at.Column
 	}
 	v.errs = append(v.errs, e)
+}
+
+// warnf records a warning about the field at path: something allowed but
+// questionable.
+func (v *validator) warnf(path, format string, args ...any) {
+	w := Warning{File: v.file, Field: path, Msg: fmt.Sprintf(format, args...)}
+	if v.root != nil {
+		at, _, _ := locate(v.root, path)
+		w.Line, w.Column = at.Line, at.Column
+	}
+	v.warns = append(v.warns, w)
 }
 
 // check records err, if any, as a problem with the field at path.
@@ -597,8 +609,10 @@ func (o *Schedule) validate(v *validator) {
 	}
 	loc, err := loadLocation(s.TimeZone)
 	v.check("spec.timeZone", err)
-	if v.required("spec.cron", s.Cron) {
-		v.check("spec.cron", checkCron(s.Cron, loc))
+	if v.required("spec.cron", s.Cron) && v.check("spec.cron", checkCron(s.Cron, loc)) {
+		if d := cronInterval(s.Cron, loc); d < time.Minute {
+			v.warnf("spec.cron", "%q fires every %s, more often than once a minute; meant for tests and demos", s.Cron, d)
+		}
 	}
 	if v.oneOf("spec", []string{"backupPlan", "rotationPolicy", "drill"}, []bool{s.BackupPlan != "", s.RotationPolicy != "", s.Drill != ""}, "") {
 		kind, name := s.Target()
@@ -609,6 +623,13 @@ func (o *Schedule) validate(v *validator) {
 	}
 	enum(v, "spec.concurrencyPolicy", s.ConcurrencyPolicy, false, ConcurrencyForbid, ConcurrencyReplace, ConcurrencyAllow)
 	v.positive("spec.startingDeadline", &s.StartingDeadline, 0)
+	v.positive("spec.jitter", &s.Jitter, 0)
+	switch {
+	case s.Jitter < 0: // only for objects built in code: parsing refuses negative durations
+		v.errorf("spec.jitter", "must not be negative")
+	case s.StartingDeadline > 0 && s.Jitter >= s.StartingDeadline:
+		v.errorf("spec.jitter", "%s is not shorter than startingDeadline (%s); the planned delay must stay within the lateness the deadline allows", s.Jitter, s.StartingDeadline)
+	}
 }
 
 // CronSchedule returns the schedule's cron expression parsed and bound to
@@ -671,6 +692,21 @@ func checkCron(expr string, loc *time.Location) error {
 		return fmt.Errorf("cron expression %q never fires", expr)
 	}
 	return nil
+}
+
+// cronInterval returns the time between the first two runs of a valid
+// cron expression after a fixed moment: the shortest interval of an
+// "@every" schedule, and never less than a minute for five fields.
+func cronInterval(expr string, loc *time.Location) time.Duration {
+	sched, err := parseCron(expr, loc)
+	if err != nil {
+		return 0
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	first := sched.Next(time.Date(2001, 1, 1, 0, 0, 0, 0, loc))
+	return sched.Next(first).Sub(first)
 }
 
 func lowerFirst(s string) string {
