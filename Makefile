@@ -32,7 +32,12 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/lifeboat ./cmd/lifeboat
 
-test: testbin vet unit fuzz
+test: testbin chromium vet unit fuzz
+
+# The status page test (internal/server) drives Debian's chromium headless.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 # The embedded default end to end on this machine: a source cluster (etcd +
 # kube-apiserver, Secrets encrypted at rest) seeded through the Kubernetes
