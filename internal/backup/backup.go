@@ -106,7 +106,7 @@ type run struct {
 func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	plan := r.opts.Plan
 	started := r.now().UTC()
-	id, err := catalog.NewID(plan.Metadata.Name, started)
+	id, err := r.unusedID(ctx, plan.Metadata.Name, started)
 	if err != nil {
 		return catalog.Manifest{}, fmt.Errorf("backup %s: %w", plan.Metadata.Name, err)
 	}
@@ -449,4 +449,34 @@ func (r *run) landed(ctx context.Context, m catalog.Manifest) bool {
 		return err == nil && bytes.Equal(b, want)
 	}
 	return false
+}
+
+// unusedID returns a backup ID for plan at started under which the store
+// holds no object yet. IDs carry 16 random bits within one second, so two
+// backups of one plan in one second may draw the same one; a drawn ID that
+// is in use (by a committed backup, or by one that crashed before its
+// manifest) is drawn again. Two runs drawing the same unused ID at the same
+// instant still cannot overwrite each other: the store refuses the second
+// write and that run fails with nothing committed.
+func (r *run) unusedID(ctx context.Context, plan string, started time.Time) (string, error) {
+	const draws = 8
+	for range draws {
+		id, err := catalog.NewID(plan, started)
+		if err != nil {
+			return "", err
+		}
+		used := false
+		for _, err := range r.opts.Store.List(ctx, catalog.BackupPrefix(id)) {
+			if err != nil {
+				return "", fmt.Errorf("new backup ID: list %s: %w", catalog.BackupPrefix(id), err)
+			}
+			used = true
+			break
+		}
+		if !used {
+			return id, nil
+		}
+		r.log.Debug("backup ID in use; drawing another", "backup", id)
+	}
+	return "", fmt.Errorf("new backup ID: %d IDs drawn for %s at %s were all in use", draws, plan, started.Format(time.RFC3339))
 }

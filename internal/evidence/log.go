@@ -430,3 +430,40 @@ func containsKey(keys []ed25519.PublicKey, pub ed25519.PublicKey) bool {
 	}
 	return false
 }
+
+// Backwards reads the newest records, newest first, calling fn with each
+// until fn returns false or limit records were read. Each record must
+// parse and carry a valid signature by the Log's signer or a trusted key;
+// the chain links are not checked (that is Verify's job), so what it
+// returns is fit for status, not for audit. The `serve` scheduler rebuilds
+// its schedules' last outcomes with it.
+func (l *Log) Backwards(ctx context.Context, limit int, fn func(Record) bool) error {
+	var keys []string
+	for info, err := range l.st.List(ctx, chainPrefix) {
+		if err != nil {
+			return fmt.Errorf("evidence: list the log: %w", err)
+		}
+		keys = append(keys, info.Key)
+	}
+	for i := len(keys) - 1; i >= 0 && len(keys)-1-i < limit; i-- {
+		data, err := l.read(ctx, keys[i])
+		if err != nil {
+			return fmt.Errorf("evidence: read %s: %w", keys[i], err)
+		}
+		r, pub, err := parseRecord(data)
+		if err != nil {
+			return problem(keys[i], err)
+		}
+		trusted := containsKey(l.opts.trusted, pub)
+		if l.signer != nil && pub.Equal(l.signer.pub) {
+			trusted = true
+		}
+		if !trusted {
+			return &VerifyError{Object: keys[i], Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which this log does not trust", r.Signer)}
+		}
+		if !fn(r) {
+			return nil
+		}
+	}
+	return nil
+}

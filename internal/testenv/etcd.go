@@ -19,8 +19,11 @@ type Etcd struct {
 }
 
 // StartEtcd starts a new single-member etcd cluster named "default" with
-// its data in a temporary directory.
-func StartEtcd(t testing.TB) *Etcd {
+// its data in a temporary directory. extra flags (e.g.
+// "--quota-backend-bytes", "1048576") are appended to the command line.
+// It returns once /health answers, and the test fails with etcd's log if
+// it never does.
+func StartEtcd(t testing.TB, extra ...string) *Etcd {
 	t.Helper()
 	bin := Binary(t, "etcd")
 	client, peer := "http://"+addr(FreePort(t)), "http://"+addr(FreePort(t))
@@ -35,6 +38,7 @@ func StartEtcd(t testing.TB) *Etcd {
 		"--initial-cluster", "default=" + peer,
 		"--log-level", "warn",
 	}
+	args = append(args, extra...)
 	e.Process = startProcess(t, "etcd", bin, args, nil, tempDir(t, "etcd-home"), e.Ready)
 	return e
 }

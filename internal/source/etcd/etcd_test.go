@@ -381,22 +381,16 @@ func TestSnapshotTakenAtBeforeRevision(t *testing.T) {
 // (NOSPACE here) is not snapshotted; the error names the alarm.
 func TestSnapshotRefusesAlarmedMember(t *testing.T) {
 	ctx := testContext(t)
-	// An etcd with a 1 MiB backend quota (testenv's takes no flags).
-	client := "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	peer := "http://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
-	cmd := exec.Command(testenv.Binary(t, "etcd"), "--name", "default", "--data-dir", t.TempDir(),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "default="+peer,
-		"--log-level", "error", "--quota-backend-bytes", strconv.Itoa(1<<20))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	e := struct{ Endpoint string }{client}
+	// An etcd with a 1 MiB backend quota, started and health-checked by
+	// testenv (its log is printed if the test fails).
+	e := testenv.StartEtcd(t, "--quota-backend-bytes", strconv.Itoa(1<<20))
 	cli := etcdtest.Client(t, e.Endpoint)
 	val := strings.Repeat("x", 64<<10)
 	for i := 0; ; i++ {
-		if _, err := cli.Put(ctx, "/registry/configmaps/fill/"+strconv.Itoa(i), val); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err := cli.Put(pctx, "/registry/configmaps/fill/"+strconv.Itoa(i), val)
+		cancel()
+		if err != nil {
 			if !strings.Contains(err.Error(), "space exceeded") {
 				t.Fatalf("fill: %v", err)
 			}

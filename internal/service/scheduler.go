@@ -1,0 +1,616 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/schedule"
+	"github.com/lifeboat-dr/lifeboat/internal/server"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// retryAfter is how soon a tick is tried again after a store error.
+const retryAfter = 5 * time.Second
+
+// maxSleep bounds the loop's sleep, so a clock jump is noticed.
+const maxSleep = time.Minute
+
+// statusScan is how many evidence records are read backwards at start to
+// rebuild the schedules' last outcomes (docs/format.md §7.4).
+const statusScan = 5000
+
+// SchedulerOptions configure a Scheduler.
+type SchedulerOptions struct {
+	// Identity names this replica in claims and outcomes. Required.
+	Identity string
+	// Runner runs the jobs. Required.
+	Runner Runner
+	// Signer signs `schedule` records. Required.
+	Signer *evidence.Signer
+	// Clock is the time source; nil means the real clock.
+	Clock clock.WithTicker
+	// Metrics receives the service's metrics; nil records none.
+	Metrics *server.Metrics
+	// Logger receives one line per run start and end; nil discards.
+	Logger *slog.Logger
+	// LeaderElection says whether a Lease decides who leads; without it a
+	// replica settles only its own orphaned claims (§7.2).
+	LeaderElection bool
+	// JitterSeed spreads jitter between clusters (the cluster's identity).
+	JitterSeed string
+}
+
+// Scheduler decides and runs the ticks of every Schedule in its
+// configuration. Its loop runs only while Lead is called (while this
+// replica leads); Drain ends the runs on shutdown.
+type Scheduler struct {
+	o     SchedulerOptions
+	log   *slog.Logger
+	clock clock.WithTicker
+
+	mu      sync.Mutex
+	env     *wire.Env
+	entries map[string]*entry
+	leading bool
+	kick    chan struct{}
+	runs    sync.WaitGroup
+}
+
+// entry is one Schedule's state.
+type entry struct {
+	sched  *config.Schedule
+	spec   schedule.Spec
+	target Target
+	// storeName is where its claims and records go.
+	storeName string
+	st        store.Store
+
+	state    schedule.State
+	decided  bool // state.LastTick was rebuilt from the store
+	retryAt  time.Time
+	next     time.Time
+	running  map[time.Time]*runHandle
+	lastRun  time.Time
+	lastOK   time.Time
+	lastOut  string
+	lastID   string
+	lastTick time.Time
+}
+
+type runHandle struct {
+	cancel context.CancelFunc
+	kind   string
+}
+
+// NewScheduler returns a Scheduler with no configuration; call SetConfig.
+func NewScheduler(o SchedulerOptions) *Scheduler {
+	s := &Scheduler{o: o, log: o.Logger, clock: o.Clock, entries: map[string]*entry{}, kick: make(chan struct{}, 1)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = clock.RealClock{}
+	}
+	return s
+}
+
+// ScheduleStore is the name of the store holding a schedule's claims and
+// records (docs/format.md §7).
+func ScheduleStore(set *config.Set, sc *config.Schedule) (string, error) {
+	kind, name := sc.Spec.Target()
+	switch kind {
+	case config.KindBackupPlan:
+		if p, ok := set.BackupPlan(name); ok {
+			return p.Spec.Store, nil
+		}
+	case config.KindDrill:
+		if d, ok := set.Drill(name); ok {
+			if p, ok := set.BackupPlan(d.Spec.BackupPlan); ok {
+				return p.Spec.Store, nil
+			}
+		}
+	case config.KindRotationPolicy:
+		if pol, ok := set.RotationPolicy(name); ok {
+			if names := wire.StoresOfKeyProvider(set, pol.Spec.KeyProvider); len(names) > 0 {
+				return names[0], nil
+			}
+			return "", fmt.Errorf("schedule %s: no BackupPlan uses the key provider of rotation policy %s, so it has no store", sc.Metadata.Name, name)
+		}
+	}
+	return "", fmt.Errorf("schedule %s: no %s named %q", sc.Metadata.Name, kind, name)
+}
+
+// SetConfig swaps in a configuration. A schedule whose spec is unchanged
+// keeps its state and running jobs; a removed one keeps its running jobs
+// until they end but gets no new ticks; its metrics series are removed.
+func (s *Scheduler) SetConfig(env *wire.Env) error {
+	next := map[string]*entry{}
+	for _, sc := range env.Set.Schedules {
+		storeName, err := ScheduleStore(env.Set, sc)
+		if err != nil {
+			return err
+		}
+		spec, err := schedule.NewSpec(sc, s.o.JitterSeed)
+		if err != nil {
+			return fmt.Errorf("schedule %s: %w", sc.Metadata.Name, err)
+		}
+		kind, name := sc.Spec.Target()
+		e := &entry{
+			sched: sc, target: Target{Kind: kind, Name: name}, storeName: storeName,
+			running: map[time.Time]*runHandle{}, spec: spec,
+		}
+		next[sc.Metadata.Name] = e
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, e := range next {
+		old, ok := s.entries[name]
+		if !ok {
+			e.state.Since = now
+			continue
+		}
+		// Carry the state over: the ticks decided, the runs going on.
+		e.state, e.decided, e.running = old.state, old.decided && old.storeName == e.storeName, old.running
+		e.lastRun, e.lastOK, e.lastOut, e.lastID, e.lastTick = old.lastRun, old.lastOK, old.lastOut, old.lastID, old.lastTick
+		if old.storeName == e.storeName {
+			e.st = old.st
+		}
+		if old.spec.Suspend && !e.spec.Suspend {
+			e.state.Since = now // un-suspended (schedule.State.Since)
+		}
+	}
+	s.env, s.entries = env, next
+	s.poke()
+	return nil
+}
+
+func (s *Scheduler) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Lead runs the loop until ctx ends (the Lease is lost, or the service
+// stops). It first rebuilds each schedule's state from its store. When ctx
+// ends, every run it started is cancelled at once unless stopping is
+// closed first (then Drain decides).
+func (s *Scheduler) Lead(ctx context.Context, stopping <-chan struct{}) {
+	s.mu.Lock()
+	s.leading = true
+	for _, e := range s.entries {
+		e.decided = false
+	}
+	s.mu.Unlock()
+	if s.o.Metrics != nil {
+		s.o.Metrics.SetLeader(true)
+	}
+	s.log.Info("leading: taking ticks", "identity", s.o.Identity)
+	defer func() {
+		s.mu.Lock()
+		s.leading = false
+		lost := true
+		select {
+		case <-stopping:
+			lost = false
+		default:
+		}
+		if lost {
+			for _, e := range s.entries {
+				for tick, h := range e.running {
+					s.log.Warn("leadership lost: cancelling run", "schedule", e.sched.Metadata.Name, "tick", tick)
+					h.cancel()
+				}
+			}
+		}
+		s.mu.Unlock()
+		if s.o.Metrics != nil {
+			s.o.Metrics.SetLeader(false)
+		}
+		s.log.Info("no longer leading", "identity", s.o.Identity)
+	}()
+	for {
+		wake := s.step(ctx)
+		d := max(wake.Sub(s.clock.Now()), 0)
+		d = min(d, maxSleep)
+		t := s.clock.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-stopping:
+			t.Stop()
+			return
+		case <-s.kick:
+			t.Stop()
+		case <-t.C():
+		}
+	}
+}
+
+// step decides every schedule at the clock's now and returns when to wake.
+func (s *Scheduler) step(ctx context.Context) time.Time {
+	now := s.clock.Now()
+	wake := now.Add(maxSleep)
+	s.mu.Lock()
+	names := make([]string, 0, len(s.entries))
+	for name := range s.entries {
+		names = append(names, name)
+	}
+	env := s.env
+	s.mu.Unlock()
+	slices.Sort(names)
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return wake
+		}
+		s.mu.Lock()
+		e, ok := s.entries[name]
+		s.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if w := s.decide(ctx, env, e, now); w.Before(wake) {
+			wake = w
+		}
+	}
+	return wake
+}
+
+// decide settles what is due for one schedule.
+func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now time.Time) time.Time {
+	name := e.sched.Metadata.Name
+	if now.Before(e.retryAt) {
+		return e.retryAt
+	}
+	if e.st == nil || !e.decided {
+		if err := s.prepare(ctx, env, e, now); err != nil {
+			s.log.Error("schedule's store unavailable; retrying", "schedule", name, "store", e.storeName, "err", err)
+			if s.o.Metrics != nil {
+				s.o.Metrics.StoreReachable(e.storeName, false)
+			}
+			e.retryAt = now.Add(retryAfter)
+			return e.retryAt
+		}
+	}
+	s.mu.Lock()
+	e.state.Running = len(e.running)
+	st := e.state
+	s.mu.Unlock()
+	d := schedule.Decide(e.spec, st, now)
+	for _, m := range d.Missed {
+		if err := s.settleMiss(ctx, env, e, m, now); err != nil {
+			s.log.Error("recording a missed tick failed; retrying", "schedule", name, "tick", m.Tick, "err", err)
+			e.retryAt = now.Add(retryAfter)
+			return e.retryAt
+		}
+		s.advance(e, m.Tick)
+	}
+	if !d.Run.IsZero() {
+		if d.Replace {
+			s.mu.Lock()
+			for tick, h := range e.running {
+				s.log.Info("concurrencyPolicy Replace: cancelling the running tick", "schedule", name, "tick", tick)
+				h.cancel()
+			}
+			s.mu.Unlock()
+		}
+		if err := s.start(ctx, env, e, d.Run, now); err != nil {
+			s.log.Error("claiming a tick failed; retrying", "schedule", name, "tick", d.Run, "err", err)
+			e.retryAt = now.Add(retryAfter)
+			return e.retryAt
+		}
+	}
+	s.advance(e, d.LastTick)
+	e.next = d.Next
+	if s.o.Metrics != nil && !d.Next.IsZero() {
+		s.o.Metrics.SetNext(name, d.Next)
+	}
+	if d.NextStart.IsZero() {
+		return now.Add(maxSleep)
+	}
+	return d.NextStart
+}
+
+func (s *Scheduler) advance(e *entry, tick time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tick.After(e.state.LastTick) {
+		e.state.LastTick = tick
+	}
+}
+
+// prepare opens the schedule's store and rebuilds its state: the newest
+// claim is the newest tick decided; claims of runs with no outcome whose
+// claimant is gone are settled as abandoned (docs/format.md §7.2).
+func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now time.Time) error {
+	if e.st == nil {
+		st, _, err := env.StoreNamed(ctx, e.storeName, false)
+		if err != nil {
+			return err
+		}
+		e.st = st
+	}
+	name := e.sched.Metadata.Name
+	claims := map[time.Time]bool{}
+	outcomes := map[time.Time]bool{}
+	var newest time.Time
+	for info, err := range e.st.List(ctx, "runs/"+name+"/") {
+		if err != nil {
+			return fmt.Errorf("list runs/%s/: %w", name, err)
+		}
+		tick, isOutcome, ok := parseRunKey(name, info.Key)
+		if !ok {
+			continue
+		}
+		if isOutcome {
+			outcomes[tick] = true
+			continue
+		}
+		claims[tick] = true
+		if tick.After(newest) {
+			newest = tick
+		}
+	}
+	for tick := range claims {
+		if outcomes[tick] {
+			continue
+		}
+		s.mu.Lock()
+		_, mine := e.running[tick]
+		s.mu.Unlock()
+		if mine {
+			continue
+		}
+		data, err := readRunObject(ctx, e.st, ClaimKey(name, tick))
+		if err != nil {
+			return fmt.Errorf("read claim %s: %w", ClaimKey(name, tick), err)
+		}
+		c, err := ParseClaim(data)
+		if err != nil {
+			s.log.Error("unreadable claim left as it is", "schedule", name, "claim", ClaimKey(name, tick), "err", err)
+			continue
+		}
+		orphan := c.Decision == DecisionSkip || (s.o.LeaderElection && c.Claimant != s.o.Identity) || c.Claimant == s.o.Identity
+		if !orphan {
+			continue
+		}
+		status, reason := StatusAbandoned, ReasonAbandoned
+		if c.Decision == DecisionSkip {
+			status, reason = StatusMissed, c.Reason
+		}
+		if err := s.settle(ctx, env, e, settlement{tick: tick, status: status, outcome: evidence.OutcomeFailure, reason: reason, missed: 1}, now); err != nil {
+			return err
+		}
+		s.log.Warn("settled a claimed tick with no outcome", "schedule", name, "tick", tick, "claimant", c.Claimant, "status", status)
+	}
+	s.mu.Lock()
+	if newest.After(e.state.LastTick) {
+		e.state.LastTick = newest
+	}
+	e.decided = true
+	s.mu.Unlock()
+	if s.o.Metrics != nil {
+		s.o.Metrics.StoreReachable(e.storeName, true)
+	}
+	return nil
+}
+
+// claim writes a tick's claim; won is false when another replica has it.
+func (s *Scheduler) claim(ctx context.Context, env *wire.Env, e *entry, tick time.Time, decision, reason string, now time.Time) (bool, error) {
+	data, err := EncodeClaim(Claim{
+		Schedule: e.sched.Metadata.Name, Tick: tick, Target: e.target, Decision: decision, Reason: reason,
+		Claimant: s.o.Identity, ClaimedAt: now,
+	})
+	if err != nil {
+		return false, err
+	}
+	return putOnce(ctx, e.st, ClaimKey(e.sched.Metadata.Name, tick), data, now.Add(s.retention(env, e)))
+}
+
+func (s *Scheduler) retention(env *wire.Env, e *entry) time.Duration {
+	cs, _ := env.Set.Store(e.storeName)
+	return config.EvidenceRetention(cs)
+}
+
+func (s *Scheduler) settleMiss(ctx context.Context, env *wire.Env, e *entry, m schedule.Miss, now time.Time) error {
+	won, err := s.claim(ctx, env, e, m.Tick, DecisionSkip, string(m.Reason), now)
+	if err != nil || !won {
+		return err
+	}
+	n := max(m.Count, 1)
+	s.log.Warn("tick not run", "schedule", e.sched.Metadata.Name, "tick", m.Tick, "reason", m.Reason, "count", n)
+	if s.o.Metrics != nil {
+		for range n {
+			s.o.Metrics.Missed(e.sched.Metadata.Name, string(m.Reason))
+		}
+	}
+	return s.settle(ctx, env, e, settlement{tick: m.Tick, status: StatusMissed, outcome: evidence.OutcomeFailure, reason: string(m.Reason), missed: n}, now)
+}
+
+// settlement is what settle writes.
+type settlement struct {
+	tick              time.Time
+	status, outcome   string
+	reason, run, rec  string
+	started, finished time.Time
+	missed            int
+}
+
+// settle writes a tick's outcome once and, if this replica wrote it,
+// appends the tick's `schedule` record.
+func (s *Scheduler) settle(ctx context.Context, env *wire.Env, e *entry, st settlement, now time.Time) error {
+	name := e.sched.Metadata.Name
+	data, err := EncodeOutcome(Outcome{
+		Schedule: name, Tick: st.tick, Target: e.target, Status: st.status, Outcome: st.outcome,
+		Reason: st.reason, Run: st.run, Record: st.rec, Writer: s.o.Identity, SettledAt: now,
+	})
+	if err != nil {
+		return err
+	}
+	won, err := putOnce(ctx, e.st, OutcomeKey(name, st.tick), data, now.Add(s.retention(env, e)))
+	if err != nil {
+		return fmt.Errorf("settle %s: %w", OutcomeKey(name, st.tick), err)
+	}
+	if !won {
+		s.log.Info("tick already settled by another replica", "schedule", name, "tick", st.tick)
+		return nil
+	}
+	subject := map[string]any{
+		"schedule": name, "tick": st.tick.UTC().Format(time.RFC3339), "status": st.status, "reason": st.reason,
+		"run": st.run, "record": st.rec, "targetKind": e.target.Kind, "targetName": e.target.Name,
+		"startedAt": timeText(st.started), "finishedAt": timeText(st.finished),
+		"startDelayMs": int64(0), "missedCount": int64(max(st.missed, 1)),
+	}
+	if !st.started.IsZero() {
+		subject["startDelayMs"] = st.started.Sub(st.tick).Milliseconds()
+	}
+	opts := []evidence.Option{evidence.WithRetention(s.retention(env, e)), evidence.WithLogger(s.log)}
+	_, err = evidence.NewLog(e.st, s.o.Signer, s.clock.Now, opts...).Append(ctx, evidence.Record{
+		Kind: KindSchedule, ID: name + "-" + st.tick.UTC().Format(tickLayout), Outcome: st.outcome,
+		Subject: subject, HIPAA: scheduleHIPAA,
+	})
+	if err != nil {
+		return fmt.Errorf("schedule record of %s at %s: %w", name, st.tick.UTC().Format(time.RFC3339), err)
+	}
+	s.mu.Lock()
+	if st.tick.After(e.lastTick) || e.lastTick.IsZero() {
+		e.lastTick, e.lastOut, e.lastID = st.tick, st.outcome, st.run
+		if !st.finished.IsZero() {
+			e.lastRun = st.finished
+		}
+		if st.outcome == evidence.OutcomeSuccess {
+			e.lastOK = st.finished
+		}
+	}
+	s.mu.Unlock()
+	if s.o.Metrics != nil {
+		s.o.Metrics.SetLastOutcome(name, st.outcome)
+		if st.outcome == evidence.OutcomeSuccess {
+			s.o.Metrics.SetLastSuccess(name, st.finished)
+		}
+	}
+	return nil
+}
+
+// KindSchedule is the evidence kind of a tick's record (§7.3).
+const KindSchedule = "schedule"
+
+var scheduleHIPAA = []string{"§164.308(a)(7)(ii)(A)", "§164.316(b)(2)(i)"}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// start claims a tick and, if this replica won it, runs it.
+func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, now time.Time) error {
+	won, err := s.claim(ctx, env, e, tick, DecisionRun, "", now)
+	if err != nil {
+		return err
+	}
+	name := e.sched.Metadata.Name
+	if !won {
+		s.log.Info("tick claimed by another replica", "schedule", name, "tick", tick)
+		return nil
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	kind := kindOf(e.target.Kind)
+	s.mu.Lock()
+	e.running[tick] = &runHandle{cancel: cancel, kind: kind}
+	s.mu.Unlock()
+	if s.o.Metrics != nil {
+		s.o.Metrics.RunStarted(kind, name)
+		s.o.Metrics.StartDelay(name, now.Sub(tick))
+	}
+	s.log.Info("run started", "schedule", name, "tick", tick.UTC(), "kind", kind, "target", e.target.Name, "claim", ClaimKey(name, tick))
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		defer cancel()
+		started := s.clock.Now()
+		res := s.o.Runner.Run(runCtx, env, e.target)
+		finished := s.clock.Now()
+		s.log.Info("run finished", "schedule", name, "tick", tick.UTC(), "kind", kind, "run", res.ID, "outcome", res.Outcome,
+			"record", res.Record, "duration", finished.Sub(started).Round(time.Millisecond), "reason", res.Reason)
+		if s.o.Metrics != nil {
+			s.o.Metrics.RunFinished(kind, name, res.Outcome, finished.Sub(started))
+			observe(s.o.Metrics, res)
+		}
+		// Settle even when cancelled: bounded, on a detached context.
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
+		defer scancel()
+		err := s.settle(sctx, env, e, settlement{
+			tick: tick, status: StatusRan, outcome: res.Outcome, reason: res.Reason, run: res.ID, rec: res.Record,
+			started: started, finished: finished, missed: 1,
+		}, finished)
+		if err != nil {
+			s.log.Error("the run's outcome is not recorded", "schedule", name, "tick", tick.UTC(), "run", res.ID, "err", err)
+		}
+		s.mu.Lock()
+		delete(e.running, tick)
+		s.mu.Unlock()
+		s.poke()
+	}()
+	return nil
+}
+
+func kindOf(targetKind string) string {
+	switch targetKind {
+	case config.KindBackupPlan:
+		return "backup"
+	case config.KindRotationPolicy:
+		return "rotation"
+	case config.KindDrill:
+		return "drill"
+	}
+	return "unknown"
+}
+
+// Drain ends the runs on shutdown: drills are cancelled at once (a drill
+// cut short measures nothing, and its scratch cluster is torn down),
+// backups and rotations may finish within grace, then they are cancelled
+// too. It returns when every run goroutine has recorded its outcome.
+func (s *Scheduler) Drain(grace time.Duration) {
+	s.mu.Lock()
+	for _, e := range s.entries {
+		for _, h := range e.running {
+			if h.kind == "drill" {
+				h.cancel()
+			}
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-s.clock.After(grace):
+	}
+	s.log.Warn("grace period over: cancelling the runs still going", "grace", grace)
+	s.cancelAll()
+	<-done
+}
+
+func (s *Scheduler) cancelAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.entries {
+		for _, h := range e.running {
+			h.cancel()
+		}
+	}
+}
