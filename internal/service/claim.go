@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/schedule"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
@@ -136,6 +137,8 @@ func (c Claim) validate() error {
 		return errors.New("schedule: empty")
 	case c.Tick.IsZero() || !c.Tick.Equal(c.Tick.Truncate(time.Second)):
 		return fmt.Errorf("tick %s: want a whole second", c.Tick)
+	case !validTarget(c.Target):
+		return fmt.Errorf("target %s %q: want a BackupPlan, RotationPolicy or Drill by name", c.Target.Kind, c.Target.Name)
 	case c.Decision != DecisionRun && c.Decision != DecisionSkip:
 		return fmt.Errorf("decision %q: want run or skip", c.Decision)
 	case c.Decision == DecisionRun && c.Reason != "":
@@ -156,6 +159,8 @@ func (o Outcome) validate() error {
 		return errors.New("schedule: empty")
 	case o.Tick.IsZero() || !o.Tick.Equal(o.Tick.Truncate(time.Second)):
 		return fmt.Errorf("tick %s: want a whole second", o.Tick)
+	case !validTarget(o.Target):
+		return fmt.Errorf("target %s %q: want a BackupPlan, RotationPolicy or Drill by name", o.Target.Kind, o.Target.Name)
 	case o.Status != StatusRan && o.Status != StatusMissed && o.Status != StatusAbandoned:
 		return fmt.Errorf("status %q: want ran, missed or abandoned", o.Status)
 	case o.Outcome != evidence.OutcomeSuccess && o.Outcome != evidence.OutcomePartial && o.Outcome != evidence.OutcomeFailure:
@@ -166,6 +171,14 @@ func (o Outcome) validate() error {
 		return errors.New("writer: empty")
 	}
 	return nil
+}
+
+func validTarget(t Target) bool {
+	switch t.Kind {
+	case config.KindBackupPlan, config.KindRotationPolicy, config.KindDrill:
+		return t.Name != ""
+	}
+	return false
 }
 
 // EncodeClaim returns a claim's stored bytes.
@@ -220,7 +233,13 @@ func putOnce(ctx context.Context, st store.Store, key string, data []byte, retai
 	case err == nil:
 		return true, nil
 	case errors.Is(err, store.ErrExists):
-		return false, nil
+		// A client that retried after a lost reply finds its own write:
+		// the same bytes are this writer's win, not another's.
+		got, rerr := readRunObject(ctx, st, key)
+		if rerr != nil {
+			return false, fmt.Errorf("%s exists; read it back: %w", key, rerr)
+		}
+		return bytes.Equal(got, data), nil
 	default:
 		return false, err
 	}
