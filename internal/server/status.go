@@ -57,7 +57,8 @@ type ScheduleStatus struct {
 	LastRun     time.Time `json:"lastRun"`
 	LastSuccess time.Time `json:"lastSuccess"`
 	// LastOutcome is the last finished run's outcome: "success",
-	// "failure", "partial" or "abandoned"; empty when it never ran.
+	// "failure", "partial", "missed" (the tick was skipped) or "abandoned";
+	// empty when it never ran.
 	LastOutcome string `json:"lastOutcome,omitempty"`
 	LastRunID   string `json:"lastRunId,omitempty"`
 	Running     bool   `json:"running,omitempty"`

@@ -30,6 +30,8 @@ type RunResult struct {
 	Outcome string
 	// Record is the key of the run's own evidence record; "" when none.
 	Record string
+	// ReportKey is a drill's signed report.json; "" when none.
+	ReportKey string
 	// Reason says, without quoting configuration or secrets, why the run
 	// did not succeed.
 	Reason string
@@ -113,6 +115,7 @@ func (r JobRunner) Run(ctx context.Context, env *wire.Env, t Target) RunResult {
 		out.Drill = &dr
 		if res.Published != nil {
 			out.Record = res.Published.Record.Key()
+			out.ReportKey = res.Published.Objects.JSON.Key
 		}
 		if err != nil || res.Result.Verdict != evidence.VerdictPass {
 			out.Outcome = evidence.OutcomeFailure

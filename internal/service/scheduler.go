@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,9 @@ type SchedulerOptions struct {
 	LeaderElection bool
 	// JitterSeed spreads jitter between clusters (the cluster's identity).
 	JitterSeed string
+	// AfterRun, if set, is called with each finished run's result after
+	// its outcome is settled.
+	AfterRun func(Target, RunResult)
 }
 
 // Scheduler decides and runs the ticks of every Schedule in its
@@ -394,6 +398,11 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		}
 		s.log.Warn("settled a claimed tick with no outcome", "schedule", name, "tick", tick, "claimant", c.Claimant, "status", status)
 	}
+	if err := s.rebuildHistory(ctx, e); err != nil {
+		// The history only feeds the status page and metrics: a log that
+		// does not read back is reported, and the schedule still runs.
+		s.log.Error("last outcomes not rebuilt from the evidence log", "schedule", name, "store", e.storeName, "err", err)
+	}
 	s.mu.Lock()
 	if newest.After(e.state.LastTick) {
 		e.state.LastTick = newest
@@ -404,6 +413,105 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		s.o.Metrics.StoreReachable(e.storeName, true)
 	}
 	return nil
+}
+
+// rebuildHistory fills a schedule's last outcome, last run and last
+// success from its newest signed `schedule` records, read backwards from
+// the head of its store's evidence log (docs/format.md §7.4). It stops at
+// the newest success, or after statusScan records.
+func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry) error {
+	name := e.sched.Metadata.Name
+	var (
+		found          bool
+		tick, run, ok  time.Time
+		out, id        string
+	)
+	err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
+		if r.Kind != KindSchedule || r.Subject["schedule"] != name {
+			return true
+		}
+		finished := subjectTime(r.Subject, "finishedAt")
+		if !found {
+			found = true
+			tick = subjectTime(r.Subject, "tick")
+			out, _ = r.Subject["status"].(string)
+			if out == StatusRan {
+				out = r.Outcome
+			}
+			id, _ = r.Subject["run"].(string)
+			run = subjectTime(r.Subject, "startedAt")
+		}
+		if r.Outcome == evidence.OutcomeSuccess {
+			ok = finished
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if found && (e.lastTick.IsZero() || tick.After(e.lastTick)) {
+		e.lastTick, e.lastOut, e.lastID = tick, out, id
+		if !run.IsZero() {
+			e.lastRun = run
+		}
+	}
+	if ok.After(e.lastOK) {
+		e.lastOK = ok
+	}
+	if s.o.Metrics != nil && found {
+		s.o.Metrics.SetLastOutcome(name, outcomeOf(e.lastOut))
+		if !e.lastOK.IsZero() {
+			s.o.Metrics.SetLastSuccess(name, e.lastOK)
+		}
+	}
+	return nil
+}
+
+// outcomeOf maps a last status to a record outcome: a missed or abandoned
+// tick is a failure (§7.2).
+func outcomeOf(last string) string {
+	switch last {
+	case StatusMissed, StatusAbandoned:
+		return evidence.OutcomeFailure
+	}
+	return last
+}
+
+func subjectTime(subject map[string]any, field string) time.Time {
+	s, _ := subject[field].(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// Schedules reports every schedule's state for the status page.
+func (s *Scheduler) Schedules() []server.ScheduleStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]server.ScheduleStatus, 0, len(s.entries))
+	for _, e := range s.entries {
+		sc := e.sched
+		st := server.ScheduleStatus{
+			Name: sc.Metadata.Name, Kind: kindOf(e.target.Kind), Target: e.target.Name,
+			Cron: sc.Spec.Cron, TimeZone: sc.Spec.TimeZone, Suspended: e.spec.Suspend,
+			LastRun: e.lastRun, LastSuccess: e.lastOK, LastOutcome: e.lastOut, LastRunID: e.lastID,
+			Running: len(e.running) > 0,
+		}
+		if !e.spec.Suspend {
+			st.NextRun = e.next
+			if st.NextRun.IsZero() {
+				st.NextRun = e.spec.Cron.Next(s.clock.Now())
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b server.ScheduleStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // claim writes a tick's claim; won is false when another replica has it.
@@ -486,6 +594,9 @@ func (s *Scheduler) settle(ctx context.Context, env *wire.Env, e *entry, st sett
 	s.mu.Lock()
 	if st.tick.After(e.lastTick) || e.lastTick.IsZero() {
 		e.lastTick, e.lastOut, e.lastID = st.tick, st.outcome, st.run
+		if st.status != StatusRan {
+			e.lastOut = st.status
+		}
 		if !st.finished.IsZero() {
 			e.lastRun = st.finished
 		}
@@ -562,6 +673,9 @@ func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, no
 		s.mu.Lock()
 		delete(e.running, tick)
 		s.mu.Unlock()
+		if s.o.AfterRun != nil {
+			s.o.AfterRun(e.target, res)
+		}
 		s.poke()
 	}()
 	return nil

@@ -1,0 +1,483 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/clock"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/kube"
+	"github.com/lifeboat-dr/lifeboat/internal/server"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// Lease timings, as kube-controller-manager's defaults: a leader that
+// stops renewing is replaced within LeaseDuration; it gives up (and
+// cancels its runs) when it cannot renew within RenewDeadline.
+const (
+	LeaseDuration = 15 * time.Second
+	RenewDeadline = 10 * time.Second
+	RetryPeriod   = 2 * time.Second
+)
+
+// Defaults of Options.
+const (
+	DefaultListen     = ":8080"
+	DefaultGrace      = 5 * time.Minute
+	DefaultLeaseName  = "lifeboat"
+	DefaultConfigPoll = 10 * time.Second
+	refreshEvery      = time.Minute
+)
+
+// Options configure Run.
+type Options struct {
+	// ConfigDir is the configuration directory (a mounted ConfigMap).
+	// Required.
+	ConfigDir string
+	// Listen is the address of /metrics, /healthz, /readyz and the status
+	// page; default ":8080".
+	Listen string
+	// Identity names this replica (the pod name). Required.
+	Identity string
+	// LeaderElect takes a Lease so that one replica runs the schedules.
+	LeaderElect bool
+	// LeaseNamespace and LeaseName name the Lease; the namespace defaults
+	// to the pod's own (the service account's namespace file), the name
+	// to "lifeboat".
+	LeaseNamespace, LeaseName string
+	// Kube says how to reach the API server for the Lease.
+	Kube kube.Options
+	// Grace is how long backups and rotations may run on after SIGTERM
+	// (ctx ending) before they are cancelled; default 5m.
+	Grace time.Duration
+	// Signer signs every evidence record. Required.
+	Signer *evidence.Signer
+	// Version is recorded in backup manifests.
+	Version string
+	// Env supplies the environment and the binary's path for wiring; its
+	// Set and Logger are set by Run.
+	Env wire.Env
+	// Logger receives the service's log; nil discards.
+	Logger *slog.Logger
+	// Reload, when it receives, reloads the configuration (SIGHUP).
+	Reload <-chan struct{}
+	// ConfigPoll is how often the directory is checked for changes;
+	// default 10s (a ConfigMap update reaches the pod within a minute).
+	ConfigPoll time.Duration
+	// Runner runs the jobs; nil means JobRunner (package job).
+	Runner Runner
+	// Clock is the scheduler's time source; nil means the real clock.
+	Clock clock.WithTicker
+	// Listening, if set, is called with the bound address once serving.
+	Listening func(net.Addr)
+}
+
+// ErrConfig marks a configuration that does not load at start.
+var ErrConfig = errors.New("configuration")
+
+// Run is `lifeboat serve`: it loads the configuration, serves health,
+// metrics and the status page, and runs the schedules while it leads
+// (always, without leader election). When ctx ends (SIGTERM) it stops
+// taking ticks, lets backups and rotations finish within Grace (drills are
+// cancelled at once), releases the Lease, stops serving and returns nil.
+func Run(ctx context.Context, o Options) error {
+	if o.ConfigDir == "" || o.Identity == "" || o.Signer == nil {
+		return errors.New("serve: a configuration directory, an identity and a signing key are required")
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.ConfigPoll <= 0 {
+		o.ConfigPoll = DefaultConfigPoll
+	}
+	if o.LeaseName == "" {
+		o.LeaseName = DefaultLeaseName
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	runner := o.Runner
+	if runner == nil {
+		runner = JobRunner{Signer: o.Signer, Version: o.Version}
+	}
+
+	set, digest, err := load(o.ConfigDir)
+	if err != nil {
+		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
+	}
+	for _, w := range set.Warnings {
+		log.Warn("configuration warning", "warning", w.String())
+	}
+	var election *leaseElection
+	if o.LeaderElect {
+		election, err = newLeaseElection(o)
+		if err != nil {
+			return fmt.Errorf("serve: leader election: %w", err)
+		}
+	}
+
+	metrics := server.NewMetrics(clk.Now)
+	var bk *book
+	sched := NewScheduler(SchedulerOptions{
+		Identity: o.Identity, Runner: runner, Signer: o.Signer, Clock: clk, Metrics: metrics,
+		Logger: log, LeaderElection: o.LeaderElect, JitterSeed: jitterSeed(set),
+		AfterRun: func(_ Target, res RunResult) { bk.ran(res) },
+	})
+	bk = newBook(sched, o.Identity, log, clk.Now)
+	svc := &service{o: o, log: log, metrics: metrics, sched: sched, book: bk, digest: digest}
+	if err := svc.apply(set); err != nil {
+		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
+	}
+
+	ln, err := server.Listen(ctx, o.Listen)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	h := server.New(server.Options{
+		Metrics: metrics, Status: bk, Logger: log, Now: clk.Now,
+		Ready: func(context.Context) error {
+			if !bk.ready() {
+				return errors.New("the stores and key providers have not been read yet")
+			}
+			return nil
+		},
+	})
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(serveCtx, ln, h, log) }()
+	log.Info("serving", "listen", ln.Addr().String(), "identity", o.Identity, "leaderElection", o.LeaderElect,
+		"schedules", len(set.Schedules), "config", o.ConfigDir)
+	if o.Listening != nil {
+		o.Listening(ln.Addr())
+	}
+
+	// The book and the configuration are kept fresh until ctx ends.
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() { defer bg.Done(); svc.watch(ctx) }()
+
+	stopping := make(chan struct{})
+	leadDone := make(chan struct{})
+	leCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElection()
+	go func() {
+		defer close(leadDone)
+		if election == nil {
+			bk.setLeader(true)
+			sched.Lead(ctx, stopping)
+			return
+		}
+		election.run(leCtx, ctx, log, func(lctx context.Context) {
+			bk.setLeader(true)
+			defer bk.setLeader(false)
+			sched.Lead(lctx, stopping)
+		})
+	}()
+
+	<-ctx.Done()
+	log.Info("shutting down: no new ticks; backups and rotations may finish", "grace", o.Grace)
+	close(stopping)
+	sched.Drain(o.Grace)
+	stopElection() // releases the Lease (ReleaseOnCancel)
+	<-leadDone
+	bg.Wait()
+	stopServing()
+	if err := <-served; err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// service holds what Run keeps between reloads.
+type service struct {
+	o       Options
+	log     *slog.Logger
+	metrics *server.Metrics
+	sched   *Scheduler
+	book    *book
+
+	mu     sync.Mutex
+	env    *wire.Env
+	digest string
+}
+
+// apply swaps in a loaded configuration.
+func (s *service) apply(set *config.Set) error {
+	env := s.o.Env
+	env.Set, env.Logger = set, s.log
+	if err := s.sched.SetConfig(&env); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.env = &env
+	s.mu.Unlock()
+	s.book.configure(set, s.metrics)
+	s.book.setConfigError("")
+	s.metrics.ConfigLoaded(true)
+	s.metrics.Retain(namesOf(set))
+	return nil
+}
+
+// watch reloads the configuration on Reload or when the directory
+// changes, and refreshes the book every minute, until ctx ends.
+func (s *service) watch(ctx context.Context) {
+	s.refresh(ctx)
+	poll := time.NewTicker(s.o.ConfigPoll)
+	defer poll.Stop()
+	refresh := time.NewTicker(refreshEvery)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.o.Reload:
+			s.log.Info("reload requested (SIGHUP)")
+			s.reload(ctx, true)
+		case <-poll.C:
+			s.reload(ctx, false)
+		case <-refresh.C:
+			s.refresh(ctx)
+		}
+	}
+}
+
+func (s *service) refresh(ctx context.Context) {
+	s.mu.Lock()
+	env := s.env
+	s.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, refreshEvery)
+	defer cancel()
+	s.book.refresh(rctx, env, s.metrics, s.o.Signer)
+}
+
+// reload loads the directory again if it changed (or always, when forced).
+// An invalid configuration is refused with its file:line:col errors; the
+// old one keeps running.
+func (s *service) reload(ctx context.Context, force bool) {
+	digest, err := dirDigest(s.o.ConfigDir)
+	s.mu.Lock()
+	same := err == nil && digest == s.digest
+	s.mu.Unlock()
+	if same && !force {
+		return
+	}
+	set, digest, err := load(s.o.ConfigDir)
+	if err == nil {
+		err = s.apply(set)
+	}
+	s.mu.Lock()
+	s.digest = digest
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("configuration refused; the previous one keeps running", "config", s.o.ConfigDir, "err", err)
+		s.metrics.ConfigLoaded(false)
+		s.book.setConfigError(err.Error())
+		return
+	}
+	for _, w := range set.Warnings {
+		s.log.Warn("configuration warning", "warning", w.String())
+	}
+	s.log.Info("configuration reloaded", "config", s.o.ConfigDir, "schedules", len(set.Schedules))
+	s.refresh(ctx)
+}
+
+// load reads the configuration directory and its digest.
+func load(dir string) (*config.Set, string, error) {
+	digest, err := dirDigest(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	set, err := config.LoadPaths(dir)
+	if err != nil {
+		return nil, digest, err
+	}
+	return set, digest, nil
+}
+
+// dirDigest is the SHA-256 over the names and contents of the files
+// config.LoadPaths reads in dir, so that a ConfigMap update (an atomic
+// swap of its ..data symlink) is noticed.
+func dirDigest(dir string) (string, error) {
+	h := sha256.New()
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if ext := filepath.Ext(path); !d.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("read configuration directory %s: %w", dir, err)
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", f, err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func namesOf(set *config.Set) server.Names {
+	var n server.Names
+	for _, o := range set.Schedules {
+		n.Schedules = append(n.Schedules, o.Metadata.Name)
+	}
+	for _, o := range set.BackupPlans {
+		n.Plans = append(n.Plans, o.Metadata.Name)
+	}
+	for _, o := range set.Drills {
+		n.Drills = append(n.Drills, o.Metadata.Name)
+	}
+	for _, o := range set.KeyProviders {
+		n.KeyProviders = append(n.KeyProviders, o.Metadata.Name)
+	}
+	for _, o := range set.Stores {
+		n.Stores = append(n.Stores, o.Metadata.Name)
+	}
+	return n
+}
+
+// jitterSeed sets one cluster's jitter apart from another's: the names of
+// its stores, which differ between clusters sharing a configuration
+// template only by their buckets and prefixes.
+func jitterSeed(set *config.Set) string {
+	var parts []string
+	for _, cs := range set.Stores {
+		parts = append(parts, cs.Spec.Bucket+"/"+cs.Spec.Prefix+"/"+cs.Spec.Path)
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+// leaseElection runs client-go's leader election on a Lease.
+type leaseElection struct {
+	lock *resourcelock.LeaseLock
+}
+
+// serviceAccountNamespace is where a pod finds its own namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+func newLeaseElection(o Options) (*leaseElection, error) {
+	ns := o.LeaseNamespace
+	if ns == "" {
+		data, err := os.ReadFile(serviceAccountNamespace)
+		if err != nil {
+			return nil, fmt.Errorf("no --lease-namespace and not in a pod (%w)", err)
+		}
+		ns = strings.TrimSpace(string(data))
+	}
+	cfg, err := kube.Config(o.Kube)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &leaseElection{lock: &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: o.LeaseName},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
+	}}, nil
+}
+
+// run takes part in elections until stop ends; lead is called each time
+// this replica becomes leader, with a context that ends when it stops
+// leading. Once ctx ends (shutdown) it stands for no new election.
+func (l *leaseElection) run(stop, ctx context.Context, log *slog.Logger, lead func(context.Context)) {
+	for stop.Err() == nil && ctx.Err() == nil {
+		// client-go starts OnStartedLeading in a goroutine of its own; a
+		// term counts only if it registers before Run has returned, and
+		// Run's caller waits for every registered term to end.
+		var (
+			mu     sync.Mutex
+			ended  bool
+			active sync.WaitGroup
+		)
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: l.lock, LeaseDuration: LeaseDuration, RenewDeadline: RenewDeadline, RetryPeriod: RetryPeriod,
+			ReleaseOnCancel: true, Name: l.lock.LeaseMeta.Name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(lctx context.Context) {
+					mu.Lock()
+					if ended {
+						mu.Unlock()
+						return
+					}
+					active.Add(1)
+					mu.Unlock()
+					defer active.Done()
+					lead(lctx)
+				},
+				OnStoppedLeading: func() {},
+				OnNewLeader: func(identity string) {
+					log.Info("leader elected", "lease", l.lock.LeaseMeta.Namespace+"/"+l.lock.LeaseMeta.Name, "leader", identity)
+				},
+			},
+		})
+		if err != nil {
+			log.Error("leader election misconfigured", "err", err)
+			return
+		}
+		runCtx, cancel := context.WithCancel(stop)
+		go func() {
+			// Stand for no new term once shutdown begins: a replica that
+			// is only waiting to acquire stops waiting; a leader keeps the
+			// Lease until its runs are drained (stop).
+			select {
+			case <-ctx.Done():
+				if !le.IsLeader() {
+					cancel()
+				}
+			case <-runCtx.Done():
+			}
+		}()
+		le.Run(runCtx)
+		cancel()
+		mu.Lock()
+		ended = true
+		mu.Unlock()
+		active.Wait()
+	}
+}
