@@ -422,9 +422,9 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry) error {
 	name := e.sched.Metadata.Name
 	var (
-		found          bool
-		tick, run, ok  time.Time
-		out, id        string
+		found         bool
+		tick, run, ok time.Time
+		out, id       string
 	)
 	err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
 		if r.Kind != KindSchedule || r.Subject["schedule"] != name {
