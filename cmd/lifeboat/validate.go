@@ -29,6 +29,9 @@ type validationResult struct {
 	Valid    bool                `json:"valid"`
 	Objects  []validatedObject   `json:"objects"`
 	Problems []validationProblem `json:"problems,omitempty"`
+	// Warnings are allowed but questionable values (a cron firing more
+	// often than once a minute); they do not change the exit code.
+	Warnings []validationProblem `json:"warnings,omitempty"`
 }
 
 func newValidateCommand(a *app) *cobra.Command {
@@ -53,6 +56,9 @@ the field, and what is wrong. The exit code is 3 when any problem is found.`,
 			set, err := config.LoadPaths(all...)
 			res := validationResult{Valid: err == nil, Objects: []validatedObject{}}
 			if set != nil {
+				for _, w := range set.Warnings {
+					res.Warnings = append(res.Warnings, validationProblem{File: w.File, Line: w.Line, Column: w.Column, Field: w.Field, Message: w.Msg})
+				}
 				for _, o := range set.Objects() {
 					p := o.Source()
 					res.Objects = append(res.Objects, validatedObject{Kind: o.GetKind(), Name: o.GetName(), File: p.File, Line: p.Line, Status: "ok"})
@@ -72,6 +78,11 @@ the field, and what is wrong. The exit code is 3 when any problem is found.`,
 			} else {
 				for _, e := range list {
 					fmt.Fprintln(cmd.ErrOrStderr(), e.Error())
+				}
+				if set != nil {
+					for _, w := range set.Warnings {
+						fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w.String())
+					}
 				}
 				if len(list) == 0 {
 					t := table{header: []string{"KIND", "NAME", "SOURCE"}}
