@@ -316,7 +316,9 @@ func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now tim
 		}
 	}
 	s.advance(e, d.LastTick)
+	s.mu.Lock()
 	e.next = d.Next
+	s.mu.Unlock()
 	if s.o.Metrics != nil && !d.Next.IsZero() {
 		s.o.Metrics.SetNext(name, d.Next)
 	}

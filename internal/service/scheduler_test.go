@@ -1,0 +1,481 @@
+package service
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// fakeRunner counts runs per target and tick; block, when set, holds each
+// run until it is closed or the run's context ends.
+type fakeRunner struct {
+	mu      sync.Mutex
+	runs    int
+	started chan struct{}
+	block   chan struct{}
+	// cancelled counts runs whose context ended before block closed.
+	cancelled int
+}
+
+func (f *fakeRunner) Run(ctx context.Context, _ *wire.Env, t Target) RunResult {
+	f.mu.Lock()
+	f.runs++
+	n := f.runs
+	f.mu.Unlock()
+	if f.started != nil {
+		f.started <- struct{}{}
+	}
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			f.mu.Lock()
+			f.cancelled++
+			f.mu.Unlock()
+			return RunResult{Outcome: evidence.OutcomeFailure, Reason: "interrupted"}
+		}
+	}
+	return RunResult{ID: fmt.Sprintf("%s-run-%d", t.Name, n), Outcome: evidence.OutcomeSuccess}
+}
+
+func (f *fakeRunner) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.runs
+}
+
+// schedEnv is a configuration with one fs store and the given schedule
+// specs (flow YAML, by name), every schedule backing up plan "clinic".
+type schedEnv struct {
+	env    *wire.Env
+	root   string
+	signer *evidence.Signer
+}
+
+func newSchedEnv(t *testing.T, schedules map[string]string) schedEnv {
+	t.Helper()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "store")
+	cfg := fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: local}
+spec: {type: fs, path: %s, objectLock: {mode: COMPLIANCE, retention: 1d}}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: local}
+spec: {type: local, keyring: %s}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: clinic}
+spec:
+  store: local
+  keyProvider: local
+  retention: 1d
+  sources:
+    - encryptionConfig: {file: %s}
+`, strconv.Quote(root), strconv.Quote(filepath.Join(dir, "keyring.json")), strconv.Quote(filepath.Join(dir, "enc.yaml")))
+	for name, spec := range schedules {
+		cfg += fmt.Sprintf("---\napiVersion: lifeboat.dev/v1alpha1\nkind: Schedule\nmetadata: {name: %s}\nspec: %s\n", name, spec)
+	}
+	path := filepath.Join(dir, "lifeboat.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := evidence.NewSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schedEnv{env: &wire.Env{Set: set}, root: root, signer: signer}
+}
+
+func (e schedEnv) store(t *testing.T) store.Store {
+	t.Helper()
+	st, err := fs.Open(context.Background(), fs.Options{Root: e.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// replica starts a scheduler leading on its own goroutine; stop ends it.
+type replica struct {
+	s        *Scheduler
+	cancel   context.CancelFunc
+	stopping chan struct{}
+	done     chan struct{}
+}
+
+func (r *replica) running() bool {
+	for _, s := range r.s.Schedules() {
+		if s.Running {
+			return true
+		}
+	}
+	return false
+}
+
+func startReplica(t *testing.T, e schedEnv, identity string, r Runner, clk *clocktesting.FakeClock, leaderElection bool) *replica {
+	t.Helper()
+	s := NewScheduler(SchedulerOptions{Identity: identity, Runner: r, Signer: e.signer, Clock: clk, LeaderElection: leaderElection})
+	if err := s.SetConfig(e.env); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rp := &replica{s: s, cancel: cancel, stopping: make(chan struct{}), done: make(chan struct{})}
+	go func() { defer close(rp.done); s.Lead(ctx, rp.stopping) }()
+	t.Cleanup(func() { cancel(); <-rp.done })
+	return rp
+}
+
+// runObjects counts the claims and outcomes under runs/<schedule>/.
+func runObjects(t *testing.T, st store.Store, schedule string) (claims, outcomes map[time.Time]bool) {
+	t.Helper()
+	claims, outcomes = map[time.Time]bool{}, map[time.Time]bool{}
+	for info, err := range st.List(context.Background(), "runs/"+schedule+"/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		tick, isOutcome, ok := parseRunKey(schedule, info.Key)
+		if !ok {
+			t.Fatalf("unexpected object %s", info.Key)
+		}
+		if isOutcome {
+			outcomes[tick] = true
+		} else {
+			claims[tick] = true
+		}
+	}
+	return claims, outcomes
+}
+
+// scheduleRecords returns the `schedule` records of a verified log.
+func scheduleRecords(t *testing.T, e schedEnv) []evidence.Record {
+	t.Helper()
+	st := e.store(t)
+	if _, err := evidence.NewLog(st, nil, nil).Verify(context.Background(), e.signer.PublicKey()); err != nil {
+		t.Fatalf("evidence log does not verify: %v", err)
+	}
+	var out []evidence.Record
+	err := evidence.NewLog(st, e.signer, nil).Backwards(context.Background(), 1<<20, func(r evidence.Record) bool {
+		if r.Kind == KindSchedule {
+			out = append(out, r)
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// start is a time half a minute past a whole minute, now: the fs store
+// judges retention with the real clock, so fake time stays near it.
+func start() time.Time {
+	return time.Now().UTC().Truncate(time.Minute).Add(30 * time.Second)
+}
+
+// TestSchedulerSplitBrain: two replicas that both believe they lead (a
+// split brain, the worst case the Lease can leave) run each of five ticks
+// exactly once between them: one claim, one outcome, one run, one signed
+// `schedule` record per tick, and the evidence log verifies.
+func TestSchedulerSplitBrain(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"every-minute": `{cron: "* * * * *", backupPlan: clinic}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{}
+	a := startReplica(t, e, "replica-a", runner, clk, true)
+	b := startReplica(t, e, "replica-b", runner, clk, true)
+	st := e.store(t)
+	const ticks = 5
+	for i := 1; i <= ticks; i++ {
+		waitFor(t, "both replicas waiting", func() bool { return clk.Waiters() >= 2 })
+		clk.Step(time.Minute)
+		// Each run ends before the next tick (fake time stands still while
+		// it runs), so Forbid never applies here.
+		waitFor(t, fmt.Sprintf("tick %d settled", i), func() bool {
+			_, outcomes := runObjects(t, st, "every-minute")
+			return len(outcomes) == i && !a.running() && !b.running()
+		})
+	}
+	claims, outcomes := runObjects(t, st, "every-minute")
+	if len(claims) != ticks || len(outcomes) != ticks {
+		t.Fatalf("%d claims and %d outcomes, want %d of each", len(claims), len(outcomes), ticks)
+	}
+	for tick := range claims {
+		if !outcomes[tick] {
+			t.Errorf("tick %s claimed but not settled", tick)
+		}
+	}
+	waitFor(t, "every record appended", func() bool { return len(scheduleRecords(t, e)) == ticks })
+	if n := runner.count(); n != ticks {
+		for _, r := range scheduleRecords(t, e) {
+			t.Logf("%s %s %v", r.ID, r.Outcome, r.Subject)
+		}
+		t.Fatalf("%d runs, want %d (one per tick)", n, ticks)
+	}
+	seen := map[string]bool{}
+	for _, r := range scheduleRecords(t, e) {
+		if seen[r.ID] {
+			t.Fatalf("two schedule records for %s", r.ID)
+		}
+		seen[r.ID] = true
+		if r.Outcome != evidence.OutcomeSuccess || r.Subject["status"] != StatusRan {
+			t.Errorf("record %s: outcome %s status %v, want success ran", r.ID, r.Outcome, r.Subject["status"])
+		}
+	}
+}
+
+// TestSchedulerSuspendedTicksRecorded: a suspended schedule runs nothing,
+// but each of its ticks is claimed as a skip, settled as missed with the
+// reason, and recorded, so the evidence accounts for every tick.
+func TestSchedulerSuspendedTicksRecorded(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"paused": `{cron: "* * * * *", backupPlan: clinic, suspend: true}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{}
+	startReplica(t, e, "replica-a", runner, clk, true)
+	st := e.store(t)
+	for i := 1; i <= 3; i++ {
+		waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+		clk.Step(time.Minute)
+		waitFor(t, fmt.Sprintf("tick %d settled", i), func() bool {
+			_, outcomes := runObjects(t, st, "paused")
+			return len(outcomes) == i
+		})
+	}
+	if n := runner.count(); n != 0 {
+		t.Fatalf("%d runs of a suspended schedule", n)
+	}
+	waitFor(t, "every record appended", func() bool { return len(scheduleRecords(t, e)) == 3 })
+	recs := scheduleRecords(t, e)
+	if len(recs) != 3 {
+		t.Fatalf("%d schedule records, want 3", len(recs))
+	}
+	for _, r := range recs {
+		if r.Outcome != evidence.OutcomeFailure || r.Subject["status"] != StatusMissed || r.Subject["reason"] != "suspended" {
+			t.Errorf("record %s: %s %v %v, want failure missed suspended", r.ID, r.Outcome, r.Subject["status"], r.Subject["reason"])
+		}
+	}
+}
+
+// TestSchedulerForbid: with concurrencyPolicy Forbid (the default), a tick
+// that falls due while the previous run goes on is recorded as missed
+// with reason concurrency-forbid; the running one still settles.
+func TestSchedulerForbid(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"slow": `{cron: "* * * * *", backupPlan: clinic}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{started: make(chan struct{}, 4), block: make(chan struct{})}
+	startReplica(t, e, "replica-a", runner, clk, true)
+	st := e.store(t)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(time.Minute)
+	<-runner.started
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(time.Minute)
+	waitFor(t, "the second tick settled as missed", func() bool {
+		_, outcomes := runObjects(t, st, "slow")
+		return len(outcomes) == 1
+	})
+	close(runner.block)
+	waitFor(t, "the first tick settled", func() bool {
+		_, outcomes := runObjects(t, st, "slow")
+		return len(outcomes) == 2
+	})
+	waitFor(t, "every record appended", func() bool { return len(scheduleRecords(t, e)) == 2 })
+	reasons := map[string]int{}
+	for _, r := range scheduleRecords(t, e) {
+		reasons[fmt.Sprint(r.Subject["status"], "/", r.Subject["reason"])]++
+	}
+	if reasons["ran/"] != 1 || reasons["missed/concurrency-forbid"] != 1 {
+		t.Fatalf("records %v, want one ran and one missed/concurrency-forbid", reasons)
+	}
+	if n := runner.count(); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+}
+
+// TestSchedulerSettlesAbandonedClaim: a claim to run, left by a replica
+// that lost the Lease before it settled, is settled as abandoned by the
+// next leader (one outcome, one failure record) and not run again.
+func TestSchedulerSettlesAbandonedClaim(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"nightly": `{cron: "0 2 * * *", backupPlan: clinic}`})
+	now := start()
+	clk := clocktesting.NewFakeClock(now)
+	st := e.store(t)
+	tick := now.Add(-30 * time.Second).Add(-time.Hour)
+	data, err := EncodeClaim(Claim{Schedule: "nightly", Tick: tick, Target: Target{Kind: config.KindBackupPlan, Name: "clinic"},
+		Decision: DecisionRun, Claimant: "old-leader", ClaimedAt: tick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if won, err := putOnce(context.Background(), st, ClaimKey("nightly", tick), data, now.Add(time.Hour)); err != nil || !won {
+		t.Fatalf("seed claim: %v %v", won, err)
+	}
+	runner := &fakeRunner{}
+	startReplica(t, e, "new-leader", runner, clk, true)
+	waitFor(t, "the claim settled", func() bool {
+		_, outcomes := runObjects(t, st, "nightly")
+		return outcomes[tick]
+	})
+	ob, err := readRunObject(context.Background(), st, OutcomeKey("nightly", tick))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := ParseOutcome(ob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status != StatusAbandoned || o.Outcome != evidence.OutcomeFailure || o.Writer != "new-leader" {
+		t.Fatalf("outcome %+v, want abandoned failure written by new-leader", o)
+	}
+	waitFor(t, "its record appended", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	recs := scheduleRecords(t, e)
+	if len(recs) != 1 || recs[0].Subject["status"] != StatusAbandoned {
+		t.Fatalf("records %v, want one abandoned", recs)
+	}
+	if runner.count() != 0 {
+		t.Fatal("an abandoned tick was run again")
+	}
+}
+
+// TestSchedulerNoElectionKeepsOthersClaims: without leader election a
+// replica settles only its own orphaned claims, never another's (which
+// may still be running).
+func TestSchedulerNoElectionKeepsOthersClaims(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"nightly": `{cron: "0 2 * * *", backupPlan: clinic}`})
+	now := start()
+	clk := clocktesting.NewFakeClock(now)
+	st := e.store(t)
+	for i, who := range []string{"other", "me"} {
+		tick := now.Add(-30*time.Second - time.Duration(i+1)*time.Hour)
+		data, _ := EncodeClaim(Claim{Schedule: "nightly", Tick: tick, Target: Target{Kind: config.KindBackupPlan, Name: "clinic"},
+			Decision: DecisionRun, Claimant: who, ClaimedAt: tick})
+		if _, err := putOnce(context.Background(), st, ClaimKey("nightly", tick), data, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startReplica(t, e, "me", &fakeRunner{}, clk, false)
+	mine := now.Add(-30*time.Second - 2*time.Hour)
+	waitFor(t, "my orphaned claim settled", func() bool {
+		_, outcomes := runObjects(t, st, "nightly")
+		return outcomes[mine]
+	})
+	_, outcomes := runObjects(t, st, "nightly")
+	if len(outcomes) != 1 {
+		t.Fatalf("%d outcomes, want only mine settled", len(outcomes))
+	}
+}
+
+// TestSchedulerDrain: on shutdown a backup in progress finishes within the
+// grace period and its outcome is recorded as a success; after the grace
+// period a run still going is cancelled and recorded as a failure.
+func TestSchedulerDrain(t *testing.T) {
+	for _, finish := range []bool{true, false} {
+		t.Run(fmt.Sprintf("finishes=%v", finish), func(t *testing.T) {
+			e := newSchedEnv(t, map[string]string{"nightly": `{cron: "* * * * *", backupPlan: clinic}`})
+			clk := clocktesting.NewFakeClock(start())
+			runner := &fakeRunner{started: make(chan struct{}, 1), block: make(chan struct{})}
+			rp := startReplica(t, e, "replica-a", runner, clk, true)
+			waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+			clk.Step(time.Minute)
+			<-runner.started
+			close(rp.stopping)
+			<-rp.done
+			drained := make(chan struct{})
+			go func() { rp.s.Drain(time.Minute); close(drained) }()
+			waitFor(t, "drain waiting on its grace period", func() bool { return clk.Waiters() >= 1 })
+			if finish {
+				close(runner.block)
+			} else {
+				clk.Step(time.Minute)
+			}
+			<-drained
+			recs := scheduleRecords(t, e)
+			if len(recs) != 1 {
+				t.Fatalf("%d records, want 1", len(recs))
+			}
+			want := evidence.OutcomeSuccess
+			if !finish {
+				want = evidence.OutcomeFailure
+			}
+			if recs[0].Outcome != want {
+				t.Fatalf("outcome %s, want %s", recs[0].Outcome, want)
+			}
+			if !finish && runner.cancelled != 1 {
+				t.Fatalf("%d runs cancelled, want 1", runner.cancelled)
+			}
+		})
+	}
+}
+
+// TestSchedulerRebuildsHistory: a new scheduler over a store with settled
+// ticks shows the last outcome and success from the signed records, and
+// does not decide a claimed tick again.
+func TestSchedulerRebuildsHistory(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"every-minute": `{cron: "* * * * *", backupPlan: clinic}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{}
+	rp := startReplica(t, e, "replica-a", runner, clk, true)
+	st := e.store(t)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(time.Minute)
+	waitFor(t, "the tick settled", func() bool { _, o := runObjects(t, st, "every-minute"); return len(o) == 1 })
+	waitFor(t, "its record appended", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	rp.cancel()
+	<-rp.done
+
+	s2 := NewScheduler(SchedulerOptions{Identity: "replica-b", Runner: runner, Signer: e.signer, Clock: clk, LeaderElection: true})
+	if err := s2.SetConfig(e.env); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s2.Lead(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "history rebuilt", func() bool {
+		ss := s2.Schedules()
+		return len(ss) == 1 && ss[0].LastOutcome == evidence.OutcomeSuccess
+	})
+	ss := s2.Schedules()[0]
+	if !strings.HasPrefix(ss.LastRunID, "clinic-run-") || ss.LastSuccess.IsZero() {
+		t.Fatalf("rebuilt %+v, want the run's ID and its success time", ss)
+	}
+	if runner.count() != 1 {
+		t.Fatalf("%d runs, want 1 (the settled tick is not run again)", runner.count())
+	}
+}
