@@ -78,16 +78,19 @@ type entry struct {
 	storeName string
 	st        store.Store
 
-	state    schedule.State
-	decided  bool // state.LastTick was rebuilt from the store
-	retryAt  time.Time
-	next     time.Time
-	running  map[time.Time]*runHandle
-	lastRun  time.Time
-	lastOK   time.Time
-	lastOut  string
-	lastID   string
-	lastTick time.Time
+	state   schedule.State
+	decided bool // state.LastTick was rebuilt from the store
+	retryAt time.Time
+	// recheckAt, when set, is when prepare runs again to reconcile an
+	// outcome that had no record yet.
+	recheckAt time.Time
+	next      time.Time
+	running   map[time.Time]*runHandle
+	lastRun   time.Time
+	lastOK    time.Time
+	lastOut   string
+	lastID    string
+	lastTick  time.Time
 }
 
 type runHandle struct {
@@ -277,6 +280,11 @@ func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now tim
 	if now.Before(e.retryAt) {
 		return e.retryAt
 	}
+	s.mu.Lock()
+	if !e.recheckAt.IsZero() && !now.Before(e.recheckAt) {
+		e.recheckAt, e.decided = time.Time{}, false
+	}
+	s.mu.Unlock()
 	if e.st == nil || !e.decided {
 		if err := s.prepare(ctx, env, e, now); err != nil {
 			s.log.Error("schedule's store unavailable; retrying", "schedule", name, "store", e.storeName, "err", err)
@@ -350,7 +358,7 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 	name := e.sched.Metadata.Name
 	claims := map[time.Time]bool{}
 	outcomes := map[time.Time]bool{}
-	var newest time.Time
+	var newest, newestOutcome time.Time
 	for info, err := range e.st.List(ctx, "runs/"+name+"/") {
 		if err != nil {
 			return fmt.Errorf("list runs/%s/: %w", name, err)
@@ -361,6 +369,9 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		}
 		if isOutcome {
 			outcomes[tick] = true
+			if tick.After(newestOutcome) {
+				newestOutcome = tick
+			}
 			continue
 		}
 		claims[tick] = true
@@ -400,10 +411,15 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		}
 		s.log.Warn("settled a claimed tick with no outcome", "schedule", name, "tick", tick, "claimant", c.Claimant, "status", status)
 	}
-	if err := s.rebuildHistory(ctx, e); err != nil {
+	seen, complete, err := s.rebuildHistory(ctx, e, newestOutcome)
+	if err != nil {
 		// The history only feeds the status page and metrics: a log that
 		// does not read back is reported, and the schedule still runs.
 		s.log.Error("last outcomes not rebuilt from the evidence log", "schedule", name, "store", e.storeName, "err", err)
+	} else if !newestOutcome.IsZero() && !seen && complete {
+		if err := s.reconcile(ctx, env, e, newestOutcome, now); err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	if newest.After(e.state.LastTick) {
@@ -421,16 +437,29 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 // success from its newest signed `schedule` records, read backwards from
 // the head of its store's evidence log (docs/format.md §7.4). It stops at
 // the newest success, or after statusScan records.
-func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry) error {
+//
+// It also reports whether the record of the tick `want` (the newest
+// outcome) was seen, and whether the scan went far enough to tell.
+func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want time.Time) (seen, complete bool, err error) {
 	name := e.sched.Metadata.Name
 	var (
 		found         bool
 		tick, run, ok time.Time
 		out, id       string
+		read          int
+		older         bool
 	)
-	err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
+	err = evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
+		read++
 		if r.Kind != KindSchedule || r.Subject["schedule"] != name {
 			return true
+		}
+		rt := subjectTime(r.Subject, "tick")
+		if rt.Equal(want) {
+			seen = true
+		}
+		if rt.Before(want) {
+			older = true
 		}
 		finished := subjectTime(r.Subject, "finishedAt")
 		if !found {
@@ -443,15 +472,19 @@ func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry) error {
 			id, _ = r.Subject["run"].(string)
 			run = subjectTime(r.Subject, "startedAt")
 		}
-		if r.Outcome == evidence.OutcomeSuccess {
+		if r.Outcome == evidence.OutcomeSuccess && ok.IsZero() {
 			ok = finished
-			return false
 		}
-		return true
+		return ok.IsZero() || !(seen || older || want.IsZero())
 	})
 	if err != nil {
-		return err
+		return false, false, err
 	}
+	// Records of one schedule are appended in the order their ticks were
+	// settled, which (but for concurrencyPolicy Allow) is tick order: a
+	// record of an older tick, or the start of the log, means the wanted
+	// one is not there.
+	complete = seen || older || read < statusScan
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if found && (e.lastTick.IsZero() || tick.After(e.lastTick)) {
@@ -469,7 +502,39 @@ func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry) error {
 			s.o.Metrics.SetLastSuccess(name, e.lastOK)
 		}
 	}
-	return nil
+	return seen, complete, nil
+}
+
+// reconcileAfter is how old a settled outcome with no record must be
+// before another replica appends the record: its writer appends right
+// after the outcome, so by then it stopped in between.
+const reconcileAfter = time.Minute
+
+// reconcile appends the `schedule` record of a settled tick whose writer
+// stopped between writing its outcome and appending its record (§7.2), so
+// that every outcome has its record. An outcome younger than
+// reconcileAfter is left to its writer and checked again later.
+func (s *Scheduler) reconcile(ctx context.Context, env *wire.Env, e *entry, tick, now time.Time) error {
+	name := e.sched.Metadata.Name
+	data, err := readRunObject(ctx, e.st, OutcomeKey(name, tick))
+	if err != nil {
+		return fmt.Errorf("read outcome %s: %w", OutcomeKey(name, tick), err)
+	}
+	o, err := ParseOutcome(data)
+	if err != nil {
+		s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, tick), "err", err)
+		return nil
+	}
+	if wait := o.SettledAt.Add(reconcileAfter); now.Before(wait) {
+		s.mu.Lock()
+		e.recheckAt = wait
+		s.mu.Unlock()
+		return nil
+	}
+	s.log.Warn("a settled tick has no schedule record (its writer stopped in between); appending it", "schedule", name, "tick", tick, "writer", o.Writer)
+	return s.appendRecord(ctx, env, e, settlement{
+		tick: tick, status: o.Status, outcome: o.Outcome, reason: o.Reason, run: o.Run, rec: o.Record, missed: 1,
+	}, o.Writer)
 }
 
 // outcomeOf maps a last status to a record outcome: a missed or abandoned
@@ -576,17 +641,24 @@ func (s *Scheduler) settle(ctx context.Context, env *wire.Env, e *entry, st sett
 		s.log.Info("tick already settled by another replica", "schedule", name, "tick", st.tick)
 		return nil
 	}
+	return s.appendRecord(ctx, env, e, st, s.o.Identity)
+}
+
+// appendRecord appends a settled tick's `schedule` record (§7.3) and
+// updates the schedule's last outcome.
+func (s *Scheduler) appendRecord(ctx context.Context, env *wire.Env, e *entry, st settlement, writer string) error {
+	name := e.sched.Metadata.Name
 	subject := map[string]any{
 		"schedule": name, "tick": st.tick.UTC().Format(time.RFC3339), "status": st.status, "reason": st.reason,
 		"run": st.run, "record": st.rec, "targetKind": e.target.Kind, "targetName": e.target.Name,
 		"startedAt": timeText(st.started), "finishedAt": timeText(st.finished),
-		"startDelayMs": int64(0), "missedCount": int64(max(st.missed, 1)),
+		"startDelayMs": int64(0), "missedCount": int64(max(st.missed, 1)), "writer": writer,
 	}
 	if !st.started.IsZero() {
 		subject["startDelayMs"] = st.started.Sub(st.tick).Milliseconds()
 	}
 	opts := []evidence.Option{evidence.WithRetention(s.retention(env, e)), evidence.WithLogger(s.log)}
-	_, err = evidence.NewLog(e.st, s.o.Signer, s.clock.Now, opts...).Append(ctx, evidence.Record{
+	_, err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now, opts...).Append(ctx, evidence.Record{
 		Kind: KindSchedule, ID: name + "-" + st.tick.UTC().Format(tickLayout), Outcome: st.outcome,
 		Subject: subject, HIPAA: scheduleHIPAA,
 	})

@@ -479,3 +479,41 @@ func TestSchedulerRebuildsHistory(t *testing.T) {
 		t.Fatalf("%d runs, want 1 (the settled tick is not run again)", runner.count())
 	}
 }
+
+// TestSchedulerReconcilesMissingRecord: a replica that died between
+// writing a tick's outcome and appending its record leaves an outcome with
+// no record; the next leader appends the record from the outcome once the
+// outcome is older than reconcileAfter (never while its writer may still
+// be about to append it), exactly once.
+func TestSchedulerReconcilesMissingRecord(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"nightly": `{cron: "0 2 * * *", backupPlan: clinic}`})
+	now := start()
+	clk := clocktesting.NewFakeClock(now)
+	st := e.store(t)
+	tick := now.Add(-30*time.Second - time.Hour)
+	target := Target{Kind: config.KindBackupPlan, Name: "clinic"}
+	claim, _ := EncodeClaim(Claim{Schedule: "nightly", Tick: tick, Target: target, Decision: DecisionRun, Claimant: "dead", ClaimedAt: tick})
+	outcome, _ := EncodeOutcome(Outcome{Schedule: "nightly", Tick: tick, Target: target, Status: StatusRan, Outcome: evidence.OutcomeSuccess,
+		Run: "clinic-20261205T010000Z-abcd", Writer: "dead", SettledAt: now.Add(-10 * time.Second)})
+	for key, data := range map[string][]byte{ClaimKey("nightly", tick): claim, OutcomeKey("nightly", tick): outcome} {
+		if _, err := putOnce(context.Background(), st, key, data, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startReplica(t, e, "new-leader", &fakeRunner{}, clk, true)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	if n := len(scheduleRecords(t, e)); n != 0 {
+		t.Fatalf("%d records appended for an outcome 10s old, want none yet", n)
+	}
+	clk.Step(reconcileAfter)
+	waitFor(t, "the record appended", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	r := scheduleRecords(t, e)[0]
+	if r.Outcome != evidence.OutcomeSuccess || r.Subject["writer"] != "dead" || r.Subject["run"] != "clinic-20261205T010000Z-abcd" {
+		t.Fatalf("record %v %v, want the outcome's success, run and writer", r.Outcome, r.Subject)
+	}
+	clk.Step(reconcileAfter)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	if n := len(scheduleRecords(t, e)); n != 1 {
+		t.Fatalf("%d records, want exactly 1", n)
+	}
+}
