@@ -67,6 +67,9 @@ type Scheduler struct {
 	leading bool
 	kick    chan struct{}
 	runs    sync.WaitGroup
+	// draining is set by Drain: no run starts after it (runs.Add happens
+	// under mu, before the claim, only while it is false).
+	draining bool
 }
 
 // entry is one Schedule's state.
@@ -702,14 +705,21 @@ func timeText(t time.Time) string {
 
 // start claims a tick and, if this replica won it, runs it.
 func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, now time.Time) error {
-	won, err := s.claim(ctx, env, e, tick, DecisionRun, "", now)
-	if err != nil {
-		return err
-	}
 	name := e.sched.Metadata.Name
-	if !won {
-		s.log.Info("tick claimed by another replica", "schedule", name, "tick", tick)
-		return nil
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return nil // shutting down: the tick is left to the next leader
+	}
+	s.runs.Add(1)
+	s.mu.Unlock()
+	won, err := s.claim(ctx, env, e, tick, DecisionRun, "", now)
+	if err != nil || !won {
+		s.runs.Done()
+		if err == nil {
+			s.log.Info("tick claimed by another replica", "schedule", name, "tick", tick)
+		}
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	kind := kindOf(e.target.Kind)
@@ -721,7 +731,6 @@ func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, no
 		s.o.Metrics.StartDelay(name, now.Sub(tick))
 	}
 	s.log.Info("run started", "schedule", name, "tick", tick.UTC(), "kind", kind, "target", e.target.Name, "claim", ClaimKey(name, tick))
-	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
 		defer cancel()
@@ -773,6 +782,7 @@ func kindOf(targetKind string) string {
 // too. It returns when every run goroutine has recorded its outcome.
 func (s *Scheduler) Drain(grace time.Duration) {
 	s.mu.Lock()
+	s.draining = true
 	for _, e := range s.entries {
 		for _, h := range e.running {
 			if h.kind == "drill" {
