@@ -7,7 +7,7 @@
 #   make lint    gofmt and go vet
 #   make bench   benchmarks: envelope throughput, pipeline ratio, peak RSS of a 1 GiB stream,
 #                S3 upload vs the AWS SDK, rewrap of 1 MiB vs 64 MiB backups, 20k-object export
-#                vs kubectl (builds bin/kubectl first)
+#                vs kubectl (builds bin/kubectl first), idle `serve` RSS and CPU over a minute
 #
 # Everything a target needs is built here and cached under bin/ (git-ignored).
 
@@ -109,6 +109,7 @@ bench: testbin $(BIN)/kubectl
 	$(GO) test -run '^$$' -bench 'Put1GiB/sdk' -benchtime 3x ./internal/store/s3
 	$(GO) test -run '^$$' -bench 'Rewrap' -benchtime 3x ./internal/rotation
 	$(GO) test -run '^$$' -bench 'Manifests20k' -benchtime 1x ./internal/source/manifests
+	$(GO) test -run '^$$' -bench 'ServeIdle' -benchtime 1x ./cmd/lifeboat
 
 clean:
 	rm -rf $(BIN)
