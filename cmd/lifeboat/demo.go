@@ -174,8 +174,23 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 		step.say("manifests: %d objects exported as YAML, %d policy objects recorded, %d resources skipped", x.Objects, len(x.Policies), len(x.Skipped))
 	}
 	step.say("evidence record %d written: %s", rec.Seq, rec.Key())
-	stopSource()
-	step.say("incident: the source cluster is gone (stopped, its etcd data deleted)")
+	serveDir := ""
+	if o.keep {
+		// The source keeps serving so that `lifeboat serve` has a cluster
+		// to back up; the drill restores without it all the same.
+		if serveDir, err = writeServeDir(dir, cfgPath); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		step.say("incident (simulated): the drill restores into a new scratch cluster without reading the source, which --keep leaves serving")
+	} else {
+		stopSource()
+		step.say("incident: the source cluster is gone (stopped, its etcd data deleted)")
+	}
+
+	if serveDir != "" {
+		step.say("after the drill, while the demo keeps its clusters, schedule them from another terminal:\n  lifeboat --config %s serve --leader-elect=false --listen 127.0.0.1:8080 --signing-key %s\n  then open http://127.0.0.1:8080/ (status page) and http://127.0.0.1:8080/metrics",
+			serveDir, filepath.Join(dir, "evidence-signing.pem"))
+	}
 
 	// 5. Drill.
 	step.say("drill control-plane: restore the latest backup into a scratch cluster and verify it (targets RTO %s, RPO %s)", d.Spec.Targets.RTO, d.Spec.Targets.RPO)
@@ -188,7 +203,45 @@ func runDemo(ctx context.Context, a *app, stdout io.Writer, o demoOptions) (err 
 		fmt.Fprintf(stdout, "                    lifeboat evidence verify --store-path %s --key signer.pub\n", filepath.Join(dir, "store"))
 		fmt.Fprintf(stdout, "Drill it again:     lifeboat --config %s drill run control-plane --signing-key %s\n", cfgPath, filepath.Join(dir, "evidence-signing.pem"))
 	}
+
 	return derr
+}
+
+// writeServeDir writes dir/serve.d: the demo's configuration and two
+// Schedules (a backup every minute, a drill every ten minutes), for
+// `lifeboat serve --config dir/serve.d`.
+func writeServeDir(dir, cfgPath string) (string, error) {
+	serveDir := filepath.Join(dir, "serve.d")
+	if err := os.MkdirAll(serveDir, 0o700); err != nil {
+		return "", fmt.Errorf("serve directory: %w", err)
+	}
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return "", fmt.Errorf("serve directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(serveDir, "lifeboat.yaml"), cfg, 0o600); err != nil {
+		return "", fmt.Errorf("serve directory: %w", err)
+	}
+	schedules := `# Written by lifeboat demo --keep, for lifeboat serve.
+apiVersion: lifeboat.dev/v1alpha1
+kind: Schedule
+metadata: {name: control-plane-backup}
+spec:
+  cron: "* * * * *"      # every minute: a demo; production backs up hourly or daily
+  backupPlan: control-plane
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: Schedule
+metadata: {name: control-plane-drill}
+spec:
+  cron: "*/10 * * * *"
+  drill: control-plane
+  concurrencyPolicy: Forbid
+`
+	if err := os.WriteFile(filepath.Join(serveDir, "schedules.yaml"), []byte(schedules), 0o600); err != nil {
+		return "", fmt.Errorf("serve directory: %w", err)
+	}
+	return serveDir, nil
 }
 
 // demoDir checks that dir is absent or empty, creating it.
