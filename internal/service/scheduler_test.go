@@ -517,3 +517,29 @@ func TestSchedulerReconcilesMissingRecord(t *testing.T) {
 		t.Fatalf("%d records, want exactly 1", n)
 	}
 }
+
+// TestSchedulerLeaseLostCancelsRuns: when the Lease is lost (Lead's
+// context ends without a shutdown), every run in progress is cancelled at
+// once, not left to race the next leader, and its tick is still settled
+// and recorded, as a failure.
+func TestSchedulerLeaseLostCancelsRuns(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"nightly": `{cron: "* * * * *", backupPlan: clinic}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{started: make(chan struct{}, 1), block: make(chan struct{})}
+	rp := startReplica(t, e, "replica-a", runner, clk, true)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(time.Minute)
+	<-runner.started
+	rp.cancel() // the Lease is lost
+	<-rp.done
+	waitFor(t, "the cancelled run recorded", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	r := scheduleRecords(t, e)[0]
+	if r.Outcome != evidence.OutcomeFailure || r.Subject["status"] != StatusRan {
+		t.Fatalf("record %s %v, want a failed run", r.Outcome, r.Subject)
+	}
+	runner.mu.Lock()
+	defer runner.mu.Unlock()
+	if runner.cancelled != 1 {
+		t.Fatalf("%d runs cancelled, want 1", runner.cancelled)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,8 +163,11 @@ func Run(ctx context.Context, o Options) error {
 	h := server.New(server.Options{
 		Metrics: metrics, Status: bk, Logger: log, Now: clk.Now,
 		Ready: func(context.Context) error {
-			if !bk.ready() {
-				return errors.New("the stores and key providers have not been read yet")
+			if err := bk.ready(); err != nil {
+				return err
+			}
+			if election != nil && !election.running.Load() {
+				return errors.New("leader election is not running")
 			}
 			return nil
 		},
@@ -393,6 +397,8 @@ func jitterSeed(set *config.Set) string {
 // leaseElection runs client-go's leader election on a Lease.
 type leaseElection struct {
 	lock *resourcelock.LeaseLock
+	// running is true while run takes part in elections.
+	running atomic.Bool
 }
 
 // serviceAccountNamespace is where a pod finds its own namespace.
@@ -426,6 +432,8 @@ func newLeaseElection(o Options) (*leaseElection, error) {
 // this replica becomes leader, with a context that ends when it stops
 // leading. Once ctx ends (shutdown) it stands for no new election.
 func (l *leaseElection) run(stop, ctx context.Context, log *slog.Logger, lead func(context.Context)) {
+	l.running.Store(true)
+	defer l.running.Store(false)
 	for stop.Err() == nil && ctx.Err() == nil {
 		// client-go starts OnStartedLeading in a goroutine of its own; a
 		// term counts only if it registers before Run has returned, and

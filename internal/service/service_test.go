@@ -313,3 +313,39 @@ func TestRunRefusesInvalidConfigAtStart(t *testing.T) {
 		t.Fatalf("Run = %v, want an error naming bad.yaml:4", err)
 	}
 }
+
+// TestRunNotReadyWhenStoreUnreachable: /readyz answers 503 and names a
+// store that does not answer its probe; the status page shows it
+// unreachable and lifeboat_store_reachable is 0.
+func TestRunNotReadyWhenStoreUnreachable(t *testing.T) {
+	s := newServeSetup(t)
+	blocker := filepath.Join(s.dir, "not-a-directory")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.writeConfig(t, "broken-store.yaml", fmt.Sprintf("apiVersion: lifeboat.dev/v1alpha1\nkind: Store\nmetadata: {name: offsite}\nspec: {type: fs, path: %s, objectLock: {mode: COMPLIANCE, retention: 1d}}\n",
+		strconv.Quote(filepath.Join(blocker, "store"))))
+	r := startRun(t, s, Options{})
+	var body string
+	waitFor(t, "/readyz to name the store", func() bool {
+		resp, err := http.Get(r.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "offsite")
+	})
+	if strings.Contains(body, "local") {
+		t.Fatalf("/readyz names the reachable store too: %q", body)
+	}
+	if v, ok := value(r.scrape(t), "lifeboat_store_reachable", "store", "offsite"); !ok || v != 0 {
+		t.Fatalf("lifeboat_store_reachable{store=offsite} = %v (%v), want 0", v, ok)
+	}
+	for _, st := range r.status(t).Stores {
+		if st.Reachable != (st.Name == "local") {
+			t.Fatalf("store %s reachable %v", st.Name, st.Reachable)
+		}
+	}
+}

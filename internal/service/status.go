@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -160,7 +161,9 @@ func (b *book) refresh(ctx context.Context, env *wire.Env, m *server.Metrics, si
 	set := env.Set
 	first := !b.refreshed
 	for _, cs := range set.Stores {
-		st, err := env.OpenStore(ctx, cs, true)
+		// Opened for writing, as the runs open it: an fs store not yet
+		// written to is created rather than reported missing.
+		st, err := env.OpenStore(ctx, cs, false)
 		if err == nil {
 			err = b.refreshStore(ctx, set, cs, st, m, signer, first)
 		}
@@ -358,11 +361,26 @@ func (b *book) ran(res RunResult) {
 	}
 }
 
-// ready reports whether the first refresh has finished.
-func (b *book) ready() bool {
+// ready says why the service is not ready: the first refresh has not
+// finished, or a store did not answer its last probe. The text names the
+// stores and nothing else.
+func (b *book) ready() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.refreshed
+	if !b.refreshed {
+		return errors.New("the stores and key providers have not been read yet")
+	}
+	var down []string
+	for name, st := range b.stores {
+		if !st.Reachable {
+			down = append(down, name)
+		}
+	}
+	if len(down) > 0 {
+		slices.Sort(down)
+		return fmt.Errorf("unreachable stores: %s", strings.Join(down, ", "))
+	}
+	return nil
 }
 
 // keysPrimary is a provider's primary KEK version.
