@@ -140,6 +140,10 @@ type Result struct {
 	// Cluster is the scratch cluster when it was kept (Options.Keep);
 	// Stop it to tear it down and remove the restored data.
 	Cluster scratch.Cluster
+	// ScheduleMisses are the plan's scheduled backups in the gap window
+	// that did not deliver (ScheduleMisses); set by the caller that can
+	// read the evidence log, and carried in the drill's record.
+	ScheduleMisses []ScheduleMiss
 	// Err is the failure that ended the drill early, if any.
 	Err error
 }

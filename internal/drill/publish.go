@@ -144,6 +144,18 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 		measured["worstGapMs"] = *v
 	}
 	subject["measured"] = measured
+	if len(res.ScheduleMisses) > 0 {
+		reasons := map[string]any{}
+		for _, m := range res.ScheduleMisses {
+			key := m.Status
+			if m.Reason != "" {
+				key += ": " + m.Reason
+			}
+			n, _ := reasons[key].(int64)
+			reasons[key] = n + 1
+		}
+		subject["scheduleMisses"] = map[string]any{"count": int64(len(res.ScheduleMisses)), "byReason": reasons}
+	}
 	var sections []string
 	for _, h := range signed.HIPAA {
 		sections = append(sections, h.Section)

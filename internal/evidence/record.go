@@ -21,6 +21,8 @@ const (
 	KindBackup   = "backup"
 	KindRotation = "rotation"
 	KindDrill    = "drill"
+	// KindSchedule is a `lifeboat serve` tick, run or not (docs/format.md §7.3).
+	KindSchedule = "schedule"
 )
 
 // Record outcomes.

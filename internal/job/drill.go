@@ -105,6 +105,16 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		}
 		return res, runErr
 	}
+	// The scheduled backups that did not deliver explain the worst gap.
+	misses, merr := drill.ScheduleMisses(ctx, evidence.NewLog(st, o.Signer, nil), plan.Metadata.Name, r.Incident, drill.GapWindow)
+	if merr != nil && env.Logger != nil {
+		env.Logger.Warn("scheduled backups that did not deliver not counted", "drill", d.Metadata.Name, "err", merr)
+	}
+	r.ScheduleMisses = misses
+	if len(misses) > 0 && env.Logger != nil {
+		env.Logger.Info("scheduled backups that did not deliver in the gap window", "drill", d.Metadata.Name, "plan", plan.Metadata.Name, "count", len(misses))
+	}
+	res.Result.ScheduleMisses = misses
 	pub, perr := drill.Publish(ctx, r, drill.PublishOptions{Store: st, Signer: o.Signer, Retention: config.EvidenceRetention(cs), Logger: env.Logger})
 	if perr != nil {
 		stopKept(env, &res.Result)

@@ -692,7 +692,7 @@ func (s *Scheduler) appendRecord(ctx context.Context, env *wire.Env, e *entry, s
 }
 
 // KindSchedule is the evidence kind of a tick's record (§7.3).
-const KindSchedule = "schedule"
+const KindSchedule = evidence.KindSchedule
 
 var scheduleHIPAA = []string{"§164.308(a)(7)(ii)(A)", "§164.316(b)(2)(i)"}
 
