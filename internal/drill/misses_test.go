@@ -43,7 +43,7 @@ func TestScheduleMisses(t *testing.T) {
 		scheduleRecord(h(-4), h(-5), "cp", "missed", "starting-deadline-exceeded", evidence.OutcomeFailure),
 		scheduleRecord(h(-6), h(-6), "cp", "abandoned", "abandoned", evidence.OutcomeFailure),
 		scheduleRecord(h(-30), h(-30), "cp", "missed", "suspended", evidence.OutcomeFailure), // before the window
-		scheduleRecord(h(-7), h(-7), "cp", "missed", "suspended", evidence.OutcomeFailure),  // never reached
+		scheduleRecord(h(-7), h(-7), "cp", "missed", "suspended", evidence.OutcomeFailure),   // never reached
 	}
 	got, err := ScheduleMisses(context.Background(), log, "cp", incident, 24*time.Hour)
 	if err != nil {
