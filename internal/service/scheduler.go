@@ -19,6 +19,10 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
+// settleAttempts is how many times a finished run's outcome is written
+// before it is left to the next leader (1+2+4+8 s between them).
+const settleAttempts = 5
+
 // retryAfter is how soon a tick is tried again after a store error.
 const retryAfter = 5 * time.Second
 
@@ -67,19 +71,30 @@ type Scheduler struct {
 	leading bool
 	kick    chan struct{}
 	runs    sync.WaitGroup
+	// running holds every run in progress, by schedule and tick, whether
+	// or not its schedule is still configured.
+	running map[runKey]*runHandle
 	// draining is set by Drain: no run starts after it (runs.Add happens
 	// under mu, before the claim, only while it is false).
 	draining bool
 }
 
-// entry is one Schedule's state.
+// entry is one Schedule's configuration and (shared with the entries of
+// later configurations of the same schedule and store) its state.
 type entry struct {
 	sched  *config.Schedule
 	spec   schedule.Spec
 	target Target
 	// storeName is where its claims and records go.
 	storeName string
-	st        store.Store
+	*schedState
+}
+
+// schedState is what a schedule has learnt and decided. A reload that
+// keeps the schedule on the same store keeps the same schedState, so a
+// decision in progress on the old entry lands where the new one reads it.
+type schedState struct {
+	st store.Store
 
 	state   schedule.State
 	decided bool // state.LastTick was rebuilt from the store
@@ -88,7 +103,6 @@ type entry struct {
 	// outcome that had no record yet.
 	recheckAt time.Time
 	next      time.Time
-	running   map[time.Time]*runHandle
 	lastRun   time.Time
 	lastOK    time.Time
 	lastOut   string
@@ -101,9 +115,25 @@ type runHandle struct {
 	kind   string
 }
 
+type runKey struct {
+	schedule string
+	tick     time.Time
+}
+
+// runningTicks returns the ticks of name's runs in progress; s.mu held.
+func (s *Scheduler) runningTicks(name string) []time.Time {
+	var ticks []time.Time
+	for k := range s.running {
+		if k.schedule == name {
+			ticks = append(ticks, k.tick)
+		}
+	}
+	return ticks
+}
+
 // NewScheduler returns a Scheduler with no configuration; call SetConfig.
 func NewScheduler(o SchedulerOptions) *Scheduler {
-	s := &Scheduler{o: o, log: o.Logger, clock: o.Clock, entries: map[string]*entry{}, kick: make(chan struct{}, 1)}
+	s := &Scheduler{o: o, log: o.Logger, clock: o.Clock, entries: map[string]*entry{}, kick: make(chan struct{}, 1), running: map[runKey]*runHandle{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -154,10 +184,7 @@ func (s *Scheduler) SetConfig(env *wire.Env) error {
 			return fmt.Errorf("schedule %s: %w", sc.Metadata.Name, err)
 		}
 		kind, name := sc.Spec.Target()
-		e := &entry{
-			sched: sc, target: Target{Kind: kind, Name: name}, storeName: storeName,
-			running: map[time.Time]*runHandle{}, spec: spec,
-		}
+		e := &entry{sched: sc, target: Target{Kind: kind, Name: name}, storeName: storeName, spec: spec}
 		next[sc.Metadata.Name] = e
 	}
 	now := s.clock.Now()
@@ -165,15 +192,18 @@ func (s *Scheduler) SetConfig(env *wire.Env) error {
 	defer s.mu.Unlock()
 	for name, e := range next {
 		old, ok := s.entries[name]
-		if !ok {
+		switch {
+		case !ok:
+			e.schedState = &schedState{}
 			e.state.Since = now
 			continue
-		}
-		// Carry the state over: the ticks decided, the runs going on.
-		e.state, e.decided, e.running = old.state, old.decided && old.storeName == e.storeName, old.running
-		e.lastRun, e.lastOK, e.lastOut, e.lastID, e.lastTick = old.lastRun, old.lastOK, old.lastOut, old.lastID, old.lastTick
-		if old.storeName == e.storeName {
-			e.st = old.st
+		case old.storeName == e.storeName:
+			e.schedState = old.schedState // the same state, shared
+		default:
+			// Another store: its claims are read again (prepare); what is
+			// known of the history is kept for the status page.
+			e.schedState = &schedState{state: old.state}
+			e.lastRun, e.lastOK, e.lastOut, e.lastID, e.lastTick = old.lastRun, old.lastOK, old.lastOut, old.lastID, old.lastTick
 		}
 		if old.spec.Suspend && !e.spec.Suspend {
 			e.state.Since = now // un-suspended (schedule.State.Since)
@@ -216,11 +246,9 @@ func (s *Scheduler) Lead(ctx context.Context, stopping <-chan struct{}) {
 		default:
 		}
 		if lost {
-			for _, e := range s.entries {
-				for tick, h := range e.running {
-					s.log.Warn("leadership lost: cancelling run", "schedule", e.sched.Metadata.Name, "tick", tick)
-					h.cancel()
-				}
+			for k, h := range s.running {
+				s.log.Warn("leadership lost: cancelling run", "schedule", k.schedule, "tick", k.tick)
+				h.cancel()
 			}
 		}
 		s.mu.Unlock()
@@ -299,7 +327,7 @@ func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now tim
 		}
 	}
 	s.mu.Lock()
-	e.state.Running = len(e.running)
+	e.state.Running = len(s.runningTicks(name))
 	st := e.state
 	s.mu.Unlock()
 	d := schedule.Decide(e.spec, st, now)
@@ -314,9 +342,9 @@ func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now tim
 	if !d.Run.IsZero() {
 		if d.Replace {
 			s.mu.Lock()
-			for tick, h := range e.running {
+			for _, tick := range s.runningTicks(name) {
 				s.log.Info("concurrencyPolicy Replace: cancelling the running tick", "schedule", name, "tick", tick)
-				h.cancel()
+				s.running[runKey{name, tick}].cancel()
 			}
 			s.mu.Unlock()
 		}
@@ -356,7 +384,9 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
 		e.st = st
+		s.mu.Unlock()
 	}
 	name := e.sched.Metadata.Name
 	claims := map[time.Time]bool{}
@@ -387,7 +417,7 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 			continue
 		}
 		s.mu.Lock()
-		_, mine := e.running[tick]
+		_, mine := s.running[runKey{name, tick}]
 		s.mu.Unlock()
 		if mine {
 			continue
@@ -414,13 +444,29 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		}
 		s.log.Warn("settled a claimed tick with no outcome", "schedule", name, "tick", tick, "claimant", c.Claimant, "status", status)
 	}
-	seen, complete, err := s.rebuildHistory(ctx, e, newestOutcome)
+	// The newest outcome is the one a writer that stopped may have left
+	// without its record (§7.2).
+	var last *Outcome
+	if !newestOutcome.IsZero() {
+		data, err := readRunObject(ctx, e.st, OutcomeKey(name, newestOutcome))
+		if err != nil {
+			return fmt.Errorf("read outcome %s: %w", OutcomeKey(name, newestOutcome), err)
+		}
+		if o, err := ParseOutcome(data); err != nil {
+			s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, newestOutcome), "err", err)
+		} else {
+			last = &o
+		}
+	}
+	seen, complete, err := s.rebuildHistory(ctx, e, last)
 	if err != nil {
 		// The history only feeds the status page and metrics: a log that
 		// does not read back is reported, and the schedule still runs.
 		s.log.Error("last outcomes not rebuilt from the evidence log", "schedule", name, "store", e.storeName, "err", err)
-	} else if !newestOutcome.IsZero() && !seen && complete {
-		if err := s.reconcile(ctx, env, e, newestOutcome, now); err != nil {
+	} else if last != nil && !seen && complete && (s.o.LeaderElection || last.Writer == s.o.Identity) {
+		// Without leader election every replica would append it: only its
+		// writer (restarted under the same identity) does.
+		if err := s.reconcile(ctx, env, e, *last, now); err != nil {
 			return err
 		}
 	}
@@ -441,28 +487,31 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 // the head of its store's evidence log (docs/format.md §7.4). It stops at
 // the newest success, or after statusScan records.
 //
-// It also reports whether the record of the tick `want` (the newest
-// outcome) was seen, and whether the scan went far enough to tell.
-func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want time.Time) (seen, complete bool, err error) {
+// It also reports whether the record of the newest outcome `want` (nil:
+// none) was seen, and whether the scan went far enough to tell: that
+// record is appended after its outcome was written, so the scan is
+// complete once it passes a record appended well before the outcome's
+// settledAt (clock skew between replicas allowed), or reaches the start
+// of the log.
+func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want *Outcome) (seen, complete bool, err error) {
 	name := e.sched.Metadata.Name
 	var (
 		found         bool
 		tick, run, ok time.Time
 		out, id       string
 		read          int
-		older         bool
+		passed        bool
 	)
 	err = evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
 		read++
+		if want != nil && r.Time.Before(want.SettledAt.Add(-clockSkew)) {
+			passed = true
+		}
 		if r.Kind != KindSchedule || r.Subject["schedule"] != name {
-			return true
+			return ok.IsZero() || !(want == nil || seen || passed)
 		}
-		rt := subjectTime(r.Subject, "tick")
-		if rt.Equal(want) {
+		if want != nil && subjectTime(r.Subject, "tick").Equal(want.Tick) {
 			seen = true
-		}
-		if rt.Before(want) {
-			older = true
 		}
 		finished := subjectTime(r.Subject, "finishedAt")
 		if !found {
@@ -478,16 +527,12 @@ func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want time.Time
 		if r.Outcome == evidence.OutcomeSuccess && ok.IsZero() {
 			ok = finished
 		}
-		return ok.IsZero() || !(seen || older || want.IsZero())
+		return ok.IsZero() || !(want == nil || seen || passed)
 	})
 	if err != nil {
 		return false, false, err
 	}
-	// Records of one schedule are appended in the order their ticks were
-	// settled, which (but for concurrencyPolicy Allow) is tick order: a
-	// record of an older tick, or the start of the log, means the wanted
-	// one is not there.
-	complete = seen || older || read < statusScan
+	complete = seen || passed || read < statusScan
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if found && (e.lastTick.IsZero() || tick.After(e.lastTick)) {
@@ -508,6 +553,9 @@ func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want time.Time
 	return seen, complete, nil
 }
 
+// clockSkew is how far replicas' clocks may disagree.
+const clockSkew = 5 * time.Minute
+
 // reconcileAfter is how old a settled outcome with no record must be
 // before another replica appends the record: its writer appends right
 // after the outcome, so by then it stopped in between.
@@ -517,17 +565,8 @@ const reconcileAfter = time.Minute
 // stopped between writing its outcome and appending its record (§7.2), so
 // that every outcome has its record. An outcome younger than
 // reconcileAfter is left to its writer and checked again later.
-func (s *Scheduler) reconcile(ctx context.Context, env *wire.Env, e *entry, tick, now time.Time) error {
-	name := e.sched.Metadata.Name
-	data, err := readRunObject(ctx, e.st, OutcomeKey(name, tick))
-	if err != nil {
-		return fmt.Errorf("read outcome %s: %w", OutcomeKey(name, tick), err)
-	}
-	o, err := ParseOutcome(data)
-	if err != nil {
-		s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, tick), "err", err)
-		return nil
-	}
+func (s *Scheduler) reconcile(ctx context.Context, env *wire.Env, e *entry, o Outcome, now time.Time) error {
+	name, tick := e.sched.Metadata.Name, o.Tick
 	if wait := o.SettledAt.Add(reconcileAfter); now.Before(wait) {
 		s.mu.Lock()
 		e.recheckAt = wait
@@ -570,7 +609,7 @@ func (s *Scheduler) Schedules() []server.ScheduleStatus {
 			Name: sc.Metadata.Name, Kind: kindOf(e.target.Kind), Target: e.target.Name,
 			Cron: sc.Spec.Cron, TimeZone: sc.Spec.TimeZone, Suspended: e.spec.Suspend,
 			LastRun: e.lastRun, LastSuccess: e.lastOK, LastOutcome: e.lastOut, LastRunID: e.lastID,
-			Running: len(e.running) > 0,
+			Running: len(s.runningTicks(sc.Metadata.Name)) > 0,
 		}
 		if !e.spec.Suspend {
 			st.NextRun = e.next
@@ -593,7 +632,23 @@ func (s *Scheduler) claim(ctx context.Context, env *wire.Env, e *entry, tick tim
 	if err != nil {
 		return false, err
 	}
-	return putOnce(ctx, e.st, ClaimKey(e.sched.Metadata.Name, tick), data, now.Add(s.retention(env, e)))
+	key := ClaimKey(e.sched.Metadata.Name, tick)
+	won, err := putOnce(ctx, e.st, key, data, now.Add(s.retention(env, e)))
+	if err != nil || won {
+		return won, err
+	}
+	// A claim with this replica's identity and decision is its own: an
+	// earlier attempt wrote it and then failed (or lost the reply), and
+	// nothing runs it (a run in progress is never claimed again).
+	existing, err := readRunObject(ctx, e.st, key)
+	if err != nil {
+		return false, fmt.Errorf("read claim %s: %w", key, err)
+	}
+	c, err := ParseClaim(existing)
+	if err != nil {
+		return false, nil // not ours to judge: another writer's, or damaged
+	}
+	return c.Claimant == s.o.Identity && c.Decision == decision && c.Reason == reason, nil
 }
 
 func (s *Scheduler) retention(env *wire.Env, e *entry) time.Duration {
@@ -641,8 +696,16 @@ func (s *Scheduler) settle(ctx context.Context, env *wire.Env, e *entry, st sett
 		return fmt.Errorf("settle %s: %w", OutcomeKey(name, st.tick), err)
 	}
 	if !won {
-		s.log.Info("tick already settled by another replica", "schedule", name, "tick", st.tick)
-		return nil
+		// This replica's own outcome, from an attempt that failed before
+		// its record, still needs the record.
+		existing, rerr := readRunObject(ctx, e.st, OutcomeKey(name, st.tick))
+		if rerr != nil {
+			return fmt.Errorf("settle %s: read it back: %w", OutcomeKey(name, st.tick), rerr)
+		}
+		if o, perr := ParseOutcome(existing); perr != nil || o.Writer != s.o.Identity {
+			s.log.Info("tick already settled by another replica", "schedule", name, "tick", st.tick)
+			return nil
+		}
 	}
 	return s.appendRecord(ctx, env, e, st, s.o.Identity)
 }
@@ -724,7 +787,7 @@ func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, no
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	kind := kindOf(e.target.Kind)
 	s.mu.Lock()
-	e.running[tick] = &runHandle{cancel: cancel, kind: kind}
+	s.running[runKey{name, tick}] = &runHandle{cancel: cancel, kind: kind}
 	s.mu.Unlock()
 	if s.o.Metrics != nil {
 		s.o.Metrics.RunStarted(kind, name)
@@ -743,18 +806,29 @@ func (s *Scheduler) start(ctx context.Context, env *wire.Env, e *entry, tick, no
 			s.o.Metrics.RunFinished(kind, name, res.Outcome, finished.Sub(started))
 			observe(s.o.Metrics, res)
 		}
-		// Settle even when cancelled: bounded, on a detached context.
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
-		defer scancel()
-		err := s.settle(sctx, env, e, settlement{
+		// Settle even when cancelled, on a detached context, retrying a
+		// store that fails for about half a minute: an unsettled run would
+		// later be settled as abandoned.
+		sett := settlement{
 			tick: tick, status: StatusRan, outcome: res.Outcome, reason: res.Reason, run: res.ID, rec: res.Record,
 			started: started, finished: finished, missed: 1,
-		}, finished)
-		if err != nil {
-			s.log.Error("the run's outcome is not recorded", "schedule", name, "tick", tick.UTC(), "run", res.ID, "err", err)
+		}
+		for attempt, wait := 1, time.Second; ; attempt, wait = attempt+1, wait*2 {
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
+			err := s.settle(sctx, env, e, sett, finished)
+			scancel()
+			if err == nil {
+				break
+			}
+			if attempt == settleAttempts {
+				s.log.Error("the run's outcome is not recorded; the next leader settles the tick as abandoned", "schedule", name, "tick", tick.UTC(), "run", res.ID, "err", err)
+				break
+			}
+			s.log.Warn("recording the run's outcome failed; retrying", "schedule", name, "tick", tick.UTC(), "run", res.ID, "attempt", attempt, "err", err)
+			<-s.clock.After(wait)
 		}
 		s.mu.Lock()
-		delete(e.running, tick)
+		delete(s.running, runKey{name, tick})
 		s.mu.Unlock()
 		if s.o.AfterRun != nil {
 			s.o.AfterRun(e.target, res)
@@ -783,11 +857,9 @@ func kindOf(targetKind string) string {
 func (s *Scheduler) Drain(grace time.Duration) {
 	s.mu.Lock()
 	s.draining = true
-	for _, e := range s.entries {
-		for _, h := range e.running {
-			if h.kind == "drill" {
-				h.cancel()
-			}
+	for _, h := range s.running {
+		if h.kind == "drill" {
+			h.cancel()
 		}
 	}
 	s.mu.Unlock()
@@ -799,16 +871,15 @@ func (s *Scheduler) Drain(grace time.Duration) {
 	case <-s.clock.After(grace):
 	}
 	s.log.Warn("grace period over: cancelling the runs still going", "grace", grace)
-	s.cancelAll()
+	s.CancelAll()
 	<-done
 }
 
-func (s *Scheduler) cancelAll() {
+// CancelAll cancels every run in progress.
+func (s *Scheduler) CancelAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range s.entries {
-		for _, h := range e.running {
-			h.cancel()
-		}
+	for _, h := range s.running {
+		h.cancel()
 	}
 }

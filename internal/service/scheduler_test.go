@@ -149,7 +149,14 @@ func startReplica(t *testing.T, e schedEnv, identity string, r Runner, clk *cloc
 	ctx, cancel := context.WithCancel(context.Background())
 	rp := &replica{s: s, cancel: cancel, stopping: make(chan struct{}), done: make(chan struct{})}
 	go func() { defer close(rp.done); s.Lead(ctx, rp.stopping) }()
-	t.Cleanup(func() { cancel(); <-rp.done })
+	t.Cleanup(func() {
+		cancel()
+		<-rp.done
+		// Runs settle after Lead returns: wait for them before the
+		// temporary directories go.
+		s.CancelAll()
+		s.runs.Wait()
+	})
 	return rp
 }
 
@@ -300,7 +307,7 @@ func TestSchedulerForbid(t *testing.T) {
 	e := newSchedEnv(t, map[string]string{"slow": `{cron: "* * * * *", backupPlan: clinic}`})
 	clk := clocktesting.NewFakeClock(start())
 	runner := &fakeRunner{started: make(chan struct{}, 4), block: make(chan struct{})}
-	startReplica(t, e, "replica-a", runner, clk, true)
+	rp := startReplica(t, e, "replica-a", runner, clk, true)
 	st := e.store(t)
 	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
 	clk.Step(time.Minute)
@@ -326,6 +333,25 @@ func TestSchedulerForbid(t *testing.T) {
 	}
 	if n := runner.count(); n != 1 {
 		t.Fatalf("%d runs, want 1", n)
+	}
+
+	// A new leader, minutes later, finds the newest outcome (the missed
+	// tick) recorded behind the older tick's record: nothing to reconcile.
+	rp.cancel()
+	<-rp.done
+	clk.Step(3 * reconcileAfter)
+	s2 := startReplica(t, e, "replica-b", runner, clk, true)
+	waitFor(t, "the new leader's history", func() bool {
+		ss := s2.s.Schedules()
+		return len(ss) == 1 && ss[0].LastOutcome != ""
+	})
+	waitFor(t, "the new leader waiting", func() bool { return clk.Waiters() >= 1 })
+	seen := map[string]bool{}
+	for _, r := range scheduleRecords(t, e) {
+		if seen[r.ID] {
+			t.Fatalf("tick %s recorded twice after a new leader", r.ID)
+		}
+		seen[r.ID] = true
 	}
 }
 

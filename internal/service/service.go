@@ -187,7 +187,11 @@ func Run(ctx context.Context, o Options) error {
 	bg.Add(1)
 	go func() { defer bg.Done(); svc.watch(ctx) }()
 
+	// Lead gets a context that SIGTERM does not end (leCtx ends after the
+	// drain): shutdown goes through stopping, so that a backup is drained,
+	// not cancelled as if the Lease were lost.
 	stopping := make(chan struct{})
+	drained := make(chan struct{})
 	leadDone := make(chan struct{})
 	leCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElection()
@@ -195,13 +199,23 @@ func Run(ctx context.Context, o Options) error {
 		defer close(leadDone)
 		if election == nil {
 			bk.setLeader(true)
-			sched.Lead(ctx, stopping)
+			sched.Lead(leCtx, stopping)
 			return
 		}
 		election.run(leCtx, ctx, log, func(lctx context.Context) {
 			bk.setLeader(true)
 			defer bk.setLeader(false)
 			sched.Lead(lctx, stopping)
+			// Shutting down: the runs drain under the Lease; if it is lost
+			// meanwhile, they stop at once, as on any lost Lease.
+			select {
+			case <-drained:
+			case <-lctx.Done():
+				if ctx.Err() != nil {
+					log.Warn("Lease lost while draining: cancelling the runs still going")
+				}
+				sched.CancelAll()
+			}
 		})
 	}()
 
@@ -209,6 +223,7 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("shutting down: no new ticks; backups and rotations may finish", "grace", o.Grace)
 	close(stopping)
 	sched.Drain(o.Grace)
+	close(drained)
 	stopElection() // releases the Lease (ReleaseOnCancel)
 	<-leadDone
 	bg.Wait()
@@ -231,6 +246,9 @@ type service struct {
 	mu     sync.Mutex
 	env    *wire.Env
 	digest string
+
+	refreshing atomic.Bool
+	refreshes  sync.WaitGroup
 }
 
 // apply swaps in a loaded configuration.
@@ -253,6 +271,7 @@ func (s *service) apply(set *config.Set) error {
 // watch reloads the configuration on Reload or when the directory
 // changes, and refreshes the book every minute, until ctx ends.
 func (s *service) watch(ctx context.Context) {
+	defer s.refreshes.Wait()
 	s.refresh(ctx)
 	poll := time.NewTicker(s.o.ConfigPoll)
 	defer poll.Stop()
@@ -273,13 +292,24 @@ func (s *service) watch(ctx context.Context) {
 	}
 }
 
+// refresh re-reads the stores and key providers for the status page and
+// metrics on a goroutine of its own (a slow store must not hold up a
+// reload); one at a time, a refresh asked for during another is dropped.
 func (s *service) refresh(ctx context.Context) {
+	if !s.refreshing.CompareAndSwap(false, true) {
+		return
+	}
 	s.mu.Lock()
 	env := s.env
 	s.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, refreshEvery)
-	defer cancel()
-	s.book.refresh(rctx, env, s.metrics, s.o.Signer)
+	s.refreshes.Add(1)
+	go func() {
+		defer s.refreshes.Done()
+		defer s.refreshing.Store(false)
+		rctx, cancel := context.WithTimeout(ctx, refreshEvery)
+		defer cancel()
+		s.book.refresh(rctx, env, s.metrics, s.o.Signer)
+	}()
 }
 
 // reload loads the directory again if it changed (or always, when forced).
@@ -303,7 +333,7 @@ func (s *service) reload(ctx context.Context, force bool) {
 	if err != nil {
 		s.log.Error("configuration refused; the previous one keeps running", "config", s.o.ConfigDir, "err", err)
 		s.metrics.ConfigLoaded(false)
-		s.book.setConfigError(err.Error())
+		s.book.setConfigError(publicConfigError(err))
 		return
 	}
 	for _, w := range set.Warnings {
@@ -311,6 +341,22 @@ func (s *service) reload(ctx context.Context, force bool) {
 	}
 	s.log.Info("configuration reloaded", "config", s.o.ConfigDir, "schedules", len(set.Schedules))
 	s.refresh(ctx)
+}
+
+// publicConfigError is what the status page may show of a configuration
+// error: where each problem is, not what it says (a message may quote a
+// value, and a value pasted into the wrong field may be a secret). The
+// log has the whole text.
+func publicConfigError(err error) string {
+	var list config.ErrorList
+	if !errors.As(err, &list) {
+		return "the configuration does not load (see the service log)"
+	}
+	lines := make([]string, 0, len(list))
+	for _, e := range list {
+		lines = append(lines, fmt.Sprintf("%s:%d:%d: %s: refused (see the service log)", e.File, e.Line, e.Column, e.Field))
+	}
+	return strings.Join(lines, "\n")
 }
 
 // load reads the configuration directory and its digest.

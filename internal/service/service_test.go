@@ -349,3 +349,46 @@ func TestRunNotReadyWhenStoreUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// TestRunShutdownDrainsBackup: SIGTERM (Run's context ending) while a
+// backup runs lets it finish within the grace period: it is not cancelled,
+// its tick is settled as a success, and Run returns nil only afterwards.
+func TestRunShutdownDrainsBackup(t *testing.T) {
+	s := newServeSetup(t)
+	s.writeConfig(t, "schedule.yaml", scheduleYAML("often", "@every 1s"))
+	runner := &fakeRunner{started: make(chan struct{}, 8), block: make(chan struct{})}
+	r := startRun(t, s, Options{Runner: runner, Grace: time.Minute})
+	select {
+	case <-runner.started:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no run started\n%s", r.logs)
+	}
+	r.cancel() // SIGTERM
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-r.done:
+		t.Fatalf("Run returned (%v) while a backup was still running", err)
+	default:
+	}
+	close(runner.block)
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run did not return after the backup finished\n%s", r.logs)
+	}
+	r.done <- nil // for the cleanup
+	runner.mu.Lock()
+	cancelled := runner.cancelled
+	runner.mu.Unlock()
+	if cancelled != 0 {
+		t.Fatalf("%d runs cancelled by SIGTERM, want the backup drained", cancelled)
+	}
+	e := schedEnv{root: s.storeRoot, signer: s.signer}
+	recs := scheduleRecords(t, e)
+	if len(recs) != 1 || recs[0].Outcome != evidence.OutcomeSuccess {
+		t.Fatalf("records %v, want the drained run's success", recs)
+	}
+}

@@ -39,6 +39,12 @@ type book struct {
 	keys      map[string]server.KeyStatus
 	stores    map[string]server.StoreStatus
 	refreshed bool
+
+	// Opened stores and key providers, reused between refreshes until the
+	// configuration changes (a new S3 client or Vault transport a minute
+	// would cost a credential lookup and a connection each time).
+	openStores map[string]store.Store
+	openKeys   map[string]versionLister
 }
 
 func newBook(sched *Scheduler, identity string, log *slog.Logger, now func() time.Time) *book {
@@ -127,6 +133,51 @@ func (b *book) configure(set *config.Set, m *server.Metrics) {
 		stores[ss.Name] = ss
 	}
 	b.plans, b.drills, b.keys, b.stores = plans, drills, keys, stores
+	b.openStores, b.openKeys = map[string]store.Store{}, map[string]versionLister{}
+}
+
+// storeFor returns the opened store of cs, opening it once per
+// configuration.
+func (b *book) storeFor(ctx context.Context, env *wire.Env, cs *config.Store) (store.Store, error) {
+	b.mu.Lock()
+	st, ok := b.openStores[cs.Metadata.Name]
+	b.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	// Opened for writing, as the runs open it: an fs store not yet
+	// written to is created rather than reported missing.
+	st, err := env.OpenStore(ctx, cs, false)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.openStores != nil {
+		b.openStores[cs.Metadata.Name] = st
+	}
+	b.mu.Unlock()
+	return st, nil
+}
+
+// keysFor returns the opened provider of kp, opening it once per
+// configuration.
+func (b *book) keysFor(ctx context.Context, env *wire.Env, kp *config.KeyProvider) (versionLister, error) {
+	b.mu.Lock()
+	p, ok := b.openKeys[kp.Metadata.Name]
+	b.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := env.OpenKeys(ctx, kp)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	if b.openKeys != nil {
+		b.openKeys[kp.Metadata.Name] = p
+	}
+	b.mu.Unlock()
+	return p, nil
 }
 
 // rotationPeriod is the interval between the next two ticks of the
@@ -161,9 +212,7 @@ func (b *book) refresh(ctx context.Context, env *wire.Env, m *server.Metrics, si
 	set := env.Set
 	first := !b.refreshed
 	for _, cs := range set.Stores {
-		// Opened for writing, as the runs open it: an fs store not yet
-		// written to is created rather than reported missing.
-		st, err := env.OpenStore(ctx, cs, false)
+		st, err := b.storeFor(ctx, env, cs)
 		if err == nil {
 			err = b.refreshStore(ctx, set, cs, st, m, signer, first)
 		}
@@ -182,7 +231,7 @@ func (b *book) refresh(ctx context.Context, env *wire.Env, m *server.Metrics, si
 		b.mu.Unlock()
 	}
 	for _, kp := range set.KeyProviders {
-		p, err := env.OpenKeys(ctx, kp)
+		p, err := b.keysFor(ctx, env, kp)
 		var primary *keysPrimary
 		if err == nil {
 			primary, err = primaryOf(ctx, p)
