@@ -15,6 +15,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
@@ -284,6 +285,7 @@ func newBackupVerifyCommand(a *app) *cobra.Command {
 	var (
 		storeName, keyProvider string
 		readData               bool
+		keyFiles               []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify ID",
@@ -292,13 +294,21 @@ func newBackupVerifyCommand(a *app) *cobra.Command {
 against the manifest, without any key, and checks that a key object for the
 backup's data key is present. With --read-data it also unwraps the data key
 with the plan's key provider and decrypts every artifact, checking each
-AEAD tag and the plaintext size and SHA-256.
+AEAD tag and the plaintext size and SHA-256, after checking the manifest's
+MAC under the data key.
+
+With --key (the public key of the evidence signer), the stored manifest's
+SHA-256 is also compared with the backup's signed evidence record: a
+manifest replaced after the backup (a new S3 object version, a rewritten
+file) fails verification even without --read-data.
 
 Exit codes: 0 when the backup verifies, 4 when it does not (the output
 names each failed artifact's object key and which check failed), 1 when
 the store or the key provider cannot be reached.`,
 		Example: `  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a
-  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a --read-data`,
+  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a --read-data
+  lifeboat evidence public-key signing.pem > signer.pub
+  lifeboat --config schedules/ backup verify control-plane-20261125T020000Z-7f3a --key signer.pub`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ctx := cmd.Context()
@@ -324,16 +334,36 @@ the store or the key provider cannot be reached.`,
 					return fmt.Errorf("backup verify: %w", err)
 				}
 			}
+			trusted, err := readTrustedKeys(keyFiles)
+			if err != nil {
+				return err
+			}
 			res, verr := catalog.Verify(ctx, st, id, readData, kek)
 			if verr != nil && len(res.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {
 				return verr
+			}
+			out := backupVerifyOutput{VerifyResult: res, Record: backup.RecordCheck{Status: backup.RecordNotChecked}}
+			if res.ManifestSHA256 != "" {
+				rc, rerr := backup.CheckRecord(ctx, st, id, res.ManifestSHA256, trusted...)
+				out.Record = rc
+				if rerr != nil {
+					if !errors.Is(rerr, catalog.ErrVerification) && !errors.Is(rerr, evidence.ErrTampered) {
+						return rerr
+					}
+					verr = errors.Join(verr, rerr)
+					out.OK = false
+				}
 			}
 			t := table{header: []string{"ARTIFACT", "OBJECT", "CIPHERTEXT", "PLAINTEXT"}}
 			for _, ar := range res.Artifacts {
 				t.rows = append(t.rows, []string{ar.Name, ar.Key, ar.Ciphertext, ar.Plaintext})
 			}
-			if err := a.render(cmd.OutOrStdout(), res, t); err != nil {
+			if err := a.render(cmd.OutOrStdout(), out, t); err != nil {
 				return err
+			}
+			if a.output == "table" {
+				fmt.Fprintf(cmd.OutOrStdout(), "manifest %s: SHA-256 %s, MAC %s, signed evidence record %s\n",
+					catalog.ManifestKey(id), res.ManifestSHA256, res.ManifestMAC, recordText(out.Record))
 			}
 			if verr != nil {
 				fmt.Fprintf(a.stderr, "backup %s FAILED verification:\n", id)
@@ -353,9 +383,31 @@ the store or the key provider cannot be reached.`,
 		},
 	}
 	cmd.Flags().BoolVar(&readData, "read-data", false, "also unwrap the data key and decrypt every artifact, checking plaintext digests")
+	cmd.Flags().StringArrayVar(&keyFiles, "key", nil, "public key file of the evidence signer (PEM \"PUBLIC KEY\" or base64): compare the manifest with the backup's signed record; repeatable")
 	cmd.Flags().StringVar(&storeName, "store", "", "the Store holding the backup (default: its plan's store)")
 	cmd.Flags().StringVar(&keyProvider, "key-provider", "", "the KeyProvider for --read-data (default: its plan's key provider)")
 	return cmd
+}
+
+// backupVerifyOutput is `backup verify`'s result: the stored data's checks
+// and the manifest against its signed evidence record.
+type backupVerifyOutput struct {
+	catalog.VerifyResult
+	Record backup.RecordCheck `json:"record"`
+}
+
+func recordText(rc backup.RecordCheck) string {
+	switch rc.Status {
+	case backup.RecordOK:
+		return "matches (" + rc.Record + ")"
+	case backup.RecordNotChecked:
+		return "not checked (give --key)"
+	case backup.RecordMissing:
+		return "missing from the log"
+	case backup.RecordNoDigest:
+		return "predates manifest digests (" + rc.Record + ")"
+	}
+	return rc.Status + " (" + rc.Record + ")"
 }
 
 // backupStoreAndKeys finds the Store and KeyProvider of backup id: those

@@ -218,6 +218,9 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		m.Status = catalog.StatusPartial
 	}
 	m.Completed = r.now().UTC()
+	if err := m.Seal(r.dk); err != nil {
+		return r.fail(StepManifest, err)
+	}
 	manifestTried = true
 	if _, err := catalog.Write(ctx, r.opts.Store, m); err != nil {
 		if !r.landed(ctx, m) {

@@ -54,6 +54,12 @@ func Publish(ctx context.Context, m catalog.Manifest, opts PublishOptions) (evid
 		"artifacts":   arts,
 		"manifest":    catalog.ManifestKey(m.Backup),
 	}
+	// The stored manifest is exactly m.Marshal(): its digest pins it.
+	mb, err := m.Marshal()
+	if err != nil {
+		return evidence.Record{}, fmt.Errorf("publish evidence of backup %s: %w", m.Backup, err)
+	}
+	subject["manifestSHA256"] = evidence.Hash(mb)
 	if m.Etcd != nil {
 		subject["etcd"] = map[string]any{
 			"revision": m.Etcd.Revision, "takenAt": m.Etcd.TakenAt.UTC().Format(time.RFC3339Nano),

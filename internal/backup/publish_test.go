@@ -37,7 +37,7 @@ func TestPublishRecordsEverySection(t *testing.T) {
 			{Namespace: "ehr", Claim: "logs", Snapshot: "s-logs", Error: "timed out"}}},
 		Velero:   &catalog.Velero{Namespace: "velero", Backup: "all-20261126t010000z-0a1b", Phase: "Completed", Warnings: 1},
 		Skipped:  []catalog.Skip{{Source: "volumes", Reason: "ehr/logs: timed out"}},
-		Lifeboat: catalog.Lifeboat{Version: "test"},
+		Lifeboat: catalog.Lifeboat{Version: "test"}, MAC: strings.Repeat("cd", 32),
 	}
 	signer, err := evidence.LoadOrCreateSigner(filepath.Join(t.TempDir(), "signing.pem"))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -50,29 +51,38 @@ func Write(ctx context.Context, st store.Store, m Manifest) (store.ObjectInfo, e
 // manifest (missing or incomplete) fails with ErrNoBackup, and one whose
 // manifest does not decode, or names another backup, with ErrVerification.
 func Read(ctx context.Context, st store.Store, id string) (Manifest, error) {
+	m, _, err := ReadDigest(ctx, st, id)
+	return m, err
+}
+
+// ReadDigest is Read that also returns the hex SHA-256 of the manifest's
+// stored bytes, which the backup's evidence record carries
+// (manifestSHA256, docs/format.md §6).
+func ReadDigest(ctx context.Context, st store.Store, id string) (Manifest, string, error) {
 	if _, _, err := ParseID(id); err != nil {
-		return Manifest{}, fmt.Errorf("read manifest: %w", err)
+		return Manifest{}, "", fmt.Errorf("read manifest: %w", err)
 	}
 	key := ManifestKey(id)
 	rc, err := st.Get(ctx, key, store.GetOptions{})
 	if errors.Is(err, store.ErrNotFound) {
-		return Manifest{}, fmt.Errorf("backup %s: no manifest at %s (the backup does not exist or is incomplete): %w", id, key, ErrNoBackup)
+		return Manifest{}, "", fmt.Errorf("backup %s: no manifest at %s (the backup does not exist or is incomplete): %w", id, key, ErrNoBackup)
 	}
 	if err != nil {
-		return Manifest{}, fmt.Errorf("backup %s: read manifest: %w", id, err)
+		return Manifest{}, "", fmt.Errorf("backup %s: read manifest: %w", id, err)
 	}
 	defer rc.Close()
-	m, err := Decode(rc)
+	h := sha256.New()
+	m, err := Decode(io.TeeReader(rc, h))
 	if err != nil {
 		if errors.Is(err, store.ErrIntegrity) {
 			err = fmt.Errorf("%w: %w", err, ErrVerification)
 		}
-		return Manifest{}, fmt.Errorf("backup %s: manifest %s: %w", id, key, err)
+		return Manifest{}, "", fmt.Errorf("backup %s: manifest %s: %w", id, key, err)
 	}
 	if m.Backup != id {
-		return Manifest{}, fmt.Errorf("backup %s: manifest %s names backup %q: %w", id, key, m.Backup, ErrVerification)
+		return Manifest{}, "", fmt.Errorf("backup %s: manifest %s names backup %q: %w", id, key, m.Backup, ErrVerification)
 	}
-	return m, nil
+	return m, hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ListOptions filter List.

@@ -324,7 +324,10 @@ func TestDecodeStrict(t *testing.T) {
 	}
 	for name, b := range map[string][]byte{
 		"unknown field":    edit(func(v map[string]any) { v["extra"] = 1 }),
-		"format":           edit(func(v map[string]any) { v["format"] = "lifeboat.dev/manifest/v2" }),
+		"format":           edit(func(v map[string]any) { v["format"] = "lifeboat.dev/manifest/v3" }),
+		"format v1":        edit(func(v map[string]any) { v["format"] = "lifeboat.dev/manifest/v1" }),
+		"no mac":           edit(func(v map[string]any) { delete(v, "mac") }),
+		"mac not hex":      edit(func(v map[string]any) { v["mac"] = "forged" }),
 		"status":           edit(func(v map[string]any) { v["status"] = "partial" }),
 		"plan":             edit(func(v map[string]any) { v["plan"] = "another" }),
 		"no artifacts":     edit(func(v map[string]any) { v["artifacts"] = []any{} }),

@@ -1,6 +1,8 @@
 package catalog
 
 import (
+	"crypto/hmac"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,13 +10,17 @@ import (
 	"slices"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/strictjson"
 )
 
 // ManifestFormat is the value of a manifest's format field; a reader
 // refuses any other.
-const ManifestFormat = "lifeboat.dev/manifest/v1"
+const ManifestFormat = "lifeboat.dev/manifest/v2"
+
+// ManifestMACInfo is the HKDF info of the manifest key (docs/format.md §6).
+const ManifestMACInfo = "lifeboat.dev/manifest-mac/v2"
 
 // Backup status values.
 const (
@@ -76,6 +82,9 @@ type Manifest struct {
 	Velero    *Velero    `json:"velero,omitempty"`
 	Skipped   []Skip     `json:"skipped,omitempty"`
 	Lifeboat  Lifeboat   `json:"lifeboat"`
+	// MAC authenticates every other field under a key derived from the
+	// data key (Seal, CheckMAC; docs/format.md §6).
+	MAC string `json:"mac,omitempty"`
 }
 
 // Artifact is one encrypted artifact of a backup, stored at
@@ -168,6 +177,9 @@ func (m *Manifest) StoredSize() int64 {
 func (m *Manifest) Validate() error {
 	if m.Format != ManifestFormat {
 		return fmt.Errorf("field format: got %q, want %q", m.Format, ManifestFormat)
+	}
+	if !isSHA256Hex(m.MAC) {
+		return fmt.Errorf("field mac: %q is not 64 lowercase hex digits (a manifest must be authenticated)", m.MAC)
 	}
 	plan, _, err := ParseID(m.Backup)
 	if err != nil {
@@ -302,17 +314,65 @@ func (e *Etcd) validate() error {
 	return nil
 }
 
+// Seal sets the manifest's MAC under the manifest key derived from dk,
+// the backup's data key (docs/format.md §6). Call it last, once every
+// other field is final.
+func (m *Manifest) Seal(dk envelope.DataKey) error {
+	mac, err := m.computeMAC(dk)
+	if err != nil {
+		return fmt.Errorf("seal manifest of backup %q: %w", m.Backup, err)
+	}
+	m.MAC = mac
+	return nil
+}
+
+// CheckMAC verifies the manifest's MAC with dk, the backup's data key. A
+// mismatch wraps ErrVerification and names the manifest: it was changed
+// by someone without the data key.
+func (m Manifest) CheckMAC(dk envelope.DataKey) error {
+	want, err := m.computeMAC(dk)
+	if err != nil {
+		return fmt.Errorf("check the MAC of manifest %s: %w", ManifestKey(m.Backup), err)
+	}
+	if !hmac.Equal([]byte(want), []byte(m.MAC)) {
+		return fmt.Errorf("manifest %s: its MAC does not match its contents under the backup's data key (the manifest was changed after the backup wrote it): %w",
+			ManifestKey(m.Backup), ErrVerification)
+	}
+	return nil
+}
+
+// computeMAC is the hex HMAC of the manifest's MAC input: its stored
+// encoding without the mac field.
+func (m Manifest) computeMAC(dk envelope.DataKey) (string, error) {
+	m.MAC = ""
+	in, err := m.encode()
+	if err != nil {
+		return "", err
+	}
+	sum, err := dk.MAC(ManifestMACInfo, in)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(sum), nil
+}
+
 // Marshal validates the manifest and encodes it as indented JSON with a
 // final newline. Times are written in UTC.
 func (m Manifest) Marshal() ([]byte, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("encode manifest of backup %q: %w", m.Backup, err)
+	}
+	return m.encode()
+}
+
+// encode is Marshal without validation: the stored encoding (and, without
+// mac, the MAC input).
+func (m Manifest) encode() ([]byte, error) {
 	m.Started, m.Completed, m.RetainUntil = m.Started.UTC(), m.Completed.UTC(), m.RetainUntil.UTC()
 	if m.Etcd != nil {
 		e := *m.Etcd
 		e.TakenAt = e.TakenAt.UTC()
 		m.Etcd = &e
-	}
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("encode manifest of backup %q: %w", m.Backup, err)
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -32,7 +32,7 @@ func manifestsManifest() catalog.Manifest {
 			IndexSHA256: sum,
 		},
 		Skipped:  []catalog.Skip{{Source: "manifests", Reason: "secrets/v1: list: forbidden"}},
-		Lifeboat: catalog.Lifeboat{Version: "test"},
+		Lifeboat: catalog.Lifeboat{Version: "test"}, MAC: strings.Repeat("cd", 32),
 	}
 }
 

@@ -22,8 +22,14 @@ type VerifyResult struct {
 	ReadData bool `json:"readData"`
 	// KeyObject is the key object whose data key was used (ReadData), or
 	// the newest key object found (otherwise).
-	KeyObject string           `json:"keyObject,omitempty"`
-	Artifacts []ArtifactResult `json:"artifacts"`
+	KeyObject string `json:"keyObject,omitempty"`
+	// ManifestSHA256 is the SHA-256 of the stored manifest, for comparing
+	// with the backup's evidence record.
+	ManifestSHA256 string `json:"manifestSHA256"`
+	// ManifestMAC is "ok" when the manifest's MAC was checked under the
+	// data key (ReadData), "not checked" otherwise.
+	ManifestMAC string           `json:"manifestMAC"`
+	Artifacts   []ArtifactResult `json:"artifacts"`
 	// OK is true when every check passed.
 	OK bool `json:"ok"`
 }
@@ -59,11 +65,12 @@ const (
 // same per artifact. Errors of the store that are not about the stored
 // bytes (a network failure, a cancelled context) end the verification.
 func Verify(ctx context.Context, st store.Store, id string, readData bool, u envelope.Unwrapper) (VerifyResult, error) {
-	res := VerifyResult{Backup: id, ReadData: readData}
-	m, err := Read(ctx, st, id)
+	res := VerifyResult{Backup: id, ReadData: readData, ManifestMAC: CheckNotChecked}
+	m, sum, err := ReadDigest(ctx, st, id)
 	if err != nil {
 		return res, fmt.Errorf("verify: %w", err)
 	}
+	res.ManifestSHA256 = sum
 	var dk envelope.DataKey
 	var problems []error
 	if readData {
@@ -81,6 +88,12 @@ func Verify(ctx context.Context, st store.Store, id string, readData bool, u env
 			return res, fmt.Errorf("verify backup %s: key object %s holds data key %s, manifest says %s: %w: %w",
 				id, res.KeyObject, dk.ID(), m.DataKeyID, envelope.ErrWrongKey, ErrVerification)
 		}
+		// Nothing else in a manifest is trusted until its MAC holds.
+		if err := m.CheckMAC(dk); err != nil {
+			res.ManifestMAC = CheckFailed
+			return res, fmt.Errorf("verify backup %s: %w", id, err)
+		}
+		res.ManifestMAC = CheckOK
 	} else {
 		kos, err := readKeyObjects(ctx, st, id)
 		switch {

@@ -53,6 +53,11 @@ type Options struct {
 	Keys envelope.Unwrapper
 	// Scratch starts the scratch cluster. Required.
 	Scratch scratch.Provider
+	// CheckManifest, when set, judges the selected backup's stored
+	// manifest by its SHA-256 before anything else of it is used (the
+	// caller compares it with the backup's signed evidence record); an
+	// error fails the drill.
+	CheckManifest func(ctx context.Context, backupID, manifestSHA256 string) error
 	// RunID names the run (reports/<run-id>/); empty means
 	// <drill>-<UTC time>-<4 hex digits>.
 	RunID string
@@ -307,6 +312,18 @@ func (r *runner) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if r.opts.CheckManifest != nil {
+			// Read again for the stored bytes' digest; the copy used from
+			// here on is the one that was checked.
+			var sum string
+			if m, sum, err = catalog.ReadDigest(ctx, r.opts.Store, m.Backup); err != nil {
+				return err
+			}
+			if err := r.opts.CheckManifest(ctx, m.Backup, sum); err != nil {
+				return err
+			}
+			r.event(PhaseSelect, "manifest of backup %s matches its signed evidence record (SHA-256 %s)", m.Backup, sum)
+		}
 		if m.Etcd == nil {
 			return fmt.Errorf("backup %s holds no etcd snapshot to restore", m.Backup)
 		}
@@ -386,8 +403,13 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("backup %s: key object for %s holds data key %s, manifest says %s: %w: %w",
 				m.Backup, ko.KEK, dk.ID(), m.DataKeyID, envelope.ErrWrongKey, catalog.ErrVerification)
 		}
+		// The manifest (its point in time, its digests) is trusted only
+		// once its MAC holds under the data key.
+		if err := m.CheckMAC(dk); err != nil {
+			return err
+		}
 		r.res.KeyObject = ko.KEK.String()
-		r.event(PhaseDecrypt, "data key %s unwrapped with %s", dk.ID(), ko.KEK)
+		r.event(PhaseDecrypt, "data key %s unwrapped with %s; the manifest's MAC holds", dk.ID(), ko.KEK)
 		for _, a := range arts {
 			p, err := decryptArtifact(ctx, encPaths[a.Name], m, a, dk, artDir)
 			if err != nil {

@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -84,4 +85,23 @@ func (k DataKey) Destroy() {
 		clear(k.m.b[:])
 		k.m.destroyed = true
 	}
+}
+
+// MAC returns HMAC-SHA256 over msg under the key derived from k for one
+// purpose, HKDF-SHA256(secret = k, salt = empty, info, length 32) (RFC
+// 5869): a backup's manifest is authenticated with info
+// "lifeboat.dev/manifest-mac/v2" (docs/format.md §6). The derived key never
+// leaves this function.
+func (k DataKey) MAC(info string, msg []byte) ([]byte, error) {
+	if !k.Valid() {
+		return nil, fmt.Errorf("MAC %s: no data key", info)
+	}
+	mk, err := hkdf.Key(sha256.New, k.m.b[:], nil, info, DataKeySize)
+	if err != nil {
+		return nil, fmt.Errorf("MAC %s: derive key: %w", info, err)
+	}
+	defer clear(mk)
+	m := hmac.New(sha256.New, mk)
+	m.Write(msg)
+	return m.Sum(nil), nil
 }

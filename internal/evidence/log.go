@@ -467,3 +467,44 @@ func (l *Log) Backwards(ctx context.Context, limit int, fn func(Record) bool) er
 	}
 	return nil
 }
+
+// Find returns the records of kind about id (their keys name both, so one
+// listing finds them), oldest first. Each must parse and carry a valid
+// signature by the Log's signer or a trusted key, else Find fails with a
+// VerifyError naming the object; the chain is not checked (Verify's job).
+func (l *Log) Find(ctx context.Context, kind, id string) ([]Record, error) {
+	suffix := "-" + kind + "-" + id + ".json"
+	var keys []string
+	for info, err := range l.st.List(ctx, evidencePrefix) {
+		if err != nil {
+			return nil, fmt.Errorf("evidence: list the log: %w", err)
+		}
+		if strings.HasPrefix(info.Key, chainPrefix) || !strings.HasSuffix(info.Key, suffix) {
+			continue
+		}
+		keys = append(keys, info.Key)
+	}
+	var out []Record
+	for _, key := range keys {
+		data, err := l.read(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("evidence: read %s: %w", key, err)
+		}
+		r, pub, err := parseRecord(data)
+		if err != nil {
+			return nil, problem(key, err)
+		}
+		if r.Kind != kind || r.ID != id || r.Key() != key {
+			return nil, &VerifyError{Object: key, Field: "id", Problem: fmt.Sprintf("the record is %s %s at seq %d, not what its key names", r.Kind, r.ID, r.Seq)}
+		}
+		trusted := containsKey(l.opts.trusted, pub)
+		if l.signer != nil && pub.Equal(l.signer.pub) {
+			trusted = true
+		}
+		if !trusted {
+			return nil, &VerifyError{Object: key, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which this log does not trust", r.Signer)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

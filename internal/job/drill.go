@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -92,6 +93,16 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
 		Keep: o.Keep, TempDir: o.TempDir, EtcdPrefix: o.EtcdPrefix, Logger: env.Logger,
 		Start: start, Progress: o.Progress,
+		CheckManifest: func(ctx context.Context, id, sum string) error {
+			// The drill's own signing key vouched for the backups it
+			// records; a backup whose record is missing or predates the
+			// digest is drilled with a warning, a replaced manifest not.
+			rc, err := backup.CheckRecord(ctx, st, id, sum, o.Signer.PublicKey())
+			if err == nil && rc.Status != backup.RecordOK && env.Logger != nil {
+				env.Logger.Warn("the backup's manifest could not be compared with a signed evidence record", "backup", id, "record", rc.Status)
+			}
+			return err
+		},
 	})
 	res.Result = r
 	if r.RunID == "" {

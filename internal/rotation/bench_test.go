@@ -100,6 +100,9 @@ func newBenchEnv(b *testing.B, artifactSize int64) *benchEnv {
 			}},
 			Lifeboat: catalog.Lifeboat{Version: "bench"},
 		}
+		if err := m.Seal(dk); err != nil {
+			b.Fatal(err)
+		}
 		dk.Destroy()
 		if _, err := catalog.Write(ctx, st, m); err != nil {
 			b.Fatal(err)

@@ -92,6 +92,9 @@ func (e *env) backupWith(t *testing.T, w envelope.Wrapper) string {
 		}},
 		Lifeboat: catalog.Lifeboat{Version: "test"},
 	}
+	if err := m.Seal(dk); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := catalog.Write(ctx, e.st, m); err != nil {
 		t.Fatal(err)
 	}

@@ -612,7 +612,7 @@ func manifestWith(res catalog.Manifests, status string) *catalog.Manifest {
 		KEK: keys.Ref{Provider: "local", Key: "k", Version: "1"}, DataKeyID: strings.Repeat("0f", 16),
 		Artifacts: []catalog.Artifact{{Name: catalog.ArtifactManifests, Source: catalog.SourceManifests, Compression: "zstd",
 			PlaintextSize: 10, PlaintextSHA256: sum, CiphertextSize: 20, CiphertextSHA256: sum}},
-		Manifests: &res, Skipped: res.Skips(), Lifeboat: catalog.Lifeboat{Version: "test"},
+		Manifests: &res, Skipped: res.Skips(), Lifeboat: catalog.Lifeboat{Version: "test"}, MAC: strings.Repeat("cd", 32),
 	}
 }
 
