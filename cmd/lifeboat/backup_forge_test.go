@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+)
+
+// forgeObject replaces an object of the fs store under root with data and
+// rewrites its digest record to match: what someone who can write the
+// store's directory can do (on S3, a new object version).
+func forgeObject(t *testing.T, root, key string, data []byte) {
+	t.Helper()
+	obj := filepath.Join(root, "objects", filepath.FromSlash(key))
+	os.Chmod(obj, 0o640)
+	if err := os.WriteFile(obj, data, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(root, "retention", filepath.FromSlash(key)+".json")
+	rb, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r map[string]any
+	if err := json.Unmarshal(rb, &r); err != nil {
+		t.Fatal(err)
+	}
+	r["sha256"] = evidence.Hash(data)
+	if _, ok := r["size"]; ok {
+		r["size"] = len(data)
+	}
+	rb, _ = json.Marshal(r)
+	os.Chmod(rec, 0o640)
+	if err := os.WriteFile(rec, rb, 0o440); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBackupVerifyForgedManifest is issue 11's attack: a backup's
+// manifest is replaced, its point in time moved forward, with the store's
+// own digest record recomputed, so the store serves it as genuine. Without
+// a key, `backup verify` cannot tell (it says so: the record is "not
+// checked"); with the signer's public key it compares the manifest with
+// the backup's signed evidence record and fails with exit 4 naming both;
+// with --read-data the manifest's MAC fails under the data key.
+func TestBackupVerifyForgedManifest(t *testing.T) {
+	s := newRotateSetup(t)
+	id := s.backups(t, 1)[0]
+	pub := filepath.Join(s.dir, "signer.pub")
+	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
+	if code != ExitOK {
+		t.Fatalf("evidence public-key: %s", errs)
+	}
+	if err := os.WriteFile(pub, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Before: everything holds.
+	out, errs, code = run(t, "--config", s.config, "backup", "verify", id, "--read-data", "--key", pub)
+	if code != ExitOK || !strings.Contains(out, "MAC ok") || !strings.Contains(out, "signed evidence record matches") {
+		t.Fatalf("genuine backup: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// The forgery: started and completed six hours on (the plan keeps a
+	// day), re-encoded as lifeboat would, MAC left as it was.
+	key := catalog.ManifestKey(id)
+	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := catalog.Decode(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Started, m.Completed = m.Started.Add(6*time.Hour), m.Completed.Add(6*time.Hour)
+	forged, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeObject(t, s.storeRoot, key, forged)
+
+	out, errs, code = run(t, "--config", s.config, "backup", "verify", id)
+	if code != ExitOK || !strings.Contains(out, "not checked (give --key)") {
+		t.Fatalf("without a key: exit %d, want 0 and the record reported not checked\n%s\n%s", code, out, errs)
+	}
+	out, errs, code = run(t, "--config", s.config, "backup", "verify", id, "--key", pub)
+	if code != ExitVerification || !strings.Contains(errs, key) || !strings.Contains(errs, "signed evidence record") {
+		t.Fatalf("with the signer's key: exit %d, want %d naming %s and its record\n%s\n%s", code, ExitVerification, key, out, errs)
+	}
+	out, errs, code = run(t, "--config", s.config, "backup", "verify", id, "--read-data")
+	if code != ExitVerification || !strings.Contains(errs, "MAC") || !strings.Contains(errs, key) {
+		t.Fatalf("--read-data: exit %d, want %d naming the manifest's MAC\n%s\n%s", code, ExitVerification, out, errs)
+	}
+	out, errs, code = run(t, "--config", s.config, "-o", "json", "backup", "verify", id, "--read-data", "--key", pub)
+	var res struct {
+		OK          bool   `json:"ok"`
+		ManifestMAC string `json:"manifestMAC"`
+		Record      struct {
+			Status string `json:"status"`
+		} `json:"record"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("-o json: %v\n%s\n%s", err, out, errs)
+	}
+	if code != ExitVerification || res.OK || res.ManifestMAC != catalog.CheckFailed {
+		t.Fatalf("-o json: exit %d, %+v", code, res)
+	}
+}
