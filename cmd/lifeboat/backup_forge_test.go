@@ -10,6 +10,8 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 // forgeObject replaces an object of the fs store under root with data and
@@ -110,5 +112,47 @@ func TestBackupVerifyForgedManifest(t *testing.T) {
 	}
 	if code != ExitVerification || res.OK || res.ManifestMAC != catalog.CheckFailed {
 		t.Fatalf("-o json: exit %d, %+v", code, res)
+	}
+}
+
+// TestDrillRefusesForgedManifest: `drill run` compares the selected
+// backup's manifest with its signed evidence record before it uses
+// anything of it (its point in time is the RPO): a replaced manifest fails
+// the drill at selection, naming the manifest and the record, and no
+// scratch cluster is started.
+func TestDrillRefusesForgedManifest(t *testing.T) {
+	t.Setenv(embedded.EnvKubeAPIServer, testenv.Binary(t, "kube-apiserver"))
+	s := newRotateSetup(t)
+	id := s.backups(t, 1)[0]
+	drillYAML := "---\napiVersion: lifeboat.dev/v1alpha1\nkind: Drill\nmetadata: {name: clinic}\nspec:\n  backupPlan: clinic\n  select: {latest: true}\n  checks:\n    - objects:\n        items:\n          - {apiVersion: v1, kind: Namespace, name: ehr}\n  targets: {rto: 15m, rpo: 1h}\n"
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.config, append(cfg, []byte(drillYAML)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key := catalog.ManifestKey(id)
+	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := catalog.Decode(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Started, m.Completed = m.Started.Add(6*time.Hour), m.Completed.Add(6*time.Hour)
+	forged, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeObject(t, s.storeRoot, key, forged)
+
+	out, errs, code := run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
+	if code == ExitOK || !strings.Contains(out+errs, "signed evidence record") || !strings.Contains(out+errs, key) {
+		t.Fatalf("drill of a forged manifest: exit %d, want a failure naming %s and its record\n%s\n%s", code, key, out, errs)
+	}
+	if strings.Contains(out+errs, "scratch cluster serving") {
+		t.Fatalf("a scratch cluster was started for a forged backup:\n%s", errs)
 	}
 }

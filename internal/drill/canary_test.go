@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -198,7 +199,29 @@ func TestDrillCanary(t *testing.T) {
 			t.Fatal(err)
 		}
 		rewrite(t, dir, catalog.ManifestKey(m.Backup), b)
+		// Changed without the data key, the manifest fails its MAC before
+		// any check runs.
 		res, err := Run(ctx, options(t, "vault-keys"))
+		if !errors.Is(err, catalog.ErrVerification) || !strings.Contains(err.Error(), "MAC") || res.Verdict != evidence.VerdictFail {
+			t.Fatalf("drill of a manifest changed without the data key: %v, verdict %s; want its MAC to fail", err, res.Verdict)
+		}
+		// Resealed with the data key (a writer who can unwrap it), the
+		// canary check is what catches the digest.
+		o := options(t, "vault-keys")
+		dk, _, err := catalog.OpenKey(ctx, o.Store, m.Backup, m.DataKeyID, o.Keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Seal(dk)
+		dk.Destroy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err = m.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+		rewrite(t, dir, catalog.ManifestKey(m.Backup), b)
+		res, err = Run(ctx, o)
 		c := canary(t, res)
 		if err == nil || res.Verdict != evidence.VerdictFail || c.Outcome != evidence.CheckFail ||
 			!strings.Contains(c.Detail, "1 of 2 transit keys failed: transit key ehr-plain: canary decrypted to SHA-256") ||
