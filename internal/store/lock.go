@@ -85,3 +85,24 @@ func days(d time.Duration) string { return fmt.Sprintf("%dd", int(d/(24*time.Hou
 type LockChecker interface {
 	LockStatus(ctx context.Context) (LockStatus, error)
 }
+
+// VersionFinding is a key that holds more than lifeboat wrote: lifeboat
+// writes each key once, so a second version or a delete marker was
+// written by someone else (docs/format.md §1).
+type VersionFinding struct {
+	Key           string `json:"key"`
+	Versions      int    `json:"versions"`
+	DeleteMarkers int    `json:"deleteMarkers"`
+}
+
+func (f VersionFinding) String() string {
+	return fmt.Sprintf("%s has %d versions and %d delete markers; lifeboat wrote one version (it is the one read)", f.Key, f.Versions, f.DeleteMarkers)
+}
+
+// VersionAuditor is implemented by stores that keep object versions (S3):
+// AuditVersions reports every key under prefix with more than one version
+// or a delete marker. `backup verify`, `evidence verify` and `store check`
+// consume it.
+type VersionAuditor interface {
+	AuditVersions(ctx context.Context, prefix string) ([]VersionFinding, error)
+}

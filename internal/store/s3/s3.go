@@ -181,6 +181,14 @@ func (s *Store) fullKey(key string) string {
 	return s.prefix + "/" + key
 }
 
+// relKey is the store key of a bucket key under the store's prefix.
+func (s *Store) relKey(full string) string {
+	if s.prefix == "" {
+		return full
+	}
+	return strings.TrimPrefix(full, s.prefix+"/")
+}
+
 func (s *Store) fail(op, key, step string, err error) error {
 	return fmt.Errorf("s3 store %s: %s %q: %s: %w", s.bucket, op, key, step, err)
 }
@@ -517,9 +525,113 @@ func (s *Store) checkOneVersion(ctx context.Context, key string) error {
 	return nil
 }
 
-// head returns the object's metadata, or store.ErrNotFound.
+// pinned returns the version of key that lifeboat wrote: the oldest one.
+// lifeboat writes a key once (If-None-Match), so any later version or
+// delete marker is someone else's; reads go to the first version whatever
+// was put on top of it, and the others are reported (AuditVersions) and
+// logged. "" means no version ID to pin (an unversioned bucket).
+func (s *Store) pinned(ctx context.Context, key string) (string, error) {
+	full := s.fullKey(key)
+	var (
+		oldest     *types.ObjectVersion
+		n, markers int
+	)
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(full), MaxKeys: aws.Int32(100)}
+	for page := 0; page < 10; page++ {
+		out, err := s.client.ListObjectVersions(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		for i := range out.Versions {
+			v := &out.Versions[i]
+			if aws.ToString(v.Key) != full {
+				continue
+			}
+			n++
+			// Newest first within a key: the last seen of equal times is
+			// the older.
+			if oldest == nil || !aws.ToTime(v.LastModified).After(aws.ToTime(oldest.LastModified)) {
+				oldest = v
+			}
+		}
+		for _, m := range out.DeleteMarkers {
+			if aws.ToString(m.Key) == full {
+				markers++
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
+	}
+	if oldest == nil {
+		return "", store.ErrNotFound
+	}
+	if n > 1 || markers > 0 {
+		s.log.Warn("the key holds versions lifeboat did not write; reading the first",
+			"bucket", s.bucket, "key", full, "versions", n, "deleteMarkers", markers)
+	}
+	if id := aws.ToString(oldest.VersionId); id != "null" {
+		return id, nil
+	}
+	return "", nil
+}
+
+// AuditVersions implements store.VersionAuditor with one listing of the
+// versions under prefix.
+func (s *Store) AuditVersions(ctx context.Context, prefix string) ([]store.VersionFinding, error) {
+	counts := map[string]*store.VersionFinding{}
+	var order []string
+	get := func(key string) *store.VersionFinding {
+		f, ok := counts[key]
+		if !ok {
+			f = &store.VersionFinding{Key: key}
+			counts[key] = f
+			order = append(order, key)
+		}
+		return f
+	}
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(s.fullKey(prefix))}
+	if s.prefix != "" && prefix == "" {
+		in.Prefix = aws.String(s.prefix + "/")
+	}
+	for {
+		out, err := s.client.ListObjectVersions(ctx, in)
+		if err != nil {
+			return nil, s.fail("audit versions", prefix, "list versions", err)
+		}
+		for _, v := range out.Versions {
+			get(s.relKey(aws.ToString(v.Key))).Versions++
+		}
+		for _, m := range out.DeleteMarkers {
+			get(s.relKey(aws.ToString(m.Key))).DeleteMarkers++
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
+	}
+	var findings []store.VersionFinding
+	for _, k := range order {
+		if f := counts[k]; f.Versions > 1 || f.DeleteMarkers > 0 {
+			findings = append(findings, *f)
+		}
+	}
+	return findings, nil
+}
+
+// head returns the object's metadata (its first version's), or
+// store.ErrNotFound.
 func (s *Store) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.fullKey(key))})
+	ver, err := s.pinned(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	hin := &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.fullKey(key))}
+	if ver != "" {
+		hin.VersionId = aws.String(ver)
+	}
+	out, err := s.client.HeadObject(ctx, hin)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, store.ErrNotFound
@@ -578,6 +690,16 @@ func (s *Store) Get(ctx context.Context, key string, opts store.GetOptions) (io.
 			return io.NopCloser(strings.NewReader("")), nil
 		}
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", opts.Offset))
+	}
+	ver, err := s.pinned(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, s.fail("get", key, "list versions", store.ErrNotFound)
+		}
+		return nil, s.fail("get", key, "list versions", err)
+	}
+	if ver != "" {
+		in.VersionId = aws.String(ver)
 	}
 	out, err := s.client.GetObject(ctx, in)
 	if err != nil {

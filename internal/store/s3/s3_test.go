@@ -481,3 +481,60 @@ func TestUnconfirmedPartChecksumRefused(t *testing.T) {
 	}
 	assertNoUploads(t, st)
 }
+
+// TestReadsTheVersionLifeboatWrote is issue 11's attack on a real S3 server
+// with Object Lock: someone with s3:PutObject publishes a new version of a
+// key lifeboat wrote, then a delete marker on top. Object Lock keeps the
+// first version; the store reads only that one (never the newest), and
+// AuditVersions names the key with its extra version and marker.
+func TestReadsTheVersionLifeboatWrote(t *testing.T) {
+	e := newEnv(t)
+	st, bucket := e.store(t, func(o *s3store.Options) { o.Prefix = "cluster-a" })
+	ctx := t.Context()
+	genuine := []byte(`{"takenAt":"2026-11-25T02:00:00Z"}`)
+	if _, err := st.Put(ctx, "backups/b/manifest.json", bytes.NewReader(genuine), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	raw := e.raw(t, bucket)
+	forged := []byte(`{"takenAt":"2026-12-01T02:00:00Z"}`)
+	if _, err := raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("cluster-a/backups/b/manifest.json"), Body: bytes.NewReader(forged)}); err != nil {
+		t.Fatalf("the attacker's PutObject of a second version was refused (%v): the test needs a server that versions", err)
+	}
+	read := func() []byte {
+		t.Helper()
+		rc, err := st.Get(ctx, "backups/b/manifest.json", store.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if got := read(); !bytes.Equal(got, genuine) {
+		t.Fatalf("read %s, want the version lifeboat wrote %s", got, genuine)
+	}
+	if _, err := raw.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String("cluster-a/backups/b/manifest.json")}); err != nil {
+		t.Logf("delete marker refused: %v", err)
+	}
+	if got := read(); !bytes.Equal(got, genuine) {
+		t.Fatalf("after a delete marker: read %s, want %s", got, genuine)
+	}
+	findings, err := st.AuditVersions(ctx, "backups/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || findings[0].Key != "backups/b/manifest.json" || findings[0].Versions != 2 {
+		t.Fatalf("AuditVersions = %+v, want backups/b/manifest.json with 2 versions", findings)
+	}
+	t.Logf("finding: %s", findings[0])
+	// A key with one version is no finding.
+	if _, err := st.Put(ctx, "backups/c/manifest.json", bytes.NewReader(genuine), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if findings, _ := st.AuditVersions(ctx, "backups/c/"); len(findings) != 0 {
+		t.Fatalf("AuditVersions of an untouched key = %+v", findings)
+	}
+}
