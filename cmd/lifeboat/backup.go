@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
@@ -343,6 +344,17 @@ the store or the key provider cannot be reached.`,
 				return verr
 			}
 			out := backupVerifyOutput{VerifyResult: res, Record: backup.RecordCheck{Status: backup.RecordNotChecked}}
+			if va, ok := st.(store.VersionAuditor); ok {
+				findings, err := va.AuditVersions(ctx, catalog.BackupPrefix(id))
+				if err != nil {
+					return fmt.Errorf("backup verify: %w", err)
+				}
+				out.Versions = findings
+				for _, f := range findings {
+					verr = errors.Join(verr, fmt.Errorf("backup %s: tampering: %s: %w", id, f, catalog.ErrVerification))
+					out.OK = false
+				}
+			}
 			if res.ManifestSHA256 != "" {
 				rc, rerr := backup.CheckRecord(ctx, st, id, res.ManifestSHA256, trusted...)
 				out.Record = rc
@@ -394,6 +406,9 @@ the store or the key provider cannot be reached.`,
 type backupVerifyOutput struct {
 	catalog.VerifyResult
 	Record backup.RecordCheck `json:"record"`
+	// Versions are the backup's keys holding versions lifeboat did not
+	// write (S3).
+	Versions []store.VersionFinding `json:"versions,omitempty"`
 }
 
 func recordText(rc backup.RecordCheck) string {

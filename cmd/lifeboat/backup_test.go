@@ -409,6 +409,51 @@ spec:
 	if _, _, code := run(t, "--config", path, "evidence", "verify", "--store", "nope"); code != ExitUsage {
 		t.Errorf("unknown store: exit %d", code)
 	}
+
+	// Issue 11's attack: anyone with s3:PutObject publishes new versions
+	// of the manifest (its point in time six hours on) and of the newest
+	// evidence record. Object Lock keeps the first versions, which are
+	// the ones read; every command that checks names the keys.
+	manifestKey := "clusters/test/" + catalog.ManifestKey(m.Backup)
+	forged := m
+	forged.Started, forged.Completed = m.Started.Add(6*time.Hour), m.Completed.Add(6*time.Hour)
+	fb, err := forged.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("locked"), Key: aws.String(manifestKey), Body: bytes.NewReader(fb)}); err != nil {
+		t.Fatalf("publish a second version of the manifest: %v", err)
+	}
+	recs, err := st.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String("locked"), Prefix: aws.String("clusters/test/evidence/0")})
+	if err != nil || len(recs.Contents) == 0 {
+		t.Fatalf("list evidence: %v", err)
+	}
+	recordKey := aws.ToString(recs.Contents[len(recs.Contents)-1].Key)
+	if _, err := st.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String("locked"), Key: aws.String(recordKey), Body: strings.NewReader(`{"forged":true}`)}); err != nil {
+		t.Fatalf("publish a second version of %s: %v", recordKey, err)
+	}
+	out, errs, code = run(t, "--config", path, "-o", "json", "backup", "list")
+	if code != ExitOK || !strings.Contains(out, m.Started.UTC().Format(time.RFC3339Nano)) || strings.Contains(out, forged.Started.UTC().Format(time.RFC3339Nano)) {
+		t.Fatalf("backup list after the forgery: exit %d, want the genuine start %s\n%s\n%s", code, m.Started.UTC().Format(time.RFC3339Nano), out, errs)
+	}
+	for _, args := range [][]string{
+		{"backup", "verify", m.Backup},
+		{"backup", "verify", m.Backup, "--read-data"},
+		{"evidence", "verify", "--store", "locked"},
+	} {
+		out, errs, code = run(t, append([]string{"--config", path}, args...)...)
+		want := catalog.ManifestKey(m.Backup)
+		if args[0] == "evidence" {
+			want = strings.TrimPrefix(recordKey, "clusters/test/")
+		}
+		if code != ExitVerification || !strings.Contains(out+errs, "tampering") || !strings.Contains(out+errs, want) {
+			t.Errorf("%v after the forgery: exit %d, want %d naming %s as tampering\n%s\n%s", args, code, ExitVerification, want, out, errs)
+		}
+	}
+	out, errs, code = run(t, "--config", path, "store", "check", "locked")
+	if code == ExitOK || !strings.Contains(out, "tampering") || !strings.Contains(out, catalog.ManifestKey(m.Backup)) {
+		t.Errorf("store check after the forgery: exit %d, want FAIL naming the manifest\n%s\n%s", code, out, errs)
+	}
 }
 
 func s3Client(t *testing.T, srv *testenv.S3) *s3.Client {

@@ -101,6 +101,16 @@ type evidenceVerifyResult struct {
 	evidence.VerifyResult
 }
 
+// versionWarnings are the lines naming keys with versions lifeboat did
+// not write.
+func versionWarnings(findings []store.VersionFinding) []string {
+	var out []string
+	for _, f := range findings {
+		out = append(out, "tampering: "+f.String())
+	}
+	return out
+}
+
 func newEvidenceVerifyCommand(a *app) *cobra.Command {
 	var storePath, storeName string
 	var keyFiles []string
@@ -172,6 +182,19 @@ an auditor can verify a copy of the store on their own machine.
 			}
 			if verr == nil && vr.Records == 0 {
 				return fmt.Errorf("evidence verify: no evidence records in store %s", storePath)
+			}
+			// A store that keeps versions (S3) is read at each key's first
+			// version; any other version or delete marker under evidence/
+			// was written by someone else.
+			if va, ok := st.(store.VersionAuditor); ok {
+				findings, err := va.AuditVersions(cmd.Context(), "evidence/")
+				if err != nil {
+					return fmt.Errorf("evidence verify: %w", err)
+				}
+				for _, f := range findings {
+					verr = errors.Join(verr, fmt.Errorf("evidence: %s: %w", f, evidence.ErrTampered))
+				}
+				vr.Warnings = append(vr.Warnings, versionWarnings(findings)...)
 			}
 			res := evidenceVerifyResult{Store: storePath, Valid: verr == nil, VerifyResult: vr}
 			t := table{header: []string{"CHECK", "RESULT"}, rows: [][]string{

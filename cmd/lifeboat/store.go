@@ -52,6 +52,9 @@ files, instance or pod identity); none are read from lifeboat's files.`,
 			if err != nil {
 				return err
 			}
+			if err := a.env(set).AuditStore(cmd.Context(), cs, &res); err != nil {
+				return err
+			}
 			t := table{header: []string{"CHECK", "RESULT"}, rows: [][]string{
 				{"store", res.Store + " (" + res.Type + ")"},
 				{"versioning", orNone(res.Status.Versioning)},

@@ -276,6 +276,9 @@ type StoreCheck struct {
 	Status      store.LockStatus  `json:"status"`
 	Requirement LockRequirement   `json:"requirement"`
 	Verdict     store.LockVerdict `json:"verdict"`
+	// Versions are the keys holding versions lifeboat did not write
+	// (AuditStore); nil when not audited.
+	Versions []store.VersionFinding `json:"versions,omitempty"`
 }
 
 // LockRequirement is what the plans writing to a store ask of it.
@@ -321,6 +324,32 @@ func (e *Env) CheckStore(ctx context.Context, cs *config.Store) (StoreCheck, err
 	}
 	res.Verdict = store.JudgeLock(res.Status, req)
 	return res, nil
+}
+
+// AuditStore lists, on a store that keeps object versions (S3), every key
+// with a version or delete marker lifeboat did not write, and fails the
+// check's verdict naming each: someone else wrote to the store. It lists
+// the whole store, so `store check` runs it, not a backup's pre-flight
+// (whose refusal would let anyone who can add a version stop backups).
+func (e *Env) AuditStore(ctx context.Context, cs *config.Store, res *StoreCheck) error {
+	st, err := e.OpenStore(ctx, cs, true)
+	if err != nil {
+		return fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+	}
+	va, ok := st.(store.VersionAuditor)
+	if !ok {
+		return nil
+	}
+	findings, err := va.AuditVersions(ctx, "")
+	if err != nil {
+		return fmt.Errorf("store check %s: %w", cs.Metadata.Name, err)
+	}
+	res.Versions = findings
+	for _, f := range findings {
+		res.Verdict.OK = false
+		res.Verdict.Problems = append(res.Verdict.Problems, "tampering: "+f.String())
+	}
+	return nil
 }
 
 // StoresOfKeyProvider returns, sorted, the names of the stores written by
