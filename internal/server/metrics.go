@@ -56,6 +56,7 @@ type Metrics struct {
 	drillMet      *prometheus.GaugeVec
 	rewrapFail    *prometheus.CounterVec
 	storeUp       *prometheus.GaugeVec
+	storeTampered *prometheus.GaugeVec
 	leader        prometheus.Gauge
 	configValid   prometheus.Gauge
 	reloads       *prometheus.CounterVec
@@ -132,6 +133,8 @@ func NewMetrics(now func() time.Time) *Metrics {
 		rewrapFail: counter("rewrap_failures_total",
 			"Backups whose data key a rotation failed to rewrap under the new KEK version.", "key_provider"),
 		storeUp: gauge("store_reachable", "1 when the store answered its last probe, 0 when it did not.", "store"),
+		storeTampered: gauge("store_tampered_keys",
+			"Keys holding an object version or delete marker lifeboat did not write, at the store's last version audit (S3 stores only).", "store"),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lifeboat", Name: "leader",
 			Help: "1 while this replica holds the lease and runs the schedules, 0 on standby."}),
 		configValid: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "lifeboat", Name: "config_valid",
@@ -164,7 +167,7 @@ func NewMetrics(now func() time.Time) *Metrics {
 		m.runs, m.runDuration, m.runsRunning, m.lastSuccess, m.nextRun, m.lastOutcome,
 		m.missed, m.startDelay, m.backupBytes, m.etcdRevision, m.rpoTarget,
 		m.drillRTO, m.drillRPO, m.drillWorstGap, m.drillMet,
-		m.rewrapFail, m.storeUp, m.leader, m.configValid, m.reloads,
+		m.rewrapFail, m.storeUp, m.storeTampered, m.leader, m.configValid, m.reloads,
 		m.ages,
 	)
 	return m
@@ -364,6 +367,13 @@ func (m *Metrics) StoreReachable(store string, ok bool) {
 	m.storeUp.WithLabelValues(store).Set(boolValue(ok))
 }
 
+// StoreTampered records how many keys of the store hold versions or
+// delete markers lifeboat did not write (store.VersionAuditor).
+func (m *Metrics) StoreTampered(store string, keys int) {
+	m.mark(m.stores, store)
+	m.storeTampered.WithLabelValues(store).Set(float64(keys))
+}
+
 // SetLeader records whether this replica holds the lease.
 func (m *Metrics) SetLeader(leader bool) { m.leader.Set(boolValue(leader)) }
 
@@ -431,7 +441,7 @@ func (m *Metrics) Retain(keep Names) {
 		delete(m.ages.kek, p)
 		m.ages.mu.Unlock()
 	}
-	drop(m.stores, keep.Stores, "store", m.storeUp.MetricVec)
+	drop(m.stores, keep.Stores, "store", m.storeUp.MetricVec, m.storeTampered.MetricVec)
 }
 
 func (m *Metrics) mark(set map[string]bool, name string) {

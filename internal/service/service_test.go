@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -26,6 +28,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/server"
+	storepkg "github.com/lifeboat-dr/lifeboat/internal/store"
+	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 const serviceEncryptionConfig = `apiVersion: apiserver.config.k8s.io/v1
@@ -390,5 +395,58 @@ func TestRunShutdownDrainsBackup(t *testing.T) {
 	recs := scheduleRecords(t, e)
 	if len(recs) != 1 || recs[0].Outcome != evidence.OutcomeSuccess {
 		t.Fatalf("records %v, want the drained run's success", recs)
+	}
+}
+
+// TestRunAuditsStoreVersions: serve audits an S3 store's object versions.
+// Someone publishes a second version of a key lifeboat wrote (Object Lock
+// keeps the first); lifeboat_store_tampered_keys goes to 1 and the leader
+// appends one signed `tampering` record naming the key.
+func TestRunAuditsStoreVersions(t *testing.T) {
+	srv := testenv.StartS3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_REGION", srv.Region)
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	ctx := t.Context()
+	st, err := s3store.New(ctx, s3store.Options{Bucket: "offsite", Prefix: "clinic", Endpoint: srv.Endpoint, Region: srv.Region, ForcePathStyle: true, LockMode: "COMPLIANCE"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := st.Client()
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("offsite"), ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "backups/x/manifest.json", strings.NewReader("{}"), storepkg.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("offsite"), Key: aws.String("clinic/backups/x/manifest.json"), Body: strings.NewReader(`{"forged":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newServeSetup(t)
+	s.writeConfig(t, "offsite.yaml", fmt.Sprintf("apiVersion: lifeboat.dev/v1alpha1\nkind: Store\nmetadata: {name: offsite}\nspec: {type: s3, bucket: offsite, prefix: clinic, endpoint: %q, forcePathStyle: true, objectLock: {mode: COMPLIANCE, retention: 1d}}\n", srv.Endpoint))
+	r := startRun(t, s, Options{})
+	waitFor(t, "the tampered key counted", func() bool {
+		v, ok := value(r.scrape(t), "lifeboat_store_tampered_keys", "store", "offsite")
+		return ok && v == 1
+	})
+	if v, ok := value(r.scrape(t), "lifeboat_store_tampered_keys", "store", "local"); ok {
+		t.Fatalf("an fs store has a version audit series (%v)", v)
+	}
+	var recs []evidence.Record
+	waitFor(t, "the tampering record", func() bool {
+		recs = nil
+		err := evidence.NewLog(st, s.signer, nil).Backwards(ctx, 100, func(rec evidence.Record) bool {
+			if rec.Kind == KindTampering {
+				recs = append(recs, rec)
+			}
+			return true
+		})
+		return err == nil && len(recs) == 1
+	})
+	if !strings.Contains(fmt.Sprint(recs[0].Subject["keys"]), "backups/x/manifest.json") || recs[0].Outcome != evidence.OutcomeFailure {
+		t.Fatalf("tampering record %v %v, want a failure naming backups/x/manifest.json", recs[0].Outcome, recs[0].Subject)
 	}
 }

@@ -45,6 +45,11 @@ type book struct {
 	// would cost a credential lookup and a connection each time).
 	openStores map[string]store.Store
 	openKeys   map[string]versionLister
+
+	// audited is when each store's versions were last audited, tampered
+	// how many keys that audit found.
+	audited  map[string]time.Time
+	tampered map[string]int
 }
 
 func newBook(sched *Scheduler, identity string, log *slog.Logger, now func() time.Time) *book {
@@ -52,6 +57,7 @@ func newBook(sched *Scheduler, identity string, log *slog.Logger, now func() tim
 		sched: sched, log: log, now: now, identity: identity,
 		plans: map[string]server.PlanStatus{}, drills: map[string]server.DrillStatus{},
 		keys: map[string]server.KeyStatus{}, stores: map[string]server.StoreStatus{},
+		audited: map[string]time.Time{}, tampered: map[string]int{},
 	}
 }
 
@@ -216,6 +222,9 @@ func (b *book) refresh(ctx context.Context, env *wire.Env, m *server.Metrics, si
 		if err == nil {
 			err = b.refreshStore(ctx, set, cs, st, m, signer, first)
 		}
+		if err == nil {
+			err = b.audit(ctx, cs, st, m, signer)
+		}
 		ss := server.StoreStatus{Name: cs.Metadata.Name, Reachable: err == nil}
 		if err != nil {
 			ss.Error = "unreachable (see the service log)"
@@ -319,6 +328,68 @@ func (b *book) refreshStore(ctx context.Context, set *config.Set, cs *config.Sto
 			return nil
 		}
 		return err
+	}
+	return nil
+}
+
+// auditEvery is how often a store's object versions are audited: the
+// audit lists every version in the store.
+const auditEvery = 30 * time.Minute
+
+// KindTampering is the evidence kind of a version audit that found keys
+// holding versions lifeboat did not write.
+const KindTampering = "tampering"
+
+// maxTamperedKeys bounds the keys a tampering record names.
+const maxTamperedKeys = 100
+
+// audit lists, at most every auditEvery, the store's keys holding object
+// versions or delete markers lifeboat did not write (S3), sets
+// lifeboat_store_tampered_keys and, on the leader, appends a signed
+// `tampering` record when the count grew: someone else writes to the
+// store.
+func (b *book) audit(ctx context.Context, cs *config.Store, st store.Store, m *server.Metrics, signer *evidence.Signer) error {
+	va, ok := st.(store.VersionAuditor)
+	if !ok {
+		return nil
+	}
+	name := cs.Metadata.Name
+	b.mu.Lock()
+	due := b.now().Sub(b.audited[name]) >= auditEvery
+	before, leader := b.tampered[name], b.leader
+	b.mu.Unlock()
+	if !due {
+		return nil
+	}
+	findings, err := va.AuditVersions(ctx, "")
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.audited[name], b.tampered[name] = b.now(), len(findings)
+	b.mu.Unlock()
+	if m != nil {
+		m.StoreTampered(name, len(findings))
+	}
+	if len(findings) == 0 {
+		return nil
+	}
+	b.log.Error("the store holds object versions lifeboat did not write: someone else writes to it", "store", name, "keys", len(findings), "first", findings[0].String())
+	if !leader || len(findings) <= before || signer == nil {
+		return nil
+	}
+	var keys []any
+	for _, f := range findings[:min(len(findings), maxTamperedKeys)] {
+		keys = append(keys, map[string]any{"key": f.Key, "versions": int64(f.Versions), "deleteMarkers": int64(f.DeleteMarkers)})
+	}
+	t := b.now().UTC()
+	_, err = evidence.NewLog(st, signer, b.now, evidence.WithRetention(config.EvidenceRetention(cs)), evidence.WithLogger(b.log)).Append(ctx, evidence.Record{
+		Kind: KindTampering, ID: name + "-" + t.Format("20060102T150405Z"), Outcome: evidence.OutcomeFailure,
+		Subject: map[string]any{"store": name, "count": int64(len(findings)), "keys": keys, "auditedAt": t.Format(time.RFC3339Nano)},
+		HIPAA:   []string{"§164.312(c)(1)", "§164.312(b)"},
+	})
+	if err != nil {
+		b.log.Error("tampering not recorded in the evidence log", "store", name, "err", err)
 	}
 	return nil
 }
