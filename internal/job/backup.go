@@ -88,6 +88,13 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 		res.Record = recordBackupFailure(ctx, env, st, o.Signer, evRetention, plan, step, err, now)
 		return res, err
 	}
+	// What an earlier, killed run left open is aborted first (and
+	// recorded); a failure to clean up does not stop this backup.
+	if n, err := CleanStaleUploads(ctx, st, cs.Metadata.Name, o.Signer, evRetention, now, log); err != nil && log != nil {
+		log.Warn("stale uploads not cleaned up", "store", cs.Metadata.Name, "err", err)
+	} else if n > 0 && log != nil {
+		log.Warn("aborted uploads a killed run left open", "store", cs.Metadata.Name, "count", n)
+	}
 	kek, err := env.OpenKeys(ctx, kp)
 	if err != nil {
 		return failed("keyProvider", fmt.Errorf("backup run %s: %w", plan, err))

@@ -14,6 +14,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/server"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
@@ -360,6 +361,13 @@ func (b *book) audit(ctx context.Context, cs *config.Store, st store.Store, m *s
 	b.mu.Unlock()
 	if !due {
 		return nil
+	}
+	if leader {
+		// Uploads a killed backup left open are aborted and recorded here
+		// too, not only by the next backup into the store.
+		if _, err := job.CleanStaleUploads(ctx, st, name, signer, config.EvidenceRetention(cs), b.now, b.log); err != nil {
+			b.log.Warn("stale uploads not cleaned up", "store", name, "err", err)
+		}
 	}
 	findings, err := va.AuditVersions(ctx, "")
 	if err != nil {

@@ -106,3 +106,22 @@ func (f VersionFinding) String() string {
 type VersionAuditor interface {
 	AuditVersions(ctx context.Context, prefix string) ([]VersionFinding, error)
 }
+
+// AbortedUpload is a multipart upload a Put left open and that was
+// aborted.
+type AbortedUpload struct {
+	Key       string    `json:"key"`
+	UploadID  string    `json:"uploadId"`
+	Initiated time.Time `json:"initiated"`
+}
+
+// UploadJanitor is implemented by stores whose Puts can leave partial
+// uploads behind when killed (S3 multipart uploads): AbortStaleUploads
+// aborts those initiated more than olderThan before now.
+type UploadJanitor interface {
+	AbortStaleUploads(ctx context.Context, olderThan time.Duration, now time.Time) ([]AbortedUpload, error)
+}
+
+// StaleUploadAge is how old an open upload must be before it is taken for
+// one a killed Put left behind: longer than any Put lifeboat runs.
+const StaleUploadAge = 24 * time.Hour

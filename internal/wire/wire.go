@@ -349,6 +349,16 @@ func (e *Env) AuditStore(ctx context.Context, cs *config.Store, res *StoreCheck)
 		res.Verdict.OK = false
 		res.Verdict.Problems = append(res.Verdict.Problems, "tampering: "+f.String())
 	}
+	if lc, ok := st.(interface {
+		AbortsIncompleteUploads(ctx context.Context) (bool, error)
+	}); ok {
+		switch has, err := lc.AbortsIncompleteUploads(ctx); {
+		case err != nil:
+			res.Verdict.Problems = append(res.Verdict.Problems, "warning: the bucket's lifecycle rules could not be read ("+err.Error()+"); backups and serve abort uploads a killed backup left open, but a bucket rule (AbortIncompleteMultipartUpload) is the backstop")
+		case !has:
+			res.Verdict.Problems = append(res.Verdict.Problems, "warning: the bucket has no lifecycle rule aborting incomplete multipart uploads (AbortIncompleteMultipartUpload); backups and serve abort uploads a killed backup left open after 24h, but add the rule as a backstop")
+		}
+	}
 	return nil
 }
 

@@ -538,3 +538,46 @@ func TestReadsTheVersionLifeboatWrote(t *testing.T) {
 		t.Fatalf("AuditVersions of an untouched key = %+v", findings)
 	}
 }
+
+// TestAbortStaleUploads: a multipart upload left open by a Put that was
+// killed is aborted once it is older than the bound, never before (a
+// running Put's upload is young), and only under the store's prefix.
+func TestAbortStaleUploads(t *testing.T) {
+	e := newEnv(t)
+	st, bucket := e.store(t, func(o *s3store.Options) { o.Prefix = "cluster-a" })
+	ctx := t.Context()
+	raw := e.raw(t, bucket)
+	open := func(key string) string {
+		t.Helper()
+		up, err := raw.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key), UploadId: up.UploadId,
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(randomBytes(t, 1<<10))}); err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(up.UploadId)
+	}
+	mine := open("cluster-a/backups/b/artifacts/etcd-snapshot.db")
+	other := open("cluster-b/backups/c/artifacts/etcd-snapshot.db")
+	if got, err := st.AbortStaleUploads(ctx, store.StaleUploadAge, time.Now()); err != nil || len(got) != 0 {
+		t.Fatalf("a fresh upload aborted: %+v %v", got, err)
+	}
+	got, err := st.AbortStaleUploads(ctx, store.StaleUploadAge, time.Now().Add(store.StaleUploadAge+time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Key != "backups/b/artifacts/etcd-snapshot.db" || got[0].UploadID != mine {
+		t.Fatalf("aborted %+v, want only this store's upload %s", got, mine)
+	}
+	left, err := raw.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left.Uploads) != 1 || aws.ToString(left.Uploads[0].UploadId) != other {
+		t.Fatalf("uploads left: %+v, want only the other prefix's", left.Uploads)
+	}
+	has, err := st.AbortsIncompleteUploads(ctx)
+	t.Logf("lifecycle rule aborting incomplete uploads: %v (%v)", has, err)
+}
