@@ -19,7 +19,6 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
-	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 func newBackupCommand(a *app) *cobra.Command {
@@ -62,7 +61,7 @@ Every committed backup appends a signed record to the store's evidence log
 			if err != nil {
 				return err
 			}
-			signer, err := wire.LoadSigner(signingKey)
+			signer, err := a.env(set).Signer(cmd.Context(), signingKey, true)
 			if err != nil {
 				return fmt.Errorf("backup run %s: %w", argv[0], err)
 			}

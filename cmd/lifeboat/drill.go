@@ -17,7 +17,6 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
-	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 func newDrillCommand(a *app) *cobra.Command {
@@ -87,7 +86,7 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 			if err != nil {
 				return err
 			}
-			signer, err := wire.LoadSigner(f.signingKey)
+			signer, err := a.env(set).Signer(cmd.Context(), f.signingKey, true)
 			if err != nil {
 				return fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 			}

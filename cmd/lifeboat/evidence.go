@@ -348,17 +348,22 @@ type publicKeyResult struct {
 
 func newEvidencePublicKeyCommand(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "public-key SIGNING_KEY_FILE",
+		Use:   "public-key SIGNING_KEY_FILE|vault:MOUNT/KEY",
 		Short: "Print the public key of an evidence signing key, for verifiers",
 		Long: `public-key reads an evidence signing key file (PEM "PRIVATE KEY", mode 0600)
 and prints its public key as PEM "PUBLIC KEY", the file that verifiers pass
 with --key. The private key is never printed. With -o json or yaml it also
-shows the key ID and the base64 form used in records and reports.`,
+shows the key ID and the base64 form used in records and reports.
+
+vault:MOUNT/KEY names a Vault transit key of type ed25519 (VAULT_ADDR and
+VAULT_TOKEN from the environment): its public key is the one Vault exports,
+and its private key never leaves Vault.`,
 		Example: `  lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem > signer.pub
-  lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem -o json`,
+  lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem -o json
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... lifeboat evidence public-key vault:transit/lifeboat-evidence`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			s, err := evidence.LoadSigner(argv[0])
+			s, err := a.env(nil).Signer(cmd.Context(), argv[0], false)
 			if err != nil {
 				return fmt.Errorf("evidence public-key: %w", err)
 			}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/rotation"
-	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
 type rotateStoreResult struct {
@@ -70,7 +69,7 @@ is success only when every backup was rewrapped and verified.`,
 			}
 			// Without a signing key the run could not be evidenced: stop
 			// before changing anything.
-			signer, err := wire.LoadSigner(signingKey)
+			signer, err := a.env(set).Signer(cmd.Context(), signingKey, true)
 			if err != nil {
 				return fmt.Errorf("keys rotate %s: %w", argv[0], err)
 			}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/service"
 )
 
@@ -56,7 +55,7 @@ with the same key, so the evidence log verifies as one chain.`,
 			if signingKey == "" {
 				return usageError{errors.New("serve: --signing-key is required (every replica must sign with the same key)")}
 			}
-			signer, err := evidence.LoadSigner(signingKey)
+			signer, err := a.env(nil).Signer(cmd.Context(), signingKey, false)
 			if err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}

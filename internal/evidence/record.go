@@ -265,7 +265,9 @@ func (s *Signer) signRecord(r Record) (Record, []byte, error) {
 	if err != nil {
 		return Record{}, nil, err
 	}
-	r.Signature = s.sign(msg)
+	if r.Signature, err = s.sign(msg); err != nil {
+		return Record{}, nil, err
+	}
 	t["signature"] = r.Signature
 	data, err := appendCanonical(nil, t, "")
 	if err != nil {

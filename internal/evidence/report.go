@@ -218,7 +218,9 @@ func (s *Signer) SignReport(r Report) (Report, []byte, error) {
 	if err != nil {
 		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
 	}
-	r.Signature = s.sign(msg)
+	if r.Signature, err = s.sign(msg); err != nil {
+		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
+	}
 	t["signature"] = r.Signature
 	data, err := appendCanonical(nil, t, "")
 	if err != nil {

@@ -213,7 +213,11 @@ func TestReportFieldErrors(t *testing.T) {
 			r.Format, r.Signer, r.PublicKey = ReportFormat, signer.KeyID(), encodePublicKey(signer.pub)
 			tree := r.tree(false)
 			msg, _ := appendCanonical(nil, tree, "")
-			tree["signature"] = signer.sign(msg)
+			sig, err := signer.sign(msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tree["signature"] = sig
 			data, _ := appendCanonical(nil, tree, "")
 			_, err = VerifyReport(data, "r.json", signer.PublicKey())
 			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "r.json: field "+tc.field+":") {

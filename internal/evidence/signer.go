@@ -30,6 +30,26 @@ type Signer struct {
 	priv  ed25519.PrivateKey
 	pub   ed25519.PublicKey
 	keyID string
+	// remote, when set, signs instead of priv: a key held by a service
+	// (Vault transit) that never sits on this host's disk.
+	remote RemoteSign
+}
+
+// RemoteSign signs msg with an Ed25519 key held elsewhere and returns the
+// 64-byte signature.
+type RemoteSign func(msg []byte) ([]byte, error)
+
+// NewRemoteSigner returns a Signer whose Ed25519 key is held by a service
+// (Vault transit, docs/format.md §5.2): sign asks it. Every signature it
+// returns is checked against pub before it is used, so a service that
+// signs with another key, or returns garbage, fails the record instead of
+// producing one that does not verify.
+func NewRemoteSigner(pub ed25519.PublicKey, sign RemoteSign) (*Signer, error) {
+	if len(pub) != ed25519.PublicKeySize || sign == nil {
+		return nil, fmt.Errorf("evidence signer: a remote signer needs a %d-byte Ed25519 public key and a sign function", ed25519.PublicKeySize)
+	}
+	pub = bytes.Clone(pub)
+	return &Signer{pub: pub, keyID: KeyID(pub), remote: sign}, nil
 }
 
 // NewSigner returns a Signer for priv, for callers (tests, other key
@@ -58,8 +78,18 @@ func (s *Signer) GoString() string { return "evidence.Signer{KeyID: " + s.keyID 
 // LogValue shows the key ID, never the key.
 func (s *Signer) LogValue() slog.Value { return slog.StringValue(s.keyID) }
 
-func (s *Signer) sign(msg []byte) string {
-	return base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, msg))
+func (s *Signer) sign(msg []byte) (string, error) {
+	if s.remote == nil {
+		return base64.StdEncoding.EncodeToString(ed25519.Sign(s.priv, msg)), nil
+	}
+	sig, err := s.remote(msg)
+	if err != nil {
+		return "", fmt.Errorf("evidence signer %s: %w", s.keyID, err)
+	}
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(s.pub, msg, sig) {
+		return "", fmt.Errorf("evidence signer %s: the signing service returned a signature that does not verify under the signer's public key", s.keyID)
+	}
+	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
 // KeyID returns the key ID of an Ed25519 public key (docs/format.md §5.2).

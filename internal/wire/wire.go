@@ -250,6 +250,43 @@ func (e *Env) Scratch(d *config.Drill, kubeAPIServer string) (scratch.Provider, 
 	}
 }
 
+// VaultSignerPrefix starts a --signing-key that names a Vault transit key
+// (type ed25519) instead of a file: vault:<mount>/<key>, e.g.
+// vault:transit/lifeboat-evidence. The address and token come from
+// VAULT_ADDR and VAULT_TOKEN (or VAULT_TOKEN_FILE).
+const VaultSignerPrefix = "vault:"
+
+// Signer returns the evidence signer spec names: a Vault transit key
+// (VaultSignerPrefix), whose private key never sits on this host, or the
+// Ed25519 key file at spec (created 0600 on first use when create is set;
+// an empty spec means lifeboat/evidence-signing.pem in the user's config
+// directory).
+func (e *Env) Signer(ctx context.Context, spec string, create bool) (*evidence.Signer, error) {
+	if rest, ok := strings.CutPrefix(spec, VaultSignerPrefix); ok {
+		i := strings.LastIndex(rest, "/")
+		if i <= 0 || i == len(rest)-1 {
+			return nil, fmt.Errorf("evidence signing key %q: want vault:<mount>/<key>", spec)
+		}
+		opts := vaultkeys.Options{Address: e.getenv("VAULT_ADDR"), Mount: rest[:i], Key: rest[i+1:],
+			Token: e.getenv("VAULT_TOKEN"), TokenFile: e.getenv("VAULT_TOKEN_FILE"), Logger: e.logger()}
+		if opts.Token != "" && opts.TokenFile != "" {
+			opts.TokenFile = ""
+		}
+		s, err := vaultkeys.NewSigner(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("evidence signing key %s: %w", spec, err)
+		}
+		return s, nil
+	}
+	if !create {
+		if spec == "" {
+			return nil, errors.New("evidence signing key: none named")
+		}
+		return evidence.LoadSigner(spec)
+	}
+	return LoadSigner(spec)
+}
+
 // LoadSigner loads (creating it 0600 on first use) the Ed25519 evidence
 // signing key at path; an empty path means lifeboat/evidence-signing.pem
 // in the user's config directory.
