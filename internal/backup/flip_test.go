@@ -209,7 +209,7 @@ func harmlessKeyObjectFlip(orig, flipped []byte) bool {
 	if err1 != nil || err2 != nil {
 		return false
 	}
-	a.Created, b.Created = b.Created, a.Created
+	b.Created = a.Created
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)

@@ -289,12 +289,12 @@ func OpenKey(ctx context.Context, st store.Store, id, dataKeyID string, u envelo
 	var tried []error
 	for _, k := range kos {
 		if k.ko.DataKeyID != dataKeyID {
-			tried = append(tried, fmt.Errorf("%s: holds data key %s, manifest says %s: %w: %w", k.key, k.ko.DataKeyID, dataKeyID, envelope.ErrWrongKey, ErrVerification))
+			tried = append(tried, fmt.Errorf("%s: holds data key %s, manifest %s says %s: %w: %w", k.key, k.ko.DataKeyID, ManifestKey(id), dataKeyID, envelope.ErrWrongKey, ErrVerification))
 			continue
 		}
 		dk, err := envelope.OpenKey(ctx, u, id, k.ko)
 		if err == nil && dk.ID() != dataKeyID {
-			err = fmt.Errorf("unwraps to data key %s, manifest says %s: %w: %w", dk.ID(), dataKeyID, envelope.ErrWrongKey, ErrVerification)
+			err = fmt.Errorf("unwraps to data key %s, manifest %s says %s: %w: %w", dk.ID(), ManifestKey(id), dataKeyID, envelope.ErrWrongKey, ErrVerification)
 			dk.Destroy()
 		}
 		if err == nil {
