@@ -34,7 +34,7 @@ restored.
 
 The plans, stores and key providers come from the --config files.`,
 	}
-	cmd.AddCommand(newBackupRunCommand(a), newBackupListCommand(a), newBackupShowCommand(a), newBackupVerifyCommand(a))
+	cmd.AddCommand(newBackupRunCommand(a), newBackupListCommand(a), newBackupShowCommand(a), newBackupVerifyCommand(a), newBackupExportCommand(a))
 	return cmd
 }
 

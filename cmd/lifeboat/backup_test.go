@@ -410,6 +410,17 @@ spec:
 		t.Errorf("unknown store: exit %d", code)
 	}
 
+	// The etcd snapshot comes out of the bucket decrypted and verified, and
+	// etcd's own tool reads it.
+	snap := filepath.Join(dir, "etcd-snapshot.db")
+	if out, errs, code := run(t, "--config", path, "backup", "export", m.Backup, catalog.ArtifactEtcdSnapshot, "--out", snap); code != ExitOK {
+		t.Fatalf("backup export: exit %d\n%s\n%s", code, out, errs)
+	}
+	status, err := exec.Command(testenv.Binary(t, "etcdutl"), "snapshot", "status", snap, "-w", "json").CombinedOutput()
+	if err != nil || !strings.Contains(string(status), `"revision"`) {
+		t.Fatalf("etcdutl snapshot status of the exported snapshot: %v\n%s", err, status)
+	}
+
 	// Issue 11's attack: anyone with s3:PutObject publishes new versions
 	// of the manifest (its point in time six hours on) and of the newest
 	// evidence record. Object Lock keeps the first versions, which are
