@@ -54,7 +54,9 @@ type ExportResult struct {
 // failed export's output must be discarded (the error says so).
 func Export(ctx context.Context, env *wire.Env, id, artifact string, o ExportOptions) (ExportResult, error) {
 	res := ExportResult{Backup: id, Artifact: artifact, Out: o.Out}
-	fail := func(err error) (ExportResult, error) { return res, fmt.Errorf("backup export %s %s: %w", id, artifact, err) }
+	fail := func(err error) (ExportResult, error) {
+		return res, fmt.Errorf("backup export %s %s: %w", id, artifact, err)
+	}
 	planName, _, err := catalog.ParseID(id)
 	if err != nil {
 		return fail(err)
@@ -164,4 +166,3 @@ func writeVerified(ctx context.Context, path string, write func(io.Writer) (enve
 	}
 	return r, nil
 }
-
