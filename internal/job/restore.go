@@ -326,4 +326,3 @@ func restoreRunbook(r RestoreEtcdResult, cluster string) []string {
 		"Run `lifeboat backup run` at once: the restored cluster has a new cluster ID, and its first backup starts a new history.")
 	return steps
 }
-
