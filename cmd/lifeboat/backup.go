@@ -357,6 +357,12 @@ the store or the key provider cannot be reached.`,
 			if res.ManifestSHA256 != "" {
 				rc, rerr := backup.CheckRecord(ctx, st, id, res.ManifestSHA256, trusted...)
 				out.Record = rc
+				if rerr == nil && len(trusted) > 0 && rc.Status == backup.RecordMissing {
+					// Asked to vouch for the backup with the signer's key:
+					// a backup no signed record speaks for is not verified
+					// (anyone who can write the store can add one).
+					rerr = fmt.Errorf("backup %s: no signed evidence record of it under %s: %w", id, "evidence/", catalog.ErrVerification)
+				}
 				if rerr != nil {
 					if !errors.Is(rerr, catalog.ErrVerification) && !errors.Is(rerr, evidence.ErrTampered) {
 						return rerr

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,8 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
@@ -154,5 +159,50 @@ func TestDrillRefusesForgedManifest(t *testing.T) {
 	}
 	if strings.Contains(out+errs, "scratch cluster serving") {
 		t.Fatalf("a scratch cluster was started for a forged backup:\n%s", errs)
+	}
+}
+
+// TestPlantedBackupIsNotVouchedFor: a complete backup written straight
+// into the store (as someone who can write it, and holds the KEK, could),
+// newer than the real one, with no signed evidence record: `backup verify
+// --key` refuses to vouch for it (exit 4), and a drill of the latest
+// backup refuses to drill it rather than measure its RPO.
+func TestPlantedBackupIsNotVouchedFor(t *testing.T) {
+	t.Setenv(embedded.EnvKubeAPIServer, testenv.Binary(t, "kube-apiserver"))
+	s := newRotateSetup(t)
+	s.backups(t, 1)
+	set, err := config.LoadPaths(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, _ := set.BackupPlan("clinic")
+	kr, err := local.Open(context.Background(), local.Options{Path: s.keyring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := fs.Open(context.Background(), fs.Options{Root: s.storeRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted, err := backup.Run(context.Background(), backup.Options{Plan: plan, Store: st, Keys: kr, Now: func() time.Time { return time.Now().Add(time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(s.dir, "signer.pub")
+	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
+	if code != ExitOK {
+		t.Fatalf("evidence public-key: %s", errs)
+	}
+	os.WriteFile(pub, []byte(out), 0o600)
+	_, errs, code = run(t, "--config", s.config, "backup", "verify", planted.Backup, "--key", pub)
+	if code != ExitVerification || !strings.Contains(errs, "no signed evidence record") {
+		t.Fatalf("verify --key of a planted backup: exit %d, want %d\n%s", code, ExitVerification, errs)
+	}
+	drillYAML := "---\napiVersion: lifeboat.dev/v1alpha1\nkind: Drill\nmetadata: {name: clinic}\nspec:\n  backupPlan: clinic\n  select: {latest: true}\n  checks:\n    - objects:\n        items:\n          - {apiVersion: v1, kind: Namespace, name: ehr}\n  targets: {rto: 15m, rpo: 1h}\n"
+	cfg, _ := os.ReadFile(s.config)
+	os.WriteFile(s.config, append(cfg, []byte(drillYAML)...), 0o600)
+	out, errs, code = run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
+	if code == ExitOK || !strings.Contains(out+errs, "no signed evidence record of it") || !strings.Contains(out+errs, planted.Backup) {
+		t.Fatalf("drill of a planted latest backup: exit %d\n%s\n%s", code, out, errs)
 	}
 }

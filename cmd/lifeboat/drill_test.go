@@ -94,10 +94,20 @@ func TestDrillRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr}); err != nil {
+	bm, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr})
+	if err != nil {
 		t.Fatal(err)
 	}
 	signingKey := filepath.Join(dir, "signing.pem")
+	// The backup's signed record: a drill only restores a backup one
+	// speaks for.
+	backupSigner, err := evidence.LoadOrCreateSigner(signingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Publish(ctx, bm, backup.PublishOptions{Store: st, Signer: backupSigner}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The shipped drill, given as a file.
 	out, errs, code := runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "../../drills/control-plane.yaml", "--signing-key", signingKey)
@@ -192,11 +202,15 @@ func TestDrillKeptClusterStoppedWhenInterruptedAfterRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr}); err != nil {
+	m, err := backup.Run(ctx, backup.Options{Plan: plan, Store: st, Keys: kr})
+	if err != nil {
 		t.Fatal(err)
 	}
 	signer, err := evidence.LoadOrCreateSigner(filepath.Join(dir, "signing.pem"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backup.Publish(ctx, m, backup.PublishOptions{Store: st, Signer: signer}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, interrupt := context.WithCancel(ctx)

@@ -58,6 +58,11 @@ type Options struct {
 	// caller compares it with the backup's signed evidence record); an
 	// error fails the drill.
 	CheckManifest func(ctx context.Context, backupID, manifestSHA256 string) error
+	// GapPoints, when set, gives the points in time of the plan's complete
+	// backups appended in [from, to] from a source an attacker cannot
+	// write (the signed evidence records), for the worst gap; otherwise
+	// the catalog's manifests are used.
+	GapPoints func(ctx context.Context, plan string, from, to time.Time) ([]time.Time, error)
 	// RunID names the run (reports/<run-id>/); empty means
 	// <drill>-<UTC time>-<4 hex digits>.
 	RunID string
@@ -686,15 +691,23 @@ func byteSize(n int64) string {
 // unmeasured, which the report shows; it does not fail the drill, whose
 // verdict does not depend on it.
 func (r *runner) worstGap(ctx context.Context, plan string) {
-	ms, err := catalog.List(ctx, r.opts.Store, catalog.ListOptions{Plan: plan})
-	if err != nil {
-		r.log.Warn("worst gap between backups not measured", "err", err)
-		return
-	}
 	var points []time.Time
-	for i := range ms {
-		if ms[i].Status == catalog.StatusComplete {
-			points = append(points, ms[i].PointInTime())
+	if r.opts.GapPoints != nil {
+		var err error
+		if points, err = r.opts.GapPoints(ctx, plan, r.res.Incident.Add(-GapWindow), r.res.Incident); err != nil {
+			r.log.Warn("worst gap between backups not measured", "err", err)
+			return
+		}
+	} else {
+		ms, err := catalog.List(ctx, r.opts.Store, catalog.ListOptions{Plan: plan})
+		if err != nil {
+			r.log.Warn("worst gap between backups not measured", "err", err)
+			return
+		}
+		for i := range ms {
+			if ms[i].Status == catalog.StatusComplete {
+				points = append(points, ms[i].PointInTime())
+			}
 		}
 	}
 	gap, ok := WorstGap(points, r.res.Incident, GapWindow)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -93,15 +94,29 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
 		Keep: o.Keep, TempDir: o.TempDir, EtcdPrefix: o.EtcdPrefix, Logger: env.Logger,
 		Start: start, Progress: o.Progress,
+		GapPoints: func(ctx context.Context, plan string, from, to time.Time) ([]time.Time, error) {
+			return SignedBackupPoints(ctx, evidence.NewLog(st, o.Signer, nil), plan, from, to)
+		},
 		CheckManifest: func(ctx context.Context, id, sum string) error {
 			// The drill's own signing key vouched for the backups it
 			// records; a backup whose record is missing or predates the
 			// digest is drilled with a warning, a replaced manifest not.
 			rc, err := backup.CheckRecord(ctx, st, id, sum, o.Signer.PublicKey())
-			if err == nil && rc.Status != backup.RecordOK && env.Logger != nil {
-				env.Logger.Warn("the backup's manifest could not be compared with a signed evidence record", "backup", id, "record", rc.Status)
+			if err != nil {
+				return err
 			}
-			return err
+			switch rc.Status {
+			case backup.RecordMissing:
+				// Its point in time would be the drill's RPO: a backup no
+				// signed record speaks for is not drilled (anyone who can
+				// write the store can plant one).
+				return fmt.Errorf("backup %s: no signed evidence record of it under evidence/ (signer %s): %w", id, o.Signer.KeyID(), catalog.ErrVerification)
+			case backup.RecordNoDigest:
+				if env.Logger != nil {
+					env.Logger.Warn("the backup's record predates manifest digests; its manifest is checked by its MAC only", "backup", id, "record", rc.Record)
+				}
+			}
+			return nil
 		},
 	})
 	res.Result = r
@@ -144,4 +159,36 @@ func stopKept(env *wire.Env, r *drill.Result) {
 		env.Logger.Warn("stop scratch cluster", "err", err)
 	}
 	r.Cluster = nil
+}
+
+// SignedBackupPoints returns the points in time (the etcd snapshot's
+// takenAt, else the start) of plan's complete backups, from their signed
+// `backup` records appended between from and to, read backwards from the
+// head of the log: manifests planted in the store by someone else have no
+// such record and cannot shorten the worst gap a drill reports.
+func SignedBackupPoints(ctx context.Context, log interface {
+	Backwards(ctx context.Context, limit int, fn func(evidence.Record) bool) error
+}, plan string, from, to time.Time) ([]time.Time, error) {
+	var points []time.Time
+	err := log.Backwards(ctx, 1<<20, func(r evidence.Record) bool {
+		if r.Time.Before(from) {
+			return false
+		}
+		if r.Kind != evidence.KindBackup || r.Outcome != evidence.OutcomeSuccess || r.Subject["plan"] != plan || r.Subject["status"] != catalog.StatusComplete {
+			return true
+		}
+		at := ""
+		if e, ok := r.Subject["etcd"].(map[string]any); ok {
+			at, _ = e["takenAt"].(string)
+		}
+		if at == "" {
+			at, _ = r.Subject["started"].(string)
+		}
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err == nil && !t.After(to) {
+			points = append(points, t)
+		}
+		return true
+	})
+	return points, err
 }

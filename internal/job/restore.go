@@ -183,6 +183,9 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	if err != nil {
 		return fail(err)
 	}
+	if vr.ManifestSHA256 != sum {
+		return fail(fmt.Errorf("manifest %s changed between two reads (SHA-256 %s, then %s): %w", catalog.ManifestKey(id), sum, vr.ManifestSHA256, catalog.ErrVerification))
+	}
 	stage("verify", fmt.Sprintf("manifest MAC %s, %d artifacts decrypted and their digests checked, signed record %s", vr.ManifestMAC, len(vr.Artifacts), res.Record.Status), t0)
 
 	out, err := filepath.Abs(o.Out)
@@ -290,19 +293,17 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-// emptyDir makes sure dir exists (mode 0700) and is empty.
+// emptyDir creates dir, mode 0700; it must not exist. An existing
+// directory (or a symlink to one) could be another user's, who could swap
+// a file between its verification and its use.
 func emptyDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return os.MkdirAll(dir, 0o700)
-	}
-	if err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists; restore into a new directory (lifeboat creates it, mode 0700)", dir)
+		}
 		return err
 	}
-	if len(entries) > 0 {
-		return fmt.Errorf("%s is not empty; restore into a new or empty directory", dir)
-	}
-	return os.Chmod(dir, 0o700)
+	return nil
 }
 
 // restoreRunbook is the order an SRE follows once the data directories

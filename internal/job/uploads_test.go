@@ -68,3 +68,44 @@ func TestCleanStaleUploads(t *testing.T) {
 		t.Fatalf("uploads left: %+v %v", left, err)
 	}
 }
+
+// TestSignedBackupPoints: the worst gap's points come from signed backup
+// records of the plan that are complete and successful, inside the
+// window; the scan stops at the first record appended before it.
+func TestSignedBackupPoints(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	rec := func(appended time.Time, plan, status, outcome string, taken time.Time) evidence.Record {
+		return evidence.Record{Kind: evidence.KindBackup, Time: appended, Outcome: outcome, Subject: map[string]any{
+			"plan": plan, "status": status, "started": taken.Add(-time.Second).Format(time.RFC3339Nano),
+			"etcd": map[string]any{"takenAt": taken.Format(time.RFC3339Nano)},
+		}}
+	}
+	log := newestFirst{
+		rec(h(0), "cp", "complete", evidence.OutcomeSuccess, h(0)),
+		rec(h(-1), "cp", "partial", evidence.OutcomePartial, h(-1)),
+		rec(h(-2), "other", "complete", evidence.OutcomeSuccess, h(-2)),
+		rec(h(-3), "cp", "complete", evidence.OutcomeSuccess, h(-3)),
+		{Kind: evidence.KindBackup, Time: h(-4), Outcome: evidence.OutcomeFailure, Subject: map[string]any{"plan": "cp"}},
+		rec(h(-30), "cp", "complete", evidence.OutcomeSuccess, h(-30)), // before the window: the scan stops
+		rec(h(-5), "cp", "complete", evidence.OutcomeSuccess, h(-5)),  // never reached
+	}
+	got, err := job.SignedBackupPoints(context.Background(), log, "cp", h(-24), h(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[0].Equal(h(0)) || !got[1].Equal(h(-3)) {
+		t.Fatalf("points %v, want %v and %v", got, h(0), h(-3))
+	}
+}
+
+type newestFirst []evidence.Record
+
+func (n newestFirst) Backwards(_ context.Context, limit int, fn func(evidence.Record) bool) error {
+	for i, r := range n {
+		if i >= limit || !fn(r) {
+			break
+		}
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
@@ -268,8 +269,7 @@ func (b *book) refresh(ctx context.Context, env *wire.Env, m *server.Metrics, si
 // refreshStore reads one store: its plans' newest backups and, on the
 // first refresh, the last run of each drill whose plan writes there.
 func (b *book) refreshStore(ctx context.Context, set *config.Set, cs *config.Store, st store.Store, m *server.Metrics, signer *evidence.Signer, first bool) error {
-	newest := map[string]string{} // plan -> newest backup ID with a manifest
-	newestAt := map[string]time.Time{}
+	byPlan := map[string][]string{} // plan -> backup IDs with a manifest
 	for info, err := range st.List(ctx, "backups/") {
 		if err != nil {
 			return err
@@ -278,25 +278,40 @@ func (b *book) refreshStore(ctx context.Context, set *config.Set, cs *config.Sto
 		if !ok || strings.Contains(id, "/") {
 			continue
 		}
-		plan, at, err := catalog.ParseID(id)
+		plan, _, err := catalog.ParseID(id)
 		if err != nil {
 			continue
 		}
 		if p, ok := set.BackupPlan(plan); !ok || p.Spec.Store != cs.Metadata.Name {
 			continue
 		}
-		if at.After(newestAt[plan]) || (at.Equal(newestAt[plan]) && id > newest[plan]) {
-			newest[plan], newestAt[plan] = id, at
-		}
+		byPlan[plan] = append(byPlan[plan], id)
 	}
-	for plan, id := range newest {
-		man, err := catalog.Read(ctx, st, id)
-		if err != nil {
-			// A manifest that does not read is not a backup to count on.
-			b.log.Warn("newest manifest unreadable; not counted", "plan", plan, "backup", id, "err", err)
-			continue
+	for plan, ids := range byPlan {
+		// Newest first (IDs sort by time within a plan). The live RPO
+		// counts only a backup its signed record speaks for, with the
+		// manifest the record pins and a point in time not in the future:
+		// a manifest planted by someone who can write the store must not
+		// make a stopped schedule look fresh.
+		slices.SortFunc(ids, func(a, b string) int { return strings.Compare(b, a) })
+		for _, id := range ids[:min(len(ids), maxNewestTries)] {
+			man, sum, err := catalog.ReadDigest(ctx, st, id)
+			if err != nil {
+				b.log.Warn("manifest unreadable; not counted", "plan", plan, "backup", id, "err", err)
+				continue
+			}
+			rc, err := backup.CheckRecord(ctx, st, id, sum, signer.PublicKey())
+			if err != nil || rc.Status != backup.RecordOK {
+				b.log.Warn("backup without a matching signed record; not counted for the live RPO", "plan", plan, "backup", id, "record", rc.Status, "err", err)
+				continue
+			}
+			if man.PointInTime().After(b.now().Add(clockSkew)) {
+				b.log.Warn("backup's point in time is in the future; not counted", "plan", plan, "backup", id)
+				continue
+			}
+			b.backup(&man, m)
+			break
 		}
-		b.backup(&man, m)
 	}
 	if !first {
 		return nil
@@ -401,6 +416,10 @@ func (b *book) audit(ctx context.Context, cs *config.Store, st store.Store, m *s
 	}
 	return nil
 }
+
+// maxNewestTries bounds how many of a plan's newest backups are tried
+// for one its signed record speaks for.
+const maxNewestTries = 10
 
 // backup records a committed backup as its plan's newest if it is newer.
 func (b *book) backup(man *catalog.Manifest, m *server.Metrics) {

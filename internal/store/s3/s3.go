@@ -536,8 +536,13 @@ func (s *Store) pinned(ctx context.Context, key string) (string, error) {
 		oldest     *types.ObjectVersion
 		n, markers int
 	)
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(full), MaxKeys: aws.Int32(100)}
-	for page := 0; page < 10; page++ {
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(full), MaxKeys: aws.Int32(1000)}
+	for page := 0; ; page++ {
+		if page == 10 {
+			// Thousands of versions of one key: someone is trying to push
+			// the first one out of reach. Fail closed.
+			return "", fmt.Errorf("%s has more than %d versions and delete markers; lifeboat wrote one: %w", full, 10*1000, store.ErrIntegrity)
+		}
 		out, err := s.client.ListObjectVersions(ctx, in)
 		if err != nil {
 			return "", err
@@ -548,11 +553,9 @@ func (s *Store) pinned(ctx context.Context, key string) (string, error) {
 				continue
 			}
 			n++
-			// Newest first within a key: the last seen of equal times is
-			// the older.
-			if oldest == nil || !aws.ToTime(v.LastModified).After(aws.ToTime(oldest.LastModified)) {
-				oldest = v
-			}
+			// S3 lists a key's versions newest first: the last one seen
+			// is the oldest (times have a resolution of a second).
+			oldest = v
 		}
 		for _, m := range out.DeleteMarkers {
 			if aws.ToString(m.Key) == full {
@@ -571,10 +574,11 @@ func (s *Store) pinned(ctx context.Context, key string) (string, error) {
 		s.log.Warn("the key holds versions lifeboat did not write; reading the first",
 			"bucket", s.bucket, "key", full, "versions", n, "deleteMarkers", markers)
 	}
-	if id := aws.ToString(oldest.VersionId); id != "null" {
-		return id, nil
+	id := aws.ToString(oldest.VersionId)
+	if id == "null" && n == 1 && markers == 0 {
+		return "", nil // an unversioned bucket's only version
 	}
-	return "", nil
+	return id, nil
 }
 
 // AuditVersions implements store.VersionAuditor with one listing of the
