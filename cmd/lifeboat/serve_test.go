@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"math/rand/v2"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -137,12 +139,34 @@ func settledTicks(t *testing.T, st store.Store, schedule string) (claims, outcom
 	return claims, outcomes
 }
 
-// ranTicks counts the outcomes of ticks that ran.
+// recordedTicks are the ticks (as 20060102T150405Z) with a `schedule`
+// record in the log, by the records' names.
+func recordedTicks(t *testing.T, st store.Store, schedule string) map[string]bool {
+	t.Helper()
+	recorded := map[string]bool{}
+	for info, err := range st.List(context.Background(), "evidence/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(info.Key, "-schedule-"+schedule+"-"); i >= 0 && !strings.HasPrefix(info.Key, "evidence/seq/") {
+			recorded[strings.TrimSuffix(info.Key[i+len("-schedule-"+schedule+"-"):], ".json")] = true
+		}
+	}
+	return recorded
+}
+
+// ranTicks counts the ticks that ran and whose `schedule` record is
+// appended (an outcome is written just before its record; a kill between
+// the two is reconciled a minute later, longer than this test waits).
 func ranTicks(t *testing.T, st store.Store, schedule string) int {
 	t.Helper()
 	_, outcomes := settledTicks(t, st, schedule)
+	recorded := recordedTicks(t, st, schedule)
 	n := 0
 	for _, key := range outcomes {
+		if !recorded[path.Base(key)] {
+			continue
+		}
 		rc, err := st.Get(context.Background(), key+".outcome.json", store.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -205,6 +229,8 @@ func TestServeHAKill9(t *testing.T) {
 		waitUntil(t, fmt.Sprintf("%s to run two ticks", leader.identity), time.Minute, func() bool {
 			return ranTicks(t, st, "often") >= before+2
 		})
+		// Kill at a moment unrelated to the ticks' writes.
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
 		if err := leader.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -232,6 +258,21 @@ func TestServeHAKill9(t *testing.T) {
 	before := ranTicks(t, st, "often")
 	waitUntil(t, "two more ticks run", time.Minute, func() bool {
 		return ranTicks(t, st, "often") >= before+2
+	})
+
+	// A leader killed between a tick's outcome and its record leaves the
+	// record to the next leader, a minute after the outcome (§7.2): wait
+	// for every outcome but the newest few seconds' to have its record.
+	waitUntil(t, "every settled tick recorded", 2*time.Minute, func() bool {
+		_, outcomes := settledTicks(t, st, "often")
+		recorded := recordedTicks(t, st, "often")
+		for _, o := range outcomes {
+			tick, err := time.Parse("20060102T150405Z", path.Base(o))
+			if err == nil && time.Since(tick) > 10*time.Second && !recorded[path.Base(o)] {
+				return false
+			}
+		}
+		return true
 	})
 
 	// SIGTERM: both exit 0; the leader releases the Lease.

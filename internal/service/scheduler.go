@@ -102,6 +102,8 @@ type schedState struct {
 	// recheckAt, when set, is when prepare runs again to reconcile an
 	// outcome that had no record yet.
 	recheckAt time.Time
+	// pending is the tick of the outcome recheckAt is for.
+	pending time.Time
 	next      time.Time
 	lastRun   time.Time
 	lastOK    time.Time
@@ -446,14 +448,23 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 	}
 	// The newest outcome is the one a writer that stopped may have left
 	// without its record (§7.2).
+	// A recheck is for the outcome that was found unrecorded, even if
+	// newer ticks have been settled since.
+	s.mu.Lock()
+	want := e.pending
+	e.pending = time.Time{}
+	s.mu.Unlock()
+	if want.IsZero() {
+		want = newestOutcome
+	}
 	var last *Outcome
-	if !newestOutcome.IsZero() {
-		data, err := readRunObject(ctx, e.st, OutcomeKey(name, newestOutcome))
+	if !want.IsZero() {
+		data, err := readRunObject(ctx, e.st, OutcomeKey(name, want))
 		if err != nil {
-			return fmt.Errorf("read outcome %s: %w", OutcomeKey(name, newestOutcome), err)
+			return fmt.Errorf("read outcome %s: %w", OutcomeKey(name, want), err)
 		}
 		if o, err := ParseOutcome(data); err != nil {
-			s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, newestOutcome), "err", err)
+			s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, want), "err", err)
 		} else {
 			last = &o
 		}
@@ -569,7 +580,7 @@ func (s *Scheduler) reconcile(ctx context.Context, env *wire.Env, e *entry, o Ou
 	name, tick := e.sched.Metadata.Name, o.Tick
 	if wait := o.SettledAt.Add(reconcileAfter); now.Before(wait) {
 		s.mu.Lock()
-		e.recheckAt = wait
+		e.recheckAt, e.pending = wait, tick
 		s.mu.Unlock()
 		return nil
 	}
