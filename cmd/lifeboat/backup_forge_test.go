@@ -14,8 +14,8 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 

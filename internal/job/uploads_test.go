@@ -88,7 +88,7 @@ func TestSignedBackupPoints(t *testing.T) {
 		rec(h(-3), "cp", "complete", evidence.OutcomeSuccess, h(-3)),
 		{Kind: evidence.KindBackup, Time: h(-4), Outcome: evidence.OutcomeFailure, Subject: map[string]any{"plan": "cp"}},
 		rec(h(-30), "cp", "complete", evidence.OutcomeSuccess, h(-30)), // before the window: the scan stops
-		rec(h(-5), "cp", "complete", evidence.OutcomeSuccess, h(-5)),  // never reached
+		rec(h(-5), "cp", "complete", evidence.OutcomeSuccess, h(-5)),   // never reached
 	}
 	got, err := job.SignedBackupPoints(context.Background(), log, "cp", h(-24), h(0))
 	if err != nil {

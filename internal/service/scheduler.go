@@ -103,13 +103,13 @@ type schedState struct {
 	// outcome that had no record yet.
 	recheckAt time.Time
 	// pending is the tick of the outcome recheckAt is for.
-	pending time.Time
-	next      time.Time
-	lastRun   time.Time
-	lastOK    time.Time
-	lastOut   string
-	lastID    string
-	lastTick  time.Time
+	pending  time.Time
+	next     time.Time
+	lastRun  time.Time
+	lastOK   time.Time
+	lastOut  string
+	lastID   string
+	lastTick time.Time
 }
 
 type runHandle struct {
