@@ -98,6 +98,30 @@ func RunPolicy(ctx context.Context, rr *RunRecord, opts PolicyOptions) error {
 		}
 		rr.Results[s.Name] = &r
 	}
+	// A backup hidden by a delete marker (or shadowed by a version someone
+	// else wrote) was not listed, so not rewrapped: retiring a version
+	// could make it unreadable. Withhold retirement while any store holds
+	// what lifeboat did not write under backups/.
+	for _, s := range opts.Stores {
+		va, ok := s.Store.(store.VersionAuditor)
+		if !ok {
+			continue
+		}
+		findings, err := va.AuditVersions(ctx, "backups/")
+		if err != nil {
+			rr.RetirementWithheld = "the store's object versions could not be audited"
+			return fmt.Errorf("retire: store %s: %w", s.Name, err)
+		}
+		if len(findings) > 0 {
+			rr.RetirementWithheld = fmt.Sprintf("store %s holds %d keys under backups/ with versions or delete markers lifeboat did not write (first: %s); a backup hidden by one was not rewrapped (see `lifeboat store check %s`)",
+				s.Name, len(findings), findings[0], s.Name)
+			log.Error("retirement withheld: the store was written by someone else", "store", s.Name, "keys", len(findings))
+			if n := rr.Totals().Failed; n > 0 {
+				return fmt.Errorf("%d backup(s) not rewrapped and verified under %s: %w", n, rr.Primary, ErrIncomplete)
+			}
+			return nil
+		}
+	}
 	versions, err := opts.Provider.Versions(ctx)
 	if err != nil {
 		rr.RetirementWithheld = "the provider's versions could not be read"

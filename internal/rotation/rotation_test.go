@@ -23,7 +23,7 @@ import (
 
 type env struct {
 	root    string
-	st      *fs.Store
+	st      store.Store
 	keyring *local.Keyring
 	ids     []string
 	n       int
