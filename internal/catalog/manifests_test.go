@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -123,5 +124,24 @@ func TestManifestsSkipsMustBeInSkipped(t *testing.T) {
 	m.Skipped = m.Manifests.Skips()
 	if err := m.Validate(); err != nil {
 		t.Fatalf("with every skip listed: %v", err)
+	}
+}
+
+// TestLabelKeysDifferingInCase: a Namespace labelled both
+// pod-security.kubernetes.io/enforce and .../Enforce (both valid label
+// keys) is recorded and read back with both; the manifest stays readable.
+func TestLabelKeysDifferingInCase(t *testing.T) {
+	m := manifestsManifest()
+	m.Manifests.Policies[0].Labels["pod-security.kubernetes.io/Enforce"] = "privileged"
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := catalog.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("a manifest with label keys differing in case does not decode: %v", err)
+	}
+	if l := got.Manifests.Policies[0].Labels; len(l) != 2 || l["pod-security.kubernetes.io/Enforce"] != "privileged" {
+		t.Fatalf("labels read back: %v", l)
 	}
 }

@@ -23,7 +23,12 @@ func TestUnmarshal(t *testing.T) {
 		{`{"a":"x","a":"y"}`, `duplicate key "a"`},
 		{`{"a":"x","A":"y"}`, `duplicate key "A"`},
 		{`{"a":"x","\u0061":"y"}`, `duplicate key "a"`},
-		{`{"d":{"a":"x"},"c":{"k":1,"\u212a":2}}`, `duplicate key`},
+		// A map keeps keys as they are: keys that differ only in case
+		// (Kubernetes label keys may) are two entries, not duplicates.
+		{`{"d":{"a":"x"},"c":{"k":1,"\u212a":2}}`, ""},
+		{`{"c":{"pod-security.kubernetes.io/enforce":1,"pod-security.kubernetes.io/Enforce":2}}`, ""},
+		// A struct's fields match without regard to case: duplicates.
+		{`{"d":{"a":"x","A":"y"}}`, `duplicate key "A"`},
 		{`{"b":[1],"D":{"a":"1"},"d":{"a":"2"}}`, `duplicate key "d"`},
 		{`{"x":[{"a":1,"a":2}]}`, `duplicate key "a"`},
 		{`{"c":{"k":1,"k":2}}`, `duplicate key "k"`},
@@ -51,5 +56,23 @@ func TestNestedObjectKeysAreSeparate(t *testing.T) {
 	var d doc
 	if err := strictjson.Unmarshal([]byte(`{"a":"x","d":{"a":"y","d":{"a":"z"}}}`), &d); err != nil {
 		t.Fatalf("the same key in nested objects is not a duplicate: %v", err)
+	}
+}
+
+// TestMapKeysKeptApart: a label map whose keys differ only in case decodes
+// to both entries (the manifest's Pod Security labels of a Namespace
+// labelled .../enforce and .../Enforce must not make the catalog
+// undecodable).
+func TestMapKeysKeptApart(t *testing.T) {
+	var d doc
+	if err := strictjson.Unmarshal([]byte(`{"c":{"k":1,"K":2}}`), &d); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.C) != 2 || d.C["k"] != 1 || d.C["K"] != 2 {
+		t.Fatalf("decoded %v, want both keys", d.C)
+	}
+	var m map[string]any
+	if err := strictjson.Unmarshal([]byte(`{"x":1,"X":2}`), &m); err != nil || len(m) != 2 {
+		t.Fatalf("into a map: %v %v", m, err)
 	}
 }
