@@ -363,10 +363,16 @@ func (s *Scheduler) decide(ctx context.Context, env *wire.Env, e *entry, now tim
 	if s.o.Metrics != nil && !d.Next.IsZero() {
 		s.o.Metrics.SetNext(name, d.Next)
 	}
-	if d.NextStart.IsZero() {
-		return now.Add(maxSleep)
+	wake := d.NextStart
+	if wake.IsZero() {
+		wake = now.Add(maxSleep)
 	}
-	return d.NextStart
+	s.mu.Lock()
+	if !e.recheckAt.IsZero() && e.recheckAt.Before(wake) {
+		wake = e.recheckAt // an unrecorded outcome to reconcile (§7.2)
+	}
+	s.mu.Unlock()
+	return wake
 }
 
 func (s *Scheduler) advance(e *entry, tick time.Time) {

@@ -569,3 +569,48 @@ func TestSchedulerLeaseLostCancelsRuns(t *testing.T) {
 		t.Fatalf("%d runs cancelled, want 1", runner.cancelled)
 	}
 }
+
+// TestSchedulerReconcilesAfterNewerTicks: the unrecorded outcome a new
+// leader finds is still reconciled a minute later although newer ticks
+// (run by the new leader, each with its record) have been settled in the
+// meantime; every tick ends with exactly one record.
+func TestSchedulerReconcilesAfterNewerTicks(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"often": `{cron: "* * * * *", backupPlan: clinic}`})
+	now := start()
+	clk := clocktesting.NewFakeClock(now)
+	st := e.store(t)
+	tick := now.Add(-30 * time.Second) // the tick the dead leader ran
+	target := Target{Kind: config.KindBackupPlan, Name: "clinic"}
+	claim, _ := EncodeClaim(Claim{Schedule: "often", Tick: tick, Target: target, Decision: DecisionRun, Claimant: "dead", ClaimedAt: tick})
+	outcome, _ := EncodeOutcome(Outcome{Schedule: "often", Tick: tick, Target: target, Status: StatusRan, Outcome: evidence.OutcomeSuccess,
+		Run: "clinic-dead-run", Writer: "dead", SettledAt: now.Add(-5 * time.Second)})
+	for key, data := range map[string][]byte{ClaimKey("often", tick): claim, OutcomeKey("often", tick): outcome} {
+		if _, err := putOnce(context.Background(), st, key, data, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rp := startReplica(t, e, "new-leader", &fakeRunner{}, clk, true)
+	// The next tick (30 s on) runs and is recorded before the recheck
+	// (55 s on) is due: the dead leader's outcome is then no longer the
+	// newest.
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(30 * time.Second)
+	waitFor(t, "the newer tick settled", func() bool {
+		_, outcomes := runObjects(t, st, "often")
+		return len(outcomes) == 2 && !rp.running()
+	})
+	waitFor(t, "the newer tick recorded", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(30 * time.Second)
+	waitFor(t, "every tick recorded", func() bool { return len(scheduleRecords(t, e)) == 2 })
+	ids := map[string]bool{}
+	for _, r := range scheduleRecords(t, e) {
+		if ids[r.ID] {
+			t.Fatalf("tick %s recorded twice", r.ID)
+		}
+		ids[r.ID] = true
+	}
+	if !ids["often-"+tick.UTC().Format(tickLayout)] {
+		t.Fatalf("the dead leader's tick has no record: %v", ids)
+	}
+}
