@@ -49,6 +49,44 @@ func forgeObject(t *testing.T, root, key string, data []byte) {
 	}
 }
 
+// signerPub writes the evidence signer's public key file, as a verifier
+// gets it with `lifeboat evidence public-key`, and returns its path.
+func (s rotateSetup) signerPub(t *testing.T) string {
+	t.Helper()
+	pub := filepath.Join(s.dir, "signer.pub")
+	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
+	if code != ExitOK {
+		t.Fatalf("evidence public-key: %s", errs)
+	}
+	if err := os.WriteFile(pub, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// forgePointInTime replaces backup id's manifest with one whose started
+// and completed are by later, re-encoded as lifeboat would with the MAC
+// left as it was, and recomputes the store's digest record: issue 11's
+// forged point in time.
+func (s rotateSetup) forgePointInTime(t *testing.T, id string, by time.Duration) {
+	t.Helper()
+	key := catalog.ManifestKey(id)
+	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := catalog.Decode(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Started, m.Completed = m.Started.Add(by), m.Completed.Add(by)
+	forged, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgeObject(t, s.storeRoot, key, forged)
+}
+
 // TestBackupVerifyForgedManifest is issue 11's attack: a backup's
 // manifest is replaced, its point in time moved forward, with the store's
 // own digest record recomputed, so the store serves it as genuine. Without
@@ -59,17 +97,10 @@ func forgeObject(t *testing.T, root, key string, data []byte) {
 func TestBackupVerifyForgedManifest(t *testing.T) {
 	s := newRotateSetup(t)
 	id := s.backups(t, 1)[0]
-	pub := filepath.Join(s.dir, "signer.pub")
-	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("evidence public-key: %s", errs)
-	}
-	if err := os.WriteFile(pub, []byte(out), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pub := s.signerPub(t)
 
 	// Before: everything holds.
-	out, errs, code = run(t, "--config", s.config, "backup", "verify", id, "--read-data", "--key", pub)
+	out, errs, code := run(t, "--config", s.config, "backup", "verify", id, "--read-data", "--key", pub)
 	if code != ExitOK || !strings.Contains(out, "MAC ok") || !strings.Contains(out, "signed evidence record matches") {
 		t.Fatalf("genuine backup: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -77,20 +108,7 @@ func TestBackupVerifyForgedManifest(t *testing.T) {
 	// The forgery: started and completed six hours on (the plan keeps a
 	// day), re-encoded as lifeboat would, MAC left as it was.
 	key := catalog.ManifestKey(id)
-	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := catalog.Decode(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Started, m.Completed = m.Started.Add(6*time.Hour), m.Completed.Add(6*time.Hour)
-	forged, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	forgeObject(t, s.storeRoot, key, forged)
+	s.forgePointInTime(t, id, 6*time.Hour)
 
 	out, errs, code = run(t, "--config", s.config, "backup", "verify", id)
 	if code != ExitOK || !strings.Contains(out, "not checked (give --key)") {
@@ -138,20 +156,7 @@ func TestDrillRefusesForgedManifest(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := catalog.ManifestKey(id)
-	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := catalog.Decode(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Started, m.Completed = m.Started.Add(6*time.Hour), m.Completed.Add(6*time.Hour)
-	forged, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	forgeObject(t, s.storeRoot, key, forged)
+	s.forgePointInTime(t, id, 6*time.Hour)
 
 	out, errs, code := run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
 	if code == ExitOK || !strings.Contains(out+errs, "signed evidence record") || !strings.Contains(out+errs, key) {
@@ -188,20 +193,15 @@ func TestPlantedBackupIsNotVouchedFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := filepath.Join(s.dir, "signer.pub")
-	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("evidence public-key: %s", errs)
-	}
-	os.WriteFile(pub, []byte(out), 0o600)
-	_, errs, code = run(t, "--config", s.config, "backup", "verify", planted.Backup, "--key", pub)
+	pub := s.signerPub(t)
+	_, errs, code := run(t, "--config", s.config, "backup", "verify", planted.Backup, "--key", pub)
 	if code != ExitVerification || !strings.Contains(errs, "no signed evidence record") {
 		t.Fatalf("verify --key of a planted backup: exit %d, want %d\n%s", code, ExitVerification, errs)
 	}
 	drillYAML := "---\napiVersion: lifeboat.dev/v1alpha1\nkind: Drill\nmetadata: {name: clinic}\nspec:\n  backupPlan: clinic\n  select: {latest: true}\n  checks:\n    - objects:\n        items:\n          - {apiVersion: v1, kind: Namespace, name: ehr}\n  targets: {rto: 15m, rpo: 1h}\n"
 	cfg, _ := os.ReadFile(s.config)
 	os.WriteFile(s.config, append(cfg, []byte(drillYAML)...), 0o600)
-	out, errs, code = run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
+	out, errs, code := run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
 	if code == ExitOK || !strings.Contains(out+errs, "no signed evidence record of it") || !strings.Contains(out+errs, planted.Backup) {
 		t.Fatalf("drill of a planted latest backup: exit %d\n%s\n%s", code, out, errs)
 	}

@@ -18,19 +18,12 @@ import (
 func TestBackupExport(t *testing.T) {
 	s := newRotateSetup(t)
 	id := s.backups(t, 1)[0]
-	pub := filepath.Join(s.dir, "signer.pub")
-	out, errs, code := run(t, "evidence", "public-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("evidence public-key: %s", errs)
-	}
-	if err := os.WriteFile(pub, []byte(out), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pub := s.signerPub(t)
 	dst := filepath.Join(s.dir, "restore", "encryption-config.yaml")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	out, errs, code = run(t, "--config", s.config, "backup", "export", id, catalog.ArtifactEncryptionConfig, "--out", dst, "--key", pub)
+	out, errs, code := run(t, "--config", s.config, "backup", "export", id, catalog.ArtifactEncryptionConfig, "--out", dst, "--key", pub)
 	if code != ExitOK || !strings.Contains(out, "(verified)") || !strings.Contains(out, "signed evidence record matches") {
 		t.Fatalf("export: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -58,17 +51,7 @@ func TestBackupExport(t *testing.T) {
 	}
 
 	key := catalog.ManifestKey(id)
-	raw, err := os.ReadFile(filepath.Join(s.storeRoot, "objects", filepath.FromSlash(key)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := catalog.Decode(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Started, m.Completed = m.Started.Add(time.Hour), m.Completed.Add(time.Hour)
-	forged, _ := m.Marshal()
-	forgeObject(t, s.storeRoot, key, forged)
+	s.forgePointInTime(t, id, time.Hour)
 	forgedOut := filepath.Join(s.dir, "restore", "forged.yaml")
 	_, errs, code = run(t, "--config", s.config, "backup", "export", id, catalog.ArtifactEncryptionConfig, "--out", forgedOut, "--key", pub)
 	if code != ExitVerification || !strings.Contains(errs, key) {
