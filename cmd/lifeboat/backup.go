@@ -15,10 +15,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
-	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
-	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
 
 func newBackupCommand(a *app) *cobra.Command {
@@ -338,39 +337,15 @@ the store or the key provider cannot be reached.`,
 			if err != nil {
 				return err
 			}
-			res, verr := catalog.Verify(ctx, st, id, readData, kek)
-			if verr != nil && len(res.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {
+			var u envelope.Unwrapper
+			if kek != nil {
+				u = kek
+			}
+			out, verr := job.VerifyBackup(ctx, st, id, u, trusted)
+			if verr != nil && len(out.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {
 				return verr
 			}
-			out := backupVerifyOutput{VerifyResult: res, Record: backup.RecordCheck{Status: backup.RecordNotChecked}}
-			if va, ok := st.(store.VersionAuditor); ok {
-				findings, err := va.AuditVersions(ctx, catalog.BackupPrefix(id))
-				if err != nil {
-					return fmt.Errorf("backup verify: %w", err)
-				}
-				out.Versions = findings
-				for _, f := range findings {
-					verr = errors.Join(verr, fmt.Errorf("backup %s: tampering: %s: %w", id, f, catalog.ErrVerification))
-					out.OK = false
-				}
-			}
-			if res.ManifestSHA256 != "" {
-				rc, rerr := backup.CheckRecord(ctx, st, id, res.ManifestSHA256, trusted...)
-				out.Record = rc
-				if rerr == nil && len(trusted) > 0 && rc.Status == backup.RecordMissing {
-					// Asked to vouch for the backup with the signer's key:
-					// a backup no signed record speaks for is not verified
-					// (anyone who can write the store can add one).
-					rerr = fmt.Errorf("backup %s: no signed evidence record of it under %s: %w", id, "evidence/", catalog.ErrVerification)
-				}
-				if rerr != nil {
-					if !errors.Is(rerr, catalog.ErrVerification) && !errors.Is(rerr, evidence.ErrTampered) {
-						return rerr
-					}
-					verr = errors.Join(verr, rerr)
-					out.OK = false
-				}
-			}
+			res := out.VerifyResult
 			t := table{header: []string{"ARTIFACT", "OBJECT", "CIPHERTEXT", "PLAINTEXT"}}
 			for _, ar := range res.Artifacts {
 				t.rows = append(t.rows, []string{ar.Name, ar.Key, ar.Ciphertext, ar.Plaintext})
@@ -404,16 +379,6 @@ the store or the key provider cannot be reached.`,
 	cmd.Flags().StringVar(&storeName, "store", "", "the Store holding the backup (default: its plan's store)")
 	cmd.Flags().StringVar(&keyProvider, "key-provider", "", "the KeyProvider for --read-data (default: its plan's key provider)")
 	return cmd
-}
-
-// backupVerifyOutput is `backup verify`'s result: the stored data's checks
-// and the manifest against its signed evidence record.
-type backupVerifyOutput struct {
-	catalog.VerifyResult
-	Record backup.RecordCheck `json:"record"`
-	// Versions are the backup's keys holding versions lifeboat did not
-	// write (S3).
-	Versions []store.VersionFinding `json:"versions,omitempty"`
 }
 
 func recordText(rc backup.RecordCheck) string {
