@@ -77,7 +77,7 @@ Every committed backup appends a signed record to the store's evidence log
 			return a.render(cmd.OutOrStdout(), res.Manifest, manifestTable(res.Manifest))
 		},
 	}
-	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
+	cmd.Flags().StringVar(&signingKey, "signing-key", "", signingKeyHelp)
 	return cmd
 }
 

@@ -3,11 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -204,5 +210,63 @@ func TestPlantedBackupIsNotVouchedFor(t *testing.T) {
 	out, errs, code := run(t, "--config", s.config, "drill", "run", "clinic", "--signing-key", s.signingKey)
 	if code == ExitOK || !strings.Contains(out+errs, "no signed evidence record of it") || !strings.Contains(out+errs, planted.Backup) {
 		t.Fatalf("drill of a planted latest backup: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestBackupSignedByKMS: with --signing-key awskms:alias/… (local-kms,
+// found through the AWS SDK's own environment: AWS_ENDPOINT_URL_KMS,
+// AWS_REGION, credentials), backups are signed by a key that never sits on
+// this host; `evidence public-key awskms:…` prints the key KMS exports,
+// and under it `backup verify --key` and `evidence verify --key` pass,
+// while the forged point in time of issue 11 is still refused.
+func TestBackupSignedByKMS(t *testing.T) {
+	ctx := context.Background()
+	k := testenv.StartKMS(t)
+	t.Setenv("AWS_ENDPOINT_URL_KMS", k.Endpoint)
+	t.Setenv("AWS_REGION", k.Region)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDLIFEBOATTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "lifeboat-test-secret")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	c := kms.New(kms.Options{Region: k.Region, BaseEndpoint: aws.String(k.Endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDLIFEBOATTEST", "lifeboat-test-secret", "")})
+	key, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccNistP256, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/lifeboat-evidence"), TargetKeyId: key.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := newRotateSetup(t)
+	s.signingKey = "awskms:alias/lifeboat-evidence"
+	ids := s.backups(t, 2)
+	if _, err := os.Stat(filepath.Join(s.dir, "signing.pem")); err == nil {
+		t.Fatal("a signing key file was written")
+	}
+	pub := s.signerPub(t)
+	exported, err := c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: key.KeyMetadata.KeyId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromKMS, err := evidence.ParsePublicKey(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: exported.PublicKey}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fromFile, err := evidence.ReadPublicKeyFile(pub); err != nil || !fromFile.Equal(fromKMS) {
+		t.Fatalf("evidence public-key printed another key than KMS exports: %v", err)
+	}
+	out, errs, code := run(t, "evidence", "verify", "--store-path", s.storeRoot, "--key", pub)
+	if code != ExitOK || !strings.Contains(out, fromKMS.KeyID()) {
+		t.Fatalf("evidence verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, errs, code = run(t, "--config", s.config, "backup", "verify", ids[0], "--read-data", "--key", pub)
+	if code != ExitOK || !strings.Contains(out, "signed evidence record matches") {
+		t.Fatalf("backup verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	s.forgePointInTime(t, ids[1], 6*time.Hour)
+	_, errs, code = run(t, "--config", s.config, "backup", "verify", ids[1], "--key", pub)
+	if code != ExitVerification || !strings.Contains(errs, "signed evidence record") {
+		t.Fatalf("forged manifest under a KMS-signed record: exit %d\n%s", code, errs)
 	}
 }

@@ -43,7 +43,7 @@ type drillFlags struct {
 
 func (f *drillFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.keep, "keep", false, "leave the scratch cluster serving after the drill and print its kubeconfig; Ctrl-C tears it down")
-	cmd.Flags().StringVar(&f.signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
+	cmd.Flags().StringVar(&f.signingKey, "signing-key", "", signingKeyHelp)
 	cmd.Flags().StringVar(&f.kubeAPIServer, "kube-apiserver", "", "kube-apiserver binary for the embedded scratch cluster (default: $"+embedded.EnvKubeAPIServer+", else kube-apiserver beside lifeboat)")
 	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage; stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "the source kube-apiserver's --etcd-prefix")

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,9 +72,12 @@ func (p *verifyProblem) rows() [][]string {
 	return append(rows, []string{"problem", p.Problem})
 }
 
+// signingKeyHelp is the help of every --signing-key flag that signs.
+const signingKeyHelp = "evidence signing key: an Ed25519 PEM file (created 0600 on first use), vault:MOUNT/KEY (Vault transit, type ed25519) or awskms:KEY (AWS KMS, ECC_NIST_P256); default: lifeboat/evidence-signing.pem in the user's config directory"
+
 // readTrustedKeys reads the --key files.
-func readTrustedKeys(paths []string) ([]ed25519.PublicKey, error) {
-	var keys []ed25519.PublicKey
+func readTrustedKeys(paths []string) ([]evidence.PublicKey, error) {
+	var keys []evidence.PublicKey
 	for _, p := range paths {
 		k, err := evidence.ReadPublicKeyFile(p)
 		if err != nil {
@@ -348,7 +349,7 @@ type publicKeyResult struct {
 
 func newEvidencePublicKeyCommand(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "public-key SIGNING_KEY_FILE|vault:MOUNT/KEY",
+		Use:   "public-key SIGNING_KEY_FILE|vault:MOUNT/KEY|awskms:KEY",
 		Short: "Print the public key of an evidence signing key, for verifiers",
 		Long: `public-key reads an evidence signing key file (PEM "PRIVATE KEY", mode 0600)
 and prints its public key as PEM "PUBLIC KEY", the file that verifiers pass
@@ -357,10 +358,14 @@ shows the key ID and the base64 form used in records and reports.
 
 vault:MOUNT/KEY names a Vault transit key of type ed25519 (VAULT_ADDR and
 VAULT_TOKEN from the environment): its public key is the one Vault exports,
-and its private key never leaves Vault.`,
+and its private key never leaves Vault. awskms:KEY names an AWS KMS key
+(key ID, ARN or alias/NAME) of spec ECC_NIST_P256 and usage SIGN_VERIFY
+(region, endpoint and credentials from the AWS SDK's usual chain): its
+public key is the one KMS exports, and its private key never leaves KMS.`,
 		Example: `  lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem > signer.pub
   lifeboat evidence public-key /etc/lifeboat/evidence-signing.pem -o json
-  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... lifeboat evidence public-key vault:transit/lifeboat-evidence`,
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... lifeboat evidence public-key vault:transit/lifeboat-evidence
+  AWS_REGION=eu-west-1 lifeboat evidence public-key awskms:alias/lifeboat-evidence > signer.pub`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			s, err := a.env(nil).Signer(cmd.Context(), argv[0], false)
@@ -376,7 +381,7 @@ and its private key never leaves Vault.`,
 				return err
 			}
 			return a.render(cmd.OutOrStdout(), publicKeyResult{
-				KeyID: s.KeyID(), PublicKey: base64.StdEncoding.EncodeToString(s.PublicKey()), PEM: string(pemData),
+				KeyID: s.KeyID(), PublicKey: s.PublicKey().Base64(), PEM: string(pemData),
 			}, table{})
 		},
 	}

@@ -122,7 +122,7 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 	f.BoolVar(&o.AllowPartial, "allow-partial", false, "restore a backup whose status is partial")
 	if apply {
 		f.StringVar(&o.Confirm, "confirm", "", "the backup ID, repeated: nothing is written without it")
-		f.StringVar(&signingKey, "signing-key", "", "evidence signing key for the restore record (file, or vault:MOUNT/KEY)")
+		f.StringVar(&signingKey, "signing-key", "", signingKeyHelp)
 	}
 	return cmd
 }

@@ -144,7 +144,7 @@ is success only when every backup was rewrapped and verified.`,
 		},
 	}
 	cmd.Flags().BoolVar(&noRotate, "no-rotate", false, "do not create a new version; only rewrap under the current primary (finishes an interrupted run)")
-	cmd.Flags().StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM, created 0600 on first use); default: lifeboat/evidence-signing.pem in the user's config directory")
+	cmd.Flags().StringVar(&signingKey, "signing-key", "", signingKeyHelp)
 	return cmd
 }
 

@@ -92,6 +92,6 @@ with the same key, so the evidence log verifies as one chain.`,
 	f.StringVar(&o.Kube.Kubeconfig, "kubeconfig", "", "kubeconfig for the Lease; default: in-cluster, else $KUBECONFIG")
 	f.DurationVar(&o.Grace, "grace", service.DefaultGrace, "how long backups and rotations may finish after SIGTERM")
 	f.DurationVar(&o.ConfigPoll, "config-poll", service.DefaultConfigPoll, "how often the configuration directory is checked for changes")
-	f.StringVar(&signingKey, "signing-key", "", "evidence signing key (Ed25519 PEM); required, and the same for every replica")
+	f.StringVar(&signingKey, "signing-key", "", "evidence signing key: an Ed25519 PEM file, vault:MOUNT/KEY (Vault transit, type ed25519) or awskms:KEY (AWS KMS, ECC_NIST_P256); required, and the same for every replica")
 	return cmd
 }

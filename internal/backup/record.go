@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -38,7 +37,7 @@ type RecordCheck struct {
 // and the record: the manifest was replaced after the backup signed it. A
 // log that cannot be read (a record by an untrusted key) fails too.
 // Without a trusted key nothing is read (RecordNotChecked).
-func CheckRecord(ctx context.Context, st evidence.StoreLike, id, manifestSHA256 string, trusted ...ed25519.PublicKey) (RecordCheck, error) {
+func CheckRecord(ctx context.Context, st evidence.StoreLike, id, manifestSHA256 string, trusted ...evidence.PublicKey) (RecordCheck, error) {
 	if len(trusted) == 0 {
 		return RecordCheck{Status: RecordNotChecked}, nil
 	}

@@ -3,8 +3,11 @@
 // signed drill reports rendered as Markdown and HTML (docs/format.md §5).
 //
 // Records and reports are canonical JSON (RFC 8785 restricted to integers,
-// MarshalCanonical) signed with Ed25519 by a Signer, whose private key file
-// is created on first use by LoadOrCreateSigner and never leaves it.
+// MarshalCanonical) signed by a Signer: with an Ed25519 private key file,
+// created on first use by LoadOrCreateSigner and never leaving it, or
+// through a service that holds the key (NewRemoteSigner: Vault transit
+// Ed25519, AWS KMS ECDSA P-256). A PublicKey names which algorithm
+// verifies a signature.
 //
 // A Log appends records to a store: each record is written first as the
 // chain object evidence/seq/<seq>.json, whose write-once Put lets exactly

@@ -3,7 +3,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +41,7 @@ type Option func(*options)
 
 type options struct {
 	retention time.Duration
-	trusted   []ed25519.PublicKey
+	trusted   []PublicKey
 	logger    *slog.Logger
 }
 
@@ -60,7 +59,7 @@ func WithRetention(d time.Duration) Option {
 // WithTrustedKeys adds keys that Append accepts as the signer of the
 // newest record, besides the Log's own signer: the keys of earlier signers
 // after the signing key was replaced.
-func WithTrustedKeys(keys ...ed25519.PublicKey) Option {
+func WithTrustedKeys(keys ...PublicKey) Option {
 	return func(o *options) { o.trusted = append(o.trusted, keys...) }
 }
 
@@ -194,7 +193,7 @@ func (l *Log) head(ctx context.Context) (*Record, []byte, error) {
 		return nil, nil, &VerifyError{Object: last, Field: "seq", Problem: fmt.Sprintf("%d, but the key says %d", r.Seq, seq)}
 	}
 	if !pub.Equal(l.signer.pub) && !containsKey(l.opts.trusted, pub) {
-		return nil, nil, &VerifyError{Object: last, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which is neither this log's signer (%s) nor a key it was told to trust", r.Signer, l.signer.keyID)}
+		return nil, nil, &VerifyError{Object: last, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which is neither this log's signer (%s) nor a key it was told to trust", r.Signer, l.signer.KeyID())}
 	}
 	if err := l.putCopy(ctx, r.Key(), last, data, r.Time.Add(l.opts.retention)); err != nil {
 		return nil, nil, fmt.Errorf("named copy of the newest record: %w", err)
@@ -291,7 +290,7 @@ type Head struct {
 // key of record 1. It stops at the first problem and returns a
 // *VerifyError (matching ErrTampered) naming the object, the field and the
 // problem, with the result so far. An empty log verifies with zero records.
-func (l *Log) Verify(ctx context.Context, trustedKeys ...ed25519.PublicKey) (VerifyResult, error) {
+func (l *Log) Verify(ctx context.Context, trustedKeys ...PublicKey) (VerifyResult, error) {
 	res := VerifyResult{Signers: []string{}, TrustedKeys: len(trustedKeys) > 0, Kinds: map[string]int{}, Outcomes: map[string]int{}}
 	fail := func(err error) (VerifyResult, error) {
 		return res, fmt.Errorf("evidence: verify: %w", err)
@@ -304,7 +303,7 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...ed25519.PublicKey) (Ver
 		keys[info.Key] = true
 	}
 	var (
-		first       ed25519.PublicKey
+		first       PublicKey
 		prevHash    string
 		prevKey     string
 		missingCopy string // named copy of the previous record, missing
@@ -333,7 +332,7 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...ed25519.PublicKey) (Ver
 			if !containsKey(trustedKeys, pub) {
 				return fail(&VerifyError{Object: ck, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which is not one of the trusted keys (%s)", r.Signer, keyIDs(trustedKeys))})
 			}
-		case first == nil:
+		case first.IsZero():
 			first = pub
 		case !pub.Equal(first):
 			return fail(&VerifyError{Object: ck, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, but record 1 by key %s; give the trusted keys to verify a log signed by several", r.Signer, KeyID(first))})
@@ -414,7 +413,7 @@ func firstDifference(a, b []byte) int {
 	return n
 }
 
-func keyIDs(keys []ed25519.PublicKey) string {
+func keyIDs(keys []PublicKey) string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = KeyID(k)
@@ -422,7 +421,7 @@ func keyIDs(keys []ed25519.PublicKey) string {
 	return strings.Join(ids, ", ")
 }
 
-func containsKey(keys []ed25519.PublicKey, pub ed25519.PublicKey) bool {
+func containsKey(keys []PublicKey, pub PublicKey) bool {
 	for _, k := range keys {
 		if pub.Equal(k) {
 			return true

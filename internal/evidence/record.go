@@ -1,9 +1,7 @@
 package evidence
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -254,8 +252,8 @@ func isHex(s string, n int) bool {
 // signRecord fills Signer and PublicKey, signs r and returns the record
 // with its signature and its canonical text.
 func (s *Signer) signRecord(r Record) (Record, []byte, error) {
-	r.Signer = s.keyID
-	r.PublicKey = encodePublicKey(s.pub)
+	r.Signer = s.KeyID()
+	r.PublicKey = s.pub.Base64()
 	r.Signature = ""
 	t, err := r.tree(false)
 	if err != nil {
@@ -291,17 +289,17 @@ func ParseRecord(data []byte) (Record, error) {
 }
 
 // parseRecord is ParseRecord, also returning the signer's public key.
-func parseRecord(data []byte) (Record, ed25519.PublicKey, error) {
+func parseRecord(data []byte) (Record, PublicKey, error) {
 	if len(data) > maxRecordSize {
-		return Record{}, nil, fmt.Errorf("%d bytes, more than %d", len(data), maxRecordSize)
+		return Record{}, PublicKey{}, fmt.Errorf("%d bytes, more than %d", len(data), maxRecordSize)
 	}
 	v, err := parseCanonical(data)
 	if err != nil {
-		return Record{}, nil, err
+		return Record{}, PublicKey{}, err
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return Record{}, nil, &fieldError{"", "not a JSON object"}
+		return Record{}, PublicKey{}, &fieldError{"", "not a JSON object"}
 	}
 	d := decoder{obj: obj}
 	d.only("format", "seq", "kind", "id", "time", "prev", "outcome", "subject", "hipaa", "signer", "publicKey", "signature")
@@ -310,7 +308,7 @@ func parseRecord(data []byte) (Record, ed25519.PublicKey, error) {
 	var r Record
 	r.Format = d.string("format")
 	if d.err == nil && r.Format != RecordFormat {
-		return Record{}, nil, &fieldError{"format", fmt.Sprintf("%q: want %q (this lifeboat reads no other version)", r.Format, RecordFormat)}
+		return Record{}, PublicKey{}, &fieldError{"format", fmt.Sprintf("%q: want %q (this lifeboat reads no other version)", r.Format, RecordFormat)}
 	}
 	r.Seq = d.int("seq")
 	r.Kind = d.string("kind")
@@ -325,44 +323,40 @@ func parseRecord(data []byte) (Record, ed25519.PublicKey, error) {
 	r.Signature = d.string("signature")
 	d.noOthers()
 	if d.err != nil {
-		return Record{}, nil, d.err
+		return Record{}, PublicKey{}, d.err
 	}
 	if err := r.validate(); err != nil {
-		return Record{}, nil, err
+		return Record{}, PublicKey{}, err
 	}
 	pub, err := checkSignature(obj, r.Signer, r.PublicKey, r.Signature)
 	if err != nil {
-		return Record{}, nil, err
+		return Record{}, PublicKey{}, err
 	}
 	return r, pub, nil
 }
 
-func encodePublicKey(pub ed25519.PublicKey) string {
-	return base64.StdEncoding.EncodeToString(pub)
-}
-
 // checkSignature checks signer, publicKey and signature of a decoded
 // object (docs/format.md §5.2) and returns the public key.
-func checkSignature(obj map[string]any, signer, publicKey, signature string) (ed25519.PublicKey, error) {
+func checkSignature(obj map[string]any, signer, publicKey, signature string) (PublicKey, error) {
 	pub, err := decodePublicKey(publicKey)
 	if err != nil {
-		return nil, &fieldError{"publicKey", err.Error()}
+		return PublicKey{}, &fieldError{"publicKey", err.Error()}
 	}
 	if want := KeyID(pub); signer != want {
-		return nil, &fieldError{"signer", fmt.Sprintf("%q is not the key ID of publicKey (%s)", signer, want)}
+		return PublicKey{}, &fieldError{"signer", fmt.Sprintf("%q is not the key ID of publicKey (%s)", signer, want)}
 	}
-	sig, err := decodeBase64(signature, ed25519.SignatureSize)
+	sig, err := decodeSignature(pub, signature)
 	if err != nil {
-		return nil, &fieldError{"signature", err.Error()}
+		return PublicKey{}, &fieldError{"signature", err.Error()}
 	}
 	unsigned := maps.Clone(obj)
 	delete(unsigned, "signature")
 	msg, err := appendCanonical(nil, unsigned, "")
 	if err != nil {
-		return nil, err
+		return PublicKey{}, err
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return nil, &fieldError{"signature", "does not verify: the signed content was changed, or the signature was made by another key"}
+	if !pub.verify(msg, sig) {
+		return PublicKey{}, &fieldError{"signature", "does not verify: the signed content was changed, or the signature was made by another key"}
 	}
 	return pub, nil
 }

@@ -3,7 +3,6 @@ package evidence
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -212,7 +211,7 @@ func (s *Signer) SignReport(r Report) (Report, []byte, error) {
 	if err := r.Validate(); err != nil {
 		return Report{}, nil, fmt.Errorf("evidence: sign report %s: %w", r.RunID, err)
 	}
-	r.Signer, r.PublicKey, r.Signature = s.keyID, encodePublicKey(s.pub), ""
+	r.Signer, r.PublicKey, r.Signature = s.KeyID(), s.pub.Base64(), ""
 	t := r.tree(false)
 	msg, err := appendCanonical(nil, t, "")
 	if err != nil {
@@ -242,7 +241,7 @@ func MarshalReport(r Report) ([]byte, error) {
 // without origin) and returns it. name labels the report in errors. The
 // error is a *VerifyError (matching ErrTampered) naming the field and the
 // problem.
-func VerifyReport(data []byte, name string, trusted ...ed25519.PublicKey) (Report, error) {
+func VerifyReport(data []byte, name string, trusted ...PublicKey) (Report, error) {
 	r, err := parseReport(data, trusted)
 	if err != nil {
 		return Report{}, problem(name, err)
@@ -253,7 +252,7 @@ func VerifyReport(data []byte, name string, trusted ...ed25519.PublicKey) (Repor
 // VerifyReportFile reads a report.json file and verifies it offline; see
 // VerifyReport. A file that cannot be read is an error not matching
 // ErrTampered.
-func VerifyReportFile(path string, trusted ...ed25519.PublicKey) (Report, error) {
+func VerifyReportFile(path string, trusted ...PublicKey) (Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Report{}, fmt.Errorf("read report: %w", err)
@@ -269,7 +268,7 @@ func VerifyReportFile(path string, trusted ...ed25519.PublicKey) (Report, error)
 	return VerifyReport(data, path, trusted...)
 }
 
-func parseReport(data []byte, trusted []ed25519.PublicKey) (Report, error) {
+func parseReport(data []byte, trusted []PublicKey) (Report, error) {
 	if len(data) > maxReportSize {
 		return Report{}, fmt.Errorf("%d bytes, more than %d", len(data), maxReportSize)
 	}

@@ -210,7 +210,7 @@ func TestReportFieldErrors(t *testing.T) {
 			}
 			// A verifier given such a report, correctly signed, names the
 			// same field.
-			r.Format, r.Signer, r.PublicKey = ReportFormat, signer.KeyID(), encodePublicKey(signer.pub)
+			r.Format, r.Signer, r.PublicKey = ReportFormat, signer.KeyID(), signer.pub.Base64()
 			tree := r.tree(false)
 			msg, _ := appendCanonical(nil, tree, "")
 			sig, err := signer.sign(msg)

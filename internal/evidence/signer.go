@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,33 +21,33 @@ import (
 // is about 120 bytes.
 const maxKeyFileSize = 64 << 10
 
-// Signer signs evidence records and reports with an Ed25519 private key
-// (docs/format.md §5.2). It never logs, prints or returns the private key:
+// Signer signs evidence records and reports (docs/format.md §5.2): with
+// an Ed25519 private key it holds, or through a service that holds the key
+// (Vault transit, AWS KMS). It never logs, prints or returns a private key:
 // String, GoString and LogValue show the key ID only.
 type Signer struct {
-	priv  ed25519.PrivateKey
-	pub   ed25519.PublicKey
-	keyID string
+	priv ed25519.PrivateKey
+	pub  PublicKey
 	// remote, when set, signs instead of priv: a key held by a service
-	// (Vault transit) that never sits on this host's disk.
+	// that never sits on this host's disk.
 	remote RemoteSign
 }
 
-// RemoteSign signs msg with an Ed25519 key held elsewhere and returns the
-// 64-byte signature.
+// RemoteSign signs msg with a key held elsewhere and returns the
+// signature: the 64 bytes of an Ed25519 signature, or the DER ECDSA
+// signature over SHA-256 of msg for a P-256 key.
 type RemoteSign func(msg []byte) ([]byte, error)
 
-// NewRemoteSigner returns a Signer whose Ed25519 key is held by a service
-// (Vault transit, docs/format.md §5.2): sign asks it. Every signature it
-// returns is checked against pub before it is used, so a service that
-// signs with another key, or returns garbage, fails the record instead of
-// producing one that does not verify.
-func NewRemoteSigner(pub ed25519.PublicKey, sign RemoteSign) (*Signer, error) {
-	if len(pub) != ed25519.PublicKeySize || sign == nil {
-		return nil, fmt.Errorf("evidence signer: a remote signer needs a %d-byte Ed25519 public key and a sign function", ed25519.PublicKeySize)
+// NewRemoteSigner returns a Signer whose key is held by a service (Vault
+// transit, AWS KMS; docs/format.md §5.2): sign asks it. An ECDSA signature
+// is brought to its low-s form; every signature is checked against pub
+// before it is used, so a service that signs with another key, or returns
+// garbage, fails the record instead of producing one that does not verify.
+func NewRemoteSigner(pub PublicKey, sign RemoteSign) (*Signer, error) {
+	if pub.IsZero() || sign == nil {
+		return nil, errors.New("evidence signer: a remote signer needs a public key and a sign function")
 	}
-	pub = bytes.Clone(pub)
-	return &Signer{pub: pub, keyID: KeyID(pub), remote: sign}, nil
+	return &Signer{pub: pub, remote: sign}, nil
 }
 
 // NewSigner returns a Signer for priv, for callers (tests, other key
@@ -58,25 +56,23 @@ func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("evidence signer: private key is %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
-	pub := priv.Public().(ed25519.PublicKey)
-	return &Signer{priv: priv, pub: pub, keyID: KeyID(pub)}, nil
+	return &Signer{priv: priv, pub: Ed25519Key(priv.Public().(ed25519.PublicKey))}, nil
 }
 
 // PublicKey returns the signer's public key.
-func (s *Signer) PublicKey() ed25519.PublicKey { return bytes.Clone(s.pub) }
+func (s *Signer) PublicKey() PublicKey { return s.pub }
 
-// KeyID returns the signer's key ID: hex of the first 16 bytes of SHA-256
-// of the public key.
-func (s *Signer) KeyID() string { return s.keyID }
+// KeyID returns the signer's key ID (PublicKey.KeyID).
+func (s *Signer) KeyID() string { return s.pub.KeyID() }
 
 // String shows the key ID, never the key.
-func (s *Signer) String() string { return "evidence signer " + s.keyID }
+func (s *Signer) String() string { return "evidence signer " + s.KeyID() }
 
 // GoString shows the key ID, never the key (for %#v).
-func (s *Signer) GoString() string { return "evidence.Signer{KeyID: " + s.keyID + "}" }
+func (s *Signer) GoString() string { return "evidence.Signer{KeyID: " + s.KeyID() + "}" }
 
 // LogValue shows the key ID, never the key.
-func (s *Signer) LogValue() slog.Value { return slog.StringValue(s.keyID) }
+func (s *Signer) LogValue() slog.Value { return slog.StringValue(s.KeyID()) }
 
 func (s *Signer) sign(msg []byte) (string, error) {
 	if s.remote == nil {
@@ -84,19 +80,21 @@ func (s *Signer) sign(msg []byte) (string, error) {
 	}
 	sig, err := s.remote(msg)
 	if err != nil {
-		return "", fmt.Errorf("evidence signer %s: %w", s.keyID, err)
+		return "", fmt.Errorf("evidence signer %s: %w", s.KeyID(), err)
 	}
-	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(s.pub, msg, sig) {
-		return "", fmt.Errorf("evidence signer %s: the signing service returned a signature that does not verify under the signer's public key", s.keyID)
+	if s.pub.Algorithm() == AlgECDSAP256 {
+		if sig, err = normalizeECDSA(sig); err != nil {
+			return "", fmt.Errorf("evidence signer %s: the signing service's answer: %w", s.KeyID(), err)
+		}
+	}
+	if !s.pub.verify(msg, sig) {
+		return "", fmt.Errorf("evidence signer %s: the signing service returned a signature that does not verify under the signer's public key", s.KeyID())
 	}
 	return base64.StdEncoding.EncodeToString(sig), nil
 }
 
-// KeyID returns the key ID of an Ed25519 public key (docs/format.md §5.2).
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return hex.EncodeToString(sum[:16])
-}
+// KeyID returns the key ID of a public key (docs/format.md §5.2).
+func KeyID(pub PublicKey) string { return pub.KeyID() }
 
 // LoadOrCreateSigner loads the private key file at path, creating it with
 // a new key if it does not exist (docs/format.md §5.2). An existing file is
@@ -214,60 +212,52 @@ func createKeyFile(path string) error {
 
 // MarshalPublicKey returns the PEM "PUBLIC KEY" (SubjectPublicKeyInfo)
 // encoding of pub, the public key file format of docs/format.md §5.2.
-func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("encode public key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
+func MarshalPublicKey(pub PublicKey) ([]byte, error) { return pub.MarshalPEM() }
 
 // ParsePublicKey parses a public key file (docs/format.md §5.2): one PEM
-// "PUBLIC KEY" block holding an Ed25519 key, or one line with the base64 of
-// the 32 raw bytes.
-func ParsePublicKey(data []byte) (ed25519.PublicKey, error) {
+// "PUBLIC KEY" block holding an Ed25519 or ECDSA P-256 key (as `openssl
+// pkey -pubout`, Vault and `aws kms get-public-key` give them), or one line
+// with the base64 of the publicKey field (the 32 raw bytes of an Ed25519
+// key, or the DER SubjectPublicKeyInfo of a P-256 key).
+func ParsePublicKey(data []byte) (PublicKey, error) {
 	if block, rest := pem.Decode(data); block != nil {
 		if len(bytes.TrimSpace(rest)) != 0 || !bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN ")) {
-			return nil, errors.New("data outside the PEM block")
+			return PublicKey{}, errors.New("data outside the PEM block")
 		}
 		if block.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("PEM block is %q, want \"PUBLIC KEY\"", block.Type)
+			return PublicKey{}, fmt.Errorf("PEM block is %q, want \"PUBLIC KEY\"", block.Type)
 		}
 		key, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parse public key: %w", err)
+			return PublicKey{}, fmt.Errorf("parse public key: %w", err)
 		}
-		pub, ok := key.(ed25519.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("%T is not an Ed25519 public key", key)
-		}
-		return pub, nil
+		return NewPublicKey(key)
 	}
 	text := strings.TrimSpace(string(data))
 	pub, err := decodePublicKey(text)
 	if err != nil {
-		return nil, fmt.Errorf("neither a PEM \"PUBLIC KEY\" block nor a base64 Ed25519 public key: %w", err)
+		return PublicKey{}, fmt.Errorf("neither a PEM \"PUBLIC KEY\" block nor the base64 of a public key: %w", err)
 	}
 	return pub, nil
 }
 
 // ReadPublicKeyFile reads and parses a public key file.
-func ReadPublicKeyFile(path string) (ed25519.PublicKey, error) {
+func ReadPublicKeyFile(path string) (PublicKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return PublicKey{}, fmt.Errorf("public key %s: %w", path, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: read: %w", path, err)
+		return PublicKey{}, fmt.Errorf("public key %s: read: %w", path, err)
 	}
 	if len(data) > maxKeyFileSize {
-		return nil, fmt.Errorf("public key %s: larger than %d bytes", path, maxKeyFileSize)
+		return PublicKey{}, fmt.Errorf("public key %s: larger than %d bytes", path, maxKeyFileSize)
 	}
 	pub, err := ParsePublicKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return PublicKey{}, fmt.Errorf("public key %s: %w", path, err)
 	}
 	return pub, nil
 }
@@ -283,12 +273,4 @@ func decodeBase64(s string, n int) ([]byte, error) {
 		return nil, fmt.Errorf("decodes to %d bytes, want %d", len(b), n)
 	}
 	return b, nil
-}
-
-func decodePublicKey(s string) (ed25519.PublicKey, error) {
-	b, err := decodeBase64(s, ed25519.PublicKeySize)
-	if err != nil {
-		return nil, err
-	}
-	return ed25519.PublicKey(b), nil
 }

@@ -144,14 +144,15 @@ func TestSignerNeverShowsPrivateKey(t *testing.T) {
 }
 
 func TestPublicKeyFiles(t *testing.T) {
-	pub, _, _ := ed25519.GenerateKey(nil)
+	raw, _, _ := ed25519.GenerateKey(nil)
+	pub := Ed25519Key(raw)
 	pemData, err := MarshalPublicKey(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range map[string][]byte{
 		"pem":    pemData,
-		"base64": []byte(base64.StdEncoding.EncodeToString(pub) + "\n"),
+		"base64": []byte(base64.StdEncoding.EncodeToString(raw) + "\n"),
 	} {
 		got, err := ParsePublicKey(data)
 		if err != nil || !got.Equal(pub) {
@@ -159,8 +160,8 @@ func TestPublicKeyFiles(t *testing.T) {
 		}
 	}
 	for name, data := range map[string]string{
-		"short":        base64.StdEncoding.EncodeToString(pub[:31]),
-		"padding bits": flipUnusedBit(base64.StdEncoding.EncodeToString(pub)),
+		"short":        base64.StdEncoding.EncodeToString(raw[:31]),
+		"padding bits": flipUnusedBit(base64.StdEncoding.EncodeToString(raw)),
 		"not base64":   "***",
 		"text before":  "junk\n" + string(pemData),
 		"private":      "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
@@ -24,7 +24,7 @@ type ExportOptions struct {
 	Store, KeyProvider string
 	// Trusted are the evidence signer's public keys: with one, the
 	// manifest is compared with the backup's signed record first.
-	Trusted []ed25519.PublicKey
+	Trusted []evidence.PublicKey
 	// Out is the file written (it must not exist); "" or "-" writes to
 	// Stdout instead.
 	Out    string

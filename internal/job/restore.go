@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -57,7 +56,7 @@ type RestoreEtcdOptions struct {
 	Out string
 	// Trusted are the evidence signer's public keys (the manifest is
 	// compared with its signed record).
-	Trusted []ed25519.PublicKey
+	Trusted []evidence.PublicKey
 	// AllowPartial lets a partial backup be restored.
 	AllowPartial bool
 	// Apply writes; without it nothing is written (the plan). Confirm

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -31,7 +30,7 @@ type VerifyResult struct {
 // fails when a trusted key is given: anyone who can write the store can
 // add a backup). A failed check returns the result and an error wrapping
 // catalog.ErrVerification naming each problem; other errors end it early.
-func VerifyBackup(ctx context.Context, st store.Store, id string, u envelope.Unwrapper, trusted []ed25519.PublicKey) (VerifyResult, error) {
+func VerifyBackup(ctx context.Context, st store.Store, id string, u envelope.Unwrapper, trusted []evidence.PublicKey) (VerifyResult, error) {
 	res, verr := catalog.Verify(ctx, st, id, u != nil, u)
 	out := VerifyResult{VerifyResult: res, Record: backup.RecordCheck{Status: backup.RecordNotChecked}}
 	if verr != nil && len(res.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {

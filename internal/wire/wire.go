@@ -256,8 +256,15 @@ func (e *Env) Scratch(d *config.Drill, kubeAPIServer string) (scratch.Provider, 
 // VAULT_ADDR and VAULT_TOKEN (or VAULT_TOKEN_FILE).
 const VaultSignerPrefix = "vault:"
 
+// AWSKMSSignerPrefix starts a --signing-key that names an AWS KMS key of
+// spec ECC_NIST_P256 and usage SIGN_VERIFY: awskms:<key ID, ARN or
+// alias/name>. Region, endpoint and credentials come from the SDK's chain
+// (AWS_REGION, AWS_ENDPOINT_URL_KMS, pod identity, ...).
+const AWSKMSSignerPrefix = "awskms:"
+
 // Signer returns the evidence signer spec names: a Vault transit key
-// (VaultSignerPrefix), whose private key never sits on this host, or the
+// (VaultSignerPrefix) or an AWS KMS key (AWSKMSSignerPrefix), whose
+// private key never sits on this host, or the
 // Ed25519 key file at spec (created 0600 on first use when create is set;
 // an empty spec means lifeboat/evidence-signing.pem in the user's config
 // directory).
@@ -273,6 +280,13 @@ func (e *Env) Signer(ctx context.Context, spec string, create bool) (*evidence.S
 			opts.TokenFile = ""
 		}
 		s, err := vaultkeys.NewSigner(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("evidence signing key %s: %w", spec, err)
+		}
+		return s, nil
+	}
+	if key, ok := strings.CutPrefix(spec, AWSKMSSignerPrefix); ok {
+		s, err := awskms.NewSigner(ctx, awskms.SignerOptions{Key: key, Logger: e.logger()})
 		if err != nil {
 			return nil, fmt.Errorf("evidence signing key %s: %w", spec, err)
 		}

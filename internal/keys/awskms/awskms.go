@@ -181,26 +181,37 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	c, err := newClient(ctx, opts.Region, opts.Endpoint, opts.Credentials, opts.HTTPClient)
+	if err != nil {
+		return nil, fmt.Errorf("awskms %s: %w", p.key, err)
+	}
+	p.client = c
+	return p, nil
+}
+
+// newClient loads the AWS configuration (the SDK's default chain for what
+// is not given: AWS_REGION, AWS_ENDPOINT_URL_KMS, credentials from the
+// environment, shared files or pod identity) and returns a KMS client.
+func newClient(ctx context.Context, region, endpoint string, creds aws.CredentialsProvider, hc *http.Client) (*kms.Client, error) {
 	var lo []func(*config.LoadOptions) error
-	if opts.Region != "" {
-		lo = append(lo, config.WithRegion(opts.Region))
+	if region != "" {
+		lo = append(lo, config.WithRegion(region))
 	}
-	if opts.Credentials != nil {
-		lo = append(lo, config.WithCredentialsProvider(opts.Credentials))
+	if creds != nil {
+		lo = append(lo, config.WithCredentialsProvider(creds))
 	}
-	if opts.HTTPClient != nil {
-		lo = append(lo, config.WithHTTPClient(opts.HTTPClient))
+	if hc != nil {
+		lo = append(lo, config.WithHTTPClient(hc))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
-		return nil, fmt.Errorf("awskms %s: load AWS configuration: %w", p.key, err)
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
-	p.client = kms.NewFromConfig(cfg, func(o *kms.Options) {
-		if opts.Endpoint != "" {
-			o.BaseEndpoint = aws.String(opts.Endpoint)
+	return kms.NewFromConfig(cfg, func(o *kms.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
 		}
-	})
-	return p, nil
+	}), nil
 }
 
 // Strategy returns the provider's rotation strategy.

@@ -78,7 +78,7 @@ func NewSigner(ctx context.Context, opts Options) (*evidence.Signer, error) {
 		}
 		return sig, nil
 	}
-	signer, err := evidence.NewRemoteSigner(ed25519.PublicKey(pub), sign)
+	signer, err := evidence.NewRemoteSigner(evidence.Ed25519Key(ed25519.PublicKey(pub)), sign)
 	if err != nil {
 		return nil, err
 	}
