@@ -96,6 +96,9 @@ type Store struct {
 	concurrency int
 	now         func() time.Time
 	log         *slog.Logger
+	// listPage is the MaxKeys of List's listings; 0 is the server's
+	// default (1000). Tests make it small to cross page boundaries.
+	listPage int32
 }
 
 var _ store.Store = (*Store)(nil)
@@ -536,36 +539,30 @@ func (s *Store) pinned(ctx context.Context, key string) (string, error) {
 		oldest     *types.ObjectVersion
 		n, markers int
 	)
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(full), MaxKeys: aws.Int32(1000)}
-	for page := 0; ; page++ {
-		if page == 10 {
+	err := s.versions(ctx, full, 1000, func(e versionEntry) error {
+		if e.key != full {
+			// Keys sort after their prefixes: every entry of full came
+			// before this longer key, so stop (a flood of keys that
+			// merely start with full costs nothing).
+			return errStop
+		}
+		if n+markers >= maxVersionsPerKey {
 			// Thousands of versions of one key: someone is trying to push
 			// the first one out of reach. Fail closed.
-			return "", fmt.Errorf("%s has more than %d versions and delete markers; lifeboat wrote one: %w", full, 10*1000, store.ErrIntegrity)
+			return fmt.Errorf("%s has more than %d versions and delete markers; lifeboat wrote one: %w", full, maxVersionsPerKey, store.ErrIntegrity)
 		}
-		out, err := s.client.ListObjectVersions(ctx, in)
-		if err != nil {
-			return "", err
+		if e.v == nil {
+			markers++
+			return nil
 		}
-		for i := range out.Versions {
-			v := &out.Versions[i]
-			if aws.ToString(v.Key) != full {
-				continue
-			}
-			n++
-			// S3 lists a key's versions newest first: the last one seen
-			// is the oldest (times have a resolution of a second).
-			oldest = v
-		}
-		for _, m := range out.DeleteMarkers {
-			if aws.ToString(m.Key) == full {
-				markers++
-			}
-		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
+		n++
+		// S3 lists a key's versions newest first: the last one seen is
+		// the oldest (times have a resolution of a second).
+		oldest = e.v
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if oldest == nil {
 		return "", store.ErrNotFound
@@ -579,6 +576,67 @@ func (s *Store) pinned(ctx context.Context, key string) (string, error) {
 		return "", nil // an unversioned bucket's only version
 	}
 	return id, nil
+}
+
+// versionEntry is one version or delete marker (v nil) of a listing.
+type versionEntry struct {
+	key, id string
+	v       *types.ObjectVersion
+}
+
+// errStop ends a versions walk early without an error.
+var errStop = errors.New("stop")
+
+// versions calls fn with every version and delete marker under the full
+// prefix, in key order and, within a key, newest first (S3's order; the
+// two arrays of a page are merged by key). pageSize 0 is the server's
+// default. An entry equal to the page's start marker is skipped: S3's
+// markers are exclusive, but versitygw repeats the marker's entry at the
+// top of the next page, which would count a version twice. A listing that
+// does not advance fails instead of looping.
+func (s *Store) versions(ctx context.Context, full string, pageSize int32, fn func(versionEntry) error) error {
+	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(full)}
+	if pageSize > 0 {
+		in.MaxKeys = aws.Int32(pageSize)
+	}
+	for {
+		page, err := s.client.ListObjectVersions(ctx, in)
+		if err != nil {
+			return err
+		}
+		entries := make([]versionEntry, 0, len(page.Versions)+len(page.DeleteMarkers))
+		for i := range page.Versions {
+			v := &page.Versions[i]
+			entries = append(entries, versionEntry{key: aws.ToString(v.Key), id: aws.ToString(v.VersionId), v: v})
+		}
+		for _, m := range page.DeleteMarkers {
+			entries = append(entries, versionEntry{key: aws.ToString(m.Key), id: aws.ToString(m.VersionId)})
+		}
+		// Within a key S3 gives versions and markers newest first in
+		// each array; merging keeps each array's order (stable sort by
+		// key) but cannot interleave a key's markers among its versions.
+		// Readers only need the oldest version and the counts, which
+		// this order keeps.
+		slices.SortStableFunc(entries, func(x, y versionEntry) int { return strings.Compare(x.key, y.key) })
+		for _, e := range entries {
+			if in.KeyMarker != nil && e.key == aws.ToString(in.KeyMarker) && e.id == aws.ToString(in.VersionIdMarker) {
+				continue
+			}
+			if err := fn(e); err != nil {
+				if errors.Is(err, errStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return nil
+		}
+		if aws.ToString(page.NextKeyMarker) == aws.ToString(in.KeyMarker) && aws.ToString(page.NextVersionIdMarker) == aws.ToString(in.VersionIdMarker) {
+			return fmt.Errorf("the server's version listing does not advance past key %q version %q", aws.ToString(in.KeyMarker), aws.ToString(in.VersionIdMarker))
+		}
+		in.KeyMarker, in.VersionIdMarker = page.NextKeyMarker, page.NextVersionIdMarker
+	}
 }
 
 // AuditVersions implements store.VersionAuditor with one listing of the
@@ -595,25 +653,20 @@ func (s *Store) AuditVersions(ctx context.Context, prefix string) ([]store.Versi
 		}
 		return f
 	}
-	in := &s3.ListObjectVersionsInput{Bucket: aws.String(s.bucket), Prefix: aws.String(s.fullKey(prefix))}
+	full := s.fullKey(prefix)
 	if s.prefix != "" && prefix == "" {
-		in.Prefix = aws.String(s.prefix + "/")
+		full = s.prefix + "/"
 	}
-	for {
-		out, err := s.client.ListObjectVersions(ctx, in)
-		if err != nil {
-			return nil, s.fail("audit versions", prefix, "list versions", err)
+	err := s.versions(ctx, full, 0, func(e versionEntry) error {
+		if e.v == nil {
+			get(s.relKey(e.key)).DeleteMarkers++
+		} else {
+			get(s.relKey(e.key)).Versions++
 		}
-		for _, v := range out.Versions {
-			get(s.relKey(aws.ToString(v.Key))).Versions++
-		}
-		for _, m := range out.DeleteMarkers {
-			get(s.relKey(aws.ToString(m.Key))).DeleteMarkers++
-		}
-		if !aws.ToBool(out.IsTruncated) {
-			break
-		}
-		in.KeyMarker, in.VersionIdMarker = out.NextKeyMarker, out.NextVersionIdMarker
+		return nil
+	})
+	if err != nil {
+		return nil, s.fail("audit versions", prefix, "list versions", err)
 	}
 	var findings []store.VersionFinding
 	for _, k := range order {
@@ -746,8 +799,15 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 
 func (v *verifyingReader) Close() error { return v.body.Close() }
 
+// maxVersionsPerKey is the most versions and delete markers a key may
+// have before reads of it fail closed: lifeboat wrote one.
+const maxVersionsPerKey = 10 * 1000
+
 // List yields the objects under prefix in key order, each described as Stat
-// would (one HEAD per object, for its retention and digest).
+// would: its first version's size, retention and digest (one HEAD per
+// object). It lists versions, not current objects, so a key someone hid
+// under a delete marker is still listed (and still read: reads pin the
+// first version); AuditVersions reports the marker.
 func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.ObjectInfo, error] {
 	return func(yield func(store.ObjectInfo, error) bool) {
 		if err := store.ValidatePrefix(prefix); err != nil {
@@ -762,31 +822,64 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.ObjectI
 		if s.prefix != "" {
 			strip = s.prefix + "/"
 		}
-		p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(full)})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
+		// S3 lists versions by key, newest first within a key, and a
+		// key's versions may straddle pages: a key is complete when the
+		// next key starts or the listing ends.
+		var (
+			cur     string
+			oldest  *types.ObjectVersion
+			n, seen int
+		)
+		emit := func() bool {
+			if cur == "" || oldest == nil {
+				return true // only delete markers: nothing lifeboat wrote is left
+			}
+			key := strings.TrimPrefix(cur, strip)
+			if store.ValidateKey(key) != nil {
+				return true // not written by lifeboat
+			}
+			if seen > maxVersionsPerKey {
+				yield(store.ObjectInfo{}, s.fail("list", prefix, "list versions", fmt.Errorf("%s has more than %d versions and delete markers; lifeboat wrote one: %w", cur, maxVersionsPerKey, store.ErrIntegrity)))
+				return false
+			}
+			hin := &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(cur)}
+			if id := aws.ToString(oldest.VersionId); id != "" && !(id == "null" && n == 1) {
+				hin.VersionId = aws.String(id)
+			}
+			out, err := s.client.HeadObject(ctx, hin)
+			if isNotFound(err) {
+				return true
+			}
 			if err != nil {
-				yield(store.ObjectInfo{}, s.fail("list", prefix, "list objects", err))
-				return
+				yield(store.ObjectInfo{}, s.fail("list", prefix, "head listed object "+key, err))
+				return false
 			}
-			for _, o := range page.Contents {
-				key := strings.TrimPrefix(aws.ToString(o.Key), strip)
-				if store.ValidateKey(key) != nil {
-					continue // not written by lifeboat
-				}
-				info, err := s.Stat(ctx, key)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					yield(store.ObjectInfo{}, s.fail("list", prefix, "stat listed object", err))
-					return
-				}
-				if !yield(info, nil) {
-					return
-				}
-			}
+			return yield(s.info(key, aws.ToInt64(out.ContentLength), out.LastModified, out.ObjectLockRetainUntilDate, out.Metadata), nil)
 		}
+		stopped := false
+		err := s.versions(ctx, full, s.listPage, func(e versionEntry) error {
+			if e.key != cur {
+				if !emit() {
+					stopped = true
+					return errStop
+				}
+				cur, oldest, n, seen = e.key, nil, 0, 0
+			}
+			seen++
+			if e.v != nil {
+				n++
+				oldest = e.v // newest first: the last one seen is the oldest
+			}
+			return nil
+		})
+		if stopped {
+			return
+		}
+		if err != nil {
+			yield(store.ObjectInfo{}, s.fail("list", prefix, "list versions", err))
+			return
+		}
+		emit()
 	}
 }
 
