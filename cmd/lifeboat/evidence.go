@@ -201,6 +201,7 @@ an auditor can verify a copy of the store on their own machine.
 			t := table{header: []string{"CHECK", "RESULT"}, rows: [][]string{
 				{"store", storePath},
 				{"records verified", strconv.Itoa(vr.Records)},
+				{"reports verified", strconv.Itoa(vr.Reports) + " objects"},
 			}}
 			if !vr.FirstTime.IsZero() {
 				t.rows = append(t.rows, []string{"first record", vr.FirstTime.Format(time.RFC3339)})

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -36,6 +37,10 @@ func flipClass(key string) string {
 		return "evidence chain object"
 	case strings.HasPrefix(key, "evidence/"):
 		return "evidence record"
+	case strings.HasSuffix(key, "/report.json"):
+		return "drill report (signed JSON)"
+	case strings.HasPrefix(key, "reports/"):
+		return "drill report page (md, html)"
 	}
 	return "other"
 }
@@ -43,7 +48,9 @@ func flipClass(key string) string {
 // TestFlipCampaign is issue 11's campaign as a test. A real backup (an
 // etcd snapshot and the encryption config, encrypted, its key object, its
 // sealed manifest) and its signed evidence record (two objects: the chain
-// object and the named copy) are written to an fs store. Then 1,000 single
+// object and the named copy), and a drill report of it (report.json,
+// report.md, report.html) with its drill record, are written to an fs
+// store. Then 1,000 single
 // bits are flipped, one at a time, each in a random object at a random
 // position; for half of them the store's own digest record is recomputed,
 // as someone who can write the store would. After each flip, `backup
@@ -82,6 +89,29 @@ func TestFlipCampaign(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := signer.PublicKey()
+	// A drill of the backup: its signed report, the pages rendered from it,
+	// and its record citing all three, as drill.Publish writes them.
+	start := m.Completed.Add(time.Minute)
+	rep := evidence.Report{Drill: "control-plane", RunID: "drill-flip-campaign", BackupID: m.Backup,
+		Started: start, Finished: start.Add(2 * time.Minute), Incident: start,
+		Targets:  evidence.Targets{RTOMs: 900_000, RPOMs: 3_600_000},
+		Measured: evidence.Measured{RTOMs: evidence.Ms(2 * time.Minute), RPOMs: evidence.Ms(time.Minute), WorstGapMs: evidence.Ms(time.Minute)},
+		Phases:   []evidence.Phase{{Name: "restore etcd", DurationMs: 120_000, Outcome: evidence.PhaseSuccess}},
+		Checks:   []evidence.Check{{Name: "inventory", Outcome: evidence.CheckPass, Detail: "42 of 42 keys"}}}
+	rep.Verdict, rep.Reasons = evidence.Judge(rep.Targets, rep.Measured, rep.Checks)
+	rep.HIPAA = evidence.DrillHIPAA(rep)
+	signedRep, _, err := signer.SignReport(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := evidence.WriteReport(ctx, f.st, signedRep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := evidence.NewLog(f.st, signer, time.Now).Append(ctx, evidence.Record{Kind: evidence.KindDrill, ID: rep.RunID,
+		Outcome: evidence.OutcomeSuccess, Subject: map[string]any{"report": objs.Citation()}}); err != nil {
+		t.Fatal(err)
+	}
 
 	check := func() error {
 		res, err := catalog.Verify(ctx, f.st, m.Backup, true, f.keyring)

@@ -103,7 +103,7 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 		return Published{}, errors.New("publish drill report: store and signer are required")
 	}
 	evOpts := []evidence.Option{evidence.WithRetention(opts.Retention), evidence.WithLogger(opts.Logger)}
-	signed, data, err := opts.Signer.SignReport(res.Report())
+	signed, _, err := opts.Signer.SignReport(res.Report())
 	if err != nil {
 		return Published{}, fmt.Errorf("publish drill report: %w", err)
 	}
@@ -120,7 +120,7 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 		"backupId": res.BackupID,
 		"verdict":  signed.Verdict,
 		"targets":  map[string]any{"rtoMs": res.Targets.RTOMs, "rpoMs": res.Targets.RPOMs},
-		"report":   map[string]any{"key": objs.JSON.Key, "sha256": evidence.Hash(data)},
+		"report":   objs.Citation(),
 		"checks":   len(res.Checks),
 	}
 	if m := res.Manifest; m != nil {

@@ -270,6 +270,10 @@ type VerifyResult struct {
 	// Kinds and Outcomes count the records by kind and by outcome.
 	Kinds    map[string]int `json:"kinds"`
 	Outcomes map[string]int `json:"outcomes"`
+	// Reports is the number of report objects (report.json, report.md,
+	// report.html) that records cite and that were read back and matched
+	// the SHA-256 their record gives.
+	Reports int `json:"reports"`
 	// Warnings are conditions that are not tampering, such as the newest
 	// record's named copy missing after an interrupted append.
 	Warnings []string `json:"warnings,omitempty"`
@@ -307,6 +311,7 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...PublicKey) (VerifyResul
 		prevHash    string
 		prevKey     string
 		missingCopy string // named copy of the previous record, missing
+		cited       []citation
 	)
 	for seq := int64(1); seq <= maxSeq; seq++ {
 		ck := chainKey(seq)
@@ -367,6 +372,7 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...PublicKey) (VerifyResul
 		}
 		res.Kinds[r.Kind]++
 		res.Outcomes[r.Outcome]++
+		cited = append(cited, citations(ck, r)...)
 		prevHash, prevKey = Hash(data), ck
 		res.Head = &Head{Seq: seq, Key: named, SHA256: prevHash, Time: r.Time}
 	}
@@ -381,7 +387,50 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...PublicKey) (VerifyResul
 		slices.Sort(rest)
 		return fail(leftover(rest[0], res.Records))
 	}
+	for _, c := range cited {
+		data, err := readObject(ctx, l.st, c.key, maxReportSize)
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(&VerifyError{Object: c.key, Problem: fmt.Sprintf("missing: %s cites it with SHA-256 %s", c.by, c.sha256)})
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if got := Hash(data); got != c.sha256 {
+			return fail(&VerifyError{Object: c.key, Problem: fmt.Sprintf("SHA-256 %s, but %s cites it with %s: the report was changed", got, c.by, c.sha256)})
+		}
+		res.Reports++
+	}
 	return res, nil
+}
+
+// citation is an object a record cites by SHA-256.
+type citation struct{ by, key, sha256 string }
+
+// citations returns the report objects a record cites in subject.report:
+// report.json and its renderings (docs/format.md §5.3). Citations of
+// objects outside reports/ are ignored: a record cannot make the verifier
+// read the rest of the store.
+func citations(recordKey string, r Record) []citation {
+	rep, ok := r.Subject["report"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	var out []citation
+	add := func(m map[string]any) {
+		key, _ := m["key"].(string)
+		sum, _ := m["sha256"].(string)
+		if strings.HasPrefix(key, reportsPrefix) && len(sum) == 64 {
+			out = append(out, citation{by: recordKey, key: key, sha256: sum})
+		}
+	}
+	add(rep)
+	rs, _ := rep["renderings"].([]any)
+	for _, x := range rs {
+		if m, ok := x.(map[string]any); ok {
+			add(m)
+		}
+	}
+	return out
 }
 
 // leftover explains an object under evidence/ that is not part of the

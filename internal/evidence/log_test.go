@@ -662,3 +662,55 @@ func TestAppendRetriesAfterErrExists(t *testing.T) {
 		t.Fatalf("%+v, %v", res, err)
 	}
 }
+
+// TestVerifyCitedReports: a drill record that cites its report and the
+// pages rendered from it makes Verify read them back: a changed page, a
+// changed report.json and a removed page each fail naming the object, and
+// a citation outside reports/ is not followed.
+func TestVerifyCitedReports(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ name, key, change string }{
+		{"page changed", "reports/drill-20260301T030000Z-a1b2/report.html", "change"},
+		{"markdown removed", "reports/drill-20260301T030000Z-a1b2/report.md", "remove"},
+		{"json changed", "reports/drill-20260301T030000Z-a1b2/report.json", "change"},
+		{"untouched", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newMemStore()
+			signer := newTestSigner(t)
+			signed, _, err := signer.SignReport(sampleReport(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs, err := WriteReport(ctx, st, signed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cite := objs.Citation()
+			l := NewLog(st, signer, newTestClock().Now)
+			if _, err := l.Append(ctx, Record{Kind: KindDrill, ID: signed.RunID, Outcome: OutcomeFailure, Subject: map[string]any{"report": cite}}); err != nil {
+				t.Fatal(err)
+			}
+			// A record citing something outside reports/ is not followed.
+			if _, err := l.Append(ctx, Record{Kind: KindDrill, ID: "other", Outcome: OutcomeFailure, Subject: map[string]any{"report": map[string]any{"key": "backups/x/manifest.json", "sha256": strings.Repeat("0", 64)}}}); err != nil {
+				t.Fatal(err)
+			}
+			switch tc.change {
+			case "change":
+				st.objs[tc.key] = append(bytes.Clone(st.objs[tc.key]), ' ')
+			case "remove":
+				delete(st.objs, tc.key)
+			}
+			res, err := NewLog(st, nil, nil).Verify(ctx, signer.PublicKey())
+			if tc.key == "" {
+				if err != nil || res.Reports != 3 {
+					t.Fatalf("untouched: %+v, %v", res, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), "evidence/seq/0000000001.json") {
+				t.Fatalf("%s: %v, want tampering naming %s and the citing record", tc.name, err, tc.key)
+			}
+		})
+	}
+}

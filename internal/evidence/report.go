@@ -361,6 +361,20 @@ type ReportObjects struct {
 	JSON, Markdown, HTML store.ObjectInfo
 }
 
+// Citation is how a drill's evidence record cites its report (its
+// subject.report, docs/format.md §5.3): report.json's key and SHA-256, and
+// the same for report.md and report.html under renderings, so that the
+// pages people read are as tamper-evident as the signed JSON.
+func (o ReportObjects) Citation() map[string]any {
+	return map[string]any{
+		"key": o.JSON.Key, "sha256": o.JSON.SHA256,
+		"renderings": []any{
+			map[string]any{"key": o.Markdown.Key, "sha256": o.Markdown.SHA256},
+			map[string]any{"key": o.HTML.Key, "sha256": o.HTML.SHA256},
+		},
+	}
+}
+
 // WriteReport stores a signed report under reports/<run-id>/:
 // report.md and report.html (rendered from it), then report.json last as
 // the commit point (docs/format.md §5.6). It refuses a report that does
@@ -403,6 +417,7 @@ func WriteReport(ctx context.Context, st StoreLike, r Report, opts ...Option) (R
 		if err != nil {
 			return fail(err)
 		}
+		info.SHA256 = Hash(obj.data)
 		*obj.info = info
 	}
 	o.logger.Info("drill report written", "drill", r.Drill, "run", r.RunID, "verdict", r.Verdict, "key", out.JSON.Key)
