@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -1108,7 +1109,7 @@ func TestExamples(t *testing.T) {
 			t.Errorf("%s %s has no source", o.GetKind(), o.GetName())
 		}
 	}
-	want := map[string]int{KindStore: 2, KindKeyProvider: 2, KindBackupPlan: 2, KindRotationPolicy: 1, KindDrill: 1, KindSchedule: 4}
+	want := map[string]int{KindStore: 2, KindKeyProvider: 3, KindBackupPlan: 2, KindRotationPolicy: 1, KindDrill: 1, KindSchedule: 4}
 	for kind, n := range want {
 		if counts[kind] != n {
 			t.Errorf("%s: got %d, want %d", kind, counts[kind], n)
@@ -1120,8 +1121,13 @@ func TestExamples(t *testing.T) {
 
 	// Spot checks of what the service relies on.
 	cp, ok := set.BackupPlan("control-plane")
-	if !ok || cp.Spec.Store != "s3-locked" || len(cp.Spec.Sources) != 3 {
+	if !ok || cp.Spec.Store != "s3-locked" || len(cp.Spec.Sources) != 3 || fmt.Sprint(cp.Spec.KeyProviderNames()) != "[vault-transit breakglass-kms]" {
 		t.Fatalf("control-plane plan: %+v", cp)
+	}
+	// The shipped examples follow the break-glass pattern: no warning that
+	// every key lives in the cluster.
+	if len(set.Warnings) != 0 {
+		t.Errorf("examples warn: %v", set.Warnings)
 	}
 	for _, name := range []string{"local-evidence", "s3-locked"} {
 		st, _ := set.Store(name)

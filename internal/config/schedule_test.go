@@ -177,3 +177,80 @@ func TestWarningString(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyProviders: a plan may list several key providers; listing both
+// fields, a name twice or an unknown name is an error naming the field;
+// `validate` warns when every provider of a plan lives in the cluster
+// (a Vault Service, a keyring mounted from a Secret) and not when a
+// break-glass provider outside it is listed.
+func TestKeyProviders(t *testing.T) {
+	providers := `apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: s}
+spec: {type: fs, path: /var/lib/lifeboat/store, objectLock: {mode: COMPLIANCE}}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: vault-in-cluster}
+spec: {type: vault, address: "https://vault.vault.svc:8200", transitKey: kek}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: vault-short}
+spec: {type: vault, address: "http://vault:8200", transitKey: kek}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: secret-keyring}
+spec: {type: local, keyring: /var/run/secrets/lifeboat/keyring.json}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: kms}
+spec: {type: awskms, alias: alias/breakglass, region: us-west-2}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: vault-outside}
+spec: {type: vault, address: "https://vault.example.org:8200", transitKey: kek}
+---
+`
+	plan := func(keys string) string {
+		return providers + "apiVersion: lifeboat.dev/v1alpha1\nkind: BackupPlan\nmetadata: {name: p}\nspec:\n  store: s\n" + keys + "  sources:\n    - etcd: {endpoints: [\"https://127.0.0.1:2379\"]}\n"
+	}
+	for _, tc := range []struct {
+		name, keys, warn, err string
+	}{
+		{"one in-cluster vault", "  keyProvider: vault-in-cluster\n", "Vault at the cluster Service vault.vault.svc", ""},
+		{"all in cluster", "  keyProviders: [vault-short, secret-keyring]\n", "vault-short (Vault at the in-cluster name vault), secret-keyring (a keyring mounted from a Secret", ""},
+		{"break-glass kms", "  keyProviders: [vault-in-cluster, kms]\n", "", ""},
+		{"vault outside", "  keyProvider: vault-outside\n", "", ""},
+		{"both fields", "  keyProvider: kms\n  keyProviders: [kms]\n", "", "spec.keyProviders: set one of keyProvider and keyProviders"},
+		{"twice", "  keyProviders: [kms, vault-outside, kms]\n", "", `spec.keyProviders[2]: "kms" is listed twice`},
+		{"unknown", "  keyProviders: [kms, breakglas]\n", "", `spec.keyProviders[1]: no KeyProvider named "breakglas"`},
+		{"none", "", "", "spec.keyProvider: required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"all.yaml": plan(tc.keys)})
+			set, err := LoadPaths(dir)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.warn == "" {
+				if len(set.Warnings) != 0 {
+					t.Fatalf("warnings %v, want none", set.Warnings)
+				}
+				return
+			}
+			if len(set.Warnings) != 1 || !strings.Contains(set.Warnings[0].Msg, tc.warn) || !strings.Contains(set.Warnings[0].Msg, "break-glass") || set.Warnings[0].Line == 0 {
+				t.Fatalf("warnings %v, want one at a line containing %q", set.Warnings, tc.warn)
+			}
+		})
+	}
+}

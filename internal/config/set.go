@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -178,10 +181,16 @@ func references(objs []object, ids []ident) ErrorList {
 		known[id.kind] = append(known[id.kind], id.name)
 	}
 	plans := make(map[string]*BackupPlan)
+	providers := make(map[string]*KeyProvider)
 	for _, o := range objs {
-		if p, ok := o.(*BackupPlan); ok {
-			if _, dup := plans[p.Metadata.Name]; !dup {
-				plans[p.Metadata.Name] = p
+		switch o := o.(type) {
+		case *BackupPlan:
+			if _, dup := plans[o.Metadata.Name]; !dup {
+				plans[o.Metadata.Name] = o
+			}
+		case *KeyProvider:
+			if _, dup := providers[o.Metadata.Name]; !dup {
+				providers[o.Metadata.Name] = o
 			}
 		}
 	}
@@ -207,7 +216,14 @@ func references(objs []object, ids []ident) ErrorList {
 		switch o := o.(type) {
 		case *BackupPlan:
 			ref("spec.store", KindStore, o.Spec.Store)
-			ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
+			if len(o.Spec.KeyProviders) > 0 {
+				for i, name := range o.Spec.KeyProviders {
+					ref(joinIndex("spec.keyProviders", i), KindKeyProvider, name)
+				}
+			} else {
+				ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
+			}
+			warnInClusterKeys(v, o, providers)
 		case *RotationPolicy:
 			ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
 			for i, name := range o.Spec.BackupPlans {
@@ -215,8 +231,8 @@ func references(objs []object, ids []ident) ErrorList {
 				if !ref(path, KindBackupPlan, name) {
 					continue
 				}
-				if p := plans[name]; p != nil && p.Spec.KeyProvider != o.Spec.KeyProvider {
-					v.errorf(path, "backup plan %q uses key provider %q, not %q", name, p.Spec.KeyProvider, o.Spec.KeyProvider)
+				if p := plans[name]; p != nil && !p.Spec.UsesKeyProvider(o.Spec.KeyProvider) {
+					v.errorf(path, "backup plan %q uses key provider %s, not %q", name, quoteList(p.Spec.KeyProviderNames()), o.Spec.KeyProvider)
 				}
 			}
 		case *Drill:
@@ -232,8 +248,79 @@ func references(objs []object, ids []ident) ErrorList {
 			}
 		}
 		errs = append(errs, v.errs...)
+		o.orig().warns = append(o.orig().warns, v.warns...)
 	}
 	return errs
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// warnInClusterKeys warns when every key provider of plan p lives in the
+// cluster the plan backs up: a Vault reached by a cluster Service name, or
+// a local keyring mounted from a Secret. Lose the cluster and those keys
+// go with it, and every backup with them.
+func warnInClusterKeys(v *validator, p *BackupPlan, providers map[string]*KeyProvider) {
+	names := p.Spec.KeyProviderNames()
+	if len(names) == 0 {
+		return
+	}
+	var where []string
+	for _, name := range names {
+		kp := providers[name]
+		if kp == nil {
+			return // reported as a missing reference
+		}
+		reason := InCluster(kp)
+		if reason == "" {
+			return
+		}
+		where = append(where, fmt.Sprintf("%s (%s)", name, reason))
+	}
+	path := "spec.keyProvider"
+	if len(p.Spec.KeyProviders) > 0 {
+		path = "spec.keyProviders"
+	}
+	v.warnf(path, "every key provider lives in the cluster this plan backs up: %s; if the cluster is lost, its keys are lost with it and no backup can be read. Add a break-glass provider outside the cluster to keyProviders (AWS KMS in another account or region, or a local keyring kept offline) so that any one of them unwraps every backup (docs/restore.md)", strings.Join(where, ", "))
+}
+
+// InCluster says why a key provider appears to live inside the Kubernetes
+// cluster lifeboat backs up, or "" when it does not: a Vault whose address
+// names a cluster Service (a host ending in .svc or .svc.cluster.local, or
+// a single-label name such as "vault"), or a local keyring under a
+// Secret's mount path (/var/run/secrets/, /run/secrets/). AWS KMS is never
+// in the cluster.
+func InCluster(kp *KeyProvider) string {
+	switch kp.Spec.Type {
+	case KeyProviderVault:
+		addr := kp.Spec.Address
+		if addr == "" {
+			return ""
+		}
+		u, err := url.Parse(addr)
+		if err != nil || u.Hostname() == "" {
+			return ""
+		}
+		h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		switch {
+		case strings.HasSuffix(h, ".svc"), strings.HasSuffix(h, ".svc.cluster.local"):
+			return "Vault at the cluster Service " + h
+		case !strings.Contains(h, ".") && h != "localhost" && net.ParseIP(h) == nil:
+			return "Vault at the in-cluster name " + h
+		}
+	case KeyProviderLocal:
+		for _, dir := range []string{"/var/run/secrets/", "/run/secrets/"} {
+			if strings.HasPrefix(kp.Spec.Keyring, dir) {
+				return "a keyring mounted from a Secret at " + kp.Spec.Keyring
+			}
+		}
+	}
+	return ""
 }
 
 // drillFitsPlan checks that the plan takes what the drill's checks need.
@@ -336,7 +423,7 @@ func (s *Set) Schedule(name string) (*Schedule, bool) { return find(s.Schedules,
 func (s *Set) BackupPlansUsing(keyProvider string) []*BackupPlan {
 	var plans []*BackupPlan
 	for _, p := range s.BackupPlans {
-		if p.Spec.KeyProvider == keyProvider {
+		if p.Spec.UsesKeyProvider(keyProvider) {
 			plans = append(plans, p)
 		}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -267,8 +268,14 @@ type BackupPlanSpec struct {
 	// Store names the Store written to. Required.
 	Store string `yaml:"store"`
 	// KeyProvider names the KeyProvider whose KEK wraps the data keys.
-	// Required.
-	KeyProvider string `yaml:"keyProvider"`
+	// Exactly one of KeyProvider and KeyProviders is set.
+	KeyProvider string `yaml:"keyProvider,omitempty"`
+	// KeyProviders names several KeyProviders: each backup's data key is
+	// wrapped under every one of them, as age wraps a file key for several
+	// recipients, and any one unwraps the backup. The first is the one the
+	// manifest names; the others are typically a break-glass provider
+	// outside the cluster (KMS in another account, an offline keyring).
+	KeyProviders []string `yaml:"keyProviders,omitempty"`
 	// Retention is how long backups are kept; default DefaultRetention.
 	Retention Duration `yaml:"retention,omitempty"`
 	// Sources are what the backup takes: at least one, each kind at most
@@ -281,6 +288,24 @@ type BackupPlanSpec struct {
 	// in-cluster service account when lifeboat runs in a pod, else
 	// $KUBECONFIG, else ~/.kube/config.
 	Cluster *ClusterRef `yaml:"cluster,omitempty"`
+}
+
+// KeyProviderNames returns the plan's key providers: KeyProviders, or
+// KeyProvider alone. The first is the one the manifest names.
+func (s BackupPlanSpec) KeyProviderNames() []string {
+	if len(s.KeyProviders) > 0 {
+		return s.KeyProviders
+	}
+	if s.KeyProvider == "" {
+		return nil
+	}
+	return []string{s.KeyProvider}
+}
+
+// UsesKeyProvider reports whether the plan wraps its data keys under the
+// KeyProvider named name.
+func (s BackupPlanSpec) UsesKeyProvider(name string) bool {
+	return slices.Contains(s.KeyProviderNames(), name)
 }
 
 // ClusterRef says how to reach a Kubernetes API server.

@@ -371,10 +371,30 @@ func checkVaultKeyName(s string) error {
 
 // ---------------------------------------------------------------- BackupPlan
 
+// maxKeyProviders bounds a plan's keyProviders: each is a wrap per backup
+// and a key object per backup.
+const maxKeyProviders = 8
+
 func (o *BackupPlan) validate(v *validator) {
 	s := &o.Spec
 	v.ref("spec.store", s.Store)
-	v.ref("spec.keyProvider", s.KeyProvider)
+	switch {
+	case s.KeyProvider != "" && len(s.KeyProviders) > 0:
+		v.errorf("spec.keyProviders", "set one of keyProvider and keyProviders, not both")
+	case len(s.KeyProviders) > 0:
+		if len(s.KeyProviders) > maxKeyProviders {
+			v.errorf("spec.keyProviders", "%d key providers; at most %d", len(s.KeyProviders), maxKeyProviders)
+		}
+		for i, name := range s.KeyProviders {
+			path := joinIndex("spec.keyProviders", i)
+			v.ref(path, name)
+			if j := slices.Index(s.KeyProviders, name); j < i {
+				v.errorf(path, "%q is listed twice (also spec.keyProviders[%d])", name, j)
+			}
+		}
+	default:
+		v.ref("spec.keyProvider", s.KeyProvider)
+	}
 	v.positive("spec.retention", &s.Retention, DefaultRetention)
 	if s.Compression == "" {
 		s.Compression = CompressionZstd
