@@ -17,7 +17,6 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
-	"github.com/lifeboat-dr/lifeboat/internal/keys"
 )
 
 func newBackupCommand(a *app) *cobra.Command {
@@ -316,7 +315,7 @@ the store or the key provider cannot be reached.`,
 			if err != nil {
 				return err
 			}
-			cs, kp, err := backupStoreAndKeys(set, id, storeName, keyProvider)
+			cs, _, err := backupStoreAndKeys(set, id, storeName, keyProvider)
 			if err != nil {
 				return err
 			}
@@ -324,22 +323,21 @@ the store or the key provider cannot be reached.`,
 			if err != nil {
 				return fmt.Errorf("backup verify: %w", err)
 			}
-			var kek keys.Provider
+			var u envelope.Unwrapper
 			if readData {
-				if kp == nil {
+				planName, _, _ := catalog.ParseID(id)
+				if _, ok := set.BackupPlan(planName); !ok && keyProvider == "" {
 					return usageError{fmt.Errorf("backup verify: --read-data needs a key provider: name it with --key-provider")}
 				}
-				if kek, err = a.env(set).OpenKeys(ctx, kp); err != nil {
+				kek, err := a.env(set).BackupKeys(ctx, planName, keyProvider)
+				if err != nil {
 					return fmt.Errorf("backup verify: %w", err)
 				}
+				u = kek
 			}
 			trusted, err := readTrustedKeys(keyFiles)
 			if err != nil {
 				return err
-			}
-			var u envelope.Unwrapper
-			if kek != nil {
-				u = kek
 			}
 			out, verr := job.VerifyBackup(ctx, st, id, u, trusted)
 			if verr != nil && len(out.Artifacts) == 0 && !errors.Is(verr, catalog.ErrVerification) {
@@ -410,7 +408,7 @@ func backupStoreAndKeys(set *config.Set, id, storeName, keyProvider string) (*co
 		storeName = plan.Spec.Store
 	}
 	if keyProvider == "" && havePlan {
-		keyProvider = plan.Spec.KeyProvider
+		keyProvider = plan.Spec.KeyProviderNames()[0]
 	}
 	cs, ok := set.Store(storeName)
 	if !ok {

@@ -39,6 +39,7 @@ type drillFlags struct {
 	kubeAPIServer string
 	tempDir       string
 	etcdPrefix    string
+	keyProvider   string
 }
 
 func (f *drillFlags) register(cmd *cobra.Command) {
@@ -47,6 +48,7 @@ func (f *drillFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeAPIServer, "kube-apiserver", "", "kube-apiserver binary for the embedded scratch cluster (default: $"+embedded.EnvKubeAPIServer+", else kube-apiserver beside lifeboat)")
 	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage; stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "the source kube-apiserver's --etcd-prefix")
+	cmd.Flags().StringVar(&f.keyProvider, "key-provider", "", "unwrap with this one of the plan's keyProviders alone, as if the others were gone (the break-glass drill); default: the Drill's spec.keyProvider, else any of them")
 }
 
 func newDrillRunCommand(a *app) *cobra.Command {
@@ -69,13 +71,19 @@ object, NetworkPolicy and Secret is served by the restored API at its
 backed-up resourceVersion, Secrets decrypt, and the Drill's named objects
 exist as backed up.
 
+With --key-provider NAME the backup is unwrapped with that key provider
+alone (one of the plan's keyProviders), as if the others were lost with the
+cluster: a passing drill proves the break-glass path, and its evidence
+record names the provider and the KEK version that unwrapped.
+
 The report (report.json, signed, plus report.md and report.html) goes to the
 plan's store under reports/<run-id>/, with an evidence record. The RTO/RPO
 table is printed with PASS or FAIL. Progress goes to stderr.
 
 ` + exitCodesHelp,
 		Example: `  lifeboat --config schedules/ drill run drills/control-plane.yaml
-  lifeboat --config lifeboat.yaml drill run control-plane --keep`,
+  lifeboat --config lifeboat.yaml drill run control-plane --keep
+  lifeboat --config schedules/ drill run control-plane --key-provider breakglass-kms`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			// The RTO clock starts now: loading the configuration, opening
@@ -92,7 +100,7 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 			}
 			_, err = runDrill(ctx, a, cmd.OutOrStdout(), set, d, job.DrillOptions{
 				Signer: signer, Start: start, Keep: f.keep, TempDir: f.tempDir, EtcdPrefix: f.etcdPrefix,
-				KubeAPIServer: f.kubeAPIServer,
+				KubeAPIServer: f.kubeAPIServer, KeyProvider: f.keyProvider,
 			}, false)
 			return err
 		},

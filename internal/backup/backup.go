@@ -12,6 +12,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/source/etcd"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"k8s.io/client-go/rest"
@@ -27,6 +28,11 @@ type Options struct {
 	// Keys wraps the backup's data key with its primary KEK version
 	// (keys.Provider satisfies it). Required.
 	Keys envelope.Wrapper
+	// AlsoWrap are the plan's other key providers (keyProviders after
+	// the first): the data key is wrapped under each too, and a key object
+	// stored for each, so any one of them unwraps the backup. A wrap that
+	// fails fails the run before any data moves.
+	AlsoWrap []envelope.Wrapper
 	// Retention is how long every object of the backup is retained, from
 	// the start of the run; zero means the plan's retention.
 	Retention time.Duration
@@ -140,6 +146,14 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	if err != nil {
 		return r.fail(StepDataKey, err)
 	}
+	also := make([]envelope.KeyObject, 0, len(r.opts.AlsoWrap))
+	for _, w := range r.opts.AlsoWrap {
+		ko, err := envelope.SealKey(ctx, w, id, r.dk, started)
+		if err != nil {
+			return r.fail(StepDataKey, err)
+		}
+		also = append(also, ko)
+	}
 
 	committed, manifestTried := false, false
 	defer func() {
@@ -160,7 +174,8 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		Format: catalog.ManifestFormat, Backup: id, Plan: plan.Metadata.Name,
 		Started: started, RetainUntil: r.retainUntil,
 		KEK: r.ko.KEK, DataKeyID: r.dk.ID(),
-		Lifeboat: catalog.Lifeboat{Version: r.opts.Version},
+		AlsoWrapped: alsoRefs(also),
+		Lifeboat:    catalog.Lifeboat{Version: r.opts.Version},
 	}
 	if m.Lifeboat.Version == "" {
 		m.Lifeboat.Version = "dev"
@@ -203,15 +218,17 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		return r.fail(StepSources, errors.New("the plan has no source this version of lifeboat can take"))
 	}
 
-	kb, err := r.ko.Marshal()
-	if err != nil {
-		return r.fail(StepKeyObject, err)
+	for _, ko := range append([]envelope.KeyObject{r.ko}, also...) {
+		kb, err := ko.Marshal()
+		if err != nil {
+			return r.fail(StepKeyObject, err)
+		}
+		keyKey := catalog.KeysPrefix(id) + ko.Name()
+		if _, err := r.opts.Store.Put(ctx, keyKey, bytes.NewReader(kb), store.PutOptions{RetainUntil: r.retainUntil, Size: int64(len(kb))}); err != nil {
+			return r.fail(StepKeyObject, fmt.Errorf("store key object %s: %w", keyKey, err))
+		}
+		r.log.Info("key object stored", "key", ko.KEK.String(), "object", keyKey)
 	}
-	keyKey := catalog.KeysPrefix(id) + r.ko.Name()
-	if _, err := r.opts.Store.Put(ctx, keyKey, bytes.NewReader(kb), store.PutOptions{RetainUntil: r.retainUntil, Size: int64(len(kb))}); err != nil {
-		return r.fail(StepKeyObject, fmt.Errorf("store key object: %w", err))
-	}
-	r.log.Info("key object stored", "key", r.ko.KEK.String(), "object", keyKey)
 
 	m.Status = catalog.StatusComplete
 	if len(m.Skipped) > 0 {
@@ -482,4 +499,16 @@ func (r *run) unusedID(ctx context.Context, plan string, started time.Time) (str
 		r.log.Debug("backup ID in use; drawing another", "backup", id)
 	}
 	return "", fmt.Errorf("new backup ID: %d IDs drawn for %s at %s were all in use", draws, plan, started.Format(time.RFC3339))
+}
+
+// alsoRefs returns the KEK versions of the key objects beyond the first.
+func alsoRefs(kos []envelope.KeyObject) []keys.Ref {
+	if len(kos) == 0 {
+		return nil
+	}
+	refs := make([]keys.Ref, len(kos))
+	for i, ko := range kos {
+		refs[i] = ko.KEK
+	}
+	return refs
 }

@@ -66,9 +66,13 @@ type Manifest struct {
 	RetainUntil time.Time `json:"retainUntil"`
 	// KEK wrapped the data key at backup time; later rotations add key
 	// objects but never change the manifest.
-	KEK       keys.Ref   `json:"kek"`
-	DataKeyID string     `json:"dataKeyId"`
-	Artifacts []Artifact `json:"artifacts"`
+	KEK keys.Ref `json:"kek"`
+	// AlsoWrapped are the KEK versions the data key was also wrapped
+	// under at backup time, one key object each: the plan's other
+	// keyProviders (break-glass). Any one unwraps the backup.
+	AlsoWrapped []keys.Ref `json:"alsoWrapped,omitempty"`
+	DataKeyID   string     `json:"dataKeyId"`
+	Artifacts   []Artifact `json:"artifacts"`
 	// Etcd is set when the backup holds an etcd snapshot.
 	Etcd *Etcd `json:"etcd,omitempty"`
 	// EncryptionConfig is set when the backup holds the API server's
@@ -216,6 +220,14 @@ func (m *Manifest) Validate() error {
 	}
 	if m.KEK.Provider == "" || m.KEK.Key == "" || m.KEK.Version == "" {
 		return errors.New("field kek: provider, key and version are required")
+	}
+	for i, r := range m.AlsoWrapped {
+		if r.Provider == "" || r.Key == "" || r.Version == "" {
+			return fmt.Errorf("field alsoWrapped[%d]: provider, key and version are required", i)
+		}
+		if r == m.KEK || slices.Contains(m.AlsoWrapped[:i], r) {
+			return fmt.Errorf("field alsoWrapped[%d]: %s is listed twice", i, r)
+		}
 	}
 	if len(m.DataKeyID) != 32 || !isLowerHex(m.DataKeyID) {
 		return errors.New("field dataKeyId: want 32 lowercase hex digits")

@@ -236,11 +236,17 @@ func references(objs []object, ids []ident) ErrorList {
 				}
 			}
 		case *Drill:
+			if o.Spec.KeyProvider != "" {
+				ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
+			}
 			if !ref("spec.backupPlan", KindBackupPlan, o.Spec.BackupPlan) {
 				break
 			}
 			if p := plans[o.Spec.BackupPlan]; p != nil {
 				drillFitsPlan(v, o, p)
+				if k := o.Spec.KeyProvider; k != "" && !p.Spec.UsesKeyProvider(k) {
+					v.errorf("spec.keyProvider", "backup plan %q wraps its backups under %s, not %q: a drill with %q could not unwrap them", p.Metadata.Name, quoteList(p.Spec.KeyProviderNames()), k, k)
+				}
 			}
 		case *Schedule:
 			if kind, name := o.Spec.Target(); kind != "" {

@@ -554,6 +554,10 @@ type DrillSpec struct {
 	Targets Targets `yaml:"targets"`
 	// Timeout bounds the whole drill; default 1h, at least Targets.RTO.
 	Timeout Duration `yaml:"timeout,omitempty"`
+	// KeyProvider, when set, restricts the drill to that one of the plan's
+	// keyProviders: the backup is unwrapped with it alone, as if the others
+	// were gone. A drill of the break-glass provider proves that path.
+	KeyProvider string `yaml:"keyProvider,omitempty"`
 }
 
 // BackupSelector chooses one backup of a plan. Exactly one field is set.

@@ -546,6 +546,7 @@ func (o *RotationPolicy) validate(v *validator) {
 func (o *Drill) validate(v *validator) {
 	s := &o.Spec
 	v.ref("spec.backupPlan", s.BackupPlan)
+	v.optional("spec.keyProvider", s.KeyProvider, checkDNSLabel)
 
 	sel := s.Select
 	if v.oneOf("spec.select", []string{"latest", "before", "id"}, []bool{sel.Latest, sel.Before != nil, sel.ID != ""}, "latest must be true to count") {

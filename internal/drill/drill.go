@@ -51,6 +51,9 @@ type Options struct {
 	// Keys unwraps the backup's data key (keys.Provider satisfies it).
 	// Required.
 	Keys envelope.Unwrapper
+	// KeyProviders name the KeyProviders behind Keys, for the record
+	// (a break-glass drill names one).
+	KeyProviders []string
 	// Scratch starts the scratch cluster. Required.
 	Scratch scratch.Provider
 	// CheckManifest, when set, judges the selected backup's stored
@@ -145,6 +148,9 @@ type Result struct {
 	// KeyObject is the KEK version whose key object unwrapped the data
 	// key.
 	KeyObject string
+	// KeyProviders are the KeyProviders the drill could unwrap with
+	// (Options.KeyProviders).
+	KeyProviders []string
 	// Artifacts are the artifacts fetched, decrypted and checked.
 	Artifacts []string
 	// Cluster is the scratch cluster when it was kept (Options.Keep);
@@ -239,7 +245,8 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	r.log = r.log.With("run", runID)
 	r.res = Result{
 		Drill: name, RunID: runID, Started: r.start, Incident: r.start,
-		Targets: targetsOf(opts.Drill.Spec.Targets),
+		Targets:      targetsOf(opts.Drill.Spec.Targets),
+		KeyProviders: opts.KeyProviders,
 	}
 	runCtx := ctx
 	if t := opts.Drill.Spec.Timeout.Std(); t > 0 {

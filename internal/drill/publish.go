@@ -123,6 +123,16 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 		"report":   objs.Citation(),
 		"checks":   len(res.Checks),
 	}
+	if len(res.KeyProviders) > 0 {
+		names := make([]any, len(res.KeyProviders))
+		for i, n := range res.KeyProviders {
+			names[i] = n
+		}
+		subject["keyProviders"] = names
+	}
+	if res.KeyObject != "" {
+		subject["unwrappedWith"] = res.KeyObject
+	}
 	if m := res.Manifest; m != nil {
 		subject["backupStatus"] = m.Status
 		var skipped []any

@@ -10,6 +10,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
@@ -61,7 +62,6 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 		now = time.Now
 	}
 	cs, _ := env.Set.Store(p.Spec.Store)
-	kp, _ := env.Set.KeyProvider(p.Spec.KeyProvider)
 	res.Store = cs.Metadata.Name
 	st, err := env.OpenStore(ctx, cs, false)
 	if err != nil {
@@ -95,12 +95,18 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 	} else if n > 0 && log != nil {
 		log.Warn("aborted uploads a killed run left open", "store", cs.Metadata.Name, "count", n)
 	}
-	kek, err := env.OpenKeys(ctx, kp)
+	// Every key provider the plan lists must wrap: a backup is promised
+	// to be readable through each of them.
+	pk, err := env.OpenPlanKeys(ctx, p.Spec.KeyProviderNames(), true)
 	if err != nil {
 		return failed("keyProvider", fmt.Errorf("backup run %s: %w", plan, err))
 	}
+	also := make([]envelope.Wrapper, 0, len(pk.Providers)-1)
+	for _, kp := range pk.Providers[1:] {
+		also = append(also, kp)
+	}
 	m, err := backup.Run(ctx, backup.Options{
-		Plan: p, Store: st, Keys: kek, Retention: config.BackupRetention(p, cs),
+		Plan: p, Store: st, Keys: pk.Primary(), AlsoWrap: also, Retention: config.BackupRetention(p, cs),
 		Version: o.Version, Logger: env.Logger, Progress: o.Progress, Now: o.Now,
 		// A vault source without tokenFile or address uses these; the
 		// library reads no environment.

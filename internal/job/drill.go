@@ -1,9 +1,11 @@
 package job
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
@@ -36,6 +38,11 @@ type DrillOptions struct {
 	Scratch scratch.Provider
 	// Progress, when set, is told what the drill is doing.
 	Progress func(drill.Event)
+	// KeyProvider, when set, unwraps with that KeyProvider alone (`drill
+	// run --key-provider`, the break-glass drill); it overrides the
+	// Drill's spec.keyProvider. Empty: the Drill's, else any of the
+	// plan's keyProviders.
+	KeyProvider string
 }
 
 // DrillResult is what a drill run did.
@@ -72,7 +79,6 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, &NotFoundError{config.KindBackupPlan, d.Spec.BackupPlan})
 	}
 	cs, _ := env.Set.Store(plan.Spec.Store)
-	kp, _ := env.Set.KeyProvider(plan.Spec.KeyProvider)
 	res.Store = cs.Metadata.Name
 	provider := o.Scratch
 	if provider == nil {
@@ -86,12 +92,16 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 	if err != nil {
 		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 	}
-	kek, err := env.OpenKeys(ctx, kp)
+	only := cmp.Or(o.KeyProvider, d.Spec.KeyProvider)
+	if only != "" && !plan.Spec.UsesKeyProvider(only) {
+		return res, fmt.Errorf("drill run %s: backup plan %s does not wrap its backups under key provider %q (it uses %s)", d.Metadata.Name, plan.Metadata.Name, only, strings.Join(plan.Spec.KeyProviderNames(), ", "))
+	}
+	pk, err := env.ReadKeys(ctx, plan, only)
 	if err != nil {
 		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 	}
 	r, runErr := drill.Run(ctx, drill.Options{
-		Drill: d, Plan: plan, Store: st, Keys: kek, Scratch: provider,
+		Drill: d, Plan: plan, Store: st, Keys: pk, KeyProviders: pk.Names, Scratch: provider,
 		Keep: o.Keep, TempDir: o.TempDir, EtcdPrefix: o.EtcdPrefix, Logger: env.Logger,
 		Start: start, Progress: o.Progress,
 		GapPoints: func(ctx context.Context, plan string, from, to time.Time) ([]time.Time, error) {

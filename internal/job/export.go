@@ -61,22 +61,13 @@ func Export(ctx context.Context, env *wire.Env, id, artifact string, o ExportOpt
 	if err != nil {
 		return fail(err)
 	}
-	storeName, kpName := o.Store, o.KeyProvider
-	if p, ok := env.Set.BackupPlan(planName); ok {
-		if storeName == "" {
-			storeName = p.Spec.Store
-		}
-		if kpName == "" {
-			kpName = p.Spec.KeyProvider
-		}
+	storeName := o.Store
+	if p, ok := env.Set.BackupPlan(planName); ok && storeName == "" {
+		storeName = p.Spec.Store
 	}
 	cs, ok := env.Set.Store(storeName)
 	if !ok {
 		return fail(fmt.Errorf("no Store named %q (name it with --store)", storeName))
-	}
-	kp, ok := env.Set.KeyProvider(kpName)
-	if !ok {
-		return fail(fmt.Errorf("no KeyProvider named %q (name it with --key-provider)", kpName))
 	}
 	st, err := env.OpenStore(ctx, cs, true)
 	if err != nil {
@@ -97,7 +88,7 @@ func Export(ctx context.Context, env *wire.Env, id, artifact string, o ExportOpt
 	if res.Record, err = backup.CheckRecord(ctx, st, id, sum, o.Trusted...); err != nil {
 		return fail(err)
 	}
-	kek, err := env.OpenKeys(ctx, kp)
+	kek, err := env.BackupKeys(ctx, planName, o.KeyProvider)
 	if err != nil {
 		return fail(err)
 	}

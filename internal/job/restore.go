@@ -125,23 +125,19 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		}
 		planName = p
 	}
-	storeName, kpName := o.Store, o.KeyProvider
+	storeName := o.Store
 	if p, ok := env.Set.BackupPlan(planName); ok {
-		storeName, kpName = cmpOr(storeName, p.Spec.Store), cmpOr(kpName, p.Spec.KeyProvider)
+		storeName = cmpOr(storeName, p.Spec.Store)
 	}
 	cs, ok := env.Set.Store(storeName)
 	if !ok {
 		return fail(fmt.Errorf("no Store named %q (name it with --store)", storeName))
 	}
-	kp, ok := env.Set.KeyProvider(kpName)
-	if !ok {
-		return fail(fmt.Errorf("no KeyProvider named %q (name it with --key-provider)", kpName))
-	}
 	st, err := env.OpenStore(ctx, cs, !o.Apply)
 	if err != nil {
 		return fail(err)
 	}
-	kek, err := env.OpenKeys(ctx, kp)
+	kek, err := env.BackupKeys(ctx, planName, o.KeyProvider)
 	if err != nil {
 		return fail(err)
 	}

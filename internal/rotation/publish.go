@@ -156,6 +156,10 @@ func (rr *RunRecord) Subject(store string) map[string]any {
 			}
 		}
 	}
+	notWrapped := int64(0)
+	if r := rr.Results[store]; r != nil {
+		notWrapped = int64(len(r.NotWrapped))
+	}
 	retired := []any{}
 	for _, v := range rr.Retired {
 		retired = append(retired, v.Version)
@@ -183,6 +187,7 @@ func (rr *RunRecord) Subject(store string) map[string]any {
 		"counts":            CountsOf(rr.Results[store]).tree(),
 		"totals":            rr.Totals().tree(),
 		"failed":            failed,
+		"notWrapped":        notWrapped,
 		"retirement": map[string]any{
 			"policy": policyName(rr.RetirePolicy), "retired": retired, "kept": kept, "withheld": rr.RetirementWithheld,
 		},

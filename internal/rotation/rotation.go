@@ -172,6 +172,11 @@ type Result struct {
 	Retired []keys.Ref
 	// Blocked lists the enabled non-primary versions left enabled.
 	Blocked []BlockedVersion
+	// NotWrapped names the committed backups whose data key was never
+	// wrapped under this provider's key (another plan's, or taken before
+	// the plan listed this provider): they are another provider's
+	// concern, neither rewrapped nor blocking this provider's retirement.
+	NotWrapped []string
 }
 
 // Rewrapped returns the IDs of the backups given a new key object.
@@ -311,6 +316,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("rotation: %w", err)
 		}
+		if !wrappedUnder(m, res.Primary) {
+			res.NotWrapped = append(res.NotWrapped, m.Backup)
+			log.Info("backup not wrapped under this key provider; left to its own", "backup", m.Backup, "kek", m.KEK.String())
+			continue
+		}
 		br := rewrap(ctx, opts, m, res.Primary, res.PrimaryGeneration, now)
 		if br.Outcome == OutcomeFailed && ctx.Err() != nil {
 			// Stopped, not failed: the backup is neither verified nor
@@ -363,6 +373,17 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			len(failed), res.Primary, strings.Join(failed, ", "), ErrIncomplete)
 	}
 	return res, nil
+}
+
+// wrappedUnder reports whether backup m's data key was wrapped under the
+// key of ref (its provider and key, any version) at backup time: the
+// manifest's kek or one of its alsoWrapped (docs/format.md §6). A backup
+// of a plan that lists several keyProviders is each one's concern; one
+// whose plan never listed this provider is not, and rotating or retiring
+// this provider's versions cannot affect it.
+func wrappedUnder(m catalog.Manifest, ref keys.Ref) bool {
+	same := func(r keys.Ref) bool { return r.Provider == ref.Provider && r.Key == ref.Key }
+	return same(m.KEK) || slices.ContainsFunc(m.AlsoWrapped, same)
 }
 
 // primaryOf returns the primary version in vs, or nil.
