@@ -242,6 +242,9 @@ func printDrillResult(w io.Writer, res *drill.Result, pub drill.Published, store
 	if res.BackupID != "" {
 		fmt.Fprintf(w, "Backup %s (etcd revision %d, taken %s)\n", res.BackupID, res.Revision, res.PointInTime.UTC().Format(time.RFC3339))
 	}
+	if res.KeyObject != "" {
+		fmt.Fprintf(w, "Data key unwrapped with %s (key providers tried: %s)\n", res.KeyObject, strings.Join(res.KeyProviders, ", "))
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "OBJECTIVE\tTARGET\tMEASURED\tRESULT")
