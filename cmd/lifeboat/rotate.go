@@ -16,6 +16,8 @@ type rotateStoreResult struct {
 	Rewrapped []string `json:"rewrapped"`
 	Skipped   []string `json:"skipped"`
 	Failed    []string `json:"failed,omitempty"`
+	// NotWrapped are backups never wrapped under this provider's key.
+	NotWrapped []string `json:"notWrapped,omitempty"`
 }
 
 type rotateResult struct {
@@ -98,7 +100,7 @@ is success only when every backup was rewrapped and verified.`,
 			var failed []string
 			for _, name := range storeNames {
 				r := rr.Results[name]
-				out.Stores = append(out.Stores, rotateStoreResult{Store: name, Rewrapped: nz(r.Rewrapped()), Skipped: nz(r.Skipped()), Failed: r.Failed()})
+				out.Stores = append(out.Stores, rotateStoreResult{Store: name, Rewrapped: nz(r.Rewrapped()), Skipped: nz(r.Skipped()), Failed: r.Failed(), NotWrapped: r.NotWrapped})
 				for _, f := range r.Failed() {
 					failed = append(failed, name+"/"+f)
 				}
@@ -112,9 +114,9 @@ is success only when every backup was rewrapped and verified.`,
 			if rr.RetirementWithheld != "" {
 				out.Blocked = append(out.Blocked, "all old versions: "+rr.RetirementWithheld)
 			}
-			t := table{header: []string{"STORE", "REWRAPPED", "ALREADY DONE", "FAILED"}}
+			t := table{header: []string{"STORE", "REWRAPPED", "ALREADY DONE", "OTHER PROVIDERS'", "FAILED"}}
 			for _, s := range out.Stores {
-				t.rows = append(t.rows, []string{s.Store, fmt.Sprint(len(s.Rewrapped)), fmt.Sprint(len(s.Skipped)), strings.Join(s.Failed, ", ")})
+				t.rows = append(t.rows, []string{s.Store, fmt.Sprint(len(s.Rewrapped)), fmt.Sprint(len(s.Skipped)), fmt.Sprint(len(s.NotWrapped)), strings.Join(s.Failed, ", ")})
 			}
 			if err := a.render(cmd.OutOrStdout(), out, t); err != nil {
 				return err

@@ -541,3 +541,41 @@ func TestCancelledRunRetiresNothing(t *testing.T) {
 	}
 	e.openAll(t)
 }
+
+// TestOtherProvidersBackupsLeftAlone: a store that also holds backups
+// wrapped only under another key provider (another plan's, or taken before
+// this provider was listed) is rotated and retired as if they were not
+// there: they are counted as not wrapped, get no key object, do not block
+// retirement, and still open under their own provider.
+func TestOtherProvidersBackupsLeftAlone(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	other, err := local.Create(ctx, local.Options{Path: filepath.Join(t.TempDir(), "other.json")}, "other-kek")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := e.backup(t)
+	foreign := e.backupWith(t, other)
+	before := e.objects(t)
+	res, err := e.run(t, rotation.RetireAfterVerifiedRewrap, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.NotWrapped, []string{foreign}) || !slices.Equal(res.Rewrapped(), []string{mine}) || !slices.Equal(res.Retired, []keys.Ref{ref("1")}) {
+		t.Fatalf("not wrapped %v, rewrapped %v, retired %v; want %s left alone, %s rewrapped, version 1 retired", res.NotWrapped, res.Rewrapped(), res.Retired, foreign, mine)
+	}
+	for k := range e.objects(t) {
+		if strings.HasPrefix(k, catalog.KeysPrefix(foreign)) && before[k] == "" {
+			t.Fatalf("a key object was written for the other provider's backup: %s", k)
+		}
+	}
+	m, err := catalog.Read(ctx, e.st, foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, _, err := catalog.OpenKey(ctx, e.st, foreign, m.DataKeyID, other)
+	if err != nil {
+		t.Fatalf("the other provider's backup no longer opens: %v", err)
+	}
+	dk.Destroy()
+}
