@@ -146,6 +146,13 @@ func TestBreakGlass(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "MAC ok") {
 		t.Fatalf("backup verify --read-data without Vault: exit %d\n%s\n%s", code, out, errs)
 	}
+	// restore plan shows which recipients still unwrap: the break-glass
+	// keyring does, Vault cannot be reached.
+	out, errs, code = run(t, "--config", cfg, "restore", "plan", m.Backup, "--member", "etcd-a=http://127.0.0.1:2380", "--out", filepath.Join(dir, "restore"), "--key", pub)
+	if code != ExitOK || !strings.Contains(out, "key object local:breakglass-kek@1: unwraps") || !strings.Contains(out, "key object vault:transit/clinic@2: does not unwrap") {
+		t.Fatalf("restore plan without Vault: exit %d\n%s\n%s", code, out, errs)
+	}
+	t.Logf("restore plan without Vault:\n%s", out)
 	out, errs, code = runOwn(t, newDrillCommand, []string{cfg}, "drill", "run", "breakglass", "--signing-key", signingKey)
 	t.Logf("break-glass drill:\n%s", out)
 	if code != ExitOK || !strings.Contains(out, ": PASS") || !strings.Contains(out, "Data key unwrapped with local:breakglass-kek@1 (key providers tried: breakglass)") {

@@ -96,6 +96,13 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 			if res.Encryption != "" {
 				fmt.Fprintf(w, "  encryption configuration: %s (mode 0600)\n", res.Encryption)
 			}
+			for _, k := range res.KeyObjects {
+				status := "unwraps"
+				if !k.Unwraps {
+					status = "does not unwrap: " + k.Problem
+				}
+				fmt.Fprintf(w, "  key object %s: %s\n", k.KEK, status)
+			}
 			for _, s := range res.Stages {
 				fmt.Fprintf(w, "  stage %-20s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
 			}

@@ -307,3 +307,52 @@ func OpenKey(ctx context.Context, st store.Store, id, dataKeyID string, u envelo
 	}
 	return envelope.DataKey{}, envelope.KeyObject{}, fmt.Errorf("open data key of backup %s: no key object unwraps: %w", id, errors.Join(tried...))
 }
+
+// KeyObjectCheck is what became of one key object of a backup when a
+// reader tried to unwrap it (CheckKeyObjects).
+type KeyObjectCheck struct {
+	// Key is the key object's store key; KEK the version it names.
+	Key string `json:"key"`
+	KEK string `json:"kek"`
+	// Unwraps is true when it unwrapped to the manifest's data key.
+	Unwraps bool `json:"unwraps"`
+	// Problem says why not (a retired version, a provider this reader
+	// could not open or has not got, a failed authentication).
+	Problem string `json:"problem,omitempty"`
+}
+
+// CheckKeyObjects tries every key object of backup id with u, not only
+// until one works as OpenKey does, so that a restore plan can show which
+// of the backup's recipients (the plan's keyProviders, each KEK version
+// rotation added) can still unwrap it. Every unwrapped key is destroyed.
+func CheckKeyObjects(ctx context.Context, st store.Store, id, dataKeyID string, u envelope.Unwrapper) ([]KeyObjectCheck, error) {
+	kos, err := readKeyObjects(ctx, st, id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KeyObjectCheck, 0, len(kos))
+	for _, k := range kos {
+		c := KeyObjectCheck{Key: k.key, KEK: k.ko.KEK.String()}
+		switch {
+		case k.ko.DataKeyID != dataKeyID:
+			c.Problem = fmt.Sprintf("holds data key %s, the manifest names %s", k.ko.DataKeyID, dataKeyID)
+		default:
+			dk, err := envelope.OpenKey(ctx, u, id, k.ko)
+			switch {
+			case err != nil:
+				if ctx.Err() != nil {
+					return out, ctx.Err()
+				}
+				c.Problem = err.Error()
+			case dk.ID() != dataKeyID:
+				c.Problem = fmt.Sprintf("unwraps to data key %s, the manifest names %s", dk.ID(), dataKeyID)
+				dk.Destroy()
+			default:
+				c.Unwraps = true
+				dk.Destroy()
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

@@ -86,10 +86,13 @@ type RestoreEtcdResult struct {
 	Members     []EtcdMember       `json:"members"`
 	Encryption  string             `json:"encryptionConfig,omitempty"`
 	Record      backup.RecordCheck `json:"record"`
-	Applied     bool               `json:"applied"`
-	Stages      []RestoreStage     `json:"stages"`
-	Runbook     []string           `json:"runbook"`
-	Evidence    string             `json:"evidence,omitempty"`
+	// KeyObjects says which of the backup's key objects unwrap with the
+	// key providers this restore could open.
+	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
+	Applied    bool                     `json:"applied"`
+	Stages     []RestoreStage           `json:"stages"`
+	Runbook    []string                 `json:"runbook"`
+	Evidence   string                   `json:"evidence,omitempty"`
 }
 
 // RestoreEtcd restores a backup's etcd snapshot for a lost control plane:
@@ -182,6 +185,17 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(fmt.Errorf("manifest %s changed between two reads (SHA-256 %s, then %s): %w", catalog.ManifestKey(id), sum, vr.ManifestSHA256, catalog.ErrVerification))
 	}
 	stage("verify", fmt.Sprintf("manifest MAC %s, %d artifacts decrypted and their digests checked, signed record %s", vr.ManifestMAC, len(vr.Artifacts), res.Record.Status), t0)
+	t0 = now()
+	if res.KeyObjects, err = catalog.CheckKeyObjects(ctx, st, id, m.DataKeyID, kek); err != nil {
+		return fail(err)
+	}
+	var unwrap []string
+	for _, k := range res.KeyObjects {
+		if k.Unwraps {
+			unwrap = append(unwrap, k.KEK)
+		}
+	}
+	stage("keys", fmt.Sprintf("%d of %d key objects unwrap with the key providers opened (%s): %s", len(unwrap), len(res.KeyObjects), strings.Join(kek.Names, ", "), strings.Join(unwrap, ", ")), t0)
 
 	out, err := filepath.Abs(o.Out)
 	if err != nil {

@@ -27,9 +27,10 @@ type PlanKeys struct {
 // Unwrap implements envelope.Unwrapper: each provider in turn; a provider
 // that does not hold w's KEK refuses it without any I/O. When every
 // provider fails, the error of the one that holds the KEK is returned (or,
-// when none does, one wrapping keys.ErrKeyNotFound that names them).
+// when none does, one wrapping keys.ErrKeyNotFound that names the providers
+// opened and those not available).
 func (k PlanKeys) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byte, error) {
-	var owned, notFound []error
+	var owned []error
 	for i, p := range k.Providers {
 		out, err := p.Unwrap(ctx, w, aad)
 		if err == nil {
@@ -38,20 +39,28 @@ func (k PlanKeys) Unwrap(ctx context.Context, w keys.Wrapped, aad []byte) ([]byt
 		if ctx.Err() != nil {
 			return nil, err
 		}
-		err = fmt.Errorf("key provider %s: %w", k.Names[i], err)
-		if errors.Is(err, keys.ErrKeyNotFound) {
-			notFound = append(notFound, err)
-		} else {
-			owned = append(owned, err)
+		// A provider that does not hold w's KEK says ErrKeyNotFound;
+		// the one that does has the error worth reporting.
+		if !errors.Is(err, keys.ErrKeyNotFound) {
+			owned = append(owned, fmt.Errorf("key provider %s: %w", k.Names[i], err))
 		}
 	}
 	if len(owned) > 0 {
 		return nil, errors.Join(owned...)
 	}
-	if len(notFound) == 1 {
-		return nil, notFound[0]
+	unavailable := ""
+	if len(k.Unavailable) > 0 {
+		unavailable = "; not available here: " + strings.Join(k.unavailableNames(), ", ")
 	}
-	return nil, fmt.Errorf("unwrap %s: none of the key providers %s holds its KEK: %w", w.KEK, strings.Join(k.Names, ", "), errors.Join(notFound...))
+	return nil, fmt.Errorf("no key provider opened here holds %s (opened: %s%s): %w", w.KEK, strings.Join(k.Names, ", "), unavailable, keys.ErrKeyNotFound)
+}
+
+func (k PlanKeys) unavailableNames() []string {
+	names := make([]string, len(k.Unavailable))
+	for i, u := range k.Unavailable {
+		names[i], _, _ = strings.Cut(u, ":")
+	}
+	return names
 }
 
 // Primary is the plan's first provider, the one the manifest names.
