@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,20 +16,32 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	etcdsource "github.com/lifeboat-dr/lifeboat/internal/source/etcd"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 // TestRestoreEtcdThreeMembers is the lost-control-plane restore: a real
-// etcd holding a Secret's key is backed up; `restore plan` verifies and
-// writes nothing; `restore apply` refuses without --confirm, then writes
-// three member data directories and the encryption configuration (0600);
-// three real etcd processes started on them form one healthy cluster of
-// exactly those members that serves the backed-up key, at a revision bumped
-// past the snapshot's; a signed restore record names the stages.
+// cluster (kube-apiserver, etcd, Secrets encrypted at rest) is seeded and
+// backed up; `restore plan` verifies and writes nothing; `restore apply`
+// refuses without --confirm, then writes three member data directories and
+// the encryption configuration (0600); three real etcd processes started
+// on them form one healthy cluster of exactly those members, at a revision
+// bumped past the snapshot's, whose keyspace equals the backup's inventory
+// key for key (count, per-prefix counts, digest); a kube-apiserver started
+// on it with the restored encryption configuration serves every backed-up
+// Secret decrypted; a signed restore record names the stages.
 func TestRestoreEtcdThreeMembers(t *testing.T) {
-	src := testenv.StartEtcd(t)
+	src := testenv.StartCluster(t)
+	seedCtx, seedCancel := context.WithTimeout(context.Background(), time.Minute)
+	defer seedCancel()
+	if _, err := seedDemoCluster(seedCtx, scratch.Access{Server: src.Server, Client: src.Client()}); err != nil {
+		t.Fatal(err)
+	}
 	etcdctl := testenv.Binary(t, "etcdctl")
 	ctl := func(endpoints string, args ...string) string {
 		t.Helper()
@@ -35,7 +51,6 @@ func TestRestoreEtcdThreeMembers(t *testing.T) {
 		}
 		return string(out)
 	}
-	ctl(src.Endpoint, "put", "/registry/secrets/ehr/db", "PHI-canary-restore")
 
 	s := newRotateSetupWith(t, "")
 	if _, errs, code := run(t, "keys", "init", "--keyring", s.keyring, "--key", "clinic-kek"); code != ExitOK {
@@ -56,7 +71,7 @@ spec:
   sources:
     - etcd: {endpoints: [%s]}
     - encryptionConfig: {file: %s}
-`, strconv.Quote(src.Endpoint), strconv.Quote(filepath.Join(s.dir, "encryption-config.yaml"))))...)
+`, strconv.Quote(src.Etcd.Endpoint), strconv.Quote(src.EncryptionConfig)))...)
 	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +150,22 @@ spec:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if got := ctl(all, "get", "/registry/secrets/ehr/db", "--print-value-only"); strings.TrimSpace(got) != "PHI-canary-restore" {
-		t.Fatalf("restored key: %q", got)
+	// The keyspace is the backup's, key for key, before any API server
+	// writes to it; Secrets are still ciphertext at rest.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	inv, err := etcdsource.ReadInventory(ctx, cli, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Keys != m.Etcd.Inventory.Keys || inv.Digest != m.Etcd.Inventory.Digest || !maps.Equal(inv.Prefixes, m.Etcd.Inventory.Prefixes) {
+		t.Fatalf("restored keyspace: %d keys, digest %s; the backup's inventory: %d keys, digest %s", inv.Keys, inv.Digest, m.Etcd.Inventory.Keys, m.Etcd.Inventory.Digest)
+	}
+	if raw := ctl(all, "get", "/registry/secrets/ehr/ehr-api-credentials", "--print-value-only"); !strings.HasPrefix(raw, "k8s:enc:aescbc:v1:") {
+		t.Fatalf("the restored Secret is not encrypted at rest: %.40q", raw)
 	}
 	list := ctl(all, "member", "list")
 	for _, mem := range members {
@@ -160,8 +189,53 @@ spec:
 	if rev := status[0].Status.Header.Revision; rev <= job.RestoreRevisionBump {
 		t.Fatalf("restored revision %d, want it bumped past %d", rev, job.RestoreRevisionBump)
 	}
+	// A kube-apiserver on the restored cluster, with the restored
+	// encryption configuration, serves every backed-up Secret decrypted.
+	restored := testenv.StartClusterWith(t, testenv.ClusterOptions{EtcdServers: all, EncryptionConfig: enc})
+	var secrets struct {
+		Items []struct {
+			Metadata struct{ Namespace, Name string } `json:"metadata"`
+			Data     map[string]string                `json:"data"`
+		} `json:"items"`
+	}
+	if err := getJSON(ctx, restored, "/api/v1/secrets", &secrets); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(secrets.Items)) != m.Etcd.Inventory.Prefixes["/registry/secrets/"] {
+		t.Fatalf("the restored API server serves %d Secrets, the backup holds %d", len(secrets.Items), m.Etcd.Inventory.Prefixes["/registry/secrets/"])
+	}
+	found := false
+	for _, it := range secrets.Items {
+		if it.Metadata.Namespace == "ehr" && it.Metadata.Name == "ehr-api-credentials" {
+			pw, _ := base64.StdEncoding.DecodeString(it.Data["DB_PASSWORD"])
+			found = string(pw) == "demo-only-ehr-api-not-a-secret"
+		}
+	}
+	if !found {
+		t.Fatal("the restored API server does not serve ehr/ehr-api-credentials decrypted")
+	}
 	recs := s.records(t, job.KindRestore)
 	if len(recs) != 1 || recs[0].Subject["backup"] != m.Backup {
 		t.Fatalf("restore records: %+v", recs)
 	}
+}
+
+// getJSON GETs path from the cluster's API server as admin and decodes
+// the answer into out.
+func getJSON(ctx context.Context, c *testenv.Cluster, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Server+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.Client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }

@@ -58,6 +58,23 @@ type Cluster struct {
 // GET /readyz answers 200 (the bootstrap RBAC policy is in place).
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	return StartClusterWith(t, ClusterOptions{})
+}
+
+// ClusterOptions change what StartClusterWith starts.
+type ClusterOptions struct {
+	// EtcdServers, when set, are the etcd client URLs (comma-separated)
+	// the kube-apiserver uses instead of an etcd of its own (Cluster.Etcd
+	// is then nil): a restored cluster, say.
+	EtcdServers string
+	// EncryptionConfig, when set, is the --encryption-provider-config to
+	// use instead of a new one (the restored one, say).
+	EncryptionConfig string
+}
+
+// StartClusterWith is StartCluster with options.
+func StartClusterWith(t testing.TB, o ClusterOptions) *Cluster {
+	t.Helper()
 	bin := Binary(t, "kube-apiserver")
 	dir := tempDir(t, "kube-apiserver")
 	certDir := filepath.Join(dir, "certs")
@@ -78,14 +95,20 @@ func StartCluster(t testing.TB) *Cluster {
 	if err := writeServiceAccountKeys(saKey, saPub); err != nil {
 		t.Fatalf("testenv: kube-apiserver: service-account keys: %v", err)
 	}
-	if err := writeEncryptionConfig(c.EncryptionConfig); err != nil {
+	if o.EncryptionConfig != "" {
+		c.EncryptionConfig = o.EncryptionConfig
+	} else if err := writeEncryptionConfig(c.EncryptionConfig); err != nil {
 		t.Fatalf("testenv: kube-apiserver: encryption config: %v", err)
 	}
 	if err := os.WriteFile(tokens, []byte(c.Token+",admin,admin,system:masters\n"+c.RestrictedToken+","+RestrictedUser+","+RestrictedUser+"\n"), 0o600); err != nil {
 		t.Fatalf("testenv: kube-apiserver: token file: %v", err)
 	}
 
-	c.Etcd = StartEtcd(t)
+	etcdServers := o.EtcdServers
+	if etcdServers == "" {
+		c.Etcd = StartEtcd(t)
+		etcdServers = c.Etcd.Endpoint
+	}
 	port := FreePort(t)
 	c.Server = "https://" + addr(port)
 	if err := c.writeKubeconfig(c.Kubeconfig, "admin", c.Token); err != nil {
@@ -95,7 +118,7 @@ func StartCluster(t testing.TB) *Cluster {
 		t.Fatalf("testenv: kube-apiserver: kubeconfig: %v", err)
 	}
 	args := []string{
-		"--etcd-servers=" + c.Etcd.Endpoint,
+		"--etcd-servers=" + etcdServers,
 		"--etcd-prefix=" + c.EtcdPrefix,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
