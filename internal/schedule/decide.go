@@ -35,6 +35,11 @@ const (
 	ReasonSkipImmediately Reason = "skip-immediately"
 	// ReasonTooMany: more than MaxListed ticks were due at once; none ran.
 	ReasonTooMany Reason = "too-many-missed"
+	// ReasonRestored: the tick came due before the cluster was restored
+	// from a backup (State.RestoredAt): it backs up a cluster that no
+	// longer exists, so it does not run; a backup of the restored cluster
+	// runs at once instead.
+	ReasonRestored Reason = "restored"
 )
 
 // Spec is what Decide needs of one Schedule.
@@ -91,6 +96,15 @@ type State struct {
 	Since time.Time
 	// Running is how many runs of the schedule are in progress.
 	Running int
+	// RestoredAt, for a backup schedule, is when its plan's cluster was
+	// last restored from a backup (the signed restore record's time, whole
+	// seconds); zero when never, or when a tick after it was decided.
+	// While it is after LastTick, due ticks at or before it are missed
+	// with ReasonRestored and, unless a later tick is due, RestoredAt
+	// itself runs at once as a tick: the restored cluster's etcd has a
+	// new cluster ID and revisions, and its first backup should not wait
+	// for the next cron tick.
+	RestoredAt time.Time
 }
 
 // Miss is one tick, or with Count > 1 several ticks, that will never run.
@@ -166,12 +180,16 @@ func Decide(s Spec, st State, now time.Time) Decision {
 		from = now
 	}
 
-	var before, after ticks // before: at or before Since with SkipImmediately
+	restore := !st.RestoredAt.IsZero() && st.RestoredAt.After(st.LastTick) && !st.RestoredAt.After(now)
+	var before, restored, after ticks // before: at or before Since with SkipImmediately
 	t := next(s.Cron, from)
 	for ; !t.IsZero() && !t.After(due); t = next(s.Cron, t) {
-		if s.SkipImmediately && !t.After(st.Since) {
+		switch {
+		case s.SkipImmediately && !t.After(st.Since):
 			before.add(t)
-		} else {
+		case restore && !t.After(st.RestoredAt):
+			restored.add(t)
+		default:
 			after.add(t)
 		}
 	}
@@ -182,15 +200,27 @@ func Decide(s Spec, st State, now time.Time) Decision {
 	switch {
 	case after.n > 0:
 		d.LastTick = after.last
+	case restore && !s.Suspend:
+		// The restore itself is decided, run or missed, by this decision.
+		d.LastTick = st.RestoredAt
+	case restored.n > 0:
+		d.LastTick = restored.last
 	case before.n > 0:
 		d.LastTick = before.last
 	}
 
 	if s.Suspend {
-		d.Missed = append(before.misses(ReasonSuspended), after.misses(ReasonSuspended)...)
+		d.Missed = append(append(before.misses(ReasonSuspended), restored.misses(ReasonSuspended)...), after.misses(ReasonSuspended)...)
 		return d
 	}
-	d.Missed = before.misses(ReasonSkipImmediately)
+	d.Missed = append(before.misses(ReasonSkipImmediately), restored.misses(ReasonRestored)...)
+	restoreRun := after.n == 0 && restore
+	if restoreRun {
+		// No tick after the restore is due yet: the restore runs as one,
+		// at once, whatever the starting deadline (serve may come back
+		// long after `restore apply`).
+		after.add(st.RestoredAt)
+	}
 	if after.n == 0 {
 		return d
 	}
@@ -199,7 +229,7 @@ func Decide(s Spec, st State, now time.Time) Decision {
 		return d
 	}
 	late := func(t time.Time) bool {
-		return s.StartingDeadline > 0 && now.Sub(t.Add(off)) > s.StartingDeadline
+		return !restoreRun && s.StartingDeadline > 0 && now.Sub(t.Add(off)) > s.StartingDeadline
 	}
 	for _, t := range after.list[:after.n-1] {
 		r := ReasonSuperseded

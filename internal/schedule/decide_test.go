@@ -376,6 +376,47 @@ func TestDecide(t *testing.T) {
 			now:   d(10),
 			last:  d(12), next: d(13),
 		},
+		{
+			name:  "restored: ticks before the restore are missed, the restore runs at once, past any deadline",
+			spec:  Spec{Cron: daily, StartingDeadline: time.Minute},
+			state: State{LastTick: at(t, d(7)), RestoredAt: at(t, "2026-01-10T05:00:00Z")},
+			now:   "2026-01-10T09:00:00Z",
+			run:   "2026-01-10T05:00:00Z",
+			miss:  []Miss{miss(d(8), ReasonRestored), miss(d(9), ReasonRestored), miss(d(10), ReasonRestored)},
+			last:  "2026-01-10T05:00:00Z", next: d(11),
+		},
+		{
+			name:  "restored, and a tick after the restore is due: that tick runs instead",
+			spec:  Spec{Cron: daily},
+			state: State{LastTick: at(t, d(7)), RestoredAt: at(t, "2026-01-09T05:00:00Z")},
+			now:   "2026-01-10T03:00:00Z",
+			run:   d(10),
+			miss:  []Miss{miss(d(8), ReasonRestored), miss(d(9), ReasonRestored)},
+			last:  d(10), next: d(11),
+		},
+		{
+			name:  "a restore already decided (before LastTick) changes nothing",
+			spec:  Spec{Cron: daily},
+			state: State{LastTick: at(t, "2026-01-10T05:00:00Z"), RestoredAt: at(t, "2026-01-10T05:00:00Z")},
+			now:   "2026-01-10T09:00:00Z",
+			last:  "2026-01-10T05:00:00Z", next: d(11),
+		},
+		{
+			name:  "restored while a run is in progress under Forbid: the restore's run is missed",
+			spec:  Spec{Cron: daily},
+			state: State{LastTick: at(t, d(10)), RestoredAt: at(t, "2026-01-10T05:00:00Z"), Running: 1},
+			now:   "2026-01-10T09:00:00Z",
+			miss:  []Miss{miss("2026-01-10T05:00:00Z", ReasonForbid)},
+			last:  "2026-01-10T05:00:00Z", next: d(11),
+		},
+		{
+			name:  "restored while suspended: nothing runs, the restore stays pending",
+			spec:  Spec{Cron: daily, Suspend: true},
+			state: State{LastTick: at(t, d(9)), RestoredAt: at(t, "2026-01-10T05:00:00Z")},
+			now:   "2026-01-10T09:00:00Z",
+			miss:  []Miss{miss(d(10), ReasonSuspended)},
+			last:  d(10), next: d(11),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

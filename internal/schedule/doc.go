@@ -40,6 +40,10 @@
 //     ReasonForbid while a run is in progress; Allow runs it; Replace runs
 //     it and sets Decision.Replace so that the loop cancels the running one
 //     first.
+//   - After a restore (State.RestoredAt after State.LastTick), due ticks
+//     at or before it are Misses with ReasonRestored, and unless a later
+//     tick is due, RestoredAt itself runs at once as a tick, past any
+//     StartingDeadline: the restored cluster's first backup.
 //   - Next is the first tick not yet due, NextStart its start: when the
 //     loop should decide again.
 //

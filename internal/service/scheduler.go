@@ -11,8 +11,10 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/schedule"
 	"github.com/lifeboat-dr/lifeboat/internal/server"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
@@ -491,6 +493,14 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 	if newest.After(e.state.LastTick) {
 		e.state.LastTick = newest
 	}
+	lastTick := e.state.LastTick
+	s.mu.Unlock()
+	restored, err := s.restoredAt(ctx, e, lastTick)
+	if err != nil {
+		s.log.Error("restore records not read from the evidence log; a backup after a restore waits for its next tick", "schedule", name, "store", e.storeName, "err", err)
+	}
+	s.mu.Lock()
+	e.state.RestoredAt = restored
 	e.decided = true
 	s.mu.Unlock()
 	if s.o.Metrics != nil {
@@ -568,6 +578,39 @@ func (s *Scheduler) rebuildHistory(ctx context.Context, e *entry, want *Outcome)
 		}
 	}
 	return seen, complete, nil
+}
+
+// restoredAt returns the time, in whole seconds, of the newest signed
+// `restore` record of a backup of the schedule's plan that is after
+// lastTick, or zero (docs/format.md §7.4): the cluster was restored from
+// that backup since the schedule last decided a tick, so its next backup
+// runs at once (schedule.State.RestoredAt). Only backup schedules have
+// one. The scan reads records newest first and stops at the first one
+// appended before lastTick.
+func (s *Scheduler) restoredAt(ctx context.Context, e *entry, lastTick time.Time) (time.Time, error) {
+	if e.target.Kind != config.KindBackupPlan {
+		return time.Time{}, nil
+	}
+	var found time.Time
+	err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Backwards(ctx, statusScan, func(r evidence.Record) bool {
+		if !lastTick.IsZero() && r.Time.Before(lastTick.Add(-clockSkew)) {
+			return false
+		}
+		if r.Kind != job.KindRestore || r.Outcome != evidence.OutcomeSuccess {
+			return true
+		}
+		id, _ := r.Subject["backup"].(string)
+		plan, _, err := catalog.ParseID(id)
+		if err != nil || plan != e.target.Name {
+			return true
+		}
+		found = r.Time.UTC().Truncate(time.Second)
+		return false
+	})
+	if err != nil || !found.After(lastTick) {
+		return time.Time{}, err
+	}
+	return found, nil
 }
 
 // clockSkew is how far replicas' clocks may disagree.

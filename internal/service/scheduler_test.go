@@ -15,8 +15,11 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
+	"github.com/lifeboat-dr/lifeboat/internal/schedule"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
@@ -612,5 +615,74 @@ func TestSchedulerReconcilesAfterNewerTicks(t *testing.T) {
 	}
 	if !ids["often-"+tick.UTC().Format(tickLayout)] {
 		t.Fatalf("the dead leader's tick has no record: %v", ids)
+	}
+}
+
+// TestSchedulerRunsAfterRestore: a cluster restored from a backup (a
+// signed `restore` record of a backup of the schedule's plan, appended
+// while serve was down) makes the next leader record the ticks that fell
+// due before the restore as missed with reason "restored", and take a
+// backup of the restored cluster at once, as a tick at the restore's time,
+// exactly once; a later restart does not run it again.
+func TestSchedulerRunsAfterRestore(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"hourly": `{cron: "0 * * * *", backupPlan: clinic}`})
+	clk := clocktesting.NewFakeClock(start())
+	runner := &fakeRunner{}
+	rp := startReplica(t, e, "replica-a", runner, clk, true)
+	st := e.store(t)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(time.Hour)
+	waitFor(t, "the first tick settled", func() bool { _, o := runObjects(t, st, "hourly"); return len(o) == 1 })
+	waitFor(t, "its record appended", func() bool { return len(scheduleRecords(t, e)) == 1 })
+	rp.cancel()
+	<-rp.done
+
+	// Two and a half hours down; then the cluster is restored.
+	clk.Step(150 * time.Minute)
+	id, err := catalog.NewID("clinic", clk.Now().Add(-3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore, err := evidence.NewLog(st, e.signer, clk.Now).Append(context.Background(), evidence.Record{
+		Kind: job.KindRestore, ID: id + "-restore", Outcome: evidence.OutcomeSuccess,
+		Subject: map[string]any{"backup": id, "target": "etcd"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoredAt := restore.Time.UTC().Truncate(time.Second)
+	// The hourly ticks after the first one run and up to the restore.
+	wantRestored := 0
+	for h := restoredAt.Truncate(time.Hour); h.After(restoredAt.Add(-150 * time.Minute)); h = h.Add(-time.Hour) {
+		wantRestored++
+	}
+
+	for _, identity := range []string{"replica-b", "replica-c"} {
+		rp := startReplica(t, e, identity, runner, clk, true)
+		waitFor(t, "the restore's backup settled", func() bool {
+			_, o := runObjects(t, st, "hourly")
+			return o[restoredAt] && !rp.running()
+		})
+		waitFor(t, "every record appended", func() bool { return len(scheduleRecords(t, e)) == 2+wantRestored })
+		rp.cancel()
+		<-rp.done
+	}
+	if n := runner.count(); n != 2 {
+		t.Fatalf("%d runs, want 2: the first tick and one backup after the restore", n)
+	}
+	var restored, ran int
+	for _, r := range scheduleRecords(t, e) {
+		switch {
+		case r.Subject["status"] == StatusMissed && r.Subject["reason"] == string(schedule.ReasonRestored):
+			restored++
+		case r.Subject["status"] == StatusRan && subjectTime(r.Subject, "tick").Equal(restoredAt):
+			ran++
+		}
+	}
+	if restored != wantRestored || ran != 1 {
+		for _, r := range scheduleRecords(t, e) {
+			t.Logf("%s %s %v", r.ID, r.Outcome, r.Subject)
+		}
+		t.Fatalf("%d ticks missed as restored (want the %d due during the outage), %d runs at the restore (want 1)", restored, wantRestored, ran)
 	}
 }
