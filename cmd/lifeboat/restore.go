@@ -36,6 +36,7 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 		members    []string
 		keyFiles   []string
 		signingKey string
+		before     string
 	)
 	use, short := "plan [ID]", "Verify a backup and print what restoring it would write; writes nothing"
 	if apply {
@@ -47,6 +48,8 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 		Example: `  lifeboat --config /etc/lifeboat restore plan control-plane-20261125T020000Z-7f3a \
       --member etcd-a=https://10.0.0.1:2380 --member etcd-b=https://10.0.0.2:2380 --member etcd-c=https://10.0.0.3:2380 \
       --out /root/restore --key signer.pub
+  lifeboat --config /etc/lifeboat restore plan --plan control-plane --before 2026-11-25T00:00:00Z \
+      --member etcd-a=https://10.0.0.1:2380 --out /root/restore --key signer.pub
   lifeboat --config /etc/lifeboat restore apply control-plane-20261125T020000Z-7f3a ... \
       --confirm control-plane-20261125T020000Z-7f3a`,
 		Args: args(cobra.MaximumNArgs(1)),
@@ -55,10 +58,20 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(argv) == 1 {
+			if before != "" {
+				t, err := time.Parse(time.RFC3339, before)
+				if err != nil {
+					return usageError{fmt.Errorf("restore: --before %q: want an RFC 3339 time such as 2026-11-25T00:00:00Z", before)}
+				}
+				o.Before = t
+			}
+			switch {
+			case len(argv) == 1 && (o.Latest || before != ""):
+				return usageError{errors.New("restore: name the backup ID, or --plan P with --latest or --before, not both")}
+			case len(argv) == 1:
 				o.Backup = argv[0]
-			} else if !o.Latest || o.Plan == "" {
-				return usageError{errors.New("restore: name the backup ID, or --plan P --latest")}
+			case o.Plan == "" || o.Latest == (before != ""):
+				return usageError{errors.New("restore: name the backup ID, or --plan P with one of --latest and --before T")}
 			}
 			for _, m := range members {
 				name, peer, ok := strings.Cut(m, "=")
@@ -96,6 +109,9 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 			if res.Encryption != "" {
 				fmt.Fprintf(w, "  encryption configuration: %s (mode 0600)\n", res.Encryption)
 			}
+			for _, p := range res.PassedOver {
+				fmt.Fprintf(w, "  passed over: %s\n", p)
+			}
 			for _, k := range res.KeyObjects {
 				status := "unwraps"
 				if !k.Unwraps {
@@ -119,8 +135,9 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Plan, "plan", "", "the BackupPlan whose newest backup --latest selects")
+	f.StringVar(&o.Plan, "plan", "", "the BackupPlan whose backups --latest or --before select from")
 	f.BoolVar(&o.Latest, "latest", false, "restore the plan's newest complete backup")
+	f.StringVar(&before, "before", "", "restore the plan's newest complete backup whose point in time is before this RFC 3339 time (with --plan); with --key, backups whose manifest does not match their signed record are passed over")
 	f.StringArrayVar(&members, "member", nil, "a member of the restored etcd cluster, NAME=PEER_URL; repeatable")
 	f.StringVar(&o.Out, "out", "", "directory for the data directories and the encryption configuration (absent or empty)")
 	f.StringVar(&o.Store, "store", "", "the Store holding the backup (default: its plan's)")

@@ -176,25 +176,64 @@ func Select(ctx context.Context, st store.Store, s Selector) (Manifest, error) {
 	if err != nil {
 		return Manifest{}, fmt.Errorf("select backup: %w", err)
 	}
-	if s.Latest {
-		if len(all) == 0 {
+	cands := candidates(all, s)
+	if len(cands) == 0 {
+		if s.Latest {
 			return Manifest{}, fmt.Errorf("select backup: plan %q has no complete backup: %w", s.Plan, ErrNoBackup)
 		}
-		return all[0], nil
-	}
-	// The newest by point in time: List orders by start, and a snapshot
-	// is taken after the start, so scan all rather than stop early.
-	var best *Manifest
-	for i := range all {
-		t := all[i].PointInTime()
-		if t.Before(s.Before) && (best == nil || t.After(best.PointInTime())) {
-			best = &all[i]
-		}
-	}
-	if best == nil {
 		return Manifest{}, fmt.Errorf("select backup: plan %q has no complete backup before %s: %w", s.Plan, s.Before.UTC().Format(time.RFC3339), ErrNoBackup)
 	}
-	return *best, nil
+	return cands[0], nil
+}
+
+// candidates orders the backups s could choose, best first: for Latest
+// newest first by start (List's order); for Before, those whose point in
+// time is before it, newest point in time first.
+func candidates(all []Manifest, s Selector) []Manifest {
+	if s.Latest {
+		return all
+	}
+	var out []Manifest
+	for _, m := range all {
+		if m.PointInTime().Before(s.Before) {
+			out = append(out, m)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Manifest) int { return b.PointInTime().Compare(a.PointInTime()) })
+	return out
+}
+
+// SelectAccepted is Select for Latest and Before that returns the best
+// backup accept takes, passing over those it refuses (a manifest that
+// does not match its signed evidence record, say: the times Select orders
+// by are read before anything authenticates them, so a forged backup may
+// rank first). Refused lists why each was passed over, best first.
+func SelectAccepted(ctx context.Context, st store.Store, s Selector, accept func(context.Context, Manifest) error) (m Manifest, refused []error, err error) {
+	if s.ID != "" || accept == nil {
+		m, err := Select(ctx, st, s)
+		if err == nil && accept != nil {
+			err = accept(ctx, m)
+		}
+		return m, nil, err
+	}
+	if _, err := Select(ctx, st, s); err != nil {
+		return Manifest{}, nil, err
+	}
+	all, err := List(ctx, st, ListOptions{Plan: s.Plan})
+	if err != nil {
+		return Manifest{}, nil, fmt.Errorf("select backup: %w", err)
+	}
+	for _, c := range candidates(all, s) {
+		if err := accept(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return Manifest{}, refused, ctx.Err()
+			}
+			refused = append(refused, fmt.Errorf("%s: %w", c.Backup, err))
+			continue
+		}
+		return c, refused, nil
+	}
+	return Manifest{}, refused, fmt.Errorf("select backup: no backup of plan %q passed the checks: %w: %w", s.Plan, errors.Join(refused...), ErrNoBackup)
 }
 
 // PointInTime is the time the backup's data reflects: the etcd snapshot's

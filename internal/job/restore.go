@@ -47,6 +47,9 @@ type RestoreEtcdOptions struct {
 	Backup string
 	Plan   string
 	Latest bool
+	// Before selects the plan's newest complete backup whose point in
+	// time is before it (instead of Latest).
+	Before time.Time
 	// Store and KeyProvider override the plan's.
 	Store, KeyProvider string
 	// Members of the new cluster; at least one.
@@ -86,6 +89,10 @@ type RestoreEtcdResult struct {
 	Members     []EtcdMember       `json:"members"`
 	Encryption  string             `json:"encryptionConfig,omitempty"`
 	Record      backup.RecordCheck `json:"record"`
+	// PassedOver are the backups the selection (--latest, --before)
+	// ranked first but refused, and why: a manifest that does not match
+	// its signed evidence record.
+	PassedOver []string `json:"passedOver,omitempty"`
 	// KeyObjects says which of the backup's key objects unwrap with the
 	// key providers this restore could open.
 	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
@@ -146,10 +153,26 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	}
 	id := o.Backup
 	if id == "" {
-		if !o.Latest || o.Plan == "" {
-			return fail(errors.New("name the backup: an ID, or --plan with --latest"))
+		if (!o.Latest && o.Before.IsZero()) || (o.Latest && !o.Before.IsZero()) || o.Plan == "" {
+			return fail(errors.New("name the backup: an ID, or --plan with --latest or --before"))
 		}
-		m, err := catalog.Select(ctx, st, catalog.Selector{Plan: o.Plan, Latest: true})
+		// With trusted keys, a backup whose manifest does not match its
+		// signed record is passed over: the times the selection orders by
+		// are not authenticated until then.
+		var accept func(context.Context, catalog.Manifest) error
+		if len(o.Trusted) > 0 {
+			accept = func(ctx context.Context, m catalog.Manifest) error {
+				_, sum, err := catalog.ReadDigest(ctx, st, m.Backup)
+				if err == nil {
+					_, err = backup.CheckRecord(ctx, st, m.Backup, sum, o.Trusted...)
+				}
+				return err
+			}
+		}
+		m, refused, err := catalog.SelectAccepted(ctx, st, catalog.Selector{Plan: o.Plan, Latest: o.Latest, Before: o.Before}, accept)
+		for _, r := range refused {
+			res.PassedOver = append(res.PassedOver, r.Error())
+		}
 		if err != nil {
 			return fail(err)
 		}
