@@ -40,8 +40,9 @@ type EtcdMember struct {
 	DataDir string `json:"dataDir"`
 }
 
-// RestoreEtcdOptions configure RestoreEtcd.
-type RestoreEtcdOptions struct {
+// RestoreSelection says which backup a restore takes and how it is
+// checked; every restore target shares it.
+type RestoreSelection struct {
 	// Backup is the backup ID; or Plan with Latest the newest complete
 	// backup of the plan.
 	Backup string
@@ -52,16 +53,21 @@ type RestoreEtcdOptions struct {
 	Before time.Time
 	// Store and KeyProvider override the plan's.
 	Store, KeyProvider string
-	// Members of the new cluster; at least one.
-	Members []EtcdMember
-	// Out is the directory the data directories and the encryption
-	// configuration are written to; it must be absent or empty.
-	Out string
 	// Trusted are the evidence signer's public keys (the manifest is
 	// compared with its signed record).
 	Trusted []evidence.PublicKey
 	// AllowPartial lets a partial backup be restored.
 	AllowPartial bool
+}
+
+// RestoreEtcdOptions configure RestoreEtcd.
+type RestoreEtcdOptions struct {
+	RestoreSelection
+	// Members of the new cluster; at least one.
+	Members []EtcdMember
+	// Out is the directory the data directories and the encryption
+	// configuration are written to; it must be absent or empty.
+	Out string
 	// Apply writes; without it nothing is written (the plan). Confirm
 	// must then be the backup's ID.
 	Apply   bool
@@ -127,98 +133,21 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	if o.Out == "" {
 		return fail(errors.New("name the output directory (--out)"))
 	}
-	planName := o.Plan
-	if o.Backup != "" {
-		p, _, err := catalog.ParseID(o.Backup)
-		if err != nil {
-			return fail(err)
-		}
-		planName = p
-	}
-	storeName := o.Store
-	if p, ok := env.Set.BackupPlan(planName); ok {
-		storeName = cmpOr(storeName, p.Spec.Store)
-	}
-	cs, ok := env.Set.Store(storeName)
-	if !ok {
-		return fail(fmt.Errorf("no Store named %q (name it with --store)", storeName))
-	}
-	st, err := env.OpenStore(ctx, cs, !o.Apply)
+	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
 	if err != nil {
+		res.PassedOver = src.passedOver
 		return fail(err)
 	}
-	kek, err := env.BackupKeys(ctx, planName, o.KeyProvider)
-	if err != nil {
-		return fail(err)
-	}
-	id := o.Backup
-	if id == "" {
-		if (!o.Latest && o.Before.IsZero()) || (o.Latest && !o.Before.IsZero()) || o.Plan == "" {
-			return fail(errors.New("name the backup: an ID, or --plan with --latest or --before"))
-		}
-		// With trusted keys, a backup whose manifest does not match its
-		// signed record is passed over: the times the selection orders by
-		// are not authenticated until then.
-		var accept func(context.Context, catalog.Manifest) error
-		if len(o.Trusted) > 0 {
-			accept = func(ctx context.Context, m catalog.Manifest) error {
-				_, sum, err := catalog.ReadDigest(ctx, st, m.Backup)
-				if err == nil {
-					_, err = backup.CheckRecord(ctx, st, m.Backup, sum, o.Trusted...)
-				}
-				return err
-			}
-		}
-		m, refused, err := catalog.SelectAccepted(ctx, st, catalog.Selector{Plan: o.Plan, Latest: o.Latest, Before: o.Before}, accept)
-		for _, r := range refused {
-			res.PassedOver = append(res.PassedOver, r.Error())
-		}
-		if err != nil {
-			return fail(err)
-		}
-		id = m.Backup
-	}
-	res.Backup = id
-
-	var stages []RestoreStage
+	st, cs, kek, id, m, sum := src.st, src.cs, src.kek, src.id, src.m, src.sum
+	res.Backup, res.PassedOver, res.Record, res.Status, res.KeyObjects = id, src.passedOver, src.record, m.Status, src.keyObjects
+	stages := src.stages
 	stage := func(name, detail string, t0 time.Time) {
 		stages = append(stages, RestoreStage{Name: name, Detail: detail, DurationMs: now().Sub(t0).Milliseconds()})
-	}
-	t0 := now()
-	m, sum, err := catalog.ReadDigest(ctx, st, id)
-	if err != nil {
-		return fail(err)
-	}
-	if res.Record, err = backup.CheckRecord(ctx, st, id, sum, o.Trusted...); err != nil {
-		return fail(err)
-	}
-	res.Status = m.Status
-	if m.Status == catalog.StatusPartial && !o.AllowPartial {
-		return fail(fmt.Errorf("backup %s is partial (%d sources skipped); restore it only with --allow-partial", id, len(m.Skipped)))
 	}
 	if m.Etcd == nil {
 		return fail(fmt.Errorf("backup %s holds no etcd snapshot", id))
 	}
 	res.ClusterID, res.Revision, res.PointInTime = m.Etcd.ClusterID, m.Etcd.Revision, m.PointInTime()
-	vr, err := catalog.Verify(ctx, st, id, true, kek)
-	if err != nil {
-		return fail(err)
-	}
-	if vr.ManifestSHA256 != sum {
-		return fail(fmt.Errorf("manifest %s changed between two reads (SHA-256 %s, then %s): %w", catalog.ManifestKey(id), sum, vr.ManifestSHA256, catalog.ErrVerification))
-	}
-	stage("verify", fmt.Sprintf("manifest MAC %s, %d artifacts decrypted and their digests checked, signed record %s", vr.ManifestMAC, len(vr.Artifacts), res.Record.Status), t0)
-	t0 = now()
-	if res.KeyObjects, err = catalog.CheckKeyObjects(ctx, st, id, m.DataKeyID, kek); err != nil {
-		return fail(err)
-	}
-	var unwrap []string
-	for _, k := range res.KeyObjects {
-		if k.Unwraps {
-			unwrap = append(unwrap, k.KEK)
-		}
-	}
-	stage("keys", fmt.Sprintf("%d of %d key objects unwrap with the key providers opened (%s): %s", len(unwrap), len(res.KeyObjects), strings.Join(kek.Names, ", "), strings.Join(unwrap, ", ")), t0)
 
 	out, err := filepath.Abs(o.Out)
 	if err != nil {
@@ -256,7 +185,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 
-	t0 = now()
+	t0 := now()
 	dk, _, err := catalog.OpenKey(ctx, st, id, m.DataKeyID, kek)
 	if err != nil {
 		return fail(err)

@@ -1,0 +1,125 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// restoreSource is a backup chosen for a restore and verified: its store,
+// the key providers that read it, its manifest (whose MAC held) and the
+// stages so far.
+type restoreSource struct {
+	st         store.Store
+	cs         *config.Store
+	kek        wire.PlanKeys
+	id         string
+	m          catalog.Manifest
+	sum        string
+	record     backup.RecordCheck
+	passedOver []string
+	keyObjects []catalog.KeyObjectCheck
+	stages     []RestoreStage
+}
+
+// openForRestore selects the backup sel names, compares its manifest with
+// its signed record (with trusted keys), refuses a partial backup unless
+// allowed, verifies it as `backup verify --read-data` does (the MAC, every
+// artifact's AEAD tags and digests), and tries every key object. It is the
+// common first half of every restore (docs/restore.md).
+func openForRestore(ctx context.Context, env *wire.Env, sel RestoreSelection, readOnly bool, now func() time.Time) (restoreSource, error) {
+	var src restoreSource
+	planName := sel.Plan
+	if sel.Backup != "" {
+		p, _, err := catalog.ParseID(sel.Backup)
+		if err != nil {
+			return src, err
+		}
+		planName = p
+	}
+	storeName := sel.Store
+	if p, ok := env.Set.BackupPlan(planName); ok {
+		storeName = cmpOr(storeName, p.Spec.Store)
+	}
+	cs, ok := env.Set.Store(storeName)
+	if !ok {
+		return src, fmt.Errorf("no Store named %q (name it with --store)", storeName)
+	}
+	st, err := env.OpenStore(ctx, cs, readOnly)
+	if err != nil {
+		return src, err
+	}
+	src.st, src.cs = st, cs
+	if src.kek, err = env.BackupKeys(ctx, planName, sel.KeyProvider); err != nil {
+		return src, err
+	}
+	id := sel.Backup
+	if id == "" {
+		if (!sel.Latest && sel.Before.IsZero()) || (sel.Latest && !sel.Before.IsZero()) || sel.Plan == "" {
+			return src, errors.New("name the backup: an ID, or --plan with --latest or --before")
+		}
+		// With trusted keys, a backup whose manifest does not match its
+		// signed record is passed over: the times the selection orders by
+		// are not authenticated until then.
+		var accept func(context.Context, catalog.Manifest) error
+		if len(sel.Trusted) > 0 {
+			accept = func(ctx context.Context, m catalog.Manifest) error {
+				_, sum, err := catalog.ReadDigest(ctx, st, m.Backup)
+				if err == nil {
+					_, err = backup.CheckRecord(ctx, st, m.Backup, sum, sel.Trusted...)
+				}
+				return err
+			}
+		}
+		m, refused, err := catalog.SelectAccepted(ctx, st, catalog.Selector{Plan: sel.Plan, Latest: sel.Latest, Before: sel.Before}, accept)
+		for _, r := range refused {
+			src.passedOver = append(src.passedOver, r.Error())
+		}
+		if err != nil {
+			return src, err
+		}
+		id = m.Backup
+	}
+	src.id = id
+	stage := func(name, detail string, t0 time.Time) {
+		src.stages = append(src.stages, RestoreStage{Name: name, Detail: detail, DurationMs: now().Sub(t0).Milliseconds()})
+	}
+	t0 := now()
+	if src.m, src.sum, err = catalog.ReadDigest(ctx, st, id); err != nil {
+		return src, err
+	}
+	if src.record, err = backup.CheckRecord(ctx, st, id, src.sum, sel.Trusted...); err != nil {
+		return src, err
+	}
+	if src.m.Status == catalog.StatusPartial && !sel.AllowPartial {
+		return src, fmt.Errorf("backup %s is partial (%d sources skipped); restore it only with --allow-partial", id, len(src.m.Skipped))
+	}
+	vr, err := catalog.Verify(ctx, st, id, true, src.kek)
+	if err != nil {
+		return src, err
+	}
+	if vr.ManifestSHA256 != src.sum {
+		return src, fmt.Errorf("manifest %s changed between two reads (SHA-256 %s, then %s): %w", catalog.ManifestKey(id), src.sum, vr.ManifestSHA256, catalog.ErrVerification)
+	}
+	stage("verify", fmt.Sprintf("manifest MAC %s, %d artifacts decrypted and their digests checked, signed record %s", vr.ManifestMAC, len(vr.Artifacts), src.record.Status), t0)
+	t0 = now()
+	if src.keyObjects, err = catalog.CheckKeyObjects(ctx, st, id, src.m.DataKeyID, src.kek); err != nil {
+		return src, err
+	}
+	var unwrap []string
+	for _, k := range src.keyObjects {
+		if k.Unwraps {
+			unwrap = append(unwrap, k.KEK)
+		}
+	}
+	stage("keys", fmt.Sprintf("%d of %d key objects unwrap with the key providers opened (%s): %s", len(unwrap), len(src.keyObjects), strings.Join(src.kek.Names, ", "), strings.Join(unwrap, ", ")), t0)
+	return src, nil
+}
