@@ -23,10 +23,12 @@ apply" does the same, then writes one etcd data directory per member and
 the backed-up encryption configuration, and appends a signed restore
 record with each stage's duration. docs/restore.md is the runbook.
 
-This version restores etcd (the control plane's state); manifests,
-volumes and Vault are restored by hand from "backup export".`,
+"restore manifests" restores the Kubernetes objects of a backup's
+manifests export into a cluster reached by a kubeconfig (a server-side dry
+run unless --apply). Volumes and Vault are restored by hand from "backup
+export".`,
 	}
-	cmd.AddCommand(newRestoreSub(a, false), newRestoreSub(a, true))
+	cmd.AddCommand(newRestoreSub(a, false), newRestoreSub(a, true), newRestoreManifestsCommand(a))
 	return cmd
 }
 

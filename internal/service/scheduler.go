@@ -596,7 +596,10 @@ func (s *Scheduler) restoredAt(ctx context.Context, e *entry, lastTick time.Time
 		if !lastTick.IsZero() && r.Time.Before(lastTick.Add(-clockSkew)) {
 			return false
 		}
-		if r.Kind != job.KindRestore || r.Outcome != evidence.OutcomeSuccess {
+		// Only a restore of the cluster's own state (etcd) replaces the
+		// cluster the schedule backs up; manifests restored elsewhere
+		// do not.
+		if r.Kind != job.KindRestore || r.Outcome != evidence.OutcomeSuccess || r.Subject["target"] != "etcd" {
 			return true
 		}
 		id, _ := r.Subject["backup"].(string)

@@ -1,0 +1,183 @@
+package job
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/kube"
+	"github.com/lifeboat-dr/lifeboat/internal/source/manifests"
+	"github.com/lifeboat-dr/lifeboat/internal/wire"
+)
+
+// RestoreManifestsOptions configure RestoreManifests.
+type RestoreManifestsOptions struct {
+	RestoreSelection
+	// Target reaches the cluster restored into (a kubeconfig and context).
+	Target kube.Options
+	// NamespaceMap, IncludeNamespaces, ExcludeNamespaces,
+	// IncludeResources, ExcludeResources and Existing: see
+	// manifests.RestoreOptions.
+	NamespaceMap                         map[string]string
+	IncludeNamespaces, ExcludeNamespaces []string
+	IncludeResources, ExcludeResources   []string
+	Existing                             string
+	// Apply writes; without it every object is sent with dryRun=All (the
+	// plan). Confirm must then be the target's kube-system namespace UID,
+	// which the plan prints: the target's identity, so that a restore
+	// aimed at the wrong cluster is refused.
+	Apply   bool
+	Confirm string
+	// Signer signs the restore record. Required with Apply.
+	Signer *evidence.Signer
+	// Progress, when set, is called after each object.
+	Progress func(done, total int)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// RestoreManifestsResult is what RestoreManifests did or would do.
+type RestoreManifestsResult struct {
+	Backup     string                   `json:"backup"`
+	PassedOver []string                 `json:"passedOver,omitempty"`
+	Record     backup.RecordCheck       `json:"record"`
+	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
+	// Server and KubeSystemUID identify the target cluster.
+	Server        string                  `json:"server"`
+	KubeSystemUID string                  `json:"kubeSystemUID"`
+	Restore       manifests.RestoreResult `json:"restore"`
+	Applied       bool                    `json:"applied"`
+	Stages        []RestoreStage          `json:"stages"`
+	Evidence      string                  `json:"evidence,omitempty"`
+}
+
+// RestoreManifests restores a backup's manifests export into the cluster
+// opts.Target reaches (docs/restore.md): the backup is chosen and verified
+// as for every restore, manifests.tar is decrypted (AEAD tags and digest)
+// and read back against the index the authenticated manifest names, then
+// applied with server-side apply in dependency order. Without Apply every
+// write is a server-side dry run: the API server admits and validates each
+// object and persists nothing, so the plan shows what would be created,
+// updated, skipped or refused. Apply needs Confirm to be the target's
+// kube-system UID and appends a signed `restore` record.
+func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOptions) (RestoreManifestsResult, error) {
+	var res RestoreManifestsResult
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	fail := func(err error) (RestoreManifestsResult, error) {
+		return res, fmt.Errorf("restore manifests: %w", err)
+	}
+	cfg, err := kube.Config(o.Target)
+	if err != nil {
+		return fail(fmt.Errorf("target: %w", err))
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fail(fmt.Errorf("target: %w", err))
+	}
+	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	if err != nil {
+		return fail(fmt.Errorf("target %s: read namespace kube-system (its UID identifies the cluster): %w", cfg.Host, err))
+	}
+	res.Server, res.KubeSystemUID = cfg.Host, string(ks.UID)
+	if o.Apply && o.Confirm != res.KubeSystemUID {
+		return fail(fmt.Errorf("this writes into the cluster at %s: confirm with --confirm %s (its kube-system namespace UID)", res.Server, res.KubeSystemUID))
+	}
+	if o.Apply && o.Signer == nil {
+		return fail(errors.New("no evidence signer"))
+	}
+
+	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
+	res.PassedOver = src.passedOver
+	if err != nil {
+		return fail(err)
+	}
+	res.Backup, res.Record, res.KeyObjects, res.Stages = src.id, src.record, src.keyObjects, src.stages
+	m := src.m
+	if m.Manifests == nil {
+		return fail(fmt.Errorf("backup %s holds no manifests export", src.id))
+	}
+	t0 := now()
+	dk, _, err := catalog.OpenKey(ctx, src.st, src.id, m.DataKeyID, src.kek)
+	if err != nil {
+		return fail(err)
+	}
+	defer dk.Destroy()
+	if err := m.CheckMAC(dk); err != nil {
+		return fail(err)
+	}
+	// Nothing is applied before the whole artifact has decrypted and its
+	// digest held: the plaintext is kept in memory until then.
+	var tarBuf bytes.Buffer
+	if _, err := catalog.DecryptArtifact(ctx, src.st, m, catalog.ArtifactManifests, dk, &tarBuf); err != nil {
+		return fail(err)
+	}
+	a, err := manifests.ReadArchive(&tarBuf, m.Manifests.IndexSHA256)
+	if err != nil {
+		return fail(err)
+	}
+	res.Stages = append(res.Stages, RestoreStage{Name: "decrypt", Detail: fmt.Sprintf("%s decrypted, AEAD tags and SHA-256 checked; %d objects, each matching the index", catalog.ArtifactManifests, len(a.Index.Objects)), DurationMs: now().Sub(t0).Milliseconds()})
+
+	t0 = now()
+	rr, err := manifests.Restore(ctx, a, manifests.RestoreOptions{
+		Config: cfg, NamespaceMap: o.NamespaceMap,
+		IncludeNamespaces: o.IncludeNamespaces, ExcludeNamespaces: o.ExcludeNamespaces,
+		IncludeResources: o.IncludeResources, ExcludeResources: o.ExcludeResources,
+		Existing: o.Existing, DryRun: !o.Apply, Progress: o.Progress, Logger: env.Logger,
+	})
+	res.Restore = rr
+	name := "apply"
+	if !o.Apply {
+		name = "dry run"
+	}
+	res.Stages = append(res.Stages, RestoreStage{Name: name, Detail: fmt.Sprintf("%d created, %d updated, %d skipped, %d failed", rr.Counts[manifests.OutcomeCreated], rr.Counts[manifests.OutcomeUpdated], rr.Counts[manifests.OutcomeSkipped], rr.Counts[manifests.OutcomeFailed]), DurationMs: now().Sub(t0).Milliseconds()})
+	if err != nil {
+		return fail(err)
+	}
+	if !o.Apply {
+		return res, nil
+	}
+	res.Applied = true
+	outcome := evidence.OutcomeSuccess
+	if rr.Failed() > 0 {
+		outcome = evidence.OutcomePartial
+	}
+	stages := make([]any, 0, len(res.Stages))
+	for _, s := range res.Stages {
+		stages = append(stages, map[string]any{"name": s.Name, "durationMs": s.DurationMs})
+	}
+	counts := map[string]any{}
+	for k, v := range rr.Counts {
+		counts[k] = int64(v)
+	}
+	rec, err := evidence.NewLog(src.st, o.Signer, now, evidence.WithRetention(config.EvidenceRetention(src.cs))).Append(ctx, evidence.Record{
+		Kind: KindRestore, ID: src.id + "-" + now().UTC().Format("20060102T150405Z"), Outcome: outcome,
+		Subject: map[string]any{
+			"backup": src.id, "target": "manifests", "server": res.Server, "kubeSystemUID": res.KubeSystemUID,
+			"manifestSHA256": src.sum, "objects": int64(len(a.Index.Objects)), "counts": counts, "stages": stages,
+		},
+		HIPAA: []string{"§164.308(a)(7)(ii)(B)", "§164.310(d)(2)(iv)"},
+	})
+	if err != nil {
+		return res, fmt.Errorf("restore manifests: the objects are applied, but the restore record is not: %w", err)
+	}
+	res.Evidence = rec.Key()
+	if rr.Failed() > 0 {
+		return res, fmt.Errorf("restore manifests: %d of %d objects failed (see the table): %w", rr.Failed(), len(a.Index.Objects), ErrPartialRestore)
+	}
+	return res, nil
+}
+
+// ErrPartialRestore: a restore applied, but some objects failed.
+var ErrPartialRestore = errors.New("some objects were not restored")
