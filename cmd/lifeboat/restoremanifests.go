@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -11,15 +10,18 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
+	"github.com/lifeboat-dr/lifeboat/internal/kube"
 	"github.com/lifeboat-dr/lifeboat/internal/source/manifests"
 )
 
 func newRestoreManifestsCommand(a *app) *cobra.Command {
 	var (
-		o                            job.RestoreManifestsOptions
-		keyFiles, nsMap              []string
-		signingKey, before, existing string
+		o        job.RestoreManifestsOptions
+		tf       restoreTargetFlags
+		existing string
 	)
 	cmd := &cobra.Command{
 		Use:   "manifests [ID]",
@@ -62,36 +64,11 @@ names each with the API's reason), 4 the backup failed verification.`,
 			if err != nil {
 				return err
 			}
-			if before != "" {
-				if o.Before, err = time.Parse(time.RFC3339, before); err != nil {
-					return usageError{fmt.Errorf("restore manifests: --before %q: want an RFC 3339 time", before)}
-				}
-			}
-			switch {
-			case len(argv) == 1 && (o.Latest || before != ""):
-				return usageError{errors.New("restore manifests: name the backup ID, or --plan P with --latest or --before, not both")}
-			case len(argv) == 1:
-				o.Backup = argv[0]
-			case o.Plan == "" || o.Latest == (before != ""):
-				return usageError{errors.New("restore manifests: name the backup ID, or --plan P with one of --latest and --before T")}
-			}
-			o.Existing = existing
-			o.NamespaceMap = map[string]string{}
-			for _, m := range nsMap {
-				from, to, ok := strings.Cut(m, "=")
-				if !ok || from == "" || to == "" {
-					return usageError{fmt.Errorf("restore manifests: --namespace-map %q: want FROM=TO", m)}
-				}
-				o.NamespaceMap[from] = to
-			}
-			if o.Trusted, err = readTrustedKeys(keyFiles); err != nil {
+			if err := tf.parse(cmd, a, set, "restore manifests", argv); err != nil {
 				return err
 			}
-			if o.Apply {
-				if o.Signer, err = a.env(set).Signer(cmd.Context(), signingKey, true); err != nil {
-					return fmt.Errorf("restore manifests: %w", err)
-				}
-			}
+			o.RestoreSelection, o.Target, o.NamespaceMap = tf.sel, tf.target, tf.nsMap
+			o.Apply, o.Confirm, o.Signer, o.Existing = tf.apply, tf.confirm, tf.signer, existing
 			if f, ok := cmd.ErrOrStderr().(*os.File); ok && term.IsTerminal(int(f.Fd())) && a.output == "table" {
 				o.Progress = func(done, total int) {
 					fmt.Fprintf(f, "\r%d of %d objects", done, total)
@@ -114,25 +91,13 @@ names each with the API's reason), 4 the backup failed verification.`,
 			return rerr
 		},
 	}
+	tf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.Plan, "plan", "", "the BackupPlan whose backups --latest or --before select from")
-	f.BoolVar(&o.Latest, "latest", false, "restore the plan's newest complete backup")
-	f.StringVar(&before, "before", "", "restore the plan's newest complete backup whose point in time is before this RFC 3339 time")
-	f.StringVar(&o.Store, "store", "", "the Store holding the backup (default: its plan's)")
-	f.StringVar(&o.KeyProvider, "key-provider", "", "unwrap with this KeyProvider alone (default: any of its plan's)")
-	f.StringArrayVar(&keyFiles, "key", nil, "public key file of the evidence signer: compare the manifest with its signed record; repeatable")
-	f.BoolVar(&o.AllowPartial, "allow-partial", false, "restore a backup whose status is partial")
-	f.StringVar(&o.Target.Kubeconfig, "kubeconfig", "", "kubeconfig of the target cluster (default: $KUBECONFIG, else ~/.kube/config)")
-	f.StringVar(&o.Target.Context, "context", "", "kubeconfig context of the target cluster")
-	f.StringArrayVar(&nsMap, "namespace-map", nil, "restore namespace FROM as TO, FROM=TO; repeatable")
 	f.StringArrayVar(&o.IncludeNamespaces, "include-namespace", nil, "restore only these source namespaces (and cluster-scoped objects); repeatable")
 	f.StringArrayVar(&o.ExcludeNamespaces, "exclude-namespace", nil, "leave these source namespaces out; repeatable")
 	f.StringArrayVar(&o.IncludeResources, "include-resource", nil, "restore only these resources (deployments, or deployments.apps); repeatable")
 	f.StringArrayVar(&o.ExcludeResources, "exclude-resource", nil, "leave these resources out; repeatable")
 	f.StringVar(&existing, "existing", manifests.ExistingSkip, "what to do with an object that already exists: skip or update")
-	f.BoolVar(&o.Apply, "apply", false, "write (default: a server-side dry run that persists nothing)")
-	f.StringVar(&o.Confirm, "confirm", "", "with --apply: the target's kube-system namespace UID, as the dry run prints it")
-	f.StringVar(&signingKey, "signing-key", "", signingKeyHelp)
 	return cmd
 }
 
@@ -174,4 +139,70 @@ func printManifestsRestore(w interface{ Write([]byte) (int, error) }, res job.Re
 	case !res.Applied:
 		fmt.Fprintf(w, "\nNothing was persisted. Apply with: lifeboat restore manifests %s ... --apply --confirm %s\n", res.Backup, res.KubeSystemUID)
 	}
+}
+
+// restoreTargetFlags are the flags every restore into a cluster shares:
+// which backup, how it is checked, the target, and --apply.
+type restoreTargetFlags struct {
+	sel                  job.RestoreSelection
+	target               kube.Options
+	keyFiles, nsMapFlags []string
+	nsMap                map[string]string
+	before, signingKey   string
+	apply                bool
+	confirm              string
+	signer               *evidence.Signer
+}
+
+func (tf *restoreTargetFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&tf.sel.Plan, "plan", "", "the BackupPlan whose backups --latest or --before select from")
+	f.BoolVar(&tf.sel.Latest, "latest", false, "restore the plan's newest complete backup")
+	f.StringVar(&tf.before, "before", "", "restore the plan's newest complete backup whose point in time is before this RFC 3339 time")
+	f.StringVar(&tf.sel.Store, "store", "", "the Store holding the backup (default: its plan's)")
+	f.StringVar(&tf.sel.KeyProvider, "key-provider", "", "unwrap with this KeyProvider alone (default: any of its plan's)")
+	f.StringArrayVar(&tf.keyFiles, "key", nil, "public key file of the evidence signer: compare the manifest with its signed record; repeatable")
+	f.BoolVar(&tf.sel.AllowPartial, "allow-partial", false, "restore a backup whose status is partial")
+	f.StringVar(&tf.target.Kubeconfig, "kubeconfig", "", "kubeconfig of the target cluster (default: $KUBECONFIG, else ~/.kube/config)")
+	f.StringVar(&tf.target.Context, "context", "", "kubeconfig context of the target cluster")
+	f.StringArrayVar(&tf.nsMapFlags, "namespace-map", nil, "restore namespace FROM as TO, FROM=TO; repeatable")
+	f.BoolVar(&tf.apply, "apply", false, "write (default: a server-side dry run that persists nothing)")
+	f.StringVar(&tf.confirm, "confirm", "", "with --apply: the target's kube-system namespace UID, as the dry run prints it")
+	f.StringVar(&tf.signingKey, "signing-key", "", signingKeyHelp)
+}
+
+// parse checks the shared flags and arguments and loads the signer when
+// --apply writes.
+func (tf *restoreTargetFlags) parse(cmd *cobra.Command, a *app, set *config.Set, name string, argv []string) error {
+	var err error
+	if tf.before != "" {
+		if tf.sel.Before, err = time.Parse(time.RFC3339, tf.before); err != nil {
+			return usageError{fmt.Errorf("%s: --before %q: want an RFC 3339 time", name, tf.before)}
+		}
+	}
+	switch {
+	case len(argv) == 1 && (tf.sel.Latest || tf.before != ""):
+		return usageError{fmt.Errorf("%s: name the backup ID, or --plan P with --latest or --before, not both", name)}
+	case len(argv) == 1:
+		tf.sel.Backup = argv[0]
+	case tf.sel.Plan == "" || tf.sel.Latest == (tf.before != ""):
+		return usageError{fmt.Errorf("%s: name the backup ID, or --plan P with one of --latest and --before T", name)}
+	}
+	tf.nsMap = map[string]string{}
+	for _, m := range tf.nsMapFlags {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || from == "" || to == "" {
+			return usageError{fmt.Errorf("%s: --namespace-map %q: want FROM=TO", name, m)}
+		}
+		tf.nsMap[from] = to
+	}
+	if tf.sel.Trusted, err = readTrustedKeys(tf.keyFiles); err != nil {
+		return err
+	}
+	if tf.apply {
+		if tf.signer, err = a.env(set).Signer(cmd.Context(), tf.signingKey, true); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
 }

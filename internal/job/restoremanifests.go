@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -78,24 +79,10 @@ func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOpti
 	fail := func(err error) (RestoreManifestsResult, error) {
 		return res, fmt.Errorf("restore manifests: %w", err)
 	}
-	cfg, err := kube.Config(o.Target)
+	cfg, server, uid, err := targetIdentity(ctx, o.Target, o.Apply, o.Confirm, o.Signer)
+	res.Server, res.KubeSystemUID = server, uid
 	if err != nil {
-		return fail(fmt.Errorf("target: %w", err))
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fail(fmt.Errorf("target: %w", err))
-	}
-	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-	if err != nil {
-		return fail(fmt.Errorf("target %s: read namespace kube-system (its UID identifies the cluster): %w", cfg.Host, err))
-	}
-	res.Server, res.KubeSystemUID = cfg.Host, string(ks.UID)
-	if o.Apply && o.Confirm != res.KubeSystemUID {
-		return fail(fmt.Errorf("this writes into the cluster at %s: confirm with --confirm %s (its kube-system namespace UID)", res.Server, res.KubeSystemUID))
-	}
-	if o.Apply && o.Signer == nil {
-		return fail(errors.New("no evidence signer"))
+		return fail(err)
 	}
 
 	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
@@ -109,21 +96,7 @@ func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOpti
 		return fail(fmt.Errorf("backup %s holds no manifests export", src.id))
 	}
 	t0 := now()
-	dk, _, err := catalog.OpenKey(ctx, src.st, src.id, m.DataKeyID, src.kek)
-	if err != nil {
-		return fail(err)
-	}
-	defer dk.Destroy()
-	if err := m.CheckMAC(dk); err != nil {
-		return fail(err)
-	}
-	// Nothing is applied before the whole artifact has decrypted and its
-	// digest held: the plaintext is kept in memory until then.
-	var tarBuf bytes.Buffer
-	if _, err := catalog.DecryptArtifact(ctx, src.st, m, catalog.ArtifactManifests, dk, &tarBuf); err != nil {
-		return fail(err)
-	}
-	a, err := manifests.ReadArchive(&tarBuf, m.Manifests.IndexSHA256)
+	a, err := readManifestsArchive(ctx, src)
 	if err != nil {
 		return fail(err)
 	}
@@ -153,21 +126,13 @@ func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOpti
 	if rr.Failed() > 0 {
 		outcome = evidence.OutcomePartial
 	}
-	stages := make([]any, 0, len(res.Stages))
-	for _, s := range res.Stages {
-		stages = append(stages, map[string]any{"name": s.Name, "durationMs": s.DurationMs})
-	}
 	counts := map[string]any{}
 	for k, v := range rr.Counts {
 		counts[k] = int64(v)
 	}
-	rec, err := evidence.NewLog(src.st, o.Signer, now, evidence.WithRetention(config.EvidenceRetention(src.cs))).Append(ctx, evidence.Record{
-		Kind: KindRestore, ID: src.id + "-" + now().UTC().Format("20060102T150405Z"), Outcome: outcome,
-		Subject: map[string]any{
-			"backup": src.id, "target": "manifests", "server": res.Server, "kubeSystemUID": res.KubeSystemUID,
-			"manifestSHA256": src.sum, "objects": int64(len(a.Index.Objects)), "counts": counts, "stages": stages,
-		},
-		HIPAA: []string{"§164.308(a)(7)(ii)(B)", "§164.310(d)(2)(iv)"},
+	rec, err := appendRestoreRecord(ctx, src, o.Signer, now, outcome, res.Stages, map[string]any{
+		"target": "manifests", "server": res.Server, "kubeSystemUID": res.KubeSystemUID,
+		"objects": int64(len(a.Index.Objects)), "counts": counts,
 	})
 	if err != nil {
 		return res, fmt.Errorf("restore manifests: the objects are applied, but the restore record is not: %w", err)
@@ -177,6 +142,72 @@ func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOpti
 		return res, fmt.Errorf("restore manifests: %d of %d objects failed (see the table): %w", rr.Failed(), len(a.Index.Objects), ErrPartialRestore)
 	}
 	return res, nil
+}
+
+// readManifestsArchive decrypts the backup's manifests.tar and reads it
+// back against the index its authenticated manifest names. Nothing is
+// used before the whole artifact has decrypted and its digest held: the
+// plaintext is kept in memory until then.
+func readManifestsArchive(ctx context.Context, src restoreSource) (*manifests.Archive, error) {
+	m := src.m
+	if m.Manifests == nil {
+		return nil, fmt.Errorf("backup %s holds no manifests export", src.id)
+	}
+	dk, _, err := catalog.OpenKey(ctx, src.st, src.id, m.DataKeyID, src.kek)
+	if err != nil {
+		return nil, err
+	}
+	defer dk.Destroy()
+	if err := m.CheckMAC(dk); err != nil {
+		return nil, err
+	}
+	var tarBuf bytes.Buffer
+	if _, err := catalog.DecryptArtifact(ctx, src.st, m, catalog.ArtifactManifests, dk, &tarBuf); err != nil {
+		return nil, err
+	}
+	return manifests.ReadArchive(&tarBuf, m.Manifests.IndexSHA256)
+}
+
+// appendRestoreRecord appends the signed `restore` record of a restore
+// (docs/format.md §5.3.2): the backup, its manifest's SHA-256, the stages,
+// and the target's own members.
+func appendRestoreRecord(ctx context.Context, src restoreSource, signer *evidence.Signer, now func() time.Time, outcome string, stages []RestoreStage, subject map[string]any) (evidence.Record, error) {
+	st := make([]any, 0, len(stages))
+	for _, s := range stages {
+		st = append(st, map[string]any{"name": s.Name, "durationMs": s.DurationMs})
+	}
+	subject["backup"], subject["manifestSHA256"], subject["stages"] = src.id, src.sum, st
+	return evidence.NewLog(src.st, signer, now, evidence.WithRetention(config.EvidenceRetention(src.cs))).Append(ctx, evidence.Record{
+		Kind: KindRestore, ID: src.id + "-" + now().UTC().Format("20060102T150405Z"), Outcome: outcome,
+		Subject: subject, HIPAA: []string{"§164.308(a)(7)(ii)(B)", "§164.310(d)(2)(iv)"},
+	})
+}
+
+// targetIdentity reaches the target cluster and returns its config, API
+// server URL and kube-system namespace UID: the identity a restore that
+// writes must be confirmed with, so that one aimed at the wrong cluster is
+// refused before anything is sent.
+func targetIdentity(ctx context.Context, target kube.Options, apply bool, confirm string, signer *evidence.Signer) (*rest.Config, string, string, error) {
+	cfg, err := kube.Config(target)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("target: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("target: %w", err)
+	}
+	ks, err := cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
+	if err != nil {
+		return nil, cfg.Host, "", fmt.Errorf("target %s: read namespace kube-system (its UID identifies the cluster): %w", cfg.Host, err)
+	}
+	uid := string(ks.UID)
+	if apply && confirm != uid {
+		return nil, cfg.Host, uid, fmt.Errorf("this writes into the cluster at %s: confirm with --confirm %s (its kube-system namespace UID)", cfg.Host, uid)
+	}
+	if apply && signer == nil {
+		return nil, cfg.Host, uid, errors.New("no evidence signer")
+	}
+	return cfg, cfg.Host, uid, nil
 }
 
 // ErrPartialRestore: a restore applied, but some objects failed.
