@@ -147,11 +147,20 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 		return r.fail(StepDataKey, err)
 	}
 	also := make([]envelope.KeyObject, 0, len(r.opts.AlsoWrap))
+	names := map[string]keys.Ref{r.ko.Name(): r.ko.KEK}
 	for _, w := range r.opts.AlsoWrap {
 		ko, err := envelope.SealKey(ctx, w, id, r.dk, started)
 		if err != nil {
 			return r.fail(StepDataKey, err)
 		}
+		// Two providers that name their keys alike (two keyrings whose
+		// key is "clinic-kek", two Vaults with transit/lifeboat) would
+		// write the same key object, and rotation could not tell them
+		// apart: refuse before any data moves.
+		if prev, dup := names[ko.Name()]; dup {
+			return r.fail(StepDataKey, fmt.Errorf("two of the plan's key providers wrap under the same key reference (%s and %s): give one of them a key with another name", prev, ko.KEK))
+		}
+		names[ko.Name()] = ko.KEK
 		also = append(also, ko)
 	}
 

@@ -71,12 +71,22 @@ func openForRestore(ctx context.Context, env *wire.Env, sel RestoreSelection, re
 		// are not authenticated until then.
 		var accept func(context.Context, catalog.Manifest) error
 		if len(sel.Trusted) > 0 {
+			// Only a backup a signed record speaks for is taken: one with
+			// no record (a backup planted under a new ID) or a record
+			// without the manifest's digest is passed over too.
 			accept = func(ctx context.Context, m catalog.Manifest) error {
 				_, sum, err := catalog.ReadDigest(ctx, st, m.Backup)
-				if err == nil {
-					_, err = backup.CheckRecord(ctx, st, m.Backup, sum, sel.Trusted...)
+				if err != nil {
+					return err
 				}
-				return err
+				rc, err := backup.CheckRecord(ctx, st, m.Backup, sum, sel.Trusted...)
+				if err != nil {
+					return err
+				}
+				if rc.Status != backup.RecordOK {
+					return fmt.Errorf("no signed evidence record speaks for it (record %s)", rc.Status)
+				}
+				return nil
 			}
 		}
 		m, refused, err := catalog.SelectAccepted(ctx, st, catalog.Selector{Plan: sel.Plan, Latest: sel.Latest, Before: sel.Before}, accept)

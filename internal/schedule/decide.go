@@ -214,8 +214,7 @@ func Decide(s Spec, st State, now time.Time) Decision {
 		return d
 	}
 	d.Missed = append(before.misses(ReasonSkipImmediately), restored.misses(ReasonRestored)...)
-	restoreRun := after.n == 0 && restore
-	if restoreRun {
+	if after.n == 0 && restore {
 		// No tick after the restore is due yet: the restore runs as one,
 		// at once, whatever the starting deadline (serve may come back
 		// long after `restore apply`).
@@ -229,7 +228,12 @@ func Decide(s Spec, st State, now time.Time) Decision {
 		return d
 	}
 	late := func(t time.Time) bool {
-		return !restoreRun && s.StartingDeadline > 0 && now.Sub(t.Add(off)) > s.StartingDeadline
+		// After a restore the newest due tick runs whatever its lateness:
+		// the restored cluster's first backup must not wait.
+		if restore && t.Equal(after.last) {
+			return false
+		}
+		return s.StartingDeadline > 0 && now.Sub(t.Add(off)) > s.StartingDeadline
 	}
 	for _, t := range after.list[:after.n-1] {
 		r := ReasonSuperseded

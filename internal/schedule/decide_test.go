@@ -395,6 +395,15 @@ func TestDecide(t *testing.T) {
 			last:  d(10), next: d(11),
 		},
 		{
+			name:  "restored, and the tick after the restore is past its deadline: it runs anyway",
+			spec:  Spec{Cron: daily, StartingDeadline: 5 * time.Minute},
+			state: State{LastTick: at(t, d(7)), RestoredAt: at(t, "2026-01-09T05:00:00Z")},
+			now:   "2026-01-10T03:00:00Z",
+			run:   d(10),
+			miss:  []Miss{miss(d(8), ReasonRestored), miss(d(9), ReasonRestored)},
+			last:  d(10), next: d(11),
+		},
+		{
 			name:  "a restore already decided (before LastTick) changes nothing",
 			spec:  Spec{Cron: daily},
 			state: State{LastTick: at(t, "2026-01-10T05:00:00Z"), RestoredAt: at(t, "2026-01-10T05:00:00Z")},

@@ -212,6 +212,7 @@ var notRestored = map[string]string{
 	"certificatesigningrequests.certificates.k8s.io": "requests of the source cluster's clients",
 	"ipaddresses.networking.k8s.io":                  "ClusterIP allocations of the source cluster",
 	"servicecidrs.networking.k8s.io":                 "the target cluster's own ranges",
+	"persistentvolumes":                              "bound to the source cluster's storage (a restored PV whose claim UID matches nothing is Released, and with reclaimPolicy Delete the provisioner deletes the real disk); claims are restored with their data by `restore volumes`",
 	"volumeattachments.storage.k8s.io":               "attachments to the source cluster's nodes",
 	"csinodes.storage.k8s.io":                        "per-node CSI state of the source cluster",
 }
@@ -367,6 +368,12 @@ func restoreOne(ctx context.Context, dc dynamic.Interface, a *Archive, e IndexEn
 	if !selected(name, e.Resource, o.IncludeResources, o.ExcludeResources) {
 		return skip("resource not selected")
 	}
+	isClaim := e.Group == "" && e.Resource == "persistentvolumeclaims"
+	if isClaim && !slices.Contains(o.IncludeResources, "persistentvolumeclaims") {
+		// Restored empty, a claim would shadow the one `restore volumes`
+		// makes from its snapshot (which never overwrites a claim).
+		return skip("claims are restored with their data by `restore volumes`; --include-resource persistentvolumeclaims restores it empty")
+	}
 	srcNS := e.Namespace
 	if e.Group == "" && e.Resource == "namespaces" {
 		srcNS = e.Name
@@ -390,6 +397,16 @@ func restoreOne(ctx context.Context, dc dynamic.Interface, a *Archive, e IndexEn
 		}
 	}
 	u.SetOwnerReferences(nil)
+	if isClaim {
+		// A new, empty volume: not the source cluster's PV, nor its
+		// binding.
+		unstructured.RemoveNestedField(u.Object, "spec", "volumeName")
+		ann := u.GetAnnotations()
+		for _, k := range []string{"pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-by-controller", "volume.kubernetes.io/selected-node"} {
+			delete(ann, k)
+		}
+		u.SetAnnotations(ann)
+	}
 	ns := e.Namespace
 	if m, ok := o.NamespaceMap[ns]; ok && ns != "" {
 		ns = m

@@ -826,9 +826,9 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.ObjectI
 		// key's versions may straddle pages: a key is complete when the
 		// next key starts or the listing ends.
 		var (
-			cur     string
-			oldest  *types.ObjectVersion
-			n, seen int
+			cur              string
+			oldest           *types.ObjectVersion
+			n, seen, markers int
 		)
 		emit := func() bool {
 			if cur == "" || oldest == nil {
@@ -843,7 +843,7 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.ObjectI
 				return false
 			}
 			hin := &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(cur)}
-			if id := aws.ToString(oldest.VersionId); id != "" && !(id == "null" && n == 1) {
+			if id := aws.ToString(oldest.VersionId); id != "" && !(id == "null" && n == 1 && markers == 0) {
 				hin.VersionId = aws.String(id)
 			}
 			out, err := s.client.HeadObject(ctx, hin)
@@ -863,10 +863,12 @@ func (s *Store) List(ctx context.Context, prefix string) iter.Seq2[store.ObjectI
 					stopped = true
 					return errStop
 				}
-				cur, oldest, n, seen = e.key, nil, 0, 0
+				cur, oldest, n, seen, markers = e.key, nil, 0, 0, 0
 			}
 			seen++
-			if e.v != nil {
+			if e.v == nil {
+				markers++
+			} else {
 				n++
 				oldest = e.v // newest first: the last one seen is the oldest
 			}
