@@ -163,4 +163,3 @@ func find(objs []manifests.ObjectResult, path string) *manifests.ObjectResult {
 	}
 	return nil
 }
-
