@@ -28,7 +28,7 @@ manifests export into a cluster reached by a kubeconfig (a server-side dry
 run unless --apply). Volumes and Vault are restored by hand from "backup
 export".`,
 	}
-	cmd.AddCommand(newRestoreSub(a, false), newRestoreSub(a, true), newRestoreManifestsCommand(a), newRestoreVolumesCommand(a))
+	cmd.AddCommand(newRestoreSub(a, false), newRestoreSub(a, true), newRestoreManifestsCommand(a), newRestoreVolumesCommand(a), newRestoreVaultCommand(a))
 	return cmd
 }
 

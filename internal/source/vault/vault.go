@@ -90,6 +90,10 @@ func New(opts Options) (*Client, error) {
 	return &Client{c: c, addr: opts.Address, log: log.With("vault", opts.Address)}, nil
 }
 
+// API returns the Vault API client, for restores that write (Transit,
+// RestoreKV).
+func (c *Client) API() *api.Client { return c.c }
+
 // Address returns the server's URL.
 func (c *Client) Address() string { return c.addr }
 
