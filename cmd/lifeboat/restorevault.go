@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -13,8 +14,9 @@ import (
 
 func newRestoreVaultCommand(a *app) *cobra.Command {
 	var (
-		o  job.RestoreVaultOptions
-		tf restoreTargetFlags
+		o                           job.RestoreVaultOptions
+		tf                          restoreTargetFlags
+		unsealFile, sourceTokenFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "vault [ID]",
@@ -32,9 +34,12 @@ func newRestoreVaultCommand(a *app) *cobra.Command {
                 secret that exists (or is created meanwhile) is skipped;
                 --existing update writes it as a new version.
 
-The raft snapshot is not restored by this version: "backup export ID
-vault-raft.snap" gives it, verified, for "vault operator raft snapshot
-restore", which needs the source Vault's unseal keys.
+--raft force-restores the backup's raft snapshot instead: the target's
+whole storage is replaced by the source's (it must use integrated
+storage), and from then on it is sealed with the source Vault's seal: give
+the source's unseal keys (--unseal-key-file) for when it seals, and a token
+of the source Vault (--source-token-file), with which each backed-up
+transit key's canary is decrypted as the proof the restore worked.
 
 Without --apply nothing is written: the keys and secrets are looked up and
 the table shows what would happen. --apply needs --confirm with the target
@@ -60,6 +65,22 @@ record. No key material or secret value is ever printed or logged.`,
 			if o.TokenFile == "" {
 				o.Token = os.Getenv("VAULT_TOKEN")
 			}
+			if unsealFile != "" {
+				b, err := os.ReadFile(unsealFile)
+				if err != nil {
+					return fmt.Errorf("restore vault: --unseal-key-file: %w", err)
+				}
+				o.UnsealKeys = strings.Fields(string(b))
+				clear(b)
+			}
+			if sourceTokenFile != "" {
+				b, err := os.ReadFile(sourceTokenFile)
+				if err != nil {
+					return fmt.Errorf("restore vault: --source-token-file: %w", err)
+				}
+				o.SourceToken = strings.TrimSpace(string(b))
+				clear(b)
+			}
 			res, rerr := job.RestoreVault(cmd.Context(), a.env(set), o)
 			if rerr != nil && res.Backup == "" {
 				return rerr
@@ -81,6 +102,9 @@ record. No key material or secret value is ever printed or logged.`,
 	f.StringVar(&o.TransitMount, "transit-mount", "", "the target's transit mount (default: the one the keys came from)")
 	f.BoolVar(&o.ForceTransit, "force-transit", false, "replace transit keys that exist in the target (their versions newer than the backup's are lost)")
 	f.BoolVar(&o.UpdateKV, "update-kv", false, "write KV secrets that exist in the target as a new version (default: skip them)")
+	f.BoolVar(&o.Raft, "raft", false, "force-restore the backup's raft snapshot instead, replacing all of the target's data (the target must use integrated storage)")
+	f.StringVar(&unsealFile, "unseal-key-file", "", "with --raft: a file of the source Vault's unseal keys, one per line, for when the target seals after the restore")
+	f.StringVar(&sourceTokenFile, "source-token-file", "", "with --raft: a file holding a token of the source Vault, to decrypt the transit keys' canaries after the restore")
 	for _, n := range []string{"kubeconfig", "context", "namespace-map"} {
 		f.MarkHidden(n)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -134,4 +135,76 @@ func vaultGet(t *testing.T, v *testenv.Vault, path string, out any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// TestRestoreVaultRaft: a backup of a real raft Vault (its raft snapshot
+// and a transit key's canary) is force-restored into a second real raft
+// Vault, which then holds the source's data under the source's seal: it
+// is unsealed with the source's key if it seals, and the transit key's
+// canary decrypts there with the source's token.
+func TestRestoreVaultRaft(t *testing.T) {
+	v1 := testenv.StartVaultRaft(t)
+	vaultDo(t, v1, v1.Token, http.MethodPost, "sys/mounts/transit", map[string]any{"type": "transit"}, nil)
+	vaultDo(t, v1, v1.Token, http.MethodPost, "transit/keys/ehr", map[string]any{"type": "aes256-gcm96", "exportable": true, "allow_plaintext_backup": true}, nil)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tok1 := write("source-token", v1.Token)
+
+	s := newRotateSetup(t)
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, fmt.Appendf(nil, `---
+apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: vaultraft}
+spec:
+  store: local
+  keyProvider: local
+  retention: 1d
+  sources:
+    - vault: {address: %s, tokenFile: %s, transitKeys: [ehr], raftSnapshot: true}
+`, strconv.Quote(v1.Address), strconv.Quote(tok1))...)
+	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "vaultraft", "--signing-key", s.signingKey)
+	if code != ExitOK {
+		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
+	}
+	var m catalog.Manifest
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+
+	v2 := testenv.StartVaultRaft(t)
+	tok2 := write("target-token", v2.Token)
+	unseal := write("unseal-keys", v1.UnsealKey)
+	restore := func(extra ...string) (string, string, int) {
+		return run(t, append([]string{"--config", s.config, "restore", "vault", m.Backup, "--raft", "--vault-addr", v2.Address, "--vault-token-file", tok2,
+			"--unseal-key-file", unseal, "--source-token-file", tok1, "--key", s.signerPub(t), "--signing-key", s.signingKey}, extra...)...)
+	}
+	out, errs, code = restore()
+	id := regexp.MustCompile(`cluster ID ([0-9a-f-]{36})`).FindStringSubmatch(out)
+	if code != ExitOK || id == nil || !strings.Contains(out, "would force-restore") {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, errs, code = restore("--apply", "--confirm", id[1])
+	t.Logf("apply:\n%s", out)
+	if code != ExitOK || !strings.Contains(out, "ehr") || !strings.Contains(out, "canary decrypts") {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	// The target now answers the source's token with the source's keys.
+	var key map[string]any
+	v2.Token = v1.Token
+	if vaultGet(t, v2, "transit/keys/ehr", &key) != http.StatusOK {
+		t.Fatal("the restored Vault does not hold the source's transit key")
+	}
 }

@@ -5,10 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	sourcevault "github.com/lifeboat-dr/lifeboat/internal/source/vault"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
@@ -29,6 +34,16 @@ type RestoreVaultOptions struct {
 	// UpdateKV writes KV secrets that exist in the target as a new version;
 	// without it they are skipped.
 	UpdateKV bool
+	// Raft restores the backup's raft snapshot instead of the transit keys
+	// and KV secrets: the target's whole storage is replaced (snapshot
+	// force-restore), and it is sealed with the source Vault's seal from
+	// then on. UnsealKeys are the source Vault's unseal keys, used when the
+	// target seals after the restore; SourceToken is a token of the source
+	// Vault (now valid in the target), used to decrypt the transit keys'
+	// canaries as the proof the restore worked.
+	Raft        bool
+	UnsealKeys  []string
+	SourceToken string
 	// Apply, Confirm and Signer: as for RestoreManifests, with Confirm the
 	// target Vault's cluster ID, which the dry run prints.
 	Apply   bool
@@ -141,6 +156,9 @@ func RestoreVault(ctx context.Context, env *wire.Env, o RestoreVaultOptions) (Re
 		return buf.Bytes(), nil
 	}
 
+	if o.Raft {
+		return restoreRaft(ctx, env, o, src, dk, c, res, now)
+	}
 	t0 := now()
 	if _, ok := m.Artifact(catalog.ArtifactVaultTransit); ok {
 		data, err := decrypt(catalog.ArtifactVaultTransit)
@@ -234,4 +252,141 @@ func RestoreVault(ctx context.Context, env *wire.Env, o RestoreVaultOptions) (Re
 		return res, fmt.Errorf("restore vault: %d transit keys or secrets failed: %w", n, ErrPartialRestore)
 	}
 	return res, nil
+}
+
+// restoreRaft force-restores the backup's raft snapshot into the target
+// Vault (docs/restore.md §5). The snapshot is decrypted into a private
+// temporary file and sent only once its AEAD tags and digest held. The
+// target then holds the source's data under the source's seal: when it
+// seals, it is unsealed with the source's keys, and the canaries of the
+// backed-up transit keys are decrypted with the source's token.
+func restoreRaft(ctx context.Context, env *wire.Env, o RestoreVaultOptions, src restoreSource, dk envelope.DataKey, c *api.Client, res RestoreVaultResult, now func() time.Time) (RestoreVaultResult, error) {
+	fail := func(err error) (RestoreVaultResult, error) { return res, fmt.Errorf("restore vault (raft): %w", err) }
+	m := src.m
+	if _, ok := m.Artifact(catalog.ArtifactVaultRaft); !ok {
+		return fail(fmt.Errorf("backup %s holds no %s", src.id, catalog.ArtifactVaultRaft))
+	}
+	if _, err := c.Logical().ReadWithContext(ctx, "sys/storage/raft/configuration"); err != nil {
+		return fail(fmt.Errorf("target Vault %s does not use integrated (raft) storage, or the token may not read it: %w", o.Address, err))
+	}
+	if !o.Apply {
+		res.Stages = append(res.Stages, RestoreStage{Name: "raft", Detail: fmt.Sprintf("would force-restore %s into %s, replacing all of its data; it would then be sealed with the source Vault's seal", catalog.ArtifactVaultRaft, o.Address)})
+		return res, nil
+	}
+	t0 := now()
+	dir, err := os.MkdirTemp("", "lifeboat-vault-restore-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, catalog.ArtifactVaultRaft)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	_, err = catalog.DecryptArtifact(ctx, src.st, m, catalog.ArtifactVaultRaft, dk, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	snap, err := os.Open(path)
+	if err != nil {
+		return fail(err)
+	}
+	err = c.Sys().RaftSnapshotRestoreWithContext(ctx, snap, true)
+	snap.Close()
+	if err != nil {
+		return fail(fmt.Errorf("force-restore into %s: %w", o.Address, err))
+	}
+	res.Stages = append(res.Stages, RestoreStage{Name: "raft", Detail: fmt.Sprintf("%s decrypted and checked, force-restored into %s", catalog.ArtifactVaultRaft, o.Address), DurationMs: now().Sub(t0).Milliseconds()})
+
+	t0 = now()
+	if err := unsealAndWait(ctx, c, o.UnsealKeys); err != nil {
+		return fail(err)
+	}
+	if m.Vault != nil && len(m.Vault.TransitKeys) > 0 {
+		if o.SourceToken == "" {
+			return fail(errors.New("restored, but the canaries cannot be checked without a token of the source Vault (--source-token-file)"))
+		}
+		sc, err := c.Clone()
+		if err != nil {
+			return fail(err)
+		}
+		sc.SetToken(o.SourceToken)
+		mount := o.TransitMount
+		if mount == "" {
+			mount = m.Vault.TransitMount
+		}
+		t := sourcevault.Transit{Client: sc, Mount: mount}
+		for _, k := range m.Vault.TransitKeys {
+			r := VaultKeyRestore{Name: k.Name, Outcome: "restored"}
+			got, err := t.CanaryDigest(ctx, k.Name, k.CanaryCiphertext, k.CanaryContext)
+			switch {
+			case err != nil:
+				r.Outcome, r.Reason = sourcevault.KVFailed, err.Error()
+			case got != k.CanarySHA256:
+				r.Outcome, r.Reason = sourcevault.KVFailed, fmt.Sprintf("canary decrypted to SHA-256 %s, the manifest says %s", got, k.CanarySHA256)
+			default:
+				r.Version, _ = t.LatestVersion(ctx, k.Name)
+			}
+			res.Transit = append(res.Transit, r)
+		}
+	}
+	res.Stages = append(res.Stages, RestoreStage{Name: "unseal and check", Detail: fmt.Sprintf("active and unsealed; %d transit keys' canaries checked with the source's token", len(res.Transit)), DurationMs: now().Sub(t0).Milliseconds()})
+	res.Applied = true
+	health, err := c.Sys().HealthWithContext(ctx)
+	if err == nil {
+		res.ClusterID = health.ClusterID
+	}
+	outcome := evidence.OutcomeSuccess
+	if res.Failed() > 0 {
+		outcome = evidence.OutcomePartial
+	}
+	rec, err := appendRestoreRecord(ctx, src, o.Signer, now, outcome, res.Stages, map[string]any{
+		"target": "vault", "address": o.Address, "clusterId": res.ClusterID, "raft": true,
+		"transitKeys": int64(len(res.Transit)), "transitRestored": int64(len(res.Transit) - res.Failed()),
+		"kvWritten": int64(0), "kvSkipped": int64(0), "kvFailed": int64(0),
+	})
+	if err != nil {
+		return res, fmt.Errorf("restore vault (raft): the snapshot is restored, but the restore record is not: %w", err)
+	}
+	res.Evidence = rec.Key()
+	if n := res.Failed(); n > 0 {
+		return res, fmt.Errorf("restore vault (raft): %d transit keys' canaries failed: %w", n, ErrPartialRestore)
+	}
+	return res, nil
+}
+
+// unsealAndWait unseals the Vault c reaches with keys when it is sealed,
+// and waits (up to a minute) until it is unsealed and active.
+func unsealAndWait(ctx context.Context, c *api.Client, keys []string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		h, err := c.Sys().HealthWithContext(ctx)
+		if err == nil && !h.Sealed && !h.Standby && h.Initialized {
+			return nil
+		}
+		if err == nil && h.Sealed {
+			if len(keys) == 0 {
+				return errors.New("the Vault sealed after the restore: give the source Vault's unseal keys (--unseal-key-file)")
+			}
+			for _, k := range keys {
+				st, err := c.Sys().UnsealWithContext(ctx, k)
+				if err != nil {
+					return fmt.Errorf("unseal with the source's keys: %w", err)
+				}
+				if !st.Sealed {
+					break
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return errors.New("the Vault is not unsealed and active within a minute of the restore")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
