@@ -24,7 +24,7 @@ FUZZ      := ./internal/config:FuzzParse:20000x ./internal/envelope:FuzzParseHea
 
 # Servers the tests start, each built from its own pinned module in
 # e2e/testbin/<module>. Heavy builds run one at a time.
-TESTBIN   := kube-apiserver etcd etcdctl etcdutl versitygw local-kms vault
+TESTBIN   := kube-apiserver kubectl etcd etcdctl etcdutl versitygw local-kms vault
 
 .PHONY: all build test unit fuzz lint vet fmt-check bench clean testbin
 .NOTPARALLEL:
@@ -60,8 +60,8 @@ $(BIN)/kube-apiserver: e2e/testbin/kube-apiserver/go.mod e2e/testbin/kube-apiser
 	@echo "building kube-apiserver (about 4 minutes on 2 cores; cached in bin/)"
 	cd e2e/testbin/kube-apiserver && $(GO) build -trimpath -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
-# kubectl is only for `make bench` (the side-by-side manifests export); the
-# tests do not need it.
+# kubectl renders deploy/base in its test (`kubectl kustomize`) and is the
+# peer of the side-by-side manifests export in `make bench` (about a minute).
 $(BIN)/kubectl: e2e/testbin/kubectl/go.mod e2e/testbin/kubectl/go.sum
 	cd e2e/testbin/kubectl && $(GO) build -trimpath -o $@ k8s.io/kubernetes/cmd/kubectl
 

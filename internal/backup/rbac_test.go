@@ -21,7 +21,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
-// TestDeployRBACSuffices binds deploy/rbac.yaml's ClusterRole, and nothing
+// TestDeployRBACSuffices binds deploy/base/rbac.yaml's ClusterRole, and nothing
 // else, to a user and backs up with every Kubernetes source as that user:
 // the backup must be complete, with nothing skipped. The user must still be
 // refused a write the role does not grant, so the role is not cluster-admin
@@ -48,7 +48,7 @@ func TestDeployRBACSuffices(t *testing.T) {
 	putSecret(t, admin, "kube-system", "encryption-config", "config.yaml", encCfg)
 
 	// The ClusterRole exactly as shipped, bound to the test's user.
-	raw, err := os.ReadFile("../../deploy/rbac.yaml")
+	raw, err := os.ReadFile("../../deploy/base/rbac.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +56,17 @@ func TestDeployRBACSuffices(t *testing.T) {
 	for doc := range strings.SplitSeq(string(raw), "\n---\n") {
 		var meta metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatalf("deploy/rbac.yaml: %v", err)
+			t.Fatalf("deploy/base/rbac.yaml: %v", err)
 		}
 		if meta.Kind == "ClusterRole" {
 			role = &rbacv1.ClusterRole{}
 			if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
-				t.Fatalf("deploy/rbac.yaml ClusterRole: %v", err)
+				t.Fatalf("deploy/base/rbac.yaml ClusterRole: %v", err)
 			}
 		}
 	}
 	if role == nil {
-		t.Fatal("deploy/rbac.yaml has no ClusterRole")
+		t.Fatal("deploy/base/rbac.yaml has no ClusterRole")
 	}
 	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestDeployRBACSuffices(t *testing.T) {
 	p.Spec.Cluster = &config.ClusterRef{Kubeconfig: c.RestrictedKubeconfig}
 	m, err := runBackup(ctx, t, f, p, &logs, nil)
 	if err != nil {
-		t.Fatalf("backup as the deploy/rbac.yaml user: %v\nlogs:\n%s", err, logs.String())
+		t.Fatalf("backup as the deploy/base/rbac.yaml user: %v\nlogs:\n%s", err, logs.String())
 	}
 	if m.Status != catalog.StatusComplete || len(m.Skipped) != 0 || m.Manifests == nil || len(m.Manifests.Skipped) != 0 {
 		t.Fatalf("status %s, skipped %+v, manifests %+v", m.Status, m.Skipped, m.Manifests)
@@ -128,7 +128,7 @@ func TestDeployRBACSuffices(t *testing.T) {
 	_, err = runBackup(ctx, t, f, p, &flogs, nil)
 	var rerr *backup.RunError
 	if !errors.As(err, &rerr) || rerr.Step != config.SourceVolumes {
-		t.Fatalf("failing backup as the deploy/rbac.yaml user: %v", err)
+		t.Fatalf("failing backup as the deploy/base/rbac.yaml user: %v", err)
 	}
 	if reqs := deleteRequests(t, c, "velero", rerr.Backup); len(reqs) != 1 {
 		t.Errorf("DeleteBackupRequests for the failed backup's Velero Backup: %d, want 1\nlogs:\n%s", len(reqs), flogs.String())
@@ -151,17 +151,17 @@ func TestDeployRBACSuffices(t *testing.T) {
 		r, err := restricted.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
 			Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a}}, metav1.CreateOptions{})
 		if err != nil || r.Status.Allowed {
-			t.Errorf("%s %s/%s allowed to the deploy/rbac.yaml user (err %v)", a.Verb, a.Resource, a.Subresource, err)
+			t.Errorf("%s %s/%s allowed to the deploy/base/rbac.yaml user (err %v)", a.Verb, a.Resource, a.Subresource, err)
 		}
 	}
 
 	// Reads and the writes above only.
 	_, err = restricted.CoreV1().ConfigMaps("ehr").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
-		t.Errorf("creating a ConfigMap as the deploy/rbac.yaml user: %v, want forbidden", err)
+		t.Errorf("creating a ConfigMap as the deploy/base/rbac.yaml user: %v, want forbidden", err)
 	}
 	err = restricted.CoreV1().Secrets("kube-system").Delete(ctx, "encryption-config", metav1.DeleteOptions{})
 	if !apierrors.IsForbidden(err) {
-		t.Errorf("deleting a Secret as the deploy/rbac.yaml user: %v, want forbidden", err)
+		t.Errorf("deleting a Secret as the deploy/base/rbac.yaml user: %v, want forbidden", err)
 	}
 }

@@ -239,6 +239,13 @@ const RestrictedUser = "lifeboat-restricted"
 
 // writeKubeconfig writes a kubeconfig for Server and CAFile with user's
 // token to path.
+// WriteKubeconfig writes a kubeconfig file (mode 0600) for the cluster
+// with user's bearer token, e.g. a ServiceAccount's from the TokenRequest
+// API.
+func (c *Cluster) WriteKubeconfig(path, user, token string) error {
+	return c.writeKubeconfig(path, user, token)
+}
+
 func (c *Cluster) writeKubeconfig(path, user, token string) error {
 	if c.Server == "" || c.CAFile == "" || token == "" {
 		return errors.New("server, CA file and token are needed")
