@@ -24,7 +24,13 @@ FUZZ      := ./internal/config:FuzzParse:20000x ./internal/envelope:FuzzParseHea
 
 # Servers the tests start, each built from its own pinned module in
 # e2e/testbin/<module>. Heavy builds run one at a time.
-TESTBIN   := kube-apiserver kubectl etcd etcdctl etcdutl versitygw local-kms vault
+# The Prometheus Operator release whose CRDs (ServiceMonitor,
+# PrometheusRule) the deploy test installs; v0.85.0 is the newest the module
+# proxy serves (v0.86.0 and v0.87.0 are refused). Keep internal/testenv's
+# PrometheusOperatorVersion equal.
+PROMETHEUS_OPERATOR := v0.85.0
+
+TESTBIN   := kube-apiserver kubectl etcd etcdctl etcdutl versitygw local-kms vault promtool
 
 .PHONY: all build test unit fuzz lint vet fmt-check bench clean testbin
 .NOTPARALLEL:
@@ -64,6 +70,13 @@ $(BIN)/kube-apiserver: e2e/testbin/kube-apiserver/go.mod e2e/testbin/kube-apiser
 # peer of the side-by-side manifests export in `make bench` (about a minute).
 $(BIN)/kubectl: e2e/testbin/kubectl/go.mod e2e/testbin/kubectl/go.sum
 	cd e2e/testbin/kubectl && $(GO) build -trimpath -o $@ k8s.io/kubernetes/cmd/kubectl
+
+# promtool checks and unit-tests deploy/components/monitoring's alerts; the
+# same step fetches the Prometheus Operator CRDs the deploy test installs.
+$(BIN)/promtool: e2e/testbin/promtool/go.mod e2e/testbin/promtool/go.sum
+	@echo "building promtool (about 2 minutes once modules are downloaded)"
+	cd e2e/testbin/promtool && $(GO) build -trimpath -o $@ github.com/prometheus/prometheus/cmd/promtool
+	cd e2e/testbin/promtool && $(GO) mod download github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR)
 
 $(BIN)/etcd: e2e/testbin/etcd/go.mod e2e/testbin/etcd/go.sum
 	cd e2e/testbin/etcd && $(GO) build -trimpath -o $@ go.etcd.io/etcd/server/v3

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -36,15 +37,15 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
-// render runs `kubectl kustomize deploy/base` (the kubectl make testbin
-// builds) and returns the objects.
-func render(t *testing.T) []*unstructured.Unstructured {
+// render runs `kubectl kustomize dir` (the kubectl make testbin builds)
+// and returns the objects.
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	out, err := exec.Command(testenv.Binary(t, "kubectl"), "kustomize", "base").Output()
+	out, err := exec.Command(testenv.Binary(t, "kubectl"), "kustomize", dir).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			t.Fatalf("kubectl kustomize base: %v\n%s", err, ee.Stderr)
+			t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, ee.Stderr)
 		}
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func render(t *testing.T) []*unstructured.Unstructured {
 func TestDeployBase(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	objs := render(t)
+	objs := render(t, "base")
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -90,35 +91,12 @@ func TestDeployBase(t *testing.T) {
 	}
 
 	c := testenv.StartCluster(t)
-	cfg := c.RESTConfig(c.Token)
-	dc, err := dynamic.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(c.Token))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
-	force := true
 	var deployment *unstructured.Unstructured
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			t.Fatalf("%s: %v", gvk, err)
-		}
-		var ri dynamic.ResourceInterface = dc.Resource(m.Resource)
-		if o.GetNamespace() != "" {
-			ri = dc.Resource(m.Resource).Namespace(o.GetNamespace())
-		}
-		body, err := o.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "deploy-test", Force: &force}); err != nil {
-			t.Fatalf("server-side apply %s %s: %v", o.GetKind(), o.GetName(), err)
-		}
+	for _, o := range apply(ctx, t, c, objs) {
 		if o.GetKind() == "Deployment" {
 			deployment = o
 		}
@@ -286,6 +264,106 @@ spec: {cron: "@every 2s", backupPlan: cluster}
 		t.Errorf("creating a ConfigMap as the ServiceAccount: %v, want forbidden", err)
 	}
 
+}
+
+// apply applies objs to c with server-side apply and returns them.
+func apply(ctx context.Context, t *testing.T, c *testenv.Cluster, objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	t.Helper()
+	cfg := c.RESTConfig(c.Token)
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(cs.Discovery()))
+	force := true
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s: %v", gvk, err)
+		}
+		var ri dynamic.ResourceInterface = dc.Resource(m.Resource)
+		if o.GetNamespace() != "" {
+			ri = dc.Resource(m.Resource).Namespace(o.GetNamespace())
+		}
+		body, err := o.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: "deploy-test", Force: &force}); err != nil {
+			t.Fatalf("server-side apply %s %s: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return objs
+}
+
+// TestMonitoring renders deploy/overlays/monitoring (the base with the
+// monitoring component) and applies it to a real kube-apiserver with the
+// Prometheus Operator's CRDs, which validate the ServiceMonitor and the
+// PrometheusRule; then `promtool check rules` and `promtool test rules`
+// run the PrometheusRule's groups against series shaped like the
+// service's metrics (components/monitoring/rules_test.yaml): every alert
+// fires when it should and stays quiet when it should not.
+func TestMonitoring(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	objs := render(t, "overlays/monitoring")
+	c := testenv.StartCluster(t)
+	testenv.InstallMonitoringCRDs(t, c)
+	var rule *unstructured.Unstructured
+	for _, o := range apply(ctx, t, c, objs) {
+		if o.GetKind() == "PrometheusRule" {
+			rule = o
+		}
+	}
+	if rule == nil {
+		t.Fatal("no PrometheusRule rendered")
+	}
+	spec, _, _ := unstructured.NestedMap(rule.Object, "spec")
+	rules, err := yaml.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), rules, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("components/monitoring/rules_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules_test.yaml"), tests, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promtool := testenv.Binary(t, "promtool")
+	for _, args := range [][]string{{"check", "rules", "rules.yaml"}, {"test", "rules", "rules_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("promtool %s: %v", strings.Join(args, " "), err)
+		}
+	}
+	// Every alert of the rule is exercised by the unit tests.
+	var names []string
+	groups, _, _ := unstructured.NestedSlice(spec, "groups")
+	for _, g := range groups {
+		rs, _, _ := unstructured.NestedSlice(g.(map[string]any), "rules")
+		for _, r := range rs {
+			if a, ok := r.(map[string]any)["alert"].(string); ok {
+				names = append(names, a)
+				if !strings.Contains(string(tests), "alertname: "+a+"\n") {
+					t.Errorf("alert %s has no promtool test", a)
+				}
+			}
+		}
+	}
+	t.Logf("alerts: %v", names)
 }
 
 func subresource(r string) string {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -61,6 +62,31 @@ func InstallVeleroCRDs(t testing.TB, c *Cluster) {
 	t.Helper()
 	dir := filepath.Join(moduleDir(t, veleroModule), "config", "crd", "v1", "bases")
 	installCRDs(t, c, filepath.Join(dir, "velero.io_backups.yaml"), filepath.Join(dir, "velero.io_deletebackuprequests.yaml"))
+}
+
+// PrometheusOperatorVersion is the Prometheus Operator release whose CRDs
+// InstallMonitoringCRDs installs (the Makefile's PROMETHEUS_OPERATOR).
+const PrometheusOperatorVersion = "v0.85.0"
+
+// InstallMonitoringCRDs installs the Prometheus Operator's ServiceMonitor
+// and PrometheusRule CRDs (monitoring.coreos.com/v1) from the operator's
+// module in the module cache (`make testbin` downloads it), and waits until
+// they are established. No operator runs.
+func InstallMonitoringCRDs(t testing.TB, c *Cluster) {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus-operator/prometheus-operator@"+PrometheusOperatorVersion)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var mod struct{ Dir, Error string }
+	if err == nil {
+		err = json.Unmarshal(out, &mod)
+	}
+	if err != nil || mod.Dir == "" {
+		t.Fatalf("testenv: go mod download prometheus-operator@%s: %v %s %s (run make testbin)", PrometheusOperatorVersion, err, mod.Error, stderr.String())
+	}
+	dir := filepath.Join(mod.Dir, "example", "prometheus-operator-crd")
+	installCRDs(t, c, filepath.Join(dir, "monitoring.coreos.com_servicemonitors.yaml"), filepath.Join(dir, "monitoring.coreos.com_prometheusrules.yaml"))
 }
 
 // moduleDir returns the directory of module in the module cache.
