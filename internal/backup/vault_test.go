@@ -279,7 +279,7 @@ func TestVaultSource(t *testing.T) {
 	art.Keys["ehr-plain"] = sourcevault.TransitKeyBackup{LatestVersion: 2, Backup: json.RawMessage(`"bm90IGEga2V5IGJhY2t1cA=="`)}
 	delete(art.Keys, "ehr-derived")
 	res = startScratchVault(t, ctx, bin).VerifyCanaries(ctx, art, vs.TransitKeys)
-	if len(res) != 2 || res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "restore transit key ehr-plain: scratch Vault answered") {
+	if len(res) != 2 || res[0].Err == nil || !strings.Contains(res[0].Err.Error(), "restore transit key ehr-plain: Vault answered") {
 		t.Errorf("unrestorable key: %+v", res)
 	}
 	if len(res) != 2 || res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "ehr-derived: not in vault-transit.json") {
