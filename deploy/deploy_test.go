@@ -311,6 +311,12 @@ func apply(ctx context.Context, t *testing.T, c *testenv.Cluster, objs []*unstru
 func TestMonitoring(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The AWS overlay renders too: IRSA on the ServiceAccount.
+	for _, o := range render(t, "overlays/aws") {
+		if o.GetKind() == "ServiceAccount" && o.GetAnnotations()["eks.amazonaws.com/role-arn"] == "" {
+			t.Error("overlays/aws: the ServiceAccount has no IRSA role annotation")
+		}
+	}
 	objs := render(t, "overlays/monitoring")
 	c := testenv.StartCluster(t)
 	testenv.InstallMonitoringCRDs(t, c)
