@@ -83,7 +83,8 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 ` + exitCodesHelp,
 		Example: `  lifeboat --config schedules/ drill run drills/control-plane.yaml
   lifeboat --config lifeboat.yaml drill run control-plane --keep
-  lifeboat --config schedules/ drill run control-plane --key-provider breakglass-kms`,
+  lifeboat --config schedules/ drill run control-plane --key-provider breakglass-kms
+  lifeboat --config schedules/ drill run control-plane -o junit > drill-results.xml   # for CI`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			// The RTO clock starts now: loading the configuration, opening
@@ -201,7 +202,16 @@ func runDrill(ctx context.Context, a *app, stdout io.Writer, set *config.Set, d 
 		out.Kubeconfig = res.Cluster.Access().Kubeconfig
 	}
 	if !quiet {
-		if a.output == "table" {
+		if a.output == "junit" {
+			b, err := evidence.RenderJUnit(pub.Report, out.ReportKey)
+			if err == nil {
+				_, err = stdout.Write(b)
+			}
+			if err != nil {
+				stopKept(a, res)
+				return out.ReportKey, err
+			}
+		} else if a.output == "table" {
 			storeDir := ""
 			if cs, ok := set.Store(jr.Store); ok {
 				storeDir = fsStoreDir(cs)

@@ -159,6 +159,16 @@ func TestDrillRun(t *testing.T) {
 		t.Errorf("failed drill output:\n%s", out)
 	}
 
+	// The same failed drill for CI: JUnit XML on stdout, exit 5.
+	out, errs, code = runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "wants-a-missing-object", "--signing-key", signingKey, "-o", "junit")
+	if code != ExitDrillFailed || !strings.HasPrefix(out, "<?xml") || !strings.Contains(out, `<testsuite name="lifeboat drill wants-a-missing-object"`) ||
+		!strings.Contains(out, `<failure message="RTO not measured`) || !strings.Contains(out, `name="report" value="reports/wants-a-missing-object-`) {
+		t.Errorf("junit: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, errs, code := run(t, "--config", plans, "-o", "junit", "backup", "list"); code != ExitUsage || !strings.Contains(errs, "junit is for drill run only") {
+		t.Errorf("-o junit elsewhere: exit %d %s", code, errs)
+	}
+
 	// Not a drill.
 	if _, _, code := runOwn(t, newDrillCommand, []string{plans}, "drill", "run", "nope"); code != ExitUsage {
 		t.Errorf("unknown drill: exit %d", code)

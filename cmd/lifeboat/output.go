@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -19,6 +20,8 @@ type table struct {
 // render writes v (JSON/YAML) or t (table) in the chosen format.
 func (a *app) render(w io.Writer, v any, t table) error {
 	switch a.output {
+	case "junit":
+		return usageError{errors.New("--output junit is for drill run only")}
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

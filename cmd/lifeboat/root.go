@@ -60,7 +60,7 @@ scratch cluster and measure RTO and RPO against targets.
 	pf.StringArrayVar(&a.configPaths, "config", nil, "configuration file or directory (repeatable); its objects are loaded with every command")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml (and junit for drill run)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(newVersionCommand(a), newValidateCommand(a), newStoreCommand(a), newBackupCommand(a), newKeysCommand(a))
@@ -94,9 +94,9 @@ func (a *app) setup() error {
 		return usageError{fmt.Errorf("--log-format %q: want text or json", a.logFormat)}
 	}
 	switch a.output {
-	case "table", "json", "yaml":
+	case "table", "json", "yaml", "junit":
 	default:
-		return usageError{fmt.Errorf("--output %q: want table, json or yaml", a.output)}
+		return usageError{fmt.Errorf("--output %q: want table, json or yaml (or junit, for drill run)", a.output)}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"os"
 	"path/filepath"
@@ -295,5 +296,54 @@ func TestMarkdownEscaping(t *testing.T) {
 		if got := mdText(in); got != want {
 			t.Errorf("mdText(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestRenderJUnit: a failed drill's report as JUnit XML has one case per
+// objective and check, the failed ones (here the RPO) marked failures with
+// the reason, and the report key and signer as properties; it parses as
+// XML.
+func TestRenderJUnit(t *testing.T) {
+	signer := newTestSigner(t)
+	signed, _, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RenderJUnit(signed, "reports/x/report.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Suites   []struct {
+			Props []struct {
+				Name  string `xml:"name,attr"`
+				Value string `xml:"value,attr"`
+			} `xml:"properties>property"`
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if doc.Tests != 4 || doc.Failures != 1 || len(doc.Suites) != 1 {
+		t.Fatalf("tests %d failures %d\n%s", doc.Tests, doc.Failures, b)
+	}
+	s := doc.Suites[0]
+	if s.Cases[1].Name != "RPO" || s.Cases[1].Failure == nil || !strings.Contains(s.Cases[1].Failure.Message, "exceeds the target 1h0m0s") || s.Cases[0].Failure != nil {
+		t.Fatalf("cases %+v", s.Cases)
+	}
+	props := map[string]string{}
+	for _, p := range s.Props {
+		props[p.Name] = p.Value
+	}
+	if props["report"] != "reports/x/report.json" || props["signer"] != signer.KeyID() || props["verdict"] != VerdictFail {
+		t.Fatalf("properties %v", props)
 	}
 }
