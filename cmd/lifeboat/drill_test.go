@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,6 +168,29 @@ func TestDrillRun(t *testing.T) {
 	}
 	if _, errs, code := run(t, "--config", plans, "-o", "junit", "backup", "list"); code != ExitUsage || !strings.Contains(errs, "junit is for drill run only") {
 		t.Errorf("-o junit elsewhere: exit %d %s", code, errs)
+	}
+
+	// The runs, from the evidence log: listed with filters, and one shown.
+	pubFile := filepath.Join(dir, "signer.pub")
+	pemKey, _ := evidence.MarshalPublicKey(signer.PublicKey())
+	if err := os.WriteFile(pubFile, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code = run(t, "report", "list", "--store-path", storeDir, "--key", pubFile)
+	if code != ExitOK || strings.Count(out, " pass ") != 2 || strings.Count(out, " fail ") != 2 || strings.Contains(out, "Signers not checked") {
+		t.Errorf("report list: exit %d\n%s\n%s", code, out, errs)
+	}
+	var runs []job.DrillRun
+	out, errs, code = run(t, "report", "list", "--store-path", storeDir, "--verdict", "fail", "-o", "json")
+	if code != ExitOK || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 2 || runs[0].Drill != "wants-a-missing-object" {
+		t.Fatalf("report list --verdict fail: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, errs, code = run(t, "report", "show", runs[0].RunID, "--store-path", storeDir, "--key", pubFile)
+	if code != ExitOK || !strings.Contains(out, "Drill wants-a-missing-object, run "+runs[0].RunID+": fail") || !strings.Contains(out, "no-such-namespace") {
+		t.Errorf("report show: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, errs, code := run(t, "report", "show", "no-such-run", "--store-path", storeDir); code == ExitOK || !strings.Contains(errs, "no drill record") {
+		t.Errorf("report show of an unknown run: exit %d\n%s", code, errs)
 	}
 
 	// Not a drill.

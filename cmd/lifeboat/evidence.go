@@ -39,9 +39,9 @@ hash-chained log in the store (docs/format.md §5). These commands check it.`,
 func newReportCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "Verify signed drill reports",
+		Short: "List, show and verify signed drill reports",
 	}
-	cmd.AddCommand(newReportVerifyCommand(a))
+	cmd.AddCommand(newReportVerifyCommand(a), newReportListCommand(a), newReportShowCommand(a))
 	return cmd
 }
 

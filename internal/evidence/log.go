@@ -516,6 +516,50 @@ func (l *Log) Backwards(ctx context.Context, limit int, fn func(Record) bool) er
 	return nil
 }
 
+// OfKind returns every record of kind (from the named copies, whose keys
+// name the kind), oldest first. Each must parse, carry a valid signature
+// and name its own key; with the Log's signer or trusted keys it must be
+// signed by one of them (origin checked), without any only its signature's
+// validity is (Trusted reports which). The chain is not checked: that is
+// Verify's job.
+func (l *Log) OfKind(ctx context.Context, kind string) ([]Record, error) {
+	infix := "-" + kind + "-"
+	var keys []string
+	for info, err := range l.st.List(ctx, evidencePrefix) {
+		if err != nil {
+			return nil, fmt.Errorf("evidence: list the log: %w", err)
+		}
+		name := strings.TrimPrefix(info.Key, evidencePrefix)
+		if strings.HasPrefix(info.Key, chainPrefix) || len(name) < 11 || !strings.HasPrefix(name[10:], infix) {
+			continue
+		}
+		keys = append(keys, info.Key)
+	}
+	var out []Record
+	for _, key := range keys {
+		data, err := l.read(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("evidence: read %s: %w", key, err)
+		}
+		r, pub, err := parseRecord(data)
+		if err != nil {
+			return nil, problem(key, err)
+		}
+		if r.Kind != kind || r.Key() != key {
+			return nil, &VerifyError{Object: key, Field: "kind", Problem: fmt.Sprintf("the record is %s %s at seq %d, not what its key names", r.Kind, r.ID, r.Seq)}
+		}
+		if l.Trusted() && !containsKey(l.opts.trusted, pub) && (l.signer == nil || !pub.Equal(l.signer.pub)) {
+			return nil, &VerifyError{Object: key, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which this log does not trust", r.Signer)}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Trusted reports whether the Log checks who signed what it reads: it has
+// a signer or trusted keys.
+func (l *Log) Trusted() bool { return l.signer != nil || len(l.opts.trusted) > 0 }
+
 // Find returns the records of kind about id (their keys name both, so one
 // listing finds them), oldest first. Each must parse and carry a valid
 // signature by the Log's signer or a trusted key, else Find fails with a
