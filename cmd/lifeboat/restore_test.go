@@ -59,12 +59,7 @@ func TestRestoreEtcdThreeMembers(t *testing.T) {
 	if _, errs, code := run(t, "keys", "init", "--keyring", s.keyring, "--key", "clinic-kek"); code != ExitOK {
 		t.Fatalf("keys init: %s", errs)
 	}
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, []byte(fmt.Sprintf(`---
-apiVersion: lifeboat.dev/v1alpha1
+	s.addPlan(t, fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: control-plane}
 spec:
@@ -74,18 +69,8 @@ spec:
   sources:
     - etcd: {endpoints: [%s]}
     - encryptionConfig: {file: %s}
-`, strconv.Quote(src.Etcd.Endpoint), strconv.Quote(src.EncryptionConfig)))...)
-	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "control-plane", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatal(err)
-	}
+`, strconv.Quote(src.Etcd.Endpoint), strconv.Quote(src.EncryptionConfig)))
+	m := s.backupRun(t, "control-plane")
 
 	type member struct{ name, peer, client string }
 	var members []member
@@ -99,7 +84,7 @@ spec:
 	outDir := filepath.Join(s.dir, "restore")
 	flags = append(flags, "--out", outDir)
 
-	out, errs, code = run(t, append(append(args, "restore", "plan", m.Backup), flags...)...)
+	out, errs, code := run(t, append(append(args, "restore", "plan", m.Backup), flags...)...)
 	if code != ExitOK || !strings.Contains(out, "Would restore") || !strings.Contains(out, "Nothing was written") {
 		t.Fatalf("restore plan: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -111,14 +96,7 @@ spec:
 	// someone who can write the store has replaced (its point in time
 	// moved on, as in issue 11) ranks first, but with --key it does not
 	// match its signed record and is passed over, naming it.
-	out, errs, code = run(t, "--config", s.config, "-o", "json", "backup", "run", "control-plane", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("second backup run: exit %d\n%s", code, errs)
-	}
-	var m2 catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m2); err != nil {
-		t.Fatal(err)
-	}
+	m2 := s.backupRun(t, "control-plane")
 	s.forgePointInTime(t, m2.Backup, time.Hour)
 	// And a newer backup no signed record speaks for (someone with store
 	// and KMS access planting one under a new ID): taken through the

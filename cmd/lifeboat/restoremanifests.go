@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -78,17 +79,7 @@ names each with the API's reason), 4 the backup failed verification.`,
 				}
 			}
 			res, rerr := job.RestoreManifests(cmd.Context(), a.env(set), o)
-			if rerr != nil && res.Backup == "" {
-				return rerr
-			}
-			if a.output != "table" {
-				if err := a.render(cmd.OutOrStdout(), res, table{}); err != nil {
-					return err
-				}
-				return rerr
-			}
-			printManifestsRestore(cmd.OutOrStdout(), res)
-			return rerr
+			return finishRestore(cmd, a, res, res.RestoreCommon, rerr, func(w io.Writer) { printManifestsRestore(w, res) })
 		},
 	}
 	tf.register(cmd)
@@ -103,19 +94,8 @@ names each with the API's reason), 4 the backup failed verification.`,
 
 // printManifestsRestore prints the target, the per-kind table and the
 // objects that failed.
-func printManifestsRestore(w interface{ Write([]byte) (int, error) }, res job.RestoreManifestsResult) {
-	verb := "Would restore (server-side dry run, nothing persisted)"
-	if res.Applied {
-		verb = "Restored"
-	}
-	fmt.Fprintf(w, "%s: backup %s into %s (kube-system UID %s); signed evidence record %s\n", verb, res.Backup, res.Server, res.KubeSystemUID, recordText(res.Record))
-	for _, p := range res.PassedOver {
-		fmt.Fprintf(w, "  passed over: %s\n", p)
-	}
-	for _, s := range res.Stages {
-		fmt.Fprintf(w, "  stage %-12s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
-	}
-	fmt.Fprintln(w)
+func printManifestsRestore(w io.Writer, res job.RestoreManifestsResult) {
+	printRestoreHead(w, res.RestoreCommon, dryRunVerb, "", fmt.Sprintf("%s (kube-system UID %s)", res.Server, res.KubeSystemUID))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tCREATED\tUPDATED\tSKIPPED\tFAILED")
 	for _, k := range res.Restore.Kinds {
@@ -133,13 +113,11 @@ func printManifestsRestore(w interface{ Write([]byte) (int, error) }, res job.Re
 			fmt.Fprintf(w, "  FAILED %s: %s\n", o.Path, o.Reason)
 		}
 	}
-	switch {
-	case res.Evidence != "":
-		fmt.Fprintf(w, "\nRestore record: %s\n", res.Evidence)
-	case !res.Applied:
-		fmt.Fprintf(w, "\nNothing was persisted. Apply with: lifeboat restore manifests %s ... --apply --confirm %s\n", res.Backup, res.KubeSystemUID)
-	}
+	printRestoreTail(w, res.RestoreCommon, "Nothing was persisted.", "manifests", res.KubeSystemUID)
 }
+
+// dryRunVerb heads a restore that was a server-side dry run.
+const dryRunVerb = "Would restore (server-side dry run, nothing persisted)"
 
 // restoreTargetFlags are the flags every restore into a cluster shares:
 // which backup, how it is checked, the target, and --apply.
@@ -205,4 +183,48 @@ func (tf *restoreTargetFlags) parse(cmd *cobra.Command, a *app, set *config.Set,
 		}
 	}
 	return nil
+}
+
+// finishRestore shows a restore's result: rendered as JSON or YAML, or
+// printed as tables by print. It returns the restore's own error, after
+// showing what was done when there is something to show.
+func finishRestore(cmd *cobra.Command, a *app, res any, c job.RestoreCommon, rerr error, print func(io.Writer)) error {
+	if rerr != nil && c.Backup == "" {
+		return rerr
+	}
+	if a.output != "table" {
+		if err := a.render(cmd.OutOrStdout(), res, table{}); err != nil {
+			return err
+		}
+		return rerr
+	}
+	print(cmd.OutOrStdout())
+	return rerr
+}
+
+// printRestoreHead prints a restore's first lines: what, into where, the
+// signed record, the backups passed over and the stages.
+func printRestoreHead(w io.Writer, c job.RestoreCommon, dryRun, what, target string) {
+	verb := dryRun
+	if c.Applied {
+		verb = "Restored"
+	}
+	fmt.Fprintf(w, "%s: %sbackup %s into %s; signed evidence record %s\n", verb, what, c.Backup, target, recordText(c.Record))
+	for _, p := range c.PassedOver {
+		fmt.Fprintf(w, "  passed over: %s\n", p)
+	}
+	for _, s := range c.Stages {
+		fmt.Fprintf(w, "  stage %-12s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
+	}
+	fmt.Fprintln(w)
+}
+
+// printRestoreTail prints where the restore record is, or how to apply.
+func printRestoreTail(w io.Writer, c job.RestoreCommon, nothing, command, confirm string) {
+	switch {
+	case c.Evidence != "":
+		fmt.Fprintf(w, "\nRestore record: %s\n", c.Evidence)
+	case !c.Applied:
+		fmt.Fprintf(w, "\n%s Apply with: lifeboat restore %s %s ... --apply --confirm %s\n", nothing, command, c.Backup, confirm)
+	}
 }

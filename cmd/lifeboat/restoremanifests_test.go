@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
@@ -34,12 +32,7 @@ func TestRestoreManifests(t *testing.T) {
 	dst := testenv.StartCluster(t)
 
 	s := newRotateSetup(t)
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Appendf(nil, `---
-apiVersion: lifeboat.dev/v1alpha1
+	s.addPlan(t, fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: objects}
 spec:
@@ -49,18 +42,8 @@ spec:
   cluster: {kubeconfig: %s}
   sources:
     - manifests: {}
-`, strconv.Quote(src.Kubeconfig))...)
-	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "objects", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatal(err)
-	}
+`, strconv.Quote(src.Kubeconfig)))
+	m := s.backupRun(t, "objects")
 	pub := s.signerPub(t)
 	restore := func(extra ...string) (string, string, int) {
 		return run(t, append([]string{"--config", s.config, "restore", "manifests", m.Backup, "--kubeconfig", dst.Kubeconfig, "--key", pub, "--signing-key", s.signingKey}, extra...)...)
@@ -70,7 +53,7 @@ spec:
 		return getJSON(ctx, dst, path, &v) == nil
 	}
 
-	out, errs, code = restore()
+	out, errs, code := restore()
 	uid := regexp.MustCompile(`kube-system UID ([0-9a-f-]{36})`).FindStringSubmatch(out)
 	if code != ExitOK || uid == nil || !strings.Contains(out, "Would restore") || !strings.Contains(out, "Nothing was persisted") {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)

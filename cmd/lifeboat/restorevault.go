@@ -82,17 +82,7 @@ record. No key material or secret value is ever printed or logged.`,
 				clear(b)
 			}
 			res, rerr := job.RestoreVault(cmd.Context(), a.env(set), o)
-			if rerr != nil && res.Backup == "" {
-				return rerr
-			}
-			if a.output != "table" {
-				if err := a.render(cmd.OutOrStdout(), res, table{}); err != nil {
-					return err
-				}
-				return rerr
-			}
-			printVaultRestore(cmd.OutOrStdout(), res)
-			return rerr
+			return finishRestore(cmd, a, res, res.RestoreCommon, rerr, func(w io.Writer) { printVaultRestore(w, res) })
 		},
 	}
 	tf.register(cmd)
@@ -112,18 +102,7 @@ record. No key material or secret value is ever printed or logged.`,
 }
 
 func printVaultRestore(w io.Writer, res job.RestoreVaultResult) {
-	verb := "Would restore (nothing written)"
-	if res.Applied {
-		verb = "Restored"
-	}
-	fmt.Fprintf(w, "%s: Vault data of backup %s into %s (cluster ID %s); signed evidence record %s\n", verb, res.Backup, res.Address, res.ClusterID, recordText(res.Record))
-	for _, p := range res.PassedOver {
-		fmt.Fprintf(w, "  passed over: %s\n", p)
-	}
-	for _, s := range res.Stages {
-		fmt.Fprintf(w, "  stage %-12s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
-	}
-	fmt.Fprintln(w)
+	printRestoreHead(w, res.RestoreCommon, "Would restore (nothing written)", "Vault data of ", fmt.Sprintf("%s (cluster ID %s)", res.Address, res.ClusterID))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tNAME\tOUTCOME\tDETAIL")
 	for _, k := range res.Transit {
@@ -137,10 +116,5 @@ func printVaultRestore(w io.Writer, res job.RestoreVaultResult) {
 		fmt.Fprintf(tw, "kv secret\t%s/%s\t%s\t%s\n", s.Mount, s.Path, s.Outcome, s.Reason)
 	}
 	tw.Flush()
-	switch {
-	case res.Evidence != "":
-		fmt.Fprintf(w, "\nRestore record: %s\n", res.Evidence)
-	case !res.Applied:
-		fmt.Fprintf(w, "\nNothing was written. Apply with: lifeboat restore vault %s ... --apply --confirm %s\n", res.Backup, res.ClusterID)
-	}
+	printRestoreTail(w, res.RestoreCommon, "Nothing was written.", "vault", res.ClusterID)
 }

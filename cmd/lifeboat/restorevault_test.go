@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
@@ -40,12 +39,7 @@ func TestRestoreVault(t *testing.T) {
 	vaultDo(t, v1, v1.Token, http.MethodPost, "secret/data/ehr/api", map[string]any{"data": map[string]any{"key": "k-1"}}, nil)
 
 	s := newRotateSetup(t)
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Appendf(nil, `---
-apiVersion: lifeboat.dev/v1alpha1
+	s.addPlan(t, fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: vaultdata}
 spec:
@@ -54,18 +48,8 @@ spec:
   retention: 1d
   sources:
     - vault: {address: %s, tokenFile: %s, transitKeys: [ehr-derived, ehr-plain], kvPaths: [secret/ehr]}
-`, strconv.Quote(v1.Address), strconv.Quote(tok1))...)
-	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "vaultdata", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatal(err)
-	}
+`, strconv.Quote(v1.Address), strconv.Quote(tok1)))
+	m := s.backupRun(t, "vaultdata")
 
 	v2, tok2 := startTransit(t)
 	pub := s.signerPub(t)
@@ -76,7 +60,7 @@ spec:
 		var out map[string]any
 		return vaultGet(t, v2, "transit/keys/"+name, &out) == http.StatusOK
 	}
-	out, errs, code = restore()
+	out, errs, code := restore()
 	id := regexp.MustCompile(`cluster ID ([0-9a-f-]{36})`).FindStringSubmatch(out)
 	if code != ExitOK || id == nil || !strings.Contains(out, "Nothing was written") || keyExists("ehr-plain") {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
@@ -157,12 +141,7 @@ func TestRestoreVaultRaft(t *testing.T) {
 	tok1 := write("source-token", v1.Token)
 
 	s := newRotateSetup(t)
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Appendf(nil, `---
-apiVersion: lifeboat.dev/v1alpha1
+	s.addPlan(t, fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: vaultraft}
 spec:
@@ -171,18 +150,8 @@ spec:
   retention: 1d
   sources:
     - vault: {address: %s, tokenFile: %s, transitKeys: [ehr], raftSnapshot: true}
-`, strconv.Quote(v1.Address), strconv.Quote(tok1))...)
-	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "vaultraft", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatal(err)
-	}
+`, strconv.Quote(v1.Address), strconv.Quote(tok1)))
+	m := s.backupRun(t, "vaultraft")
 
 	v2 := testenv.StartVaultRaft(t)
 	tok2 := write("target-token", v2.Token)
@@ -191,7 +160,7 @@ spec:
 		return run(t, append([]string{"--config", s.config, "restore", "vault", m.Backup, "--raft", "--vault-addr", v2.Address, "--vault-token-file", tok2,
 			"--unseal-key-file", unseal, "--source-token-file", tok1, "--key", s.signerPub(t), "--signing-key", s.signingKey}, extra...)...)
 	}
-	out, errs, code = restore()
+	out, errs, code := restore()
 	id := regexp.MustCompile(`cluster ID ([0-9a-f-]{36})`).FindStringSubmatch(out)
 	if code != ExitOK || id == nil || !strings.Contains(out, "would force-restore") {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)

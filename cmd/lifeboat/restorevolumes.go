@@ -53,17 +53,7 @@ restore record. Exit codes as for "restore manifests".`,
 			o.RestoreSelection, o.Target, o.NamespaceMap = tf.sel, tf.target, tf.nsMap
 			o.Apply, o.Confirm, o.Signer = tf.apply, tf.confirm, tf.signer
 			res, rerr := job.RestoreVolumes(cmd.Context(), a.env(set), o)
-			if rerr != nil && res.Backup == "" {
-				return rerr
-			}
-			if a.output != "table" {
-				if err := a.render(cmd.OutOrStdout(), res, table{}); err != nil {
-					return err
-				}
-				return rerr
-			}
-			printVolumesRestore(cmd.OutOrStdout(), res)
-			return rerr
+			return finishRestore(cmd, a, res, res.RestoreCommon, rerr, func(w io.Writer) { printVolumesRestore(w, res) })
 		},
 	}
 	tf.register(cmd)
@@ -72,28 +62,12 @@ restore record. Exit codes as for "restore manifests".`,
 }
 
 func printVolumesRestore(w io.Writer, res job.RestoreVolumesResult) {
-	verb := "Would restore (server-side dry run, nothing persisted)"
-	if res.Applied {
-		verb = "Restored"
-	}
-	fmt.Fprintf(w, "%s: volumes of backup %s into %s (kube-system UID %s); signed evidence record %s\n", verb, res.Backup, res.Server, res.KubeSystemUID, recordText(res.Record))
-	for _, p := range res.PassedOver {
-		fmt.Fprintf(w, "  passed over: %s\n", p)
-	}
-	for _, s := range res.Stages {
-		fmt.Fprintf(w, "  stage %-12s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
-	}
-	fmt.Fprintln(w)
+	printRestoreHead(w, res.RestoreCommon, dryRunVerb, "volumes of ", fmt.Sprintf("%s (kube-system UID %s)", res.Server, res.KubeSystemUID))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAMESPACE\tCLAIM\tOUTCOME\tPHASE\tSNAPSHOT\tREASON")
 	for _, c := range res.Claims {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Namespace, c.Claim, c.Outcome, c.Phase, c.Snapshot, c.Reason)
 	}
 	tw.Flush()
-	switch {
-	case res.Evidence != "":
-		fmt.Fprintf(w, "\nRestore record: %s\n", res.Evidence)
-	case !res.Applied:
-		fmt.Fprintf(w, "\nNothing was persisted. Apply with: lifeboat restore volumes %s ... --apply --confirm %s\n", res.Backup, res.KubeSystemUID)
-	}
+	printRestoreTail(w, res.RestoreCommon, "Nothing was persisted.", "volumes", res.KubeSystemUID)
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -18,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
-	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
@@ -116,12 +113,7 @@ func TestRestoreVolumes(t *testing.T) {
 	}
 
 	s := newRotateSetup(t)
-	cfg, err := os.ReadFile(s.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, fmt.Appendf(nil, `---
-apiVersion: lifeboat.dev/v1alpha1
+	s.addPlan(t, fmt.Sprintf(`apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: data}
 spec:
@@ -132,25 +124,15 @@ spec:
   sources:
     - volumes: {namespaces: [ehr], timeout: 1m}
     - manifests: {includeNamespaces: [ehr]}
-`, strconv.Quote(src.Kubeconfig))...)
-	if err := os.WriteFile(s.config, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", "data", "--signing-key", s.signingKey)
-	if code != ExitOK {
-		t.Fatalf("backup run: exit %d\n%s\n%s", code, out, errs)
-	}
-	var m catalog.Manifest
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatal(err)
-	}
+`, strconv.Quote(src.Kubeconfig)))
+	m := s.backupRun(t, "data")
 	if m.Volumes == nil || len(m.Volumes.Snapshots) != 1 || m.Volumes.Snapshots[0].Handle != "snap-ehr-db" {
 		t.Fatalf("volumes section %+v", m.Volumes)
 	}
 	restore := func(extra ...string) (string, string, int) {
 		return run(t, append([]string{"--config", s.config, "restore", "volumes", m.Backup, "--kubeconfig", dst.Kubeconfig, "--key", s.signerPub(t), "--signing-key", s.signingKey}, extra...)...)
 	}
-	out, errs, code = restore()
+	out, errs, code := restore()
 	uid := regexp.MustCompile(`kube-system UID ([0-9a-f-]{36})`).FindStringSubmatch(out)
 	if code != ExitOK || uid == nil || !strings.Contains(out, "Nothing was persisted") {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)

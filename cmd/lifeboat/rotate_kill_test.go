@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -151,6 +152,34 @@ spec: {keyProvider: local, retireOldVersions: afterVerifiedRewrap}
 		t.Fatal(err)
 	}
 	return s
+}
+
+// addPlan appends objects (flow YAML, after a "---") to the setup's
+// configuration file.
+func (s rotateSetup) addPlan(t *testing.T, objects string) {
+	t.Helper()
+	cfg, err := os.ReadFile(s.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.config, append(cfg, "---\n"+objects...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// backupRun takes one backup of plan with `backup run -o json` and returns
+// its manifest.
+func (s rotateSetup) backupRun(t *testing.T, plan string) catalog.Manifest {
+	t.Helper()
+	out, errs, code := run(t, "--config", s.config, "-o", "json", "backup", "run", plan, "--signing-key", s.signingKey)
+	if code != ExitOK {
+		t.Fatalf("backup run %s: exit %d\n%s\n%s", plan, code, out, errs)
+	}
+	var m catalog.Manifest
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // backups takes n real backups (each an encrypted artifact, a key object

@@ -11,7 +11,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -48,17 +47,11 @@ type RestoreManifestsOptions struct {
 
 // RestoreManifestsResult is what RestoreManifests did or would do.
 type RestoreManifestsResult struct {
-	Backup     string                   `json:"backup"`
-	PassedOver []string                 `json:"passedOver,omitempty"`
-	Record     backup.RecordCheck       `json:"record"`
-	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
+	RestoreCommon
 	// Server and KubeSystemUID identify the target cluster.
 	Server        string                  `json:"server"`
 	KubeSystemUID string                  `json:"kubeSystemUID"`
 	Restore       manifests.RestoreResult `json:"restore"`
-	Applied       bool                    `json:"applied"`
-	Stages        []RestoreStage          `json:"stages"`
-	Evidence      string                  `json:"evidence,omitempty"`
 }
 
 // RestoreManifests restores a backup's manifests export into the cluster
@@ -86,11 +79,10 @@ func RestoreManifests(ctx context.Context, env *wire.Env, o RestoreManifestsOpti
 	}
 
 	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
-	res.PassedOver = src.passedOver
+	res.RestoreCommon = src.common()
 	if err != nil {
 		return fail(err)
 	}
-	res.Backup, res.Record, res.KeyObjects, res.Stages = src.id, src.record, src.keyObjects, src.stages
 	m := src.m
 	if m.Manifests == nil {
 		return fail(fmt.Errorf("backup %s holds no manifests export", src.id))

@@ -14,6 +14,29 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
+// RestoreCommon is what every restore into a running target reports
+// (inlined in their results' JSON): the backup, how it was chosen and
+// checked, whether anything was written, the stages and the record.
+type RestoreCommon struct {
+	Backup string `json:"backup"`
+	// PassedOver are the backups the selection (--latest, --before)
+	// ranked first but refused, and why.
+	PassedOver []string           `json:"passedOver,omitempty"`
+	Record     backup.RecordCheck `json:"record"`
+	// KeyObjects says which of the backup's key objects unwrap with the
+	// key providers this restore could open.
+	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
+	Applied    bool                     `json:"applied"`
+	Stages     []RestoreStage           `json:"stages"`
+	// Evidence is the signed restore record's key, once applied.
+	Evidence string `json:"evidence,omitempty"`
+}
+
+// common fills a RestoreCommon from what openForRestore found.
+func (src restoreSource) common() RestoreCommon {
+	return RestoreCommon{Backup: src.id, PassedOver: src.passedOver, Record: src.record, KeyObjects: src.keyObjects, Stages: src.stages}
+}
+
 // restoreSource is a backup chosen for a restore and verified: its store,
 // the key providers that read it, its manifest (whose MAC held) and the
 // stages so far.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -63,17 +62,11 @@ type VaultKeyRestore struct {
 
 // RestoreVaultResult is what RestoreVault did or would do.
 type RestoreVaultResult struct {
-	Backup     string                   `json:"backup"`
-	PassedOver []string                 `json:"passedOver,omitempty"`
-	Record     backup.RecordCheck       `json:"record"`
-	KeyObjects []catalog.KeyObjectCheck `json:"keyObjects"`
-	Address    string                   `json:"address"`
-	ClusterID  string                   `json:"clusterId"`
-	Transit    []VaultKeyRestore        `json:"transit"`
-	KV         []sourcevault.KVResult   `json:"kv"`
-	Applied    bool                     `json:"applied"`
-	Stages     []RestoreStage           `json:"stages"`
-	Evidence   string                   `json:"evidence,omitempty"`
+	RestoreCommon
+	Address   string                 `json:"address"`
+	ClusterID string                 `json:"clusterId"`
+	Transit   []VaultKeyRestore      `json:"transit"`
+	KV        []sourcevault.KVResult `json:"kv"`
 }
 
 // Failed counts the keys and secrets that failed.
@@ -130,11 +123,10 @@ func RestoreVault(ctx context.Context, env *wire.Env, o RestoreVaultOptions) (Re
 		return fail(errors.New("no evidence signer"))
 	}
 	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
-	res.PassedOver = src.passedOver
+	res.RestoreCommon = src.common()
 	if err != nil {
 		return fail(err)
 	}
-	res.Backup, res.Record, res.KeyObjects, res.Stages = src.id, src.record, src.keyObjects, src.stages
 	m := src.m
 	if m.Vault == nil {
 		return fail(fmt.Errorf("backup %s holds no Vault data", src.id))

@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/lifeboat-dr/lifeboat/internal/backup"
-	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/kube"
 	"github.com/lifeboat-dr/lifeboat/internal/source/volumes"
@@ -36,16 +34,10 @@ type RestoreVolumesOptions struct {
 
 // RestoreVolumesResult is what RestoreVolumes did or would do.
 type RestoreVolumesResult struct {
-	Backup        string                   `json:"backup"`
-	PassedOver    []string                 `json:"passedOver,omitempty"`
-	Record        backup.RecordCheck       `json:"record"`
-	KeyObjects    []catalog.KeyObjectCheck `json:"keyObjects"`
-	Server        string                   `json:"server"`
-	KubeSystemUID string                   `json:"kubeSystemUID"`
-	Claims        []volumes.ClaimRestore   `json:"claims"`
-	Applied       bool                     `json:"applied"`
-	Stages        []RestoreStage           `json:"stages"`
-	Evidence      string                   `json:"evidence,omitempty"`
+	RestoreCommon
+	Server        string                 `json:"server"`
+	KubeSystemUID string                 `json:"kubeSystemUID"`
+	Claims        []volumes.ClaimRestore `json:"claims"`
 }
 
 // RestoreVolumes restores the volume snapshots a backup recorded into new
@@ -69,11 +61,10 @@ func RestoreVolumes(ctx context.Context, env *wire.Env, o RestoreVolumesOptions)
 		return fail(err)
 	}
 	src, err := openForRestore(ctx, env, o.RestoreSelection, !o.Apply, now)
-	res.PassedOver = src.passedOver
+	res.RestoreCommon = src.common()
 	if err != nil {
 		return fail(err)
 	}
-	res.Backup, res.Record, res.KeyObjects, res.Stages = src.id, src.record, src.keyObjects, src.stages
 	if src.m.Volumes == nil {
 		return fail(fmt.Errorf("backup %s holds no volume snapshots", src.id))
 	}
