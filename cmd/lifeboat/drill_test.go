@@ -189,6 +189,24 @@ func TestDrillRun(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "Drill wants-a-missing-object, run "+runs[0].RunID+": fail") || !strings.Contains(out, "no-such-namespace") {
 		t.Errorf("report show: exit %d\n%s\n%s", code, out, errs)
 	}
+	// The second run of control-plane carries the first as its trend, and
+	// names the key that opened the backup; its page draws both.
+	out, errs, code = run(t, "report", "list", "--store-path", storeDir, "--drill", "control-plane", "-o", "json")
+	if code != ExitOK || json.Unmarshal([]byte(out), &runs) != nil || len(runs) != 2 {
+		t.Fatalf("report list --drill control-plane: exit %d\n%s\n%s", code, out, errs)
+	}
+	second, err := evidence.VerifyReportFile(filepath.Join(storeDir, "objects", runs[1].Report), signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Trend) != 1 || second.Trend[0].RunID != runs[0].RunID || second.Trend[0].Verdict != evidence.VerdictPass ||
+		second.Keys == nil || second.Keys.KeyObject != "local:cli-kek@1" || len(second.Keys.KeyProviders) != 1 {
+		t.Errorf("second run's report: trend %+v keys %+v", second.Trend, second.Keys)
+	}
+	page, err := os.ReadFile(filepath.Join(storeDir, "objects", strings.TrimSuffix(runs[1].Report, "report.json")+"report.html"))
+	if err != nil || !strings.Contains(string(page), `aria-label="RTO of the last 2 runs"`) {
+		t.Errorf("second run's page lacks the trend chart (%v)", err)
+	}
 	if _, errs, code := run(t, "report", "show", "no-such-run", "--store-path", storeDir); code == ExitOK || !strings.Contains(errs, "no drill record") {
 		t.Errorf("report show of an unknown run: exit %d\n%s", code, errs)
 	}

@@ -160,6 +160,10 @@ type Result struct {
 	// that did not deliver (ScheduleMisses); set by the caller that can
 	// read the evidence log, and carried in the drill's record.
 	ScheduleMisses []ScheduleMiss
+	// Trend holds earlier runs of this Drill, oldest first, from the signed
+	// evidence log; set by the caller that can read it, and carried in the
+	// report (at most evidence.MaxTrend, the newest).
+	Trend []evidence.TrendPoint
 	// Err is the failure that ended the drill early, if any.
 	Err error
 }

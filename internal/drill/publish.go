@@ -37,6 +37,17 @@ func (r *Result) Report() evidence.Report {
 			Name: p.Name, StartedMs: max(0, p.Offset.Milliseconds()), DurationMs: max(0, p.Duration.Milliseconds()), Outcome: p.Outcome,
 		})
 	}
+	if r.Manifest != nil && r.KeyObject != "" {
+		rep.Keys = &evidence.ReportKeys{DataKeyID: r.Manifest.DataKeyID, KeyObject: r.KeyObject, KeyProviders: append([]string{}, r.KeyProviders...)}
+	}
+	for _, p := range r.Trend {
+		if !p.Finished.After(rep.Finished) {
+			rep.Trend = append(rep.Trend, p)
+		}
+	}
+	if n := len(rep.Trend); n > evidence.MaxTrend {
+		rep.Trend = rep.Trend[n-evidence.MaxTrend:]
+	}
 	rep.HIPAA = evidence.DrillHIPAA(rep)
 	if r.Manifest != nil && len(r.Artifacts) > 0 && r.decrypted() {
 		rep.HIPAA = append(rep.HIPAA, evidence.HIPAARow{

@@ -16,6 +16,13 @@ type reportView struct {
 	Measures []measureRow
 	Phases   []phaseRow
 	Checks   []checkRow
+	// Charts (charts.go); nil when there is nothing to draw.
+	PhaseChart, Objectives, TrendRTO, TrendRPO *svgChart
+	Trend                                      []trendRow
+}
+
+type trendRow struct {
+	RunID, Finished, Verdict, RTO, RPO string
 }
 
 type measureRow struct {
@@ -60,6 +67,18 @@ func newReportView(r Report) reportView {
 	for _, c := range r.Checks {
 		v.Checks = append(v.Checks, checkRow{Name: c.Name, Outcome: strings.ToUpper(c.Outcome), Detail: c.Detail})
 	}
+	v.PhaseChart, v.Objectives = phaseChart(r), objectivesChart(r)
+	v.TrendRTO, v.TrendRPO = trendChart(r, true), trendChart(r, false)
+	opt := func(ms *int64, target int64) string {
+		if ms == nil {
+			return "not measured / " + durText(target)
+		}
+		return durText(*ms) + " / " + durText(target)
+	}
+	for _, p := range r.Trend {
+		v.Trend = append(v.Trend, trendRow{RunID: p.RunID, Finished: formatTime(p.Finished), Verdict: strings.ToUpper(p.Verdict),
+			RTO: opt(p.RTOMs, p.TargetRTOMs), RPO: opt(p.RPOMs, p.TargetRPOMs)})
+	}
 	return v
 }
 
@@ -89,6 +108,12 @@ func RenderMarkdown(r Report) ([]byte, error) {
 	p("| Started | %s |\n", formatTime(r.Started))
 	p("| Finished | %s |\n", formatTime(r.Finished))
 	p("| Incident (simulated) | %s |\n", formatTime(r.Incident))
+	if k := r.Keys; k != nil {
+		p("| Data key | `%s`, unwrapped with `%s` |\n", mdText(k.DataKeyID), mdText(k.KeyObject))
+		if len(k.KeyProviders) > 0 {
+			p("| Key providers | %s |\n", mdText(strings.Join(k.KeyProviders, ", ")))
+		}
+	}
 	p("| Signed by | key `%s` |\n\n", r.Signer)
 
 	p("## Verdict: %s\n\n", v.Verdict)
@@ -126,6 +151,13 @@ func RenderMarkdown(r Report) ([]byte, error) {
 		p("| check | result | detail |\n| --- | --- | --- |\n")
 		for _, c := range v.Checks {
 			p("| %s | %s | %s |\n", mdText(c.Name), c.Outcome, mdText(c.Detail))
+		}
+	}
+	if len(v.Trend) > 0 {
+		p("\n## Earlier runs of this drill\n\n")
+		p("| run | finished | verdict | RTO / target | RPO / target |\n| --- | --- | --- | --- | --- |\n")
+		for _, t := range v.Trend {
+			p("| `%s` | %s | %s | %s | %s |\n", t.RunID, t.Finished, t.Verdict, t.RTO, t.RPO)
 		}
 	}
 	p("\n## HIPAA Security Rule (45 CFR Part 164)\n\n")
@@ -191,10 +223,19 @@ th{background:#f6f8fa}code{font-family:ui-monospace,SFMono-Regular,Menlo,monospa
 .pass,.success{color:#116329;font-weight:600}.fail,.failure{color:#a40e26;font-weight:600}.skipped,.warn{color:#7d4e00;font-weight:600}
 .verdict{display:inline-block;padding:.1rem .6rem;border-radius:.3rem;color:#fff}.verdict.pass{background:#1a7f37;color:#fff}.verdict.fail{background:#cf222e;color:#fff}
 footer{margin-top:2rem;font-size:.9em;color:#57606a}
+svg.chart{width:100%;height:auto;max-width:60rem;font-size:12px;font-family:inherit}
+svg .bar.success,svg .bar.pass{fill:#2da44e}svg .bar.failure,svg .bar.fail{fill:#cf222e}svg .bar.skipped{fill:#d0d7de}
+svg .row{fill:#1b1f24}svg .value{fill:#57606a}svg .axis{stroke:#8c959f}
+svg line.target{stroke:#7d4e00;stroke-width:2;stroke-dasharray:6 4}svg text.target{fill:#7d4e00}
+svg line.measured{stroke:#0969da;stroke-width:2}svg text.measured{fill:#0969da}
+svg .tick{stroke:#7d4e00;stroke-width:3}
+.summary{font-size:1.1rem}
 </style>
 </head>
 <body>
 <h1>Drill report: {{.R.Drill}} <span class="verdict {{lower .Verdict}}">{{.Verdict}}</span></h1>
+<p class="summary">{{if eq .R.Verdict "pass"}}The restore met its RTO and RPO targets and every check passed.{{else}}The drill failed: {{range $i, $r := .R.Reasons}}{{if $i}}; {{end}}{{$r}}{{else}}no reasons recorded{{end}}.{{end}}</p>
+{{with .Objectives}}{{template "chart" .}}{{end}}
 <table>
 <tr><th>Drill</th><td>{{.R.Drill}}</td></tr>
 <tr><th>Run</th><td><code>{{.R.RunID}}</code></td></tr>
@@ -202,7 +243,9 @@ footer{margin-top:2rem;font-size:.9em;color:#57606a}
 <tr><th>Started</th><td>{{time .R.Started}}</td></tr>
 <tr><th>Finished</th><td>{{time .R.Finished}}</td></tr>
 <tr><th>Incident (simulated)</th><td>{{time .R.Incident}}</td></tr>
-<tr><th>Signed by</th><td>key <code>{{.R.Signer}}</code></td></tr>
+{{with .R.Keys}}<tr><th>Data key</th><td><code>{{.DataKeyID}}</code>, unwrapped with <code>{{.KeyObject}}</code></td></tr>
+{{if .KeyProviders}}<tr><th>Key providers</th><td>{{range $i, $k := .KeyProviders}}{{if $i}}, {{end}}{{$k}}{{end}}</td></tr>{{end}}
+{{end}}<tr><th>Signed by</th><td>key <code>{{.R.Signer}}</code></td></tr>
 </table>
 
 <h2>Verdict: <span class="{{lower .Verdict}}">{{.Verdict}}</span></h2>
@@ -220,6 +263,7 @@ footer{margin-top:2rem;font-size:.9em;color:#57606a}
 {{end}}</table>
 
 <h2>Phases</h2>
+{{with .PhaseChart}}{{template "chart" .}}{{end}}
 {{if .Phases}}<table>
 <tr><th>#</th><th>phase</th><th>starts at</th><th>duration</th><th>outcome</th></tr>
 {{range .Phases}}<tr><td>{{.N}}</td><td>{{.Name}}</td><td>{{.Start}}</td><td>{{.Took}}</td><td class="{{.Outcome}}">{{.Outcome}}</td></tr>
@@ -232,6 +276,14 @@ footer{margin-top:2rem;font-size:.9em;color:#57606a}
 {{range .Checks}}<tr><td>{{.Name}}</td><td class="{{lower .Outcome}}">{{.Outcome}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>
 {{else}}<p>No verification check ran.</p>
+{{end}}
+{{if .Trend}}<h2>Trend: this drill's earlier runs</h2>
+{{with .TrendRTO}}{{template "chart" .}}{{end}}
+{{with .TrendRPO}}{{template "chart" .}}{{end}}
+<table>
+<tr><th>run</th><th>finished</th><th>verdict</th><th>RTO / target</th><th>RPO / target</th></tr>
+{{range .Trend}}<tr><td><code>{{.RunID}}</code></td><td>{{.Finished}}</td><td class="{{lower .Verdict}}">{{.Verdict}}</td><td>{{.RTO}}</td><td>{{.RPO}}</td></tr>
+{{end}}</table>
 {{end}}
 <h2>HIPAA Security Rule (45 CFR Part 164)</h2>
 {{if .R.HIPAA}}<table>
@@ -246,6 +298,21 @@ Verify it offline with <code>lifeboat report verify report.json --key SIGNER_PUB
 </footer>
 </body>
 </html>
+{{define "chart"}}<figure>
+<svg class="chart" role="img" aria-label="{{.Title}}" viewBox="0 0 {{.Width}} {{.Height}}">
+<title>{{.Title}}</title>
+{{range .Bars}}<text class="row" x="4" y="{{.TextY}}">{{.Label}}</text>
+<rect class="bar {{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="16"><title>{{.Label}}: {{.Value}}</title></rect>
+{{if .TickX}}<line class="tick" x1="{{.TickX}}" x2="{{.TickX}}" y1="{{.Y}}" y2="{{.TextY}}"><title>{{.TickTitle}}</title></line>
+{{end}}<text class="value" x="{{.ValueX}}" y="{{.TextY}}">{{.Value}}</text>
+{{end}}{{range .Lines}}<line class="{{.Class}}" x1="{{.X}}" x2="{{.X}}" y1="{{.Y1}}" y2="{{.Y2}}"></line>
+<text class="{{.Class}}" x="{{.LabelX}}" y="{{.LabelY}}" text-anchor="middle">{{.Label}}</text>
+{{end}}<line class="axis" x1="{{.AxisX}}" x2="{{.AxisEndX}}" y1="{{.AxisY2}}" y2="{{.AxisY2}}"></line>
+<text class="value" x="{{.AxisX}}" y="{{.AxisLabelY}}">{{.AxisLabelStart}}</text>
+<text class="value" x="{{.AxisEndX}}" y="{{.AxisLabelY}}" text-anchor="end">{{.AxisLabelEnd}}</text>
+</svg>
+<figcaption>{{.Title}}</figcaption>
+</figure>{{end}}
 `))
 
 // RenderHTML renders the report as one self-contained HTML page: inline

@@ -41,6 +41,13 @@ type Report struct {
 	Verdict  string     `json:"verdict"`
 	Reasons  []string   `json:"reasons"`
 	HIPAA    []HIPAARow `json:"hipaa"`
+	// Keys names the key that opened the backup; nil when none did (the
+	// member is then absent).
+	Keys *ReportKeys `json:"keys,omitempty"`
+	// Trend holds earlier runs of the same Drill, oldest first, from the
+	// signed evidence log; empty when there were none (the member is then
+	// absent).
+	Trend []TrendPoint `json:"trend,omitempty"`
 
 	Signer    string `json:"signer"`
 	PublicKey string `json:"publicKey"`
@@ -61,6 +68,32 @@ type HIPAARow struct {
 	Standard string `json:"standard"`
 	Evidence string `json:"evidence"`
 }
+
+// ReportKeys names the keys a drill restored with.
+type ReportKeys struct {
+	// DataKeyID is the backup's data key.
+	DataKeyID string `json:"dataKeyId"`
+	// KeyObject is the KEK version whose key object unwrapped it.
+	KeyObject string `json:"keyObject"`
+	// KeyProviders are the KeyProviders the drill could unwrap with.
+	KeyProviders []string `json:"keyProviders"`
+}
+
+// TrendPoint is one earlier run of a Drill, as its signed drill record
+// tells it.
+type TrendPoint struct {
+	RunID    string    `json:"runId"`
+	Finished time.Time `json:"finished"`
+	Verdict  string    `json:"verdict"`
+	RTOMs    *int64    `json:"rtoMs,omitempty"`
+	RPOMs    *int64    `json:"rpoMs,omitempty"`
+	// TargetRTOMs and TargetRPOMs are that run's targets.
+	TargetRTOMs int64 `json:"targetRtoMs"`
+	TargetRPOMs int64 `json:"targetRpoMs"`
+}
+
+// MaxTrend is the most earlier runs a report carries.
+const MaxTrend = 20
 
 // Key returns the key of the report's JSON in a store.
 func (r Report) Key() string { return reportKey(r.RunID, reportJSONName) }
@@ -107,6 +140,28 @@ func (r Report) tree(withSignature bool) map[string]any {
 		"hipaa":     hipaa,
 		"signer":    r.Signer,
 		"publicKey": r.PublicKey,
+	}
+	if k := r.Keys; k != nil {
+		provs := make([]any, len(k.KeyProviders))
+		for i, n := range k.KeyProviders {
+			provs[i] = n
+		}
+		m["keys"] = map[string]any{"dataKeyId": k.DataKeyID, "keyObject": k.KeyObject, "keyProviders": provs}
+	}
+	if len(r.Trend) > 0 {
+		trend := make([]any, len(r.Trend))
+		for i, p := range r.Trend {
+			e := map[string]any{"runId": p.RunID, "finished": formatTime(p.Finished), "verdict": p.Verdict,
+				"targetRtoMs": p.TargetRTOMs, "targetRpoMs": p.TargetRPOMs}
+			if p.RTOMs != nil {
+				e["rtoMs"] = *p.RTOMs
+			}
+			if p.RPOMs != nil {
+				e["rpoMs"] = *p.RPOMs
+			}
+			trend[i] = e
+		}
+		m["trend"] = trend
 	}
 	if withSignature {
 		m["signature"] = r.Signature
@@ -183,6 +238,36 @@ func (r Report) Validate() error {
 			return bad(f+".section", "empty")
 		case h.Standard == "":
 			return bad(f+".standard", "empty")
+		}
+	}
+	if k := r.Keys; k != nil {
+		switch {
+		case k.DataKeyID == "":
+			return bad("keys.dataKeyId", "empty")
+		case k.KeyObject == "":
+			return bad("keys.keyObject", "empty")
+		}
+	}
+	if len(r.Trend) > MaxTrend {
+		return bad("trend", "%d runs, more than %d", len(r.Trend), MaxTrend)
+	}
+	for i, p := range r.Trend {
+		f := indexPath("trend", i)
+		switch {
+		case validID(p.RunID) != nil:
+			return bad(f+".runId", "%q is not a valid run ID", p.RunID)
+		case p.Verdict != VerdictPass && p.Verdict != VerdictFail:
+			return bad(f+".verdict", "%q: want pass or fail", p.Verdict)
+		case p.RTOMs != nil && *p.RTOMs < 0:
+			return bad(f+".rtoMs", "%d is negative", *p.RTOMs)
+		case p.RPOMs != nil && *p.RPOMs < 0:
+			return bad(f+".rpoMs", "%d is negative", *p.RPOMs)
+		case p.TargetRTOMs < 1:
+			return bad(f+".targetRtoMs", "%d: want at least 1", p.TargetRTOMs)
+		case p.TargetRPOMs < 1:
+			return bad(f+".targetRpoMs", "%d: want at least 1", p.TargetRPOMs)
+		case i > 0 && p.Finished.Before(r.Trend[i-1].Finished):
+			return bad(f+".finished", "%s is before the previous run's; want oldest first", formatTime(p.Finished))
 		}
 	}
 	if r.Verdict != VerdictPass && r.Verdict != VerdictFail {
@@ -282,7 +367,7 @@ func parseReport(data []byte, trusted []PublicKey) (Report, error) {
 	}
 	d := &decoder{obj: obj}
 	d.only("format", "drill", "runId", "backupId", "started", "finished", "incident", "targets", "measured",
-		"phases", "checks", "verdict", "reasons", "hipaa", "signer", "publicKey", "signature")
+		"phases", "checks", "verdict", "reasons", "hipaa", "keys", "trend", "signer", "publicKey", "signature")
 	var r Report
 	r.Format = d.string("format")
 	if d.err == nil && r.Format != ReportFormat {
@@ -335,6 +420,30 @@ func parseReport(data []byte, trusted []PublicKey) (Report, error) {
 			break
 		}
 		r.HIPAA = append(r.HIPAA, row)
+	}
+	if _, ok := obj["keys"]; ok && d.err == nil {
+		k := d.sub("keys", d.object("keys"))
+		if d.err == nil {
+			r.Keys = &ReportKeys{DataKeyID: k.string("dataKeyId"), KeyObject: k.string("keyObject"), KeyProviders: k.strings("keyProviders")}
+			k.noOthers()
+			d.err = k.err
+		}
+	}
+	if _, ok := obj["trend"]; ok && d.err == nil {
+		arr := d.array("trend")
+		if d.err == nil && len(arr) == 0 {
+			d.err = &fieldError{"trend", "empty: omit the member instead"}
+		}
+		for i, e := range arr {
+			p := d.sub(indexPath("trend", i), e)
+			tp := TrendPoint{RunID: p.string("runId"), Finished: p.time("finished"), Verdict: p.string("verdict"),
+				RTOMs: p.optInt("rtoMs"), RPOMs: p.optInt("rpoMs"), TargetRTOMs: p.int("targetRtoMs"), TargetRPOMs: p.int("targetRpoMs")}
+			p.noOthers()
+			if d.err = p.err; d.err != nil {
+				break
+			}
+			r.Trend = append(r.Trend, tp)
+		}
 	}
 	r.Signer = d.string("signer")
 	r.PublicKey = d.string("publicKey")

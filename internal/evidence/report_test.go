@@ -347,3 +347,75 @@ func TestRenderJUnit(t *testing.T) {
 		t.Fatalf("properties %v", props)
 	}
 }
+
+// TestReportKeysAndTrend: the optional keys and trend members round-trip
+// under the signature, are absent when unset (so earlier reports verify
+// unchanged), render in both pages, and are checked field by field.
+func TestReportKeysAndTrend(t *testing.T) {
+	signer := newTestSigner(t)
+	plain, plainData, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plainData, []byte(`"keys"`)) || bytes.Contains(plainData, []byte(`"trend"`)) || plain.Keys != nil {
+		t.Fatalf("a report without keys or trend carries the members:\n%s", plainData)
+	}
+	r := trendReport(t)
+	signed, data, err := signer.SignReport(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyReport(data, "report.json", signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Keys == nil || got.Keys.KeyObject != "vault-transit/lifeboat-kek@v3" || len(got.Trend) != 4 || *got.Trend[2].RTOMs != 17*60_000 || got.Trend[2].Verdict != VerdictFail {
+		t.Fatalf("round trip: keys %+v trend %+v", got.Keys, got.Trend)
+	}
+	for _, want := range []string{
+		`"keys":{"dataKeyId":"dk-5f0c1e","keyObject":"vault-transit/lifeboat-kek@v3","keyProviders":["vault-transit","breakglass-kms"]}`,
+		`{"finished":"2026-02-01T03:00:00Z","rpoMs":2400000,"rtoMs":540000,"runId":"control-plane-20260201T030000Z-0a00","targetRpoMs":3600000,"targetRtoMs":900000,"verdict":"pass"}`,
+	} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("report.json lacks %s:\n%s", want, data)
+		}
+	}
+	md, _ := RenderMarkdown(signed)
+	page, _ := RenderHTML(signed)
+	for _, want := range []string{"| Data key | `dk-5f0c1e`, unwrapped with `vault-transit/lifeboat-kek@v3` |", "## Earlier runs of this drill", "| `control-plane-20260203T030000Z-0a02` | 2026-02-15T03:00:00Z | FAIL | 17m0s / 15m0s | 30m0s / 1h0m0s |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	for _, want := range []string{`aria-label="RTO of the last 5 runs"`, `aria-label="Phases on the RTO timeline"`, "RTO target 15m0s", "<td>vault-transit, breakglass-kms</td>"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("html lacks %q", want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(*Report)
+		field  string
+	}{
+		{"empty key object", func(r *Report) { r.Keys.KeyObject = "" }, "keys.keyObject"},
+		{"trend out of order", func(r *Report) { r.Trend[1].Finished = r.Trend[0].Finished.Add(-time.Hour) }, "trend[1].finished"},
+		{"trend verdict", func(r *Report) { r.Trend[0].Verdict = "ok" }, "trend[0].verdict"},
+		{"trend run ID", func(r *Report) { r.Trend[3].RunID = "../x" }, "trend[3].runId"},
+		{"trend target", func(r *Report) { r.Trend[0].TargetRTOMs = 0 }, "trend[0].targetRtoMs"},
+		{"trend too long", func(r *Report) {
+			for len(r.Trend) <= MaxTrend {
+				r.Trend = append(r.Trend, r.Trend[len(r.Trend)-1])
+			}
+		}, "trend"},
+	} {
+		bad := trendReport(t)
+		bad.Format = ReportFormat
+		tc.change(&bad)
+		err := bad.Validate()
+		var fe *fieldError
+		if !errors.As(err, &fe) || fe.field != tc.field {
+			t.Errorf("%s: error %v, want one naming %s", tc.name, err, tc.field)
+		}
+	}
+}

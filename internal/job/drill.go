@@ -151,6 +151,14 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		env.Logger.Info("scheduled backups that did not deliver in the gap window", "drill", d.Metadata.Name, "plan", plan.Metadata.Name, "count", len(misses))
 	}
 	res.Result.ScheduleMisses = misses
+	// The report shows this Drill's earlier runs, from records this
+	// drill's own key signed.
+	runs, terr := ListReports(ctx, st, ReportFilter{Drill: d.Metadata.Name}, []evidence.PublicKey{o.Signer.PublicKey()})
+	if terr != nil && env.Logger != nil {
+		env.Logger.Warn("earlier runs of the drill not read for the report's trend", "drill", d.Metadata.Name, "err", terr)
+	}
+	r.Trend = TrendOf(runs, evidence.MaxTrend)
+	res.Result.Trend = r.Trend
 	pub, perr := drill.Publish(ctx, r, drill.PublishOptions{Store: st, Signer: o.Signer, Retention: config.EvidenceRetention(cs), Logger: env.Logger})
 	if perr != nil {
 		stopKept(env, &res.Result)

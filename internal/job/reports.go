@@ -131,3 +131,20 @@ func ShowReport(ctx context.Context, st store.Store, runID string, trusted []evi
 	}
 	return rep, run, nil
 }
+
+// TrendOf returns the newest n of runs (oldest first) as a report's trend
+// points; runs whose record lacks a verdict or targets are left out.
+func TrendOf(runs []DrillRun, n int) []evidence.TrendPoint {
+	var out []evidence.TrendPoint
+	for _, r := range runs {
+		if (r.Verdict != evidence.VerdictPass && r.Verdict != evidence.VerdictFail) || r.TargetRTOMs < 1 || r.TargetRPOMs < 1 {
+			continue
+		}
+		out = append(out, evidence.TrendPoint{RunID: r.RunID, Finished: r.Time, Verdict: r.Verdict,
+			RTOMs: r.RTOMs, RPOMs: r.RPOMs, TargetRTOMs: r.TargetRTOMs, TargetRPOMs: r.TargetRPOMs})
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
