@@ -45,9 +45,13 @@ func newBackupRunCommand(a *app) *cobra.Command {
 summary. The plan's store is checked first: an S3 bucket without Object
 Lock is refused unless the Store says allowUnlocked: true.
 
-Sources this version cannot take yet (manifests, volumes, vault, velero,
-an encryption config from a Secret) are skipped: the backup is then marked
-partial and the skips are listed in its manifest.
+A source that cannot be taken (its server down, an optional source
+missing) is skipped: the backup is then marked partial and the skips are
+listed in its manifest.
+
+With retention tiers (retention: {default: 35d, monthly: 2190d}), the
+first complete backup of each week, month or year (UTC) is locked for the
+tier's retention; the tiers a backup took are printed and recorded.
 
 Every committed backup appends a signed record to the store's evidence log
 (evidence/), citing the HIPAA sections it is evidence for.`,
@@ -73,6 +77,9 @@ Every committed backup appends a signed record to the store's evidence log
 				return err
 			}
 			a.logger.Info("evidence recorded", "backup", res.Manifest.Backup, "record", res.Record.Key(), "seq", res.Record.Seq)
+			for _, t := range res.Tiers {
+				fmt.Fprintf(a.stderr, "retention tier %s: this backup holds it, locked until %s\n", t, res.Manifest.RetainUntil.UTC().Format(time.RFC3339))
+			}
 			return a.render(cmd.OutOrStdout(), res.Manifest, manifestTable(res.Manifest))
 		},
 	}

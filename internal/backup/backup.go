@@ -120,7 +120,7 @@ func (r *run) run(ctx context.Context) (catalog.Manifest, error) {
 	r.log = r.log.With("backup", id, "plan", plan.Metadata.Name)
 	retention := r.opts.Retention
 	if retention <= 0 {
-		retention = plan.Spec.Retention.Std()
+		retention = plan.Spec.Retention.Default.Std()
 	}
 	if retention <= 0 {
 		retention = config.DefaultRetention.Std()

@@ -56,7 +56,7 @@ func newFixture(t *testing.T) fixture {
 func plan(name string, sources ...config.Source) *config.BackupPlan {
 	return &config.BackupPlan{
 		Metadata: config.ObjectMeta{Name: name},
-		Spec: config.BackupPlanSpec{Store: "local", KeyProvider: "local", Retention: config.Duration(24 * time.Hour),
+		Spec: config.BackupPlanSpec{Store: "local", KeyProvider: "local", Retention: config.Retention{Default: config.Duration(24 * time.Hour)},
 			Compression: config.CompressionZstd, Sources: sources},
 	}
 }

@@ -16,8 +16,12 @@ type PublishOptions struct {
 	Store     evidence.StoreLike
 	Signer    *evidence.Signer
 	Retention time.Duration
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Tiers are the retention tiers whose lock the backup took
+	// (docs/format.md §1.2), each as "<tier>/<period>"; recorded as
+	// subject.retentionTiers when not empty.
+	Tiers  []string
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // backupHIPAA are the sections a committed backup is evidence for
@@ -107,6 +111,13 @@ func Publish(ctx context.Context, m catalog.Manifest, opts PublishOptions) (evid
 			sk = append(sk, map[string]any{"source": s.Source, "reason": s.Reason})
 		}
 		subject["skipped"] = sk
+	}
+	if len(opts.Tiers) > 0 {
+		tiers := make([]any, len(opts.Tiers))
+		for i, t := range opts.Tiers {
+			tiers[i] = t
+		}
+		subject["retentionTiers"] = tiers
 	}
 	outcome := evidence.OutcomeSuccess
 	if m.Status == catalog.StatusPartial {

@@ -618,7 +618,7 @@ func TestVolumes(t *testing.T) {
 		f := newFixture(t)
 		var logs logBuffer
 		p := kubePlan(c, "reten", config.Source{Volumes: &config.VolumesSource{Namespaces: []string{"reten"}, Timeout: config.Duration(time.Minute)}})
-		p.Spec.Retention = config.Duration(time.Hour)
+		p.Spec.Retention = config.Retention{Default: config.Duration(time.Hour)}
 		first, err := runBackup(ctx, t, f, p, &logs, nil)
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())

@@ -149,7 +149,7 @@ func newEnv(t *testing.T) *env {
 	e.plan = &config.BackupPlan{
 		Metadata: config.ObjectMeta{Name: "clinic"},
 		Spec: config.BackupPlanSpec{
-			Store: "local", KeyProvider: "local", Retention: config.Duration(24 * time.Hour), Compression: config.CompressionZstd,
+			Store: "local", KeyProvider: "local", Retention: config.Retention{Default: config.Duration(24 * time.Hour)}, Compression: config.CompressionZstd,
 			Sources: []config.Source{{EncryptionConfig: &config.EncryptionConfigSource{File: e.encCfg}}},
 		},
 	}

@@ -251,6 +251,58 @@ spec:
 			},
 		},
 		{
+			name: "retention tiers",
+			in: `apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: plan}
+spec:
+  store: s
+  keyProvider: k
+  retention: {default: 35d, weekly: 7d, monthly: 0d, quarterly: 90d}
+  sources:
+    - etcd: {endpoints: [https://10.0.0.1:2379]}
+`,
+			want: []wantErr{
+				{"f.yaml", 7, "spec.retention.quarterly", "unknown field; known fields: default, weekly, monthly, yearly"},
+			},
+		},
+		{
+			name: "retention tier shorter than the default, or zero",
+			in: `apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: plan}
+spec:
+  store: s
+  keyProvider: k
+  retention:
+    default: 35d
+    weekly: 7d
+    monthly: 0d
+  sources:
+    - etcd: {endpoints: [https://10.0.0.1:2379]}
+`,
+			want: []wantErr{
+				{"f.yaml", 9, "spec.retention.weekly", "7d is shorter than spec.retention.default 35d: a tier can only lengthen"},
+				{"f.yaml", 10, "spec.retention.monthly", "must be greater than zero (leave the tier out"},
+			},
+		},
+		{
+			name: "retention neither a duration nor tiers",
+			in: `apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: plan}
+spec:
+  store: s
+  keyProvider: k
+  retention: forever
+  sources:
+    - etcd: {endpoints: [https://10.0.0.1:2379]}
+`,
+			want: []wantErr{
+				{"f.yaml", 7, "spec.retention", `invalid duration "forever"; want a Go duration such as "15m" or "1h30m", or whole days such as "90d", or tiers such as {default: 35d, monthly: 2190d}`},
+			},
+		},
+		{
 			name: "missing required fields point at the parent",
 			in: `apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
@@ -988,7 +1040,7 @@ spec: {cron: "@daily", drill: d}
 		t.Errorf("lock retention: got %s, want 2190d", st.Spec.ObjectLock.Retention)
 	}
 	p, _ := set.BackupPlan("plan")
-	if p.Spec.Retention != DefaultRetention || p.Spec.Compression != CompressionZstd {
+	if p.Spec.Retention.Default != DefaultRetention || p.Spec.Compression != CompressionZstd {
 		t.Errorf("plan defaults: got retention %s, compression %q", p.Spec.Retention, p.Spec.Compression)
 	}
 	if p.Spec.Sources[0].Etcd.DialTimeout != DefaultEtcdDialTimeout {
@@ -1290,5 +1342,45 @@ func TestPosition(t *testing.T) {
 		if got := tt.p.String(); got != tt.want {
 			t.Errorf("%#v: got %q, want %q", tt.p, got, tt.want)
 		}
+	}
+}
+
+// TestRetentionForms: a plan's retention is one duration or tiers; tiers
+// without a default get DefaultRetention; both forms marshal back.
+func TestRetentionForms(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want Retention
+		back string
+	}{
+		{"35d", Retention{Default: Duration(35 * Day)}, "35d\n"},
+		{"{default: 35d, monthly: 2190d}", Retention{Default: Duration(35 * Day), Monthly: Duration(2190 * Day)}, "default: 35d\nmonthly: 2190d\n"},
+		{"{yearly: 3000d}", Retention{Default: DefaultRetention, Yearly: Duration(3000 * Day)}, "default: 2190d\nyearly: 3000d\n"},
+	} {
+		doc := "apiVersion: lifeboat.dev/v1alpha1\nkind: BackupPlan\nmetadata: {name: p}\nspec:\n  store: s\n  keyProvider: k\n  retention: " + tc.yaml +
+			"\n  sources:\n    - etcd: {endpoints: [https://10.0.0.1:2379]}\n"
+		objs, err := Parse("f.yaml", []byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		got := objs[0].(*BackupPlan).Spec.Retention
+		if got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.yaml, got, tc.want)
+		}
+		out, err := yaml.Marshal(got)
+		if err != nil || string(out) != tc.back {
+			t.Errorf("%s: marshals to %q (%v), want %q", tc.yaml, out, err, tc.back)
+		}
+	}
+	at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC) // ISO week 2026-W53
+	for tier, want := range map[string]string{TierWeekly: "2026-W53", TierMonthly: "2027-01", TierYearly: "2027", "daily": ""} {
+		if got := TierPeriod(tier, at); got != want {
+			t.Errorf("TierPeriod(%s) = %q, want %q", tier, got, want)
+		}
+	}
+	plan := &BackupPlan{Spec: BackupPlanSpec{Retention: Retention{Default: Duration(35 * Day), Weekly: Duration(40 * Day), Yearly: Duration(3000 * Day)}}}
+	lock := &Store{Spec: StoreSpec{ObjectLock: &ObjectLock{Mode: LockCompliance, Retention: Duration(60 * Day)}}}
+	if got := Tiers(plan, lock); len(got) != 2 || got[0] != (Tier{TierWeekly, 60 * Day}) || got[1] != (Tier{TierYearly, 3000 * Day}) {
+		t.Errorf("Tiers = %+v: want weekly at the store's 60d lock, then yearly", got)
 	}
 }

@@ -124,6 +124,57 @@ func (t *Timestamp) parseScalar(n *yaml.Node) error {
 	return nil
 }
 
+// Retention is a backup plan's retention: how long every backup is locked
+// (Default), and the grandfather-father-son tiers (docs/format.md §1.2):
+// the first complete backup of each ISO week, calendar month or calendar
+// year (UTC) is locked for Weekly, Monthly or Yearly instead, when longer.
+// It is written either as one duration ("35d", Default alone) or as a
+// mapping ({default: 35d, monthly: 2190d}). A zero tier is not used.
+type Retention struct {
+	Default Duration `yaml:"default,omitempty"`
+	Weekly  Duration `yaml:"weekly,omitempty"`
+	Monthly Duration `yaml:"monthly,omitempty"`
+	Yearly  Duration `yaml:"yearly,omitempty"`
+}
+
+// Tiered reports whether any tier besides Default is set.
+func (r Retention) Tiered() bool { return r.Weekly > 0 || r.Monthly > 0 || r.Yearly > 0 }
+
+// MarshalYAML implements yaml.Marshaler: the one-duration form when no
+// tier is set.
+func (r Retention) MarshalYAML() (any, error) {
+	if !r.Tiered() {
+		return r.Default.String(), nil
+	}
+	type plain Retention
+	return plain(r), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (r *Retention) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return asTypeError(n, r.parseShorthand(n))
+	}
+	type plain Retention
+	return n.Decode((*plain)(r))
+}
+
+func (r *Retention) parseShorthand(n *yaml.Node) error {
+	var d Duration
+	if err := d.parseScalar(n); err != nil {
+		return fmt.Errorf(`%w, or tiers such as {default: 35d, monthly: 2190d}`, err)
+	}
+	*r = Retention{Default: d}
+	return nil
+}
+
+// shorthandParser is implemented by struct types that may also be written
+// as one scalar; the schema walker checks a scalar with parseShorthand and
+// a mapping as the struct.
+type shorthandParser interface {
+	parseShorthand(n *yaml.Node) error
+}
+
 // scalarParser is implemented by the types that read themselves from one
 // YAML scalar. The schema walker calls parseScalar to report a bad value with
 // its field path; UnmarshalYAML calls it during decoding.

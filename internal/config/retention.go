@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // The retention rule, in one place (docs/format.md §1):
 //
@@ -19,7 +22,7 @@ import "time"
 // BackupRetention is how long every object of plan's backups in store st
 // is locked.
 func BackupRetention(plan *BackupPlan, st *Store) time.Duration {
-	r := plan.Spec.Retention.Std()
+	r := plan.Spec.Retention.Default.Std()
 	if r <= 0 {
 		r = DefaultRetention.Std()
 	}
@@ -37,4 +40,54 @@ func storeLock(st *Store) time.Duration {
 		return 0
 	}
 	return st.Spec.ObjectLock.Retention.Std()
+}
+
+// Retention tiers (docs/format.md §1.2).
+const (
+	TierWeekly  = "weekly"
+	TierMonthly = "monthly"
+	TierYearly  = "yearly"
+)
+
+// Tiers returns the plan's retention tiers in use, shortest period first,
+// each with its lock: never shorter than the store's lock.
+func Tiers(plan *BackupPlan, st *Store) []Tier {
+	var out []Tier
+	r := plan.Spec.Retention
+	for _, t := range []struct {
+		name string
+		d    Duration
+	}{{TierWeekly, r.Weekly}, {TierMonthly, r.Monthly}, {TierYearly, r.Yearly}} {
+		if t.d > 0 {
+			out = append(out, Tier{Name: t.name, Lock: max(t.d.Std(), storeLock(st))})
+		}
+	}
+	return out
+}
+
+// Tier is one retention tier of a plan.
+type Tier struct {
+	Name string
+	Lock time.Duration
+}
+
+// Period returns the name of the period of tier that t falls in, in UTC:
+// "2026-W49" (ISO week) for weekly, "2026-12" for monthly, "2026" for
+// yearly.
+func (t Tier) Period(at time.Time) string { return TierPeriod(t.Name, at) }
+
+// TierPeriod returns the period of the named tier that at falls in (see
+// Tier.Period); "" for an unknown tier.
+func TierPeriod(tier string, at time.Time) string {
+	at = at.UTC()
+	switch tier {
+	case TierWeekly:
+		y, w := at.ISOWeek()
+		return fmt.Sprintf("%04d-W%02d", y, w)
+	case TierMonthly:
+		return at.Format("2006-01")
+	case TierYearly:
+		return at.Format("2006")
+	}
+	return ""
 }

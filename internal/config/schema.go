@@ -60,6 +60,13 @@ func (w *schemaWalker) walk(at, n *yaml.Node, t reflect.Type, path string) {
 	}
 	w.done[key] = true
 
+	if n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(reflect.TypeFor[shorthandParser]()) {
+		p := reflect.New(t).Interface().(shorthandParser)
+		if err := p.parseShorthand(n); err != nil {
+			w.errorAt(at, path, "%s", err)
+		}
+		return
+	}
 	if reflect.PointerTo(t).Implements(reflect.TypeFor[scalarParser]()) {
 		p := reflect.New(t).Interface().(scalarParser)
 		if err := p.parseScalar(n); err != nil {

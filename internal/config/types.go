@@ -276,8 +276,11 @@ type BackupPlanSpec struct {
 	// manifest names; the others are typically a break-glass provider
 	// outside the cluster (KMS in another account, an offline keyring).
 	KeyProviders []string `yaml:"keyProviders,omitempty"`
-	// Retention is how long backups are kept; default DefaultRetention.
-	Retention Duration `yaml:"retention,omitempty"`
+	// Retention is how long backups are kept: one duration ("35d"), or
+	// grandfather-father-son tiers ({default: 35d, monthly: 2190d}) where
+	// the first complete backup of each period gets that tier's longer
+	// lock; default DefaultRetention.
+	Retention Retention `yaml:"retention,omitempty"`
 	// Sources are what the backup takes: at least one, each kind at most
 	// once.
 	Sources []Source `yaml:"sources"`

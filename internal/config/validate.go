@@ -130,6 +130,28 @@ func (v *validator) positive(path string, d *Duration, def Duration) {
 	}
 }
 
+// retention checks a plan's retention: Default greater than zero
+// (DefaultRetention when absent), and each tier set no shorter than it.
+func (v *validator) retention(r *Retention) {
+	if r.Tiered() || v.has("spec.retention.default") {
+		v.positive("spec.retention.default", &r.Default, DefaultRetention)
+	} else {
+		v.positive("spec.retention", &r.Default, DefaultRetention)
+	}
+	for _, t := range []struct {
+		name string
+		d    Duration
+	}{{"weekly", r.Weekly}, {"monthly", r.Monthly}, {"yearly", r.Yearly}} {
+		path := "spec.retention." + t.name
+		switch {
+		case t.d == 0 && v.has(path):
+			v.errorf(path, "must be greater than zero (leave the tier out to not use it)")
+		case t.d > 0 && t.d < r.Default:
+			v.errorf(path, "%s is shorter than spec.retention.default %s: a tier can only lengthen a backup's lock", t.d, r.Default)
+		}
+	}
+}
+
 // requiredDuration checks a required duration greater than zero.
 func (v *validator) requiredDuration(path string, d Duration) bool {
 	if d > 0 {
@@ -395,7 +417,7 @@ func (o *BackupPlan) validate(v *validator) {
 	default:
 		v.ref("spec.keyProvider", s.KeyProvider)
 	}
-	v.positive("spec.retention", &s.Retention, DefaultRetention)
+	v.retention(&s.Retention)
 	if s.Compression == "" {
 		s.Compression = CompressionZstd
 	}

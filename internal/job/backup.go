@@ -40,6 +40,10 @@ type BackupResult struct {
 	Record evidence.Record
 	// Warnings are the store's lock warnings and the skipped sources.
 	Warnings []string
+	// Tiers are the retention tiers whose lock the backup took, as
+	// "<tier>/<period>" (docs/format.md §1.2); empty when it took the
+	// plan's default lock.
+	Tiers []string `json:"tiers,omitempty"`
 }
 
 // Backup runs the BackupPlan called plan: it checks the plan's store
@@ -105,8 +109,10 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 	for _, kp := range pk.Providers[1:] {
 		also = append(also, kp)
 	}
+	tiers := decideTiers(ctx, st, o.Signer, p, cs, now(), log)
+	res.Tiers = tiers.names()
 	m, err := backup.Run(ctx, backup.Options{
-		Plan: p, Store: st, Keys: pk.Primary(), AlsoWrap: also, Retention: config.BackupRetention(p, cs),
+		Plan: p, Store: st, Keys: pk.Primary(), AlsoWrap: also, Retention: tiers.retention,
 		Version: o.Version, Logger: env.Logger, Progress: o.Progress, Now: o.Now,
 		// A vault source without tokenFile or address uses these; the
 		// library reads no environment.
@@ -127,11 +133,12 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 	}
 	rctx, cancel := detached(ctx)
 	defer cancel()
-	rec, err := backup.Publish(rctx, m, backup.PublishOptions{Store: st, Signer: o.Signer, Retention: evRetention, Logger: env.Logger})
+	rec, err := backup.Publish(rctx, m, backup.PublishOptions{Store: st, Signer: o.Signer, Retention: evRetention, Tiers: res.Tiers, Logger: env.Logger})
 	if err != nil {
 		return res, fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan, m.Backup, err)
 	}
 	res.Record = rec
+	claimTiers(rctx, st, o.Signer, m, tiers, evRetention, now(), log)
 	return res, nil
 }
 
