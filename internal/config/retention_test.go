@@ -10,7 +10,9 @@ func TestRetentionRule(t *testing.T) {
 	lock := func(d time.Duration) *Store {
 		return &Store{Spec: StoreSpec{ObjectLock: &ObjectLock{Mode: LockCompliance, Retention: Duration(d)}}}
 	}
-	plan := func(d time.Duration) *BackupPlan { return &BackupPlan{Spec: BackupPlanSpec{Retention: Retention{Default: Duration(d)}}} }
+	plan := func(d time.Duration) *BackupPlan {
+		return &BackupPlan{Spec: BackupPlanSpec{Retention: Retention{Default: Duration(d)}}}
+	}
 	unlocked := &Store{}
 	for _, tc := range []struct {
 		name             string
