@@ -348,6 +348,14 @@ func drillFitsPlan(v *validator, d *Drill, p *BackupPlan) {
 			if s := has(SourceVault); s == nil || len(s.Vault.TransitKeys) == 0 {
 				v.errorf(path, "backup plan %q has no vault source with transitKeys to make a canary with", p.Metadata.Name)
 			}
+		case c.VaultData != nil:
+			if s := has(SourceVault); s == nil || len(s.Vault.KVPaths) == 0 {
+				v.errorf(path, "backup plan %q has no vault source with kvPaths to restore", p.Metadata.Name)
+			}
+		case c.Manifests != nil && has(SourceManifests) == nil:
+			v.errorf(path, "backup plan %q has no manifests source to restore", p.Metadata.Name)
+		case (c.Inventory != nil || c.Objects != nil || c.Policies != nil || c.SecretsReadable != nil) && has(SourceEtcd) == nil:
+			v.errorf(path, "backup plan %q has no etcd source: this check compares the restored control plane with the backup's etcd keyspace; use a manifests check to restore and compare the objects", p.Metadata.Name)
 		}
 	}
 }

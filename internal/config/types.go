@@ -598,6 +598,8 @@ type Check struct {
 	SecretsReadable *SecretsReadableCheck `yaml:"secretsReadable,omitempty"`
 	Canary          *CanaryCheck          `yaml:"canary,omitempty"`
 	VolumeChecksums *VolumeChecksumsCheck `yaml:"volumeChecksums,omitempty"`
+	Manifests       *ManifestsCheck       `yaml:"manifests,omitempty"`
+	VaultData       *VaultDataCheck       `yaml:"vaultData,omitempty"`
 }
 
 // Check kinds, as written in YAML.
@@ -608,6 +610,8 @@ const (
 	CheckSecretsReadable = "secretsReadable"
 	CheckCanary          = "canary"
 	CheckVolumeChecksums = "volumeChecksums"
+	CheckManifests       = "manifests"
+	CheckVaultData       = "vaultData"
 )
 
 // Kind returns which check this is ("inventory", "objects", ...), or ""
@@ -631,6 +635,8 @@ func (c Check) kind() (kind string, n int) {
 		{CheckSecretsReadable, c.SecretsReadable != nil},
 		{CheckCanary, c.Canary != nil},
 		{CheckVolumeChecksums, c.VolumeChecksums != nil},
+		{CheckManifests, c.Manifests != nil},
+		{CheckVaultData, c.VaultData != nil},
 	} {
 		if e.set {
 			if n == 0 {
@@ -689,6 +695,23 @@ type CanaryCheck struct{}
 // VolumeChecksumsCheck passes when the data of each restored volume has the
 // checksum recorded at backup time. It needs a volumes source in the plan.
 type VolumeChecksumsCheck struct{}
+
+// ManifestsCheck restores the backup's manifests export through the
+// restore code (the same as lifeboat restore manifests) into an empty
+// scratch API server and passes when every restored object, read back and
+// stripped, equals its document in the export, reported per kind.
+type ManifestsCheck struct {
+	// ExcludeResources are not restored, as "resource" or
+	// "resource.group" (e.g. "customresourcedefinitions.apiextensions.k8s.io"
+	// when the scratch cannot serve them).
+	ExcludeResources []string `yaml:"excludeResources,omitempty"`
+}
+
+// VaultDataCheck restores the backup's Vault KV v2 secrets into a scratch
+// Vault (the code of lifeboat restore vault) and passes when each,
+// read back, has the SHA-256 recorded in the backup. It needs a vault
+// source with kvPaths in the plan.
+type VaultDataCheck struct{}
 
 // Targets are the recovery objectives a drill is judged against.
 type Targets struct {

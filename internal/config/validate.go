@@ -596,8 +596,8 @@ func (o *Drill) validate(v *validator) {
 	for i := range s.Checks {
 		c := &s.Checks[i]
 		p := joinIndex("spec.checks", i)
-		if !v.oneOf(p, []string{CheckInventory, CheckObjects, CheckPolicies, CheckSecretsReadable, CheckCanary, CheckVolumeChecksums},
-			[]bool{c.Inventory != nil, c.Objects != nil, c.Policies != nil, c.SecretsReadable != nil, c.Canary != nil, c.VolumeChecksums != nil},
+		if !v.oneOf(p, []string{CheckInventory, CheckObjects, CheckPolicies, CheckSecretsReadable, CheckCanary, CheckVolumeChecksums, CheckManifests, CheckVaultData},
+			[]bool{c.Inventory != nil, c.Objects != nil, c.Policies != nil, c.SecretsReadable != nil, c.Canary != nil, c.VolumeChecksums != nil, c.Manifests != nil, c.VaultData != nil},
 			"a check without options is written with an empty mapping, such as policies: {}") {
 			continue
 		}
@@ -613,6 +613,8 @@ func (o *Drill) validate(v *validator) {
 			v.names(p+".excludeResources", c.Inventory.ExcludeResources, checkResource)
 		case c.Objects != nil:
 			c.Objects.validate(v, p)
+		case c.Manifests != nil:
+			v.names(p+".excludeResources", c.Manifests.ExcludeResources, checkResource)
 		}
 	}
 

@@ -35,6 +35,11 @@ const (
 // those not reached as skipped.
 var PhaseOrder = []string{PhaseSelect, PhaseFetch, PhaseDecrypt, PhaseRestoreEtcd, PhaseStartEtcd, PhaseStartControlPlane, PhaseVerify}
 
+// sourcePhases are the phases of the other sources a drill restores, run
+// after the control plane starts and before verify, and listed in a
+// report only when the Drill's checks call for them.
+var sourcePhases = []string{PhaseRestoreManifests, PhaseRestoreVault}
+
 // ErrFailed is wrapped by Run's error when the drill's verdict is fail: a
 // target missed, a check that did not pass, or a phase that failed.
 var ErrFailed = errors.New("drill failed")
@@ -289,7 +294,12 @@ type runner struct {
 	res     Result
 	tmp     string
 	cluster scratch.Cluster
-	rtoEnd  time.Time
+	// clusterEmpty is set when cluster was started without a snapshot
+	// (the backup has no etcd): the export is restored into it.
+	clusterEmpty bool
+	manifests    *manifestsRestore
+	vault        *vaultRestore
+	rtoEnd       time.Time
 }
 
 func (r *runner) event(phase, format string, args ...any) {
@@ -340,18 +350,32 @@ func (r *runner) run(ctx context.Context) error {
 			}
 			r.event(PhaseSelect, "manifest of backup %s matches its signed evidence record (SHA-256 %s)", m.Backup, sum)
 		}
-		if m.Etcd == nil {
-			return fmt.Errorf("backup %s holds no etcd snapshot to restore", m.Backup)
+		if m.Etcd != nil {
+			if _, ok := m.Artifact(catalog.ArtifactEtcdSnapshot); !ok {
+				return fmt.Errorf("backup %s: manifest has etcd facts but no %s artifact: %w", m.Backup, catalog.ArtifactEtcdSnapshot, catalog.ErrVerification)
+			}
+			return nil
 		}
-		if _, ok := m.Artifact(catalog.ArtifactEtcdSnapshot); !ok {
-			return fmt.Errorf("backup %s: manifest has etcd facts but no %s artifact: %w", m.Backup, catalog.ArtifactEtcdSnapshot, catalog.ErrVerification)
+		// Without an etcd snapshot the drill restores what its checks
+		// name (the export, Vault), or nothing it could judge.
+		if _, ok := r.drillCheck(config.CheckManifests); ok {
+			return nil
 		}
-		return nil
+		if _, ok := r.drillCheck(config.CheckVaultData); ok {
+			return nil
+		}
+		if _, ok := r.drillCheck(config.CheckCanary); ok {
+			return nil
+		}
+		return fmt.Errorf("backup %s holds no etcd snapshot to restore, and the drill has no manifests, vaultData or canary check to restore anything else with", m.Backup)
 	}); err != nil {
 		return err
 	}
 	r.res.Manifest, r.res.BackupID = &m, m.Backup
-	r.res.PointInTime, r.res.Revision = m.PointInTime(), m.Etcd.Revision
+	r.res.PointInTime = m.PointInTime()
+	if m.Etcd != nil {
+		r.res.Revision = m.Etcd.Revision
+	}
 	r.res.Checks = append(r.res.Checks, completeCheck(m))
 	rpo := r.res.Incident.Sub(r.res.PointInTime)
 	if rpo < 0 {
@@ -369,8 +393,12 @@ func (r *runner) run(ctx context.Context) error {
 		r.event(PhaseSelect, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
 	}
 	r.log = r.log.With("backup", m.Backup)
-	r.event(PhaseSelect, "selected backup %s: etcd revision %d taken %s (%s before the incident), %d artifacts, %s",
-		m.Backup, m.Etcd.Revision, m.Etcd.TakenAt.UTC().Format(time.RFC3339), rpo.Round(time.Millisecond), len(m.Artifacts), byteSize(m.StoredSize()))
+	what := "no etcd snapshot"
+	if m.Etcd != nil {
+		what = fmt.Sprintf("etcd revision %d", m.Etcd.Revision)
+	}
+	r.event(PhaseSelect, "selected backup %s: %s, taken %s (%s before the incident), %d artifacts, %s",
+		m.Backup, what, r.res.PointInTime.UTC().Format(time.RFC3339), rpo.Round(time.Millisecond), len(m.Artifacts), byteSize(m.StoredSize()))
 
 	r.removeStaleTemp()
 	tmp, err := os.MkdirTemp(r.opts.TempDir, tempPattern)
@@ -383,11 +411,17 @@ func (r *runner) run(ctx context.Context) error {
 		return fmt.Errorf("temporary directory: %w", err)
 	}
 
-	// Only the artifacts a control-plane restore uses are fetched.
+	// Only the artifacts the drill restores are fetched: the control
+	// plane's, and those its checks name (the canary check fetches its
+	// own).
+	_, wantManifests := r.drillCheck(config.CheckManifests)
+	_, wantVault := r.drillCheck(config.CheckVaultData)
 	var arts []catalog.Artifact
 	for _, a := range m.Artifacts {
-		switch a.Source {
-		case catalog.SourceEtcd, catalog.SourceEncryptionConfig:
+		switch {
+		case a.Source == catalog.SourceEtcd, a.Source == catalog.SourceEncryptionConfig,
+			a.Name == catalog.ArtifactManifests && wantManifests,
+			a.Name == catalog.ArtifactVaultKV && wantVault:
 			arts = append(arts, a)
 		default:
 			r.log.Info("artifact not used by this drill", "artifact", a.Name, "source", a.Source)
@@ -435,9 +469,48 @@ func (r *runner) run(ctx context.Context) error {
 			r.res.Artifacts = append(r.res.Artifacts, a.Name)
 			r.event(PhaseDecrypt, "decrypted %s (%s), plaintext SHA-256 matches the manifest", a.Name, byteSize(a.PlaintextSize))
 		}
+		if m.Etcd == nil {
+			return nil
+		}
 		return checkSnapshotDigest(plain[catalog.ArtifactEtcdSnapshot], m)
 	}); err != nil {
 		return err
+	}
+	if err := r.startCluster(ctx, m, plain, tmp, wantManifests); err != nil {
+		return err
+	}
+	if c, ok := r.drillCheck(config.CheckManifests); ok {
+		if err := r.phase(PhaseRestoreManifests, func() error {
+			p, ok := plain[catalog.ArtifactManifests]
+			if !ok {
+				return fmt.Errorf("backup %s has no %s artifact to restore", m.Backup, catalog.ArtifactManifests)
+			}
+			return r.restoreManifests(ctx, m, p, c.Manifests)
+		}); err != nil {
+			return err
+		}
+	}
+	if wantVault {
+		if err := r.phase(PhaseRestoreVault, func() error {
+			p, ok := plain[catalog.ArtifactVaultKV]
+			if !ok {
+				return fmt.Errorf("backup %s has no %s artifact to restore", m.Backup, catalog.ArtifactVaultKV)
+			}
+			return r.restoreVault(ctx, m, p)
+		}); err != nil {
+			return err
+		}
+	}
+	return r.verify(ctx, m)
+}
+
+// startCluster starts the scratch cluster: from the etcd snapshot when the
+// backup has one, else empty when the export is to be restored into it,
+// else none (a drill of Vault alone).
+func (r *runner) startCluster(ctx context.Context, m catalog.Manifest, plain map[string]string, tmp string, wantManifests bool) error {
+	if m.Etcd == nil && !wantManifests {
+		r.event(PhaseRestoreEtcd, "the backup holds no etcd snapshot: no scratch control plane is started")
+		return nil
 	}
 
 	req := scratch.Request{
@@ -448,7 +521,10 @@ func (r *runner) run(ctx context.Context) error {
 		Now:                  r.now,
 		Progress:             func(p string) { r.event(p, "%s", p) },
 	}
-	if req.EncryptionConfigPath == "" {
+	if m.Etcd == nil {
+		r.event(PhaseRestoreEtcd, "the backup holds no etcd snapshot: starting an empty scratch control plane for the export")
+		r.clusterEmpty = true
+	} else if req.EncryptionConfigPath == "" {
 		r.event(PhaseRestoreEtcd, "the backup holds no encryption-at-rest configuration: Secrets are read as stored")
 	}
 	cluster, err := r.opts.Scratch.Start(ctx, req)
@@ -465,17 +541,30 @@ func (r *runner) run(ctx context.Context) error {
 	r.cluster = cluster
 	// The snapshot's plaintext is in the scratch etcd now; the
 	// encryption config stays while the apiserver runs.
-	os.Remove(req.SnapshotPath)
+	if req.SnapshotPath != "" {
+		os.Remove(req.SnapshotPath)
+	}
 	r.event(PhaseStartControlPlane, "scratch control plane serving at %s", cluster.Access().Server)
+	return nil
+}
 
+// verify runs the Drill's checks; the RTO ends when they pass.
+func (r *runner) verify(ctx context.Context, m catalog.Manifest) error {
+	d := r.opts.Drill
+	var acc scratch.Access
+	if r.cluster != nil {
+		acc = r.cluster.Access()
+	}
 	var checks []evidence.Check
 	verr := r.phase(PhaseVerify, func() error {
-		v, err := newVerifier(ctx, cluster.Access(), m, r.opts.EtcdPrefix, r.log)
+		v, err := newVerifier(ctx, acc, m, r.opts.EtcdPrefix, r.log)
 		if err != nil {
 			return err
 		}
 		defer v.close()
 		v.canary = func(ctx context.Context) evidence.Check { return r.canaryCheck(ctx, m) }
+		v.manifests = r.manifestsCheck
+		v.vaultData = func(ctx context.Context) evidence.Check { return r.vaultDataCheck(ctx, m) }
 		checks = v.run(ctx, d.Spec.Checks, func(c evidence.Check) {
 			r.event(PhaseVerify, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
 		})
@@ -607,6 +696,10 @@ func (r *runner) finish(err error) {
 	for i, n := range PhaseOrder {
 		order[n] = i
 	}
+	for i, n := range sourcePhases {
+		order[n] = order[PhaseStartControlPlane] + 1 + i
+	}
+	order[PhaseVerify] = order[PhaseStartControlPlane] + 1 + len(sourcePhases)
 	sortPhases(r.res.Phases, order)
 	r.res.Verdict, r.res.Reasons = evidence.Judge(r.res.Targets, r.res.Measured, r.res.Checks)
 	if err != nil {
@@ -632,6 +725,19 @@ func sortPhases(ps []Phase, order map[string]int) {
 // teardown stops the scratch cluster and removes the temporary directory,
 // or hands both to the caller when keep is set and the cluster is up.
 func (r *runner) teardown(keep bool, err error) {
+	if mr := r.manifests; mr != nil && mr.second != nil {
+		if err := mr.second.Stop(); err != nil {
+			r.log.Warn("stop the export's scratch cluster", "err", err)
+		}
+	}
+	if vr := r.vault; vr != nil {
+		vr.art.Destroy()
+		if vr.server != nil {
+			if err := vr.server.Stop(); err != nil {
+				r.log.Warn("stop scratch vault", "err", err)
+			}
+		}
+	}
 	if keep && r.cluster != nil && !errors.Is(err, context.Canceled) {
 		r.res.Cluster = &keptCluster{Cluster: r.cluster, dir: r.tmp}
 		r.event("", "scratch cluster kept: kubeconfig %s", r.cluster.Access().Kubeconfig)

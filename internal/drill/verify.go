@@ -109,16 +109,20 @@ type verifier struct {
 	rev    int64
 	prefix string // e.g. "/registry/"
 	log    *slog.Logger
-	// canary runs the canary check (canary.go).
-	canary func(context.Context) evidence.Check
+	// canary runs the canary check (canary.go); manifests and vaultData
+	// the checks of sources.go.
+	canary, manifests, vaultData func(context.Context) evidence.Check
 }
 
 func newVerifier(ctx context.Context, acc scratch.Access, m catalog.Manifest, etcdPrefix string, log *slog.Logger) (*verifier, error) {
 	if etcdPrefix == "" {
 		etcdPrefix = "/registry"
 	}
-	v := &verifier{acc: acc, m: m, rev: m.Etcd.Revision, prefix: strings.TrimSuffix(etcdPrefix, "/") + "/", log: log}
-	if len(acc.EtcdEndpoints) > 0 {
+	v := &verifier{acc: acc, m: m, prefix: strings.TrimSuffix(etcdPrefix, "/") + "/", log: log}
+	if m.Etcd != nil {
+		v.rev = m.Etcd.Revision
+	}
+	if len(acc.EtcdEndpoints) > 0 && m.Etcd != nil {
 		cli, err := clientv3.New(clientv3.Config{
 			Endpoints: acc.EtcdEndpoints, TLS: acc.EtcdTLS, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
 			MaxCallRecvMsgSize: 64 << 20, Context: ctx,
@@ -151,13 +155,22 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 	// restore complete.
 	keyspaceDone := false
 	hasInventory := slices.ContainsFunc(checks, func(c config.Check) bool { return c.Inventory != nil })
-	if !hasInventory {
+	if v.m.Etcd == nil {
+		// No control plane was restored from etcd; the checks that compare
+		// with its keyspace say so.
+		keyspaceDone = true
+	}
+	if !hasInventory && !keyspaceDone {
 		keyspaceDone = true
 		add(v.keyspace(ctx))
 	}
 	for _, c := range checks {
 		if ctx.Err() != nil {
 			return out
+		}
+		if v.m.Etcd == nil && (c.Inventory != nil || c.Objects != nil || c.Policies != nil || c.SecretsReadable != nil) {
+			add(fail(c.Kind(), "backup %s holds no etcd snapshot, so no control plane was restored to compare with its keyspace", v.m.Backup))
+			continue
 		}
 		switch {
 		case c.Inventory != nil:
@@ -185,6 +198,10 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 				break
 			}
 			add(v.canary(ctx))
+		case c.Manifests != nil:
+			add(v.manifests(ctx))
+		case c.VaultData != nil:
+			add(v.vaultData(ctx))
 		case c.VolumeChecksums != nil:
 			add(evidence.Check{Name: config.CheckVolumeChecksums, Outcome: evidence.CheckSkipped,
 				Detail: "this lifeboat version does not restore volumes, so no checksum was compared"})

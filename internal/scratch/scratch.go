@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"net/http"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // Phase names a provider reports, in the order they happen.
@@ -30,7 +32,8 @@ type Phase struct {
 type Request struct {
 	// SnapshotPath is a plaintext etcd snapshot file (the output of
 	// etcdctl snapshot save or Maintenance.Snapshot, its trailing SHA-256
-	// included). Required.
+	// included); empty starts an empty cluster (a drill restores a
+	// manifests export into it).
 	SnapshotPath string
 	// EncryptionConfigPath is the source cluster's EncryptionConfiguration
 	// file, when one was backed up; empty means Secrets are read as
@@ -70,6 +73,14 @@ type Access struct {
 	// that verifies etcd and a client certificate etcd requires); nil
 	// when the endpoints are plain http.
 	EtcdTLS *tls.Config
+	// RESTConfig, when set, is the client-go configuration for Server
+	// (a kubeconfig's, whatever its credentials); otherwise one is made
+	// from Server, CA and Token.
+	RESTConfig *rest.Config
+	// Existing is set for a cluster that was not made for the drill (the
+	// kubeconfig provider): the drill restores into namespaces of its
+	// own and deletes only what it created.
+	Existing bool
 }
 
 // Cluster is a started scratch cluster.

@@ -18,6 +18,7 @@ import (
 	vaultkeys "github.com/lifeboat-dr/lifeboat/internal/keys/vault"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
+	"github.com/lifeboat-dr/lifeboat/internal/scratch/kubeconfig"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	s3store "github.com/lifeboat-dr/lifeboat/internal/store/s3"
@@ -245,8 +246,10 @@ func (e *Env) Scratch(d *config.Drill, kubeAPIServer string) (scratch.Provider, 
 			return nil, fmt.Errorf("drill %s: %w", d.Metadata.Name, err)
 		}
 		return embedded.Provider{KubeAPIServerBinary: bin, Logger: e.logger()}, nil
+	case config.ScratchKubeconfig:
+		return kubeconfig.Provider{Kubeconfig: d.Spec.Scratch.Kubeconfig, Context: d.Spec.Scratch.Context, Logger: e.logger()}, nil
 	default:
-		return nil, fmt.Errorf("drill %s: scratch type %s is not supported by this version of lifeboat yet; use scratch.type: embedded", d.Metadata.Name, d.Spec.Scratch.Type)
+		return nil, fmt.Errorf("drill %s: scratch type %s is not supported by this version of lifeboat yet; use scratch.type: embedded or kubeconfig (kind needs a container runtime and is not built)", d.Metadata.Name, d.Spec.Scratch.Type)
 	}
 }
 

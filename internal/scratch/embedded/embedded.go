@@ -389,9 +389,6 @@ func (Provider) Name() string { return "embedded" }
 
 // Start implements scratch.Provider.
 func (p Provider) Start(ctx context.Context, req scratch.Request) (scratch.Cluster, error) {
-	if req.SnapshotPath == "" {
-		return nil, &scratch.StartError{Err: errors.New("scratch cluster: no etcd snapshot to restore")}
-	}
 	c, err := Start(ctx, Options{
 		SnapshotPath: req.SnapshotPath, EncryptionConfigPath: req.EncryptionConfigPath,
 		EtcdPrefix: req.EtcdPrefix, WorkDir: req.WorkDir, KubeAPIServerBinary: p.KubeAPIServerBinary,

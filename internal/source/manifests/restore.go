@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -152,6 +153,14 @@ type RestoreOptions struct {
 	IncludeResources, ExcludeResources []string
 	// Existing is ExistingSkip (default) or ExistingUpdate.
 	Existing string
+	// Contained restores only namespaced objects of namespaces
+	// NamespaceMap renames, and those Namespaces: nothing cluster-wide and
+	// nothing under a source namespace's own name (a drill into an
+	// existing cluster).
+	Contained bool
+	// Labels and Annotations are added to every object restored (a drill
+	// marks what it creates, so that it deletes only that).
+	Labels, Annotations map[string]string
 	// DryRun sends every write with dryRun=All: the API server admits and
 	// validates it, and persists nothing. The plan of a restore.
 	DryRun bool
@@ -381,6 +390,14 @@ func restoreOne(ctx context.Context, dc dynamic.Interface, a *Archive, e IndexEn
 	if srcNS != "" && !selected(srcNS, srcNS, o.IncludeNamespaces, o.ExcludeNamespaces) {
 		return skip("namespace not selected")
 	}
+	if o.Contained {
+		if srcNS == "" {
+			return skip("cluster-scoped: not restored into an existing cluster")
+		}
+		if _, ok := o.NamespaceMap[srcNS]; !ok {
+			return skip("namespace not mapped: not restored into an existing cluster")
+		}
+	}
 	obj, err := a.Object(e)
 	if err != nil {
 		return fail(err.Error())
@@ -420,6 +437,22 @@ func restoreOne(ctx context.Context, dc dynamic.Interface, a *Archive, e IndexEn
 				u.SetLabels(l)
 			}
 		}
+	}
+	if len(o.Labels) > 0 {
+		l := u.GetLabels()
+		if l == nil {
+			l = map[string]string{}
+		}
+		maps.Copy(l, o.Labels)
+		u.SetLabels(l)
+	}
+	if len(o.Annotations) > 0 {
+		an := u.GetAnnotations()
+		if an == nil {
+			an = map[string]string{}
+		}
+		maps.Copy(an, o.Annotations)
+		u.SetAnnotations(an)
 	}
 	r.Namespace = ns
 	gvr := schema.GroupVersionResource{Group: e.Group, Version: e.Version, Resource: e.Resource}
