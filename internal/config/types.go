@@ -600,6 +600,8 @@ type Check struct {
 	VolumeChecksums *VolumeChecksumsCheck `yaml:"volumeChecksums,omitempty"`
 	Manifests       *ManifestsCheck       `yaml:"manifests,omitempty"`
 	VaultData       *VaultDataCheck       `yaml:"vaultData,omitempty"`
+	HTTP            *HTTPCheck            `yaml:"http,omitempty"`
+	Job             *JobCheck             `yaml:"job,omitempty"`
 }
 
 // Check kinds, as written in YAML.
@@ -612,6 +614,8 @@ const (
 	CheckVolumeChecksums = "volumeChecksums"
 	CheckManifests       = "manifests"
 	CheckVaultData       = "vaultData"
+	CheckHTTP            = "http"
+	CheckJob             = "job"
 )
 
 // Kind returns which check this is ("inventory", "objects", ...), or ""
@@ -637,6 +641,8 @@ func (c Check) kind() (kind string, n int) {
 		{CheckVolumeChecksums, c.VolumeChecksums != nil},
 		{CheckManifests, c.Manifests != nil},
 		{CheckVaultData, c.VaultData != nil},
+		{CheckHTTP, c.HTTP != nil},
+		{CheckJob, c.Job != nil},
 	} {
 		if e.set {
 			if n == 0 {
@@ -712,6 +718,50 @@ type ManifestsCheck struct {
 // read back, has the SHA-256 recorded in the backup. It needs a vault
 // source with kvPaths in the plan.
 type VaultDataCheck struct{}
+
+// HTTPCheck is an application consistency check: each request must answer
+// with its expected status within its timeout (retried until then).
+type HTTPCheck struct {
+	// Items are the requests; at least one.
+	Items []HTTPRequest `yaml:"items"`
+}
+
+// HTTPRequest is one GET of an HTTPCheck.
+type HTTPRequest struct {
+	// URL is fetched with GET; "{namespace:NS}" in it is replaced by the
+	// namespace the drill restored NS into (NS itself in the embedded
+	// scratch), e.g. http://ehr-api.{namespace:ehr}.svc:8080/healthz.
+	// Required; http or https.
+	URL string `yaml:"url"`
+	// ExpectStatus is the status that passes; default 200.
+	ExpectStatus int `yaml:"expectStatus,omitempty"`
+	// Timeout bounds the retries; default 1m.
+	Timeout Duration `yaml:"timeout,omitempty"`
+}
+
+// JobCheck is an application consistency check: each Job runs an image's
+// command in a restored namespace and must succeed within its timeout
+// (e.g. pg_isready, or a row count against a restored database).
+type JobCheck struct {
+	// Items are the Jobs; at least one.
+	Items []JobSpec `yaml:"items"`
+}
+
+// JobSpec is one Job of a JobCheck. The pod runs as non-root with every
+// capability dropped and the RuntimeDefault seccomp profile (Pod Security
+// restricted).
+type JobSpec struct {
+	// Name names the check and the Job; a DNS label. Required.
+	Name string `yaml:"name"`
+	// Namespace is the backed-up namespace whose restored copy the Job
+	// runs in. Required.
+	Namespace string `yaml:"namespace"`
+	// Image and Command are what runs. Required.
+	Image   string   `yaml:"image"`
+	Command []string `yaml:"command"`
+	// Timeout bounds the Job; default 5m.
+	Timeout Duration `yaml:"timeout,omitempty"`
+}
 
 // Targets are the recovery objectives a drill is judged against.
 type Targets struct {

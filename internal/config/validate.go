@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -596,8 +598,8 @@ func (o *Drill) validate(v *validator) {
 	for i := range s.Checks {
 		c := &s.Checks[i]
 		p := joinIndex("spec.checks", i)
-		if !v.oneOf(p, []string{CheckInventory, CheckObjects, CheckPolicies, CheckSecretsReadable, CheckCanary, CheckVolumeChecksums, CheckManifests, CheckVaultData},
-			[]bool{c.Inventory != nil, c.Objects != nil, c.Policies != nil, c.SecretsReadable != nil, c.Canary != nil, c.VolumeChecksums != nil, c.Manifests != nil, c.VaultData != nil},
+		if !v.oneOf(p, []string{CheckInventory, CheckObjects, CheckPolicies, CheckSecretsReadable, CheckCanary, CheckVolumeChecksums, CheckManifests, CheckVaultData, CheckHTTP, CheckJob},
+			[]bool{c.Inventory != nil, c.Objects != nil, c.Policies != nil, c.SecretsReadable != nil, c.Canary != nil, c.VolumeChecksums != nil, c.Manifests != nil, c.VaultData != nil, c.HTTP != nil, c.Job != nil},
 			"a check without options is written with an empty mapping, such as policies: {}") {
 			continue
 		}
@@ -615,6 +617,10 @@ func (o *Drill) validate(v *validator) {
 			c.Objects.validate(v, p)
 		case c.Manifests != nil:
 			v.names(p+".excludeResources", c.Manifests.ExcludeResources, checkResource)
+		case c.HTTP != nil:
+			c.HTTP.validate(v, p)
+		case c.Job != nil:
+			c.Job.validate(v, p)
 		}
 	}
 
@@ -642,6 +648,64 @@ func (c *ObjectsCheck) validate(v *validator, p string) {
 		if v.required(ip+".name", it.Name) {
 			v.check(ip+".name", checkObjectName(it.Name))
 		}
+	}
+}
+
+// namespacePlaceholder is "{namespace:NS}" in an HTTPRequest's URL.
+var namespacePlaceholder = regexp.MustCompile(`\{namespace:([^}]*)\}`)
+
+func (c *HTTPCheck) validate(v *validator, p string) {
+	if len(c.Items) == 0 {
+		v.errorf(p+".items", "required; list at least one request")
+	}
+	for i := range c.Items {
+		it := &c.Items[i]
+		ip := joinIndex(p+".items", i)
+		if v.required(ip+".url", it.URL) {
+			u, err := url.Parse(namespacePlaceholder.ReplaceAllString(it.URL, "ns"))
+			switch {
+			case err != nil:
+				v.errorf(ip+".url", "%q is not a URL", it.URL)
+			case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+				v.errorf(ip+".url", "%q: want an http:// or https:// URL with a host", it.URL)
+			}
+			for _, m := range namespacePlaceholder.FindAllStringSubmatch(it.URL, -1) {
+				v.check(ip+".url", checkDNSLabel(m[1]))
+			}
+		}
+		switch {
+		case it.ExpectStatus == 0:
+			it.ExpectStatus = 200
+		case it.ExpectStatus < 100 || it.ExpectStatus > 599:
+			v.errorf(ip+".expectStatus", "%d: want an HTTP status, 100 to 599", it.ExpectStatus)
+		}
+		v.positive(ip+".timeout", &it.Timeout, Duration(time.Minute))
+	}
+}
+
+func (c *JobCheck) validate(v *validator, p string) {
+	if len(c.Items) == 0 {
+		v.errorf(p+".items", "required; list at least one job")
+	}
+	seen := map[string]bool{}
+	for i := range c.Items {
+		it := &c.Items[i]
+		ip := joinIndex(p+".items", i)
+		if v.required(ip+".name", it.Name) {
+			v.check(ip+".name", checkDNSLabel(it.Name))
+			if seen[it.Name] {
+				v.errorf(ip+".name", "%q is listed twice", it.Name)
+			}
+			seen[it.Name] = true
+		}
+		if v.required(ip+".namespace", it.Namespace) {
+			v.check(ip+".namespace", checkDNSLabel(it.Namespace))
+		}
+		v.required(ip+".image", it.Image)
+		if len(it.Command) == 0 {
+			v.errorf(ip+".command", "required; the command the Job runs, such as [pg_isready, -h, db]")
+		}
+		v.positive(ip+".timeout", &it.Timeout, Duration(5*time.Minute))
 	}
 }
 
@@ -759,4 +823,12 @@ func lowerFirst(s string) string {
 		return s
 	}
 	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// ResolveURL returns the request's URL with each "{namespace:NS}" replaced
+// by ns(NS), the namespace NS was restored into.
+func (r HTTPRequest) ResolveURL(ns func(string) string) string {
+	return namespacePlaceholder.ReplaceAllStringFunc(r.URL, func(m string) string {
+		return ns(namespacePlaceholder.FindStringSubmatch(m)[1])
+	})
 }

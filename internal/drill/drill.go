@@ -17,6 +17,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
+	"github.com/lifeboat-dr/lifeboat/internal/source/volumes"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 )
 
@@ -38,7 +39,7 @@ var PhaseOrder = []string{PhaseSelect, PhaseFetch, PhaseDecrypt, PhaseRestoreEtc
 // sourcePhases are the phases of the other sources a drill restores, run
 // after the control plane starts and before verify, and listed in a
 // report only when the Drill's checks call for them.
-var sourcePhases = []string{PhaseRestoreManifests, PhaseRestoreVault}
+var sourcePhases = []string{PhaseRestoreManifests, PhaseRestoreVolumes, PhaseRestoreVelero, PhaseRestoreVault, PhaseAppReady}
 
 // ErrFailed is wrapped by Run's error when the drill's verdict is fail: a
 // target missed, a check that did not pass, or a phase that failed.
@@ -299,7 +300,11 @@ type runner struct {
 	clusterEmpty bool
 	manifests    *manifestsRestore
 	vault        *vaultRestore
-	rtoEnd       time.Time
+	// What a drill into an existing cluster restored besides the export.
+	volumes                    []volumes.ClaimRestore
+	veleroRestore, veleroPhase string
+	veleroOK                   bool
+	rtoEnd                     time.Time
 }
 
 func (r *runner) event(phase, format string, args ...any) {
@@ -416,10 +421,14 @@ func (r *runner) run(ctx context.Context) error {
 	// own).
 	_, wantManifests := r.drillCheck(config.CheckManifests)
 	_, wantVault := r.drillCheck(config.CheckVaultData)
+	if r.existing() && m.Manifests != nil {
+		// Into an existing cluster the export is the restore.
+		wantManifests = true
+	}
 	var arts []catalog.Artifact
 	for _, a := range m.Artifacts {
 		switch {
-		case a.Source == catalog.SourceEtcd, a.Source == catalog.SourceEncryptionConfig,
+		case (a.Source == catalog.SourceEtcd || a.Source == catalog.SourceEncryptionConfig) && !r.existing(),
 			a.Name == catalog.ArtifactManifests && wantManifests,
 			a.Name == catalog.ArtifactVaultKV && wantVault:
 			arts = append(arts, a)
@@ -469,7 +478,7 @@ func (r *runner) run(ctx context.Context) error {
 			r.res.Artifacts = append(r.res.Artifacts, a.Name)
 			r.event(PhaseDecrypt, "decrypted %s (%s), plaintext SHA-256 matches the manifest", a.Name, byteSize(a.PlaintextSize))
 		}
-		if m.Etcd == nil {
+		if m.Etcd == nil || r.existing() {
 			return nil
 		}
 		return checkSnapshotDigest(plain[catalog.ArtifactEtcdSnapshot], m)
@@ -479,14 +488,29 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.startCluster(ctx, m, plain, tmp, wantManifests); err != nil {
 		return err
 	}
-	if c, ok := r.drillCheck(config.CheckManifests); ok {
+	if wantManifests {
+		c, _ := r.drillCheck(config.CheckManifests)
+		mc := c.Manifests
+		if mc == nil {
+			mc = &config.ManifestsCheck{}
+		}
 		if err := r.phase(PhaseRestoreManifests, func() error {
 			p, ok := plain[catalog.ArtifactManifests]
 			if !ok {
 				return fmt.Errorf("backup %s has no %s artifact to restore", m.Backup, catalog.ArtifactManifests)
 			}
-			return r.restoreManifests(ctx, m, p, c.Manifests)
+			return r.restoreManifests(ctx, m, p, mc)
 		}); err != nil {
+			return err
+		}
+	}
+	if r.existing() && m.Volumes != nil && len(m.Volumes.Snapshots) > 0 {
+		if err := r.phase(PhaseRestoreVolumes, func() error { return r.restoreVolumes(ctx, m) }); err != nil {
+			return err
+		}
+	}
+	if r.existing() && m.Velero != nil {
+		if err := r.phase(PhaseRestoreVelero, func() error { return r.restoreVelero(ctx, m) }); err != nil {
 			return err
 		}
 	}
@@ -501,6 +525,11 @@ func (r *runner) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if r.existing() && r.manifests != nil {
+		if err := r.phase(PhaseAppReady, func() error { return r.appReady(ctx) }); err != nil {
+			return err
+		}
+	}
 	return r.verify(ctx, m)
 }
 
@@ -508,7 +537,7 @@ func (r *runner) run(ctx context.Context) error {
 // backup has one, else empty when the export is to be restored into it,
 // else none (a drill of Vault alone).
 func (r *runner) startCluster(ctx context.Context, m catalog.Manifest, plain map[string]string, tmp string, wantManifests bool) error {
-	if m.Etcd == nil && !wantManifests {
+	if m.Etcd == nil && !wantManifests && !r.existing() {
 		r.event(PhaseRestoreEtcd, "the backup holds no etcd snapshot: no scratch control plane is started")
 		return nil
 	}
@@ -521,7 +550,10 @@ func (r *runner) startCluster(ctx context.Context, m catalog.Manifest, plain map
 		Now:                  r.now,
 		Progress:             func(p string) { r.event(p, "%s", p) },
 	}
-	if m.Etcd == nil {
+	if r.existing() {
+		req.SnapshotPath, req.EncryptionConfigPath = "", ""
+		r.event(PhaseRestoreEtcd, "scratch type kubeconfig: an existing cluster; its etcd is never restored into, the export is restored into namespaces of this run")
+	} else if m.Etcd == nil {
 		r.event(PhaseRestoreEtcd, "the backup holds no etcd snapshot: starting an empty scratch control plane for the export")
 		r.clusterEmpty = true
 	} else if req.EncryptionConfigPath == "" {
@@ -565,6 +597,15 @@ func (r *runner) verify(ctx context.Context, m catalog.Manifest) error {
 		v.canary = func(ctx context.Context) evidence.Check { return r.canaryCheck(ctx, m) }
 		v.manifests = r.manifestsCheck
 		v.vaultData = func(ctx context.Context) evidence.Check { return r.vaultDataCheck(ctx, m) }
+		v.existing = r.existing()
+		v.http = func(ctx context.Context, c *config.HTTPCheck) evidence.Check { return r.httpCheck(ctx, c) }
+		v.job = func(ctx context.Context, c *config.JobCheck) evidence.Check { return r.jobCheck(ctx, c) }
+		if r.existing() && r.volumes != nil {
+			v.extra = append(v.extra, r.volumesCheck())
+		}
+		if r.veleroRestore != "" {
+			v.extra = append(v.extra, r.veleroCheck())
+		}
 		checks = v.run(ctx, d.Spec.Checks, func(c evidence.Check) {
 			r.event(PhaseVerify, "%s %s: %s", strings.ToUpper(c.Outcome), c.Name, c.Detail)
 		})
@@ -725,6 +766,11 @@ func sortPhases(ps []Phase, order map[string]int) {
 // teardown stops the scratch cluster and removes the temporary directory,
 // or hands both to the caller when keep is set and the cluster is up.
 func (r *runner) teardown(keep bool, err error) {
+	if r.cluster != nil && r.existing() && !keep {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		r.cleanup(ctx)
+		cancel()
+	}
 	if mr := r.manifests; mr != nil && mr.second != nil {
 		if err := mr.second.Stop(); err != nil {
 			r.log.Warn("stop the export's scratch cluster", "err", err)
@@ -753,7 +799,7 @@ func (r *runner) teardown(keep bool, err error) {
 			r.log.Warn("remove temporary directory", "dir", r.tmp, "err", err)
 		}
 	}
-	if r.cluster != nil {
+	if r.cluster != nil && !r.existing() {
 		r.event("", "scratch cluster stopped and restored data removed")
 	}
 }

@@ -66,6 +66,9 @@ type manifestsRestore struct {
 	// second is the empty scratch cluster started for the export when the
 	// drill's own cluster was restored from etcd; nil otherwise.
 	second scratch.Cluster
+	// nsMap maps the export's namespaces to the drill's own, in an
+	// existing cluster; nil otherwise.
+	nsMap map[string]string
 }
 
 // restoreManifests is the restore manifests phase: the decrypted export
@@ -89,9 +92,23 @@ func (r *runner) restoreManifests(ctx context.Context, m catalog.Manifest, tarPa
 	}
 	mr := &manifestsRestore{archive: a}
 	r.manifests = mr
-	if r.cluster != nil && r.clusterEmpty {
+	ropts := manifests.RestoreOptions{ExcludeResources: check.ExcludeResources, Logger: r.log}
+	switch {
+	case r.cluster != nil && r.existing():
 		mr.access = r.cluster.Access()
-	} else {
+		dc, err := dynamic.NewForConfig(restConfig(mr.access))
+		if err != nil {
+			return err
+		}
+		if mr.nsMap, err = r.namespaceMap(ctx, dc); err != nil {
+			return err
+		}
+		ropts.NamespaceMap, ropts.Contained = mr.nsMap, true
+		ropts.Labels, ropts.Annotations = r.marks()
+		r.event(PhaseRestoreManifests, "restoring the export's namespaced objects into %d namespaces of this run (lbdrill-%s-*), nothing cluster-wide", len(mr.nsMap), runLabel(r.res.RunID)[:8])
+	case r.cluster != nil && r.clusterEmpty:
+		mr.access = r.cluster.Access()
+	default:
 		r.event(PhaseRestoreManifests, "starting an empty scratch API server for the export (the drill's own holds the restored etcd)")
 		c, err := r.opts.Scratch.Start(ctx, scratch.Request{
 			WorkDir: filepath.Join(r.tmp, "scratch-manifests"), Now: r.now,
@@ -104,15 +121,14 @@ func (r *runner) restoreManifests(ctx context.Context, m catalog.Manifest, tarPa
 	}
 	r.event(PhaseRestoreManifests, "restoring %d objects into %s", len(a.Index.Objects), mr.access.Server)
 	last := 0
-	mr.result, err = manifests.Restore(ctx, a, manifests.RestoreOptions{
-		Config: restConfig(mr.access), ExcludeResources: check.ExcludeResources, Logger: r.log,
-		Progress: func(done, total int) {
-			if done == total || done-last >= 500 {
-				last = done
-				r.event(PhaseRestoreManifests, "%d of %d objects", done, total)
-			}
-		},
-	})
+	ropts.Config = restConfig(mr.access)
+	ropts.Progress = func(done, total int) {
+		if done == total || done-last >= 500 {
+			last = done
+			r.event(PhaseRestoreManifests, "%d of %d objects", done, total)
+		}
+	}
+	mr.result, err = manifests.Restore(ctx, a, ropts)
 	if err != nil {
 		return err
 	}
@@ -167,8 +183,15 @@ func (r *runner) manifestsCheck(ctx context.Context) evidence.Check {
 		e := entries[o.Path]
 		ri := dc.Resource(schema.GroupVersionResource{Group: e.Group, Version: e.Version, Resource: e.Resource})
 		var live map[string]any
-		if e.Namespace != "" {
-			u, err := ri.Namespace(e.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
+		if e.Group == "" && e.Resource == "namespaces" && mr.nsMap != nil {
+			u, err := ri.Get(ctx, mr.nsMap[e.Name], metav1.GetOptions{})
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("Namespace %s restored as %s but not served: %v", e.Name, mr.nsMap[e.Name], err))
+				continue
+			}
+			live = u.Object
+		} else if e.Namespace != "" {
+			u, err := ri.Namespace(o.Namespace).Get(ctx, e.Name, metav1.GetOptions{})
 			if err == nil {
 				live = u.Object
 			} else {
@@ -182,6 +205,9 @@ func (r *runner) manifestsCheck(ctx context.Context) evidence.Check {
 				continue
 			}
 			live = u.Object
+		}
+		if mr.nsMap != nil {
+			unmap(live, e, r.res.RunID)
 		}
 		if !manifests.Equal(mr.archive, e, live) {
 			problems = append(problems, fmt.Sprintf("%s %s differs from its document in the export", o.Kind, objectName(e.Namespace, e.Name)))
@@ -202,8 +228,11 @@ func (r *runner) manifestsCheck(ctx context.Context) evidence.Check {
 		created += kinds[k].created
 	}
 	where := "into the drill's empty scratch API server"
-	if mr.second != nil {
+	switch {
+	case mr.second != nil:
 		where = "into a second, empty scratch API server"
+	case mr.nsMap != nil:
+		where = fmt.Sprintf("into %d namespaces of this run in the existing scratch cluster", len(mr.nsMap))
 	}
 	summary := fmt.Sprintf("restored %d of %d objects of the export %s; %d equal their document after stripping (%s); %d skipped by the restore's rules or made by the fresh API server",
 		created, len(mr.archive.Index.Objects), where, equal, strings.Join(per, ", "), skipped)
@@ -353,4 +382,36 @@ func digest(v any) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// unmap undoes, on an object read back from an existing cluster, what the
+// drill changed when it restored it there (its namespace or name, the
+// metadata.name label of a Namespace, the run's marks), so that it can be
+// compared with the export's document.
+func unmap(live map[string]any, e manifests.IndexEntry, runID string) {
+	md, _ := live["metadata"].(map[string]any)
+	if md == nil {
+		return
+	}
+	if e.Namespace != "" {
+		md["namespace"] = e.Namespace
+	}
+	if e.Group == "" && e.Resource == "namespaces" {
+		md["name"] = e.Name
+		if l, ok := md["labels"].(map[string]any); ok && l["kubernetes.io/metadata.name"] != nil {
+			l["kubernetes.io/metadata.name"] = e.Name
+		}
+	}
+	if l, ok := md["labels"].(map[string]any); ok && l[LabelDrillRun] == runLabel(runID) {
+		delete(l, LabelDrillRun)
+		if len(l) == 0 {
+			delete(md, "labels")
+		}
+	}
+	if a, ok := md["annotations"].(map[string]any); ok && a[AnnotationDrillRun] == runID {
+		delete(a, AnnotationDrillRun)
+		if len(a) == 0 {
+			delete(md, "annotations")
+		}
+	}
 }

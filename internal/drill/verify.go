@@ -112,6 +112,12 @@ type verifier struct {
 	// canary runs the canary check (canary.go); manifests and vaultData
 	// the checks of sources.go.
 	canary, manifests, vaultData func(context.Context) evidence.Check
+	http                         func(context.Context, *config.HTTPCheck) evidence.Check
+	job                          func(context.Context, *config.JobCheck) evidence.Check
+	// existing is set for a drill into an existing cluster, whose etcd is
+	// not restored; extra are checks it adds (volumes, Velero).
+	existing bool
+	extra    []evidence.Check
 }
 
 func newVerifier(ctx context.Context, acc scratch.Access, m catalog.Manifest, etcdPrefix string, log *slog.Logger) (*verifier, error) {
@@ -155,10 +161,13 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 	// restore complete.
 	keyspaceDone := false
 	hasInventory := slices.ContainsFunc(checks, func(c config.Check) bool { return c.Inventory != nil })
-	if v.m.Etcd == nil {
+	if v.m.Etcd == nil || v.existing {
 		// No control plane was restored from etcd; the checks that compare
 		// with its keyspace say so.
 		keyspaceDone = true
+	}
+	for _, c := range v.extra {
+		add(c)
 	}
 	if !hasInventory && !keyspaceDone {
 		keyspaceDone = true
@@ -170,6 +179,10 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 		}
 		if v.m.Etcd == nil && (c.Inventory != nil || c.Objects != nil || c.Policies != nil || c.SecretsReadable != nil) {
 			add(fail(c.Kind(), "backup %s holds no etcd snapshot, so no control plane was restored to compare with its keyspace", v.m.Backup))
+			continue
+		}
+		if v.existing && (c.Inventory != nil || c.Objects != nil || c.Policies != nil || c.SecretsReadable != nil) {
+			add(fail(c.Kind(), "scratch type kubeconfig restores no etcd, so there is no restored control plane to compare with the backup's keyspace; use the manifests check here, or the embedded scratch"))
 			continue
 		}
 		switch {
@@ -202,9 +215,13 @@ func (v *verifier) run(ctx context.Context, checks []config.Check, report func(e
 			add(v.manifests(ctx))
 		case c.VaultData != nil:
 			add(v.vaultData(ctx))
+		case c.HTTP != nil:
+			add(v.http(ctx, c.HTTP))
+		case c.Job != nil:
+			add(v.job(ctx, c.Job))
 		case c.VolumeChecksums != nil:
 			add(evidence.Check{Name: config.CheckVolumeChecksums, Outcome: evidence.CheckSkipped,
-				Detail: "this lifeboat version does not restore volumes, so no checksum was compared"})
+				Detail: volumeChecksumsDetail(v.existing)})
 		}
 	}
 	return out
@@ -645,4 +662,12 @@ func firstN(items []string, n int) string {
 		return strings.Join(items, ", ")
 	}
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
+}
+
+// volumeChecksumsDetail says why the volumeChecksums check did not run.
+func volumeChecksumsDetail(existing bool) string {
+	if existing {
+		return "file checksums are not compared: this lifeboat version records no checksums at backup time (no backup-time hook yet); the restored claims are judged by the volumes bound check"
+	}
+	return "the embedded scratch runs no CSI driver, so no volume is restored there; drill volumes with scratch type kubeconfig"
 }

@@ -2,7 +2,6 @@ package job
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -74,19 +73,8 @@ func RestoreVolumes(ctx context.Context, env *wire.Env, o RestoreVolumesOptions)
 		if err != nil {
 			return fail(err)
 		}
-		for _, e := range a.Index.Objects {
-			if e.Group != "" || e.Resource != "persistentvolumeclaims" {
-				continue
-			}
-			obj, err := a.Object(e)
-			if err != nil {
-				return fail(err)
-			}
-			b, _ := json.Marshal(obj)
-			var pvc corev1.PersistentVolumeClaim
-			if json.Unmarshal(b, &pvc) == nil {
-				claims[e.Namespace+"/"+e.Name] = &pvc
-			}
+		if claims, err = a.Claims(); err != nil {
+			return fail(err)
 		}
 	}
 	t0 := now()

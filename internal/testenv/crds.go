@@ -54,14 +54,15 @@ func InstallSnapshotCRDs(t testing.TB, c *Cluster) {
 	)
 }
 
-// InstallVeleroCRDs installs Velero's Backup and DeleteBackupRequest CRDs
+// InstallVeleroCRDs installs Velero's Backup, DeleteBackupRequest and Restore CRDs
 // (velero.io/v1; like Velero's, without a status subresource) into c and
 // waits until they are established. No Velero server runs: a test sets
 // status itself.
 func InstallVeleroCRDs(t testing.TB, c *Cluster) {
 	t.Helper()
 	dir := filepath.Join(moduleDir(t, veleroModule), "config", "crd", "v1", "bases")
-	installCRDs(t, c, filepath.Join(dir, "velero.io_backups.yaml"), filepath.Join(dir, "velero.io_deletebackuprequests.yaml"))
+	installCRDs(t, c, filepath.Join(dir, "velero.io_backups.yaml"), filepath.Join(dir, "velero.io_deletebackuprequests.yaml"),
+		filepath.Join(dir, "velero.io_restores.yaml"))
 }
 
 // PrometheusOperatorVersion is the Prometheus Operator release whose CRDs

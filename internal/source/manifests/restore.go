@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"log/slog"
 	"maps"
 	"slices"
@@ -552,4 +553,29 @@ func Equal(a *Archive, e IndexEntry, live map[string]any) bool {
 	Strip(e.Group, e.Resource, live)
 	doc, err := yaml.Marshal(live)
 	return err == nil && bytes.Equal(doc, a.members[e.Path])
+}
+
+// Claims returns the archive's PersistentVolumeClaims by
+// "namespace/name", for restoring volumes with their claims' specs.
+func (a *Archive) Claims() (map[string]*corev1.PersistentVolumeClaim, error) {
+	claims := map[string]*corev1.PersistentVolumeClaim{}
+	for _, e := range a.Index.Objects {
+		if e.Group != "" || e.Resource != "persistentvolumeclaims" {
+			continue
+		}
+		obj, err := a.Object(e)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return nil, fmt.Errorf("claim %s/%s: %w", e.Namespace, e.Name, err)
+		}
+		var pvc corev1.PersistentVolumeClaim
+		if err := json.Unmarshal(b, &pvc); err != nil {
+			return nil, fmt.Errorf("claim %s/%s: %w", e.Namespace, e.Name, err)
+		}
+		claims[e.Namespace+"/"+e.Name] = &pvc
+	}
+	return claims, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -47,6 +48,9 @@ type RestoreOptions struct {
 	Claims map[string]*corev1.PersistentVolumeClaim
 	// DryRun sends every create with dryRun=All and waits for nothing.
 	DryRun bool
+	// Labels are added to every object created (a drill marks what it
+	// creates, so that it deletes only that).
+	Labels map[string]string
 	// Timeout bounds the wait for each restored VolumeSnapshot to be
 	// bound and ready; zero means five minutes.
 	Timeout time.Duration
@@ -141,6 +145,7 @@ func restoreClaim(ctx context.Context, core corev1client.CoreV1Interface, snaps 
 		return
 	}
 	labels := map[string]string{LabelRestoreOf: LabelValue(o.Backup)}
+	maps.Copy(labels, o.Labels)
 	ann := map[string]string{AnnotationBackup: o.Backup}
 
 	retain := snapv1.VolumeSnapshotContentRetain
@@ -236,7 +241,7 @@ func claimFor(o RestoreOptions, s catalog.VolumeSnapshot, r *ClaimRestore) (*cor
 	apiGroup := snapv1.GroupName
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Claim, Namespace: r.Namespace,
-			Labels: map[string]string{LabelRestoreOf: LabelValue(o.Backup)}, Annotations: map[string]string{AnnotationBackup: o.Backup}},
+			Labels: claimLabels(o), Annotations: map[string]string{AnnotationBackup: o.Backup}},
 	}
 	if src := o.Claims[s.Namespace+"/"+s.Claim]; src != nil {
 		pvc.Spec.AccessModes = src.Spec.AccessModes
@@ -246,6 +251,7 @@ func claimFor(o RestoreOptions, s catalog.VolumeSnapshot, r *ClaimRestore) (*cor
 		for k, v := range src.Labels {
 			pvc.Labels[k] = v
 		}
+		maps.Copy(pvc.Labels, o.Labels)
 	}
 	if len(pvc.Spec.AccessModes) == 0 {
 		pvc.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
@@ -285,4 +291,10 @@ func waitReady(ctx context.Context, snaps snapclient.SnapshotV1Interface, ns, na
 		}
 		wait = min(wait*2, pollMax)
 	}
+}
+
+func claimLabels(o RestoreOptions) map[string]string {
+	l := map[string]string{LabelRestoreOf: LabelValue(o.Backup)}
+	maps.Copy(l, o.Labels)
+	return l
 }
