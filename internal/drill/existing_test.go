@@ -328,3 +328,19 @@ func playVelero(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersi
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestDrillNamespace: the docs/format.md §5.6.1 vector, and a long source
+// namespace cut to a valid, distinct name.
+func TestDrillNamespace(t *testing.T) {
+	const run = "apps-in-staging-20261205T000000Z-test"
+	if got := runLabel(run); got != "95f29f62d0ae80f2" {
+		t.Errorf("runLabel = %s", got)
+	}
+	if got := DrillNamespace(run, "ehr"); got != "lbdrill-95f29f62-ehr" {
+		t.Errorf("DrillNamespace(ehr) = %s", got)
+	}
+	a, b := DrillNamespace(run, strings.Repeat("a", 60)+"x"), DrillNamespace(run, strings.Repeat("a", 60)+"y")
+	if len(a) > 63 || len(b) > 63 || a == b || !strings.HasPrefix(a, "lbdrill-95f29f62-aaa") {
+		t.Errorf("long namespaces: %s, %s", a, b)
+	}
+}
