@@ -24,9 +24,10 @@ the backed-up encryption configuration, and appends a signed restore
 record with each stage's duration. docs/restore.md is the runbook.
 
 "restore manifests" restores the Kubernetes objects of a backup's
-manifests export into a cluster reached by a kubeconfig (a server-side dry
-run unless --apply). Volumes and Vault are restored by hand from "backup
-export".`,
+manifests export into a cluster reached by a kubeconfig, "restore volumes"
+its claims from their recorded snapshots, and "restore vault" its transit
+keys, KV secrets or raft snapshot into a Vault: each a dry run unless
+--apply.`,
 	}
 	cmd.AddCommand(newRestoreSub(a, false), newRestoreSub(a, true), newRestoreManifestsCommand(a), newRestoreVolumesCommand(a), newRestoreVaultCommand(a))
 	return cmd

@@ -303,6 +303,37 @@ spec:
 			},
 		},
 		{
+			name: "application checks",
+			in: `apiVersion: lifeboat.dev/v1alpha1
+kind: Drill
+metadata: {name: d}
+spec:
+  backupPlan: p
+  select: {latest: true}
+  scratch: {type: kubeconfig, kubeconfig: /etc/kc}
+  checks:
+    - http:
+        items:
+          - {url: "http://api.ehr.svc/healthz"}
+          - {url: "https://user:pw@api.{namespace:ehr}.svc/", expectStatus: 700}
+          - {url: "ftp://x/{namespace:Bad_NS}"}
+    - job:
+        items:
+          - {name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, namespace: ehr, image: busybox, command: [true]}
+          - {name: b, namespace: ehr, image: busybox}
+  targets: {rto: 15m, rpo: 1h}
+`,
+			want: []wantErr{
+				{"f.yaml", 11, "spec.checks[0].http.items[0].url", "names no restored namespace: put {namespace:NS} in it"},
+				{"f.yaml", 12, "spec.checks[0].http.items[1].url", "holds credentials"},
+				{"f.yaml", 12, "spec.checks[0].http.items[1].expectStatus", "700: want an HTTP status"},
+				{"f.yaml", 13, "spec.checks[0].http.items[2].url", `"Bad_NS" is not a valid name`},
+				{"f.yaml", 13, "spec.checks[0].http.items[2].url", "want an http:// or https:// URL with a host"},
+				{"f.yaml", 16, "spec.checks[1].job.items[0].name", "longer than 49 characters"},
+				{"f.yaml", 17, "spec.checks[1].job.items[1].command", "required; the command the Job runs"},
+			},
+		},
+		{
 			name: "missing required fields point at the parent",
 			in: `apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
@@ -1161,7 +1192,7 @@ func TestExamples(t *testing.T) {
 			t.Errorf("%s %s has no source", o.GetKind(), o.GetName())
 		}
 	}
-	want := map[string]int{KindStore: 2, KindKeyProvider: 3, KindBackupPlan: 2, KindRotationPolicy: 1, KindDrill: 1, KindSchedule: 4}
+	want := map[string]int{KindStore: 2, KindKeyProvider: 3, KindBackupPlan: 2, KindRotationPolicy: 1, KindDrill: 2, KindSchedule: 4}
 	for kind, n := range want {
 		if counts[kind] != n {
 			t.Errorf("%s: got %d, want %d", kind, counts[kind], n)
@@ -1376,6 +1407,12 @@ func TestRetentionForms(t *testing.T) {
 	for tier, want := range map[string]string{TierWeekly: "2026-W53", TierMonthly: "2027-01", TierYearly: "2027", "daily": ""} {
 		if got := TierPeriod(tier, at); got != want {
 			t.Errorf("TierPeriod(%s) = %q, want %q", tier, got, want)
+		}
+	}
+	for tier, want := range map[string]time.Time{TierWeekly: time.Date(2026, 12, 28, 0, 0, 0, 0, time.UTC),
+		TierMonthly: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), TierYearly: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		if got := TierPeriodStart(tier, at.Add(13*time.Hour)); !got.Equal(want) {
+			t.Errorf("TierPeriodStart(%s) = %s, want %s", tier, got, want)
 		}
 	}
 	plan := &BackupPlan{Spec: BackupPlanSpec{Retention: Retention{Default: Duration(35 * Day), Weekly: Duration(40 * Day), Yearly: Duration(3000 * Day)}}}

@@ -91,3 +91,21 @@ func TierPeriod(tier string, at time.Time) string {
 	}
 	return ""
 }
+
+// TierPeriodStart returns the start (UTC) of the period of the named tier
+// that at falls in: Monday 00:00 of its ISO week, the first of its month,
+// the first of its year; the zero time for an unknown tier.
+func TierPeriodStart(tier string, at time.Time) time.Time {
+	at = at.UTC()
+	day := time.Date(at.Year(), at.Month(), at.Day(), 0, 0, 0, 0, time.UTC)
+	switch tier {
+	case TierWeekly:
+		back := (int(day.Weekday()) + 6) % 7 // days since Monday
+		return day.AddDate(0, 0, -back)
+	case TierMonthly:
+		return time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	case TierYearly:
+		return time.Date(at.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	return time.Time{}
+}

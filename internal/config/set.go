@@ -355,7 +355,11 @@ func drillFitsPlan(v *validator, d *Drill, p *BackupPlan) {
 		case c.Manifests != nil && has(SourceManifests) == nil:
 			v.errorf(path, "backup plan %q has no manifests source to restore", p.Metadata.Name)
 		case (c.Inventory != nil || c.Objects != nil || c.Policies != nil || c.SecretsReadable != nil) && has(SourceEtcd) == nil:
-			v.errorf(path, "backup plan %q has no etcd source: this check compares the restored control plane with the backup's etcd keyspace; use a manifests check to restore and compare the objects", p.Metadata.Name)
+			// A warning, not an error: configurations that loaded before
+			// still load; the drill fails the check, saying the same.
+			v.warnf(path, "backup plan %q has no etcd source: this check compares the restored control plane with the backup's etcd keyspace and will fail; use a manifests check to restore and compare the objects", p.Metadata.Name)
+		case (c.HTTP != nil || c.Job != nil) && d.Spec.Scratch.Type != ScratchKubeconfig:
+			v.errorf(path, "runs against the restored application, which only a scratch cluster that runs pods holds: set spec.scratch.type: kubeconfig (the embedded scratch runs no pods)")
 		}
 	}
 }

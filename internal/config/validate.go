@@ -669,8 +669,15 @@ func (c *HTTPCheck) validate(v *validator, p string) {
 			case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 				v.errorf(ip+".url", "%q: want an http:// or https:// URL with a host", it.URL)
 			}
-			for _, m := range namespacePlaceholder.FindAllStringSubmatch(it.URL, -1) {
+			ms := namespacePlaceholder.FindAllStringSubmatch(it.URL, -1)
+			for _, m := range ms {
 				v.check(ip+".url", checkDNSLabel(m[1]))
+			}
+			switch {
+			case len(ms) == 0:
+				v.errorf(ip+".url", "%q names no restored namespace: put {namespace:NS} in it (e.g. http://api.{namespace:ehr}.svc:8080/healthz), so that the request reaches the copy the drill restored, not the live application", it.URL)
+			case err == nil && u.User != nil:
+				v.errorf(ip+".url", "holds credentials: the URL goes into the signed report; use an endpoint that needs none")
 			}
 		}
 		switch {
@@ -693,6 +700,9 @@ func (c *JobCheck) validate(v *validator, p string) {
 		ip := joinIndex(p+".items", i)
 		if v.required(ip+".name", it.Name) {
 			v.check(ip+".name", checkDNSLabel(it.Name))
+			if len(it.Name) > 49 {
+				v.errorf(ip+".name", "%q is longer than 49 characters (the Job is named lbdrill-check-<name>, at most 63)", it.Name)
+			}
 			if seen[it.Name] {
 				v.errorf(ip+".name", "%q is listed twice", it.Name)
 			}

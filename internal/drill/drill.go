@@ -488,6 +488,9 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.startCluster(ctx, m, plain, tmp, wantManifests); err != nil {
 		return err
 	}
+	if r.existing() {
+		r.sweepStale(ctx)
+	}
 	if wantManifests {
 		c, _ := r.drillCheck(config.CheckManifests)
 		mc := c.Manifests
@@ -766,7 +769,7 @@ func sortPhases(ps []Phase, order map[string]int) {
 // teardown stops the scratch cluster and removes the temporary directory,
 // or hands both to the caller when keep is set and the cluster is up.
 func (r *runner) teardown(keep bool, err error) {
-	if r.cluster != nil && r.existing() && !keep {
+	if r.cluster != nil && r.existing() && (!keep || errors.Is(err, context.Canceled)) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		r.cleanup(ctx)
 		cancel()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -95,18 +96,56 @@ func (r *runner) namespaceMap(ctx context.Context, dc dynamic.Interface) (map[st
 			m[e.Namespace] = r.mapNS(e.Namespace)
 		}
 	}
-	labels, ann := r.marks()
 	for src, dst := range m {
 		if asObject[src] {
+			// Restored from the export with the run's marks; one that
+			// already exists is refused here.
+			if err := r.freeNamespace(ctx, dc, dst); err != nil {
+				return nil, err
+			}
 			continue
 		}
-		ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
-			"metadata": map[string]any{"name": dst, "labels": toAny(labels), "annotations": toAny(ann)}}}
-		if _, err := dc.Resource(gvrNamespaces).Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create namespace %s: %w", dst, err)
+		if err := r.ensureNamespace(ctx, dc, dst); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// freeNamespace fails when namespace name exists and is not this run's:
+// the drill restores only into namespaces it made.
+func (r *runner) freeNamespace(ctx context.Context, dc dynamic.Interface, name string) error {
+	u, err := dc.Resource(gvrNamespaces).Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("namespace %s: %w", name, err)
+	case !r.ours(*u):
+		return fmt.Errorf("namespace %s exists and is not this drill run's (no %s/%s marks of run %s): the drill restores only into namespaces it creates", name, LabelDrillRun, AnnotationDrillRun, r.res.RunID)
+	}
+	return nil
+}
+
+// ensureNamespace creates namespace name with the run's marks, or accepts
+// it when it already carries them.
+func (r *runner) ensureNamespace(ctx context.Context, dc dynamic.Interface, name string) error {
+	if err := r.freeNamespace(ctx, dc, name); err != nil {
+		return err
+	}
+	labels, ann := r.marks()
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"name": name, "labels": toAny(labels), "annotations": toAny(ann)}}}
+	if _, err := dc.Resource(gvrNamespaces).Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// ours reports whether an object carries both of this run's marks.
+func (r *runner) ours(u unstructured.Unstructured) bool {
+	labels, _ := r.marks()
+	return u.GetLabels()[LabelDrillRun] == labels[LabelDrillRun] && u.GetAnnotations()[AnnotationDrillRun] == r.res.RunID
 }
 
 func toAny(m map[string]string) map[string]any {
@@ -147,16 +186,21 @@ func (r *runner) restoreVolumes(ctx context.Context, m catalog.Manifest) error {
 	for _, s := range m.Volumes.Snapshots {
 		nsMap[s.Namespace] = r.mapNS(s.Namespace)
 	}
-	labels, _ := r.marks()
-	got, err := volumes.Restore(ctx, volumes.RestoreOptions{
-		Config: restConfig(r.cluster.Access()), Backup: m.Backup, Volumes: *m.Volumes, NamespaceMap: nsMap,
-		Claims: specs, Labels: labels, Logger: r.log,
-	})
-	r.volumes = got
+	labels, ann := r.marks()
+	dc, err := dynamic.NewForConfig(restConfig(r.cluster.Access()))
 	if err != nil {
 		return err
 	}
-	dc, err := dynamic.NewForConfig(restConfig(r.cluster.Access()))
+	for _, dst := range nsMap {
+		if err := r.ensureNamespace(ctx, dc, dst); err != nil {
+			return err
+		}
+	}
+	got, err := volumes.Restore(ctx, volumes.RestoreOptions{
+		Config: restConfig(r.cluster.Access()), Backup: m.Backup, Volumes: *m.Volumes, NamespaceMap: nsMap,
+		Claims: specs, Labels: labels, Annotations: ann, Logger: r.log,
+	})
+	r.volumes = got
 	if err != nil {
 		return err
 	}
@@ -199,25 +243,28 @@ func cmpOr(s, def string) string {
 // waited on until Velero reports a final phase.
 func (r *runner) restoreVelero(ctx context.Context, m catalog.Manifest) error {
 	v := m.Velero
+	// Every namespace Velero restores must be mapped into one the drill
+	// made: a Velero Backup of all namespaces would restore the others
+	// under their own names.
+	if len(v.IncludedNamespaces) == 0 || slices.Contains(v.IncludedNamespaces, "*") {
+		return fmt.Errorf("the Velero Backup %s/%s covers every namespace: a drill into an existing cluster restores only named namespaces, mapped into its own; give the plan's velero source includeNamespaces", v.Namespace, v.Backup)
+	}
 	dc, err := dynamic.NewForConfig(restConfig(r.cluster.Access()))
 	if err != nil {
 		return err
 	}
 	mapping := map[string]any{}
 	for _, ns := range v.IncludedNamespaces {
-		mapping[ns] = r.mapNS(ns)
-	}
-	if r.manifests != nil {
-		for src, dst := range r.manifests.nsMap {
-			mapping[src] = dst
+		dst := r.mapNS(ns)
+		if err := r.ensureNamespace(ctx, dc, dst); err != nil {
+			return err
 		}
+		mapping[ns] = dst
 	}
 	labels, ann := r.marks()
 	name := "lbdrill-" + runLabel(r.res.RunID)
-	spec := map[string]any{"backupName": v.Backup, "namespaceMapping": mapping, "restorePVs": true}
-	if len(v.IncludedNamespaces) > 0 {
-		spec["includedNamespaces"] = toAnySlice(v.IncludedNamespaces)
-	}
+	spec := map[string]any{"backupName": v.Backup, "namespaceMapping": mapping, "restorePVs": true,
+		"includedNamespaces": toAnySlice(v.IncludedNamespaces), "includeClusterResources": false}
 	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "velero.io/v1", "kind": "Restore",
 		"metadata": map[string]any{"name": name, "namespace": v.Namespace, "labels": toAny(labels), "annotations": toAny(ann)},
 		"spec":     spec}}
@@ -319,9 +366,7 @@ func (r *runner) cleanup(ctx context.Context) {
 	}
 	label, _ := r.marks()
 	sel := metav1.ListOptions{LabelSelector: LabelDrillRun + "=" + label[LabelDrillRun]}
-	ours := func(u unstructured.Unstructured) bool {
-		return u.GetLabels()[LabelDrillRun] == label[LabelDrillRun] && u.GetAnnotations()[AnnotationDrillRun] == r.res.RunID
-	}
+	ours := r.ours
 	deleted := 0
 	del := func(ri dynamic.ResourceInterface, what string) {
 		list, err := ri.List(ctx, sel)
@@ -344,15 +389,14 @@ func (r *runner) cleanup(ctx context.Context) {
 		}
 	}
 	del(dc.Resource(gvrNamespaces), "namespaces")
-	// VolumeSnapshotContents are cluster-scoped and carry the label but
-	// not the annotation (volumes.Restore annotates them with the backup):
-	// they are deleted by the label and the names the restore returned.
+	// VolumeSnapshotContents are cluster-scoped: the ones the restore
+	// returned, when they carry both marks.
 	for _, c := range r.volumes {
 		if c.Content == "" {
 			continue
 		}
 		u, err := dc.Resource(gvrContents).Get(ctx, c.Content, metav1.GetOptions{})
-		if err != nil || u.GetLabels()[LabelDrillRun] != label[LabelDrillRun] {
+		if err != nil || !r.ours(*u) {
 			continue
 		}
 		if err := dc.Resource(gvrContents).Delete(ctx, c.Content, metav1.DeleteOptions{}); err == nil {
@@ -390,10 +434,14 @@ func (r *runner) veleroCheck() evidence.Check {
 // httpCheck fetches each URL until it answers its expected status or its
 // timeout passes. Response bodies are never read into the report.
 func (r *runner) httpCheck(ctx context.Context, c *config.HTTPCheck) evidence.Check {
+	if !r.existing() {
+		return fail(config.CheckHTTP, "the embedded scratch runs no pods, so no restored application can answer; drill with scratch type kubeconfig")
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	var good, bad []string
 	for _, it := range c.Items {
 		u := it.ResolveURL(r.mapNS)
+		shown := redact(u)
 		deadline := time.Now().Add(it.Timeout.Std())
 		var last string
 		for {
@@ -407,7 +455,7 @@ func (r *runner) httpCheck(ctx context.Context, c *config.HTTPCheck) evidence.Ch
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == it.ExpectStatus {
-					good = append(good, fmt.Sprintf("GET %s: %d in %s", u, resp.StatusCode, time.Since(t0).Round(time.Millisecond)))
+					good = append(good, fmt.Sprintf("GET %s: %d in %s", shown, resp.StatusCode, time.Since(t0).Round(time.Millisecond)))
 					last = ""
 					break
 				}
@@ -424,7 +472,7 @@ func (r *runner) httpCheck(ctx context.Context, c *config.HTTPCheck) evidence.Ch
 			}
 		}
 		if last != "" {
-			bad = append(bad, fmt.Sprintf("GET %s: %s (tried for %s)", u, last, it.Timeout))
+			bad = append(bad, fmt.Sprintf("GET %s: %s (tried for %s)", shown, strings.ReplaceAll(last, u, shown), it.Timeout))
 		}
 	}
 	if len(bad) > 0 {
@@ -437,8 +485,8 @@ func (r *runner) httpCheck(ctx context.Context, c *config.HTTPCheck) evidence.Ch
 // for it to complete. The Jobs are marked as the drill's and go with the
 // namespace.
 func (r *runner) jobCheck(ctx context.Context, c *config.JobCheck) evidence.Check {
-	if r.cluster == nil {
-		return fail(config.CheckJob, "no scratch cluster to run the jobs in")
+	if r.cluster == nil || !r.existing() {
+		return fail(config.CheckJob, "the embedded scratch runs no pods, so no Job can run; drill with scratch type kubeconfig")
 	}
 	dc, err := dynamic.NewForConfig(restConfig(r.cluster.Access()))
 	if err != nil {
@@ -448,10 +496,7 @@ func (r *runner) jobCheck(ctx context.Context, c *config.JobCheck) evidence.Chec
 	var good, bad []string
 	for _, it := range c.Items {
 		ns := r.mapNS(it.Namespace)
-		name := "lbdrill-check-" + it.Name
-		if len(name) > 63 {
-			name = name[:63]
-		}
+		name := "lbdrill-check-" + it.Name // validate keeps it within 63
 		cmd := toAnySlice(it.Command)
 		job := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "batch/v1", "kind": "Job",
 			"metadata": map[string]any{"name": name, "namespace": ns, "labels": toAny(labels), "annotations": toAny(ann)},
@@ -462,7 +507,7 @@ func (r *runner) jobCheck(ctx context.Context, c *config.JobCheck) evidence.Chec
 					"spec": map[string]any{
 						"restartPolicy":                "Never",
 						"automountServiceAccountToken": false,
-						"securityContext":              map[string]any{"runAsNonRoot": true, "seccompProfile": map[string]any{"type": "RuntimeDefault"}},
+						"securityContext":              map[string]any{"runAsNonRoot": true, "runAsUser": int64(65532), "runAsGroup": int64(65532), "seccompProfile": map[string]any{"type": "RuntimeDefault"}},
 						"containers": []any{map[string]any{
 							"name": "check", "image": it.Image, "command": cmd,
 							"securityContext": map[string]any{"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
@@ -518,5 +563,50 @@ func waitJob(ctx context.Context, ri dynamic.ResourceInterface, name string, tim
 			return "", fmt.Errorf("Job did not complete within %s (no kubelet ran it, or it is still running): %w", timeout, errors.Join(ctx.Err()))
 		case <-time.After(pollInterval):
 		}
+	}
+}
+
+// redact returns u without its query, fragment or user information: the
+// report is kept for years and read by auditors.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	p.User, p.RawQuery, p.ForceQuery, p.Fragment = nil, "", false, ""
+	return p.String()
+}
+
+// StaleDrillAge is how old the namespaces of an earlier run of the same
+// Drill must be (beyond the Drill's timeout) for a new run to delete them
+// as left by a run that crashed or was kept and forgotten.
+var StaleDrillAge = 24 * time.Hour
+
+// sweepStale deletes the Namespaces an earlier run of this Drill left in
+// the existing cluster: both marks present, the run ID one of this
+// Drill's, created more than the Drill's timeout plus StaleDrillAge ago.
+func (r *runner) sweepStale(ctx context.Context) {
+	dc, err := dynamic.NewForConfig(restConfig(r.cluster.Access()))
+	if err != nil {
+		return
+	}
+	list, err := dc.Resource(gvrNamespaces).List(ctx, metav1.ListOptions{LabelSelector: LabelDrillRun})
+	if err != nil {
+		r.log.Warn("look for namespaces earlier drill runs left", "err", err)
+		return
+	}
+	cutoff := time.Now().Add(-StaleDrillAge - r.opts.Drill.Spec.Timeout.Std())
+	prefix := r.opts.Drill.Metadata.Name + "-"
+	for _, u := range list.Items {
+		id := u.GetAnnotations()[AnnotationDrillRun]
+		if id == "" || id == r.res.RunID || !strings.HasPrefix(id, prefix) || u.GetLabels()[LabelDrillRun] != runLabel(id) ||
+			!u.GetCreationTimestamp().Time.Before(cutoff) || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if err := dc.Resource(gvrNamespaces).Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil {
+			r.log.Warn("delete a namespace an earlier drill run left", "namespace", u.GetName(), "run", id, "err", err)
+			continue
+		}
+		r.log.Warn("deleted a namespace an earlier drill run left (crashed, or kept and not cleaned up)", "namespace", u.GetName(), "run", id)
 	}
 }

@@ -67,7 +67,7 @@ spec:
     - manifests: {}
     - http:
         items:
-          - {url: "%[5]s/healthz?ns={namespace:ehr}", timeout: 20s}
+          - {url: "%[5]s/healthz/{namespace:ehr}?token=not-in-the-report", timeout: 20s}
     - job:
         items:
           - {name: db-ready, namespace: ehr, image: postgres:16, command: [pg_isready, -h, db], timeout: 1m}
@@ -128,6 +128,7 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	const runID = "apps-in-staging-20261205T000000Z-test"
+	const oldRun, otherRun = "apps-in-staging-20261101T000000Z-0a0a", "other-drill-20261101T000000Z-0b0b"
 	ehr := DrillNamespace(runID, "ehr")
 	// The application: answers 200 only when asked about the restored
 	// copy of ehr.
@@ -137,9 +138,9 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 	)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		asked = append(asked, r.URL.Query().Get("ns"))
+		asked = append(asked, r.URL.Path)
 		mu.Unlock()
-		if r.URL.Query().Get("ns") != ehr {
+		if r.URL.Path != "/healthz/"+ehr {
 			http.Error(w, "wrong namespace", http.StatusNotFound)
 		}
 	}))
@@ -179,6 +180,9 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 		{"name": "lbdrill-decoy", "labels": map[string]any{LabelDrillRun: runLabel(runID)}},
 		{"name": "ehr", "labels": map[string]any{"owner": "staging"}},
 		{"name": "velero"},
+		// Left by an earlier run of this drill, and by another drill's.
+		{"name": "lbdrill-old-ehr", "labels": map[string]any{LabelDrillRun: runLabel(oldRun)}, "annotations": map[string]any{AnnotationDrillRun: oldRun}},
+		{"name": "lbdrill-other-ehr", "labels": map[string]any{LabelDrillRun: runLabel(otherRun)}, "annotations": map[string]any{AnnotationDrillRun: otherRun}},
 	} {
 		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": ns}}
 		if _, err := dc.Resource(gvrNamespaces).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
@@ -244,6 +248,9 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 	})
 	opts := e.options(t, "apps-in-staging")
 	opts.RunID = runID
+	// Everything an earlier run left is old enough to sweep, here.
+	defer func(age time.Duration) { StaleDrillAge = age }(StaleDrillAge)
+	StaleDrillAge = -opts.Drill.Spec.Timeout.Std()
 	res, err := Run(ctx, opts)
 	stopPlaying()
 	played.Wait()
@@ -273,7 +280,7 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 	if c := checks[CheckVelero]; c.Outcome != evidence.CheckPass || !strings.Contains(c.Detail, "Completed (0 errors, 1 warnings)") || veleroMapping != ehr {
 		t.Errorf("velero check: %+v (ehr mapped to %q)", c, veleroMapping)
 	}
-	if c := checks[config.CheckHTTP]; c.Outcome != evidence.CheckPass || !strings.Contains(c.Detail, "ns="+ehr+": 200") {
+	if c := checks[config.CheckHTTP]; c.Outcome != evidence.CheckPass || !strings.Contains(c.Detail, "/healthz/"+ehr+": 200") || strings.Contains(c.Detail, "token") {
 		t.Errorf("http check: %+v", c)
 	}
 	if c := checks[config.CheckJob]; c.Outcome != evidence.CheckPass || !strings.Contains(c.Detail, "db-ready: Job "+ehr+"/lbdrill-check-db-ready completed") {
@@ -289,12 +296,12 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 		}
 		return u
 	}
-	for _, ns := range []string{ehr, DrillNamespace(runID, "billing")} {
+	for _, ns := range []string{ehr, DrillNamespace(runID, "billing"), "lbdrill-old-ehr"} {
 		if get(ns).GetDeletionTimestamp() == nil {
 			t.Errorf("namespace %s the drill made is not being deleted", ns)
 		}
 	}
-	for _, ns := range []string{"lbdrill-decoy", "ehr", "default"} {
+	for _, ns := range []string{"lbdrill-decoy", "lbdrill-other-ehr", "ehr", "default"} {
 		if get(ns).GetDeletionTimestamp() != nil {
 			t.Errorf("namespace %s, not the drill's, is being deleted", ns)
 		}

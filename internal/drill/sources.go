@@ -207,7 +207,7 @@ func (r *runner) manifestsCheck(ctx context.Context) evidence.Check {
 			live = u.Object
 		}
 		if mr.nsMap != nil {
-			unmap(live, e, r.res.RunID)
+			unmap(live, e, r.res.RunID, mr.nsMap)
 		}
 		if !manifests.Equal(mr.archive, e, live) {
 			problems = append(problems, fmt.Sprintf("%s %s differs from its document in the export", o.Kind, objectName(e.Namespace, e.Name)))
@@ -388,10 +388,23 @@ func digest(v any) string {
 // drill changed when it restored it there (its namespace or name, the
 // metadata.name label of a Namespace, the run's marks), so that it can be
 // compared with the export's document.
-func unmap(live map[string]any, e manifests.IndexEntry, runID string) {
+func unmap(live map[string]any, e manifests.IndexEntry, runID string, nsMap map[string]string) {
 	md, _ := live["metadata"].(map[string]any)
 	if md == nil {
 		return
+	}
+	if subjects, ok := live["subjects"].([]any); ok && e.Group == "rbac.authorization.k8s.io" {
+		back := make(map[string]string, len(nsMap))
+		for src, dst := range nsMap {
+			back[dst] = src
+		}
+		for _, x := range subjects {
+			if sub, ok := x.(map[string]any); ok && sub["kind"] == "ServiceAccount" {
+				if src, ok := back[fmt.Sprint(sub["namespace"])]; ok {
+					sub["namespace"] = src
+				}
+			}
+		}
 	}
 	if e.Namespace != "" {
 		md["namespace"] = e.Namespace

@@ -20,6 +20,9 @@ const (
 // the first complete backup of a plan in a month (say) holds the monthly
 // tier, and later backups of that month get the plan's default lock.
 type TierClaim struct {
+	// Store is the Store's name: a claim copied from another store is not
+	// this one's.
+	Store    string
 	Plan     string
 	Tier     string
 	Period   string
@@ -38,7 +41,7 @@ func TierClaimKey(plan, tier, period string) string {
 
 func (c TierClaim) tree(withSignature bool) map[string]any {
 	m := map[string]any{
-		"format": TierClaimFormat, "plan": c.Plan, "tier": c.Tier, "period": c.Period,
+		"format": TierClaimFormat, "store": c.Store, "plan": c.Plan, "tier": c.Tier, "period": c.Period,
 		"backupId": c.BackupID, "retainUntil": formatTime(c.RetainUntil),
 		"signer": c.Signer, "publicKey": c.PublicKey,
 	}
@@ -49,7 +52,7 @@ func (c TierClaim) tree(withSignature bool) map[string]any {
 }
 
 func (c TierClaim) validate() error {
-	for _, f := range []struct{ name, v string }{{"plan", c.Plan}, {"tier", c.Tier}, {"period", c.Period}} {
+	for _, f := range []struct{ name, v string }{{"store", c.Store}, {"plan", c.Plan}, {"tier", c.Tier}, {"period", c.Period}} {
 		if err := validID(f.v); err != nil {
 			return &fieldError{f.name, err.Error()}
 		}
@@ -100,7 +103,7 @@ func ParseTierClaim(data []byte, trusted ...PublicKey) (TierClaim, error) {
 	if f := d.string("format"); d.err == nil && f != TierClaimFormat {
 		return TierClaim{}, &fieldError{"format", fmt.Sprintf("%q: want %q", f, TierClaimFormat)}
 	}
-	c := TierClaim{Plan: d.string("plan"), Tier: d.string("tier"), Period: d.string("period"), BackupID: d.string("backupId"),
+	c := TierClaim{Store: d.string("store"), Plan: d.string("plan"), Tier: d.string("tier"), Period: d.string("period"), BackupID: d.string("backupId"),
 		RetainUntil: d.time("retainUntil"), Signer: d.string("signer"), PublicKey: d.string("publicKey"), Signature: d.string("signature")}
 	d.noOthers()
 	if d.err != nil {
@@ -120,11 +123,11 @@ func ParseTierClaim(data []byte, trusted ...PublicKey) (TierClaim, error) {
 }
 
 // ReadTierClaim reads plan's claim of tier for period and checks it: its
-// signature by one of trusted, and that it names this plan, tier and
-// period (a claim copied from another key is refused). An absent claim is
+// signature by one of trusted, and that it names this store, plan, tier
+// and period (a claim copied from another key or store is refused). An absent claim is
 // an error wrapping store.ErrNotFound; any other problem wraps
 // ErrTampered and names the object.
-func ReadTierClaim(ctx context.Context, st StoreLike, plan, tier, period string, trusted ...PublicKey) (TierClaim, error) {
+func ReadTierClaim(ctx context.Context, st StoreLike, storeName, plan, tier, period string, trusted ...PublicKey) (TierClaim, error) {
 	key := TierClaimKey(plan, tier, period)
 	data, err := readObject(ctx, st, key, maxTierClaimSize)
 	if err != nil {
@@ -134,8 +137,8 @@ func ReadTierClaim(ctx context.Context, st StoreLike, plan, tier, period string,
 	if err != nil {
 		return TierClaim{}, &VerifyError{Object: key, Problem: err.Error(), Err: ErrTampered}
 	}
-	if c.Plan != plan || c.Tier != tier || c.Period != period {
-		return TierClaim{}, &VerifyError{Object: key, Problem: fmt.Sprintf("claims plan %s tier %s period %s, not this key's", c.Plan, c.Tier, c.Period), Err: ErrTampered}
+	if c.Store != storeName || c.Plan != plan || c.Tier != tier || c.Period != period {
+		return TierClaim{}, &VerifyError{Object: key, Problem: fmt.Sprintf("claims store %s plan %s tier %s period %s, not this key's in store %s", c.Store, c.Plan, c.Tier, c.Period, storeName), Err: ErrTampered}
 	}
 	return c, nil
 }

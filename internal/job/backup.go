@@ -138,7 +138,7 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 		return res, fmt.Errorf("backup run %s: backup %s is committed, but its evidence record is not: %w", plan, m.Backup, err)
 	}
 	res.Record = rec
-	claimTiers(rctx, st, o.Signer, m, tiers, evRetention, now(), log)
+	claimTiers(rctx, st, cs.Metadata.Name, o.Signer, m, tiers, evRetention, now(), log)
 	return res, nil
 }
 

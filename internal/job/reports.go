@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
@@ -143,6 +144,9 @@ func TrendOf(runs []DrillRun, n int) []evidence.TrendPoint {
 		out = append(out, evidence.TrendPoint{RunID: r.RunID, Finished: r.Time, Verdict: r.Verdict,
 			RTOMs: r.RTOMs, RPOMs: r.RPOMs, TargetRTOMs: r.TargetRTOMs, TargetRPOMs: r.TargetRPOMs})
 	}
+	// Log order is append order; records' times come from their
+	// writers' clocks, so order by time as the report requires.
+	slices.SortStableFunc(out, func(a, b evidence.TrendPoint) int { return a.Finished.Compare(b.Finished) })
 	if len(out) > n {
 		out = out[len(out)-n:]
 	}

@@ -3,6 +3,7 @@ package job
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -43,7 +44,14 @@ func decideTiers(ctx context.Context, st store.Store, signer *evidence.Signer, p
 	d := tierDecision{retention: config.BackupRetention(plan, cs)}
 	for _, t := range config.Tiers(plan, cs) {
 		period := t.Period(now)
-		_, err := evidence.ReadTierClaim(ctx, st, plan.Metadata.Name, t.Name, period, signer.PublicKey())
+		c, err := evidence.ReadTierClaim(ctx, st, cs.Metadata.Name, plan.Metadata.Name, t.Name, period, signer.PublicKey())
+		// A holder started inside the period, so it is locked at least
+		// until the period's start plus the tier's lock; a claim locked for
+		// less was written under a shorter tier and does not hold this one.
+		if want := config.TierPeriodStart(t.Name, now).Add(t.Lock); err == nil && c.RetainUntil.Before(want) {
+			err = fmt.Errorf("claim %s holds backup %s locked until %s, before %s (the period's start plus the tier's %s lock)",
+				evidence.TierClaimKey(plan.Metadata.Name, t.Name, period), c.BackupID, c.RetainUntil.UTC().Format(time.RFC3339), want.UTC().Format(time.RFC3339), t.Lock)
+		}
 		switch {
 		case err == nil:
 			continue // an earlier complete backup of this period holds the tier
@@ -64,12 +72,12 @@ func decideTiers(ctx context.Context, st store.Store, signer *evidence.Signer, p
 // that later backups of the same periods take the default lock. A claim
 // that is already there (another backup's, or one planted) is left alone
 // and logged.
-func claimTiers(ctx context.Context, st store.Store, signer *evidence.Signer, m catalog.Manifest, d tierDecision, evRetention time.Duration, now time.Time, log *slog.Logger) {
+func claimTiers(ctx context.Context, st store.Store, storeName string, signer *evidence.Signer, m catalog.Manifest, d tierDecision, evRetention time.Duration, now time.Time, log *slog.Logger) {
 	if m.Status != catalog.StatusComplete {
 		return // a partial backup does not hold the tier: the next one takes it too
 	}
 	for i, t := range d.tiers {
-		c := evidence.TierClaim{Plan: m.Plan, Tier: t.Name, Period: d.periods[i], BackupID: m.Backup, RetainUntil: m.RetainUntil}
+		c := evidence.TierClaim{Store: storeName, Plan: m.Plan, Tier: t.Name, Period: d.periods[i], BackupID: m.Backup, RetainUntil: m.RetainUntil}
 		err := evidence.WriteTierClaim(ctx, st, signer, c, now.Add(evRetention))
 		if err != nil && log != nil {
 			log.Warn("retention claim not written; the next backup of the period takes the tier's lock too", "plan", m.Plan, "tier", t.Name, "period", d.periods[i], "err", err)

@@ -149,4 +149,14 @@ func TestRetentionTiers(t *testing.T) {
 	check(backupAt(t6), t6, 400*day, "monthly/2028-02")
 	t7 := time.Date(2028, 3, 1, 2, 0, 0, 0, time.UTC)
 	check(backupAt(t7), t7, 400*day, "weekly/2028-W09", "monthly/2028-03")
+
+	// A genuine, signed claim for April, but written when the monthly tier
+	// was 35 days: it does not hold today's 400-day tier.
+	april := time.Date(2028, 4, 1, 0, 0, 0, 0, time.UTC)
+	if err := evidence.WriteTierClaim(ctx, st, signer, evidence.TierClaim{Store: "local", Plan: "gfs", Tier: config.TierMonthly, Period: "2028-04",
+		BackupID: "gfs-20280401T000000Z-0000", RetainUntil: april.Add(35 * day)}, time.Now().Add(day)); err != nil {
+		t.Fatal(err)
+	}
+	t8 := time.Date(2028, 4, 4, 2, 0, 0, 0, time.UTC) // Tuesday of 2028-W14
+	check(backupAt(t8), t8, 400*day, "weekly/2028-W14", "monthly/2028-04")
 }

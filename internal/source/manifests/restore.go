@@ -439,6 +439,9 @@ func restoreOne(ctx context.Context, dc dynamic.Interface, a *Archive, e IndexEn
 			}
 		}
 	}
+	if len(o.NamespaceMap) > 0 && e.Group == "rbac.authorization.k8s.io" && (e.Resource == "rolebindings" || e.Resource == "clusterrolebindings") {
+		mapSubjects(u.Object, o.NamespaceMap, o.Contained)
+	}
 	if len(o.Labels) > 0 {
 		l := u.GetLabels()
 		if l == nil {
@@ -578,4 +581,32 @@ func (a *Archive) Claims() (map[string]*corev1.PersistentVolumeClaim, error) {
 		claims[e.Namespace+"/"+e.Name] = &pvc
 	}
 	return claims, nil
+}
+
+// mapSubjects moves a binding's ServiceAccount subjects with their
+// namespaces (a restored binding grants the restored accounts, not the
+// source namespace's); when contained, a ServiceAccount of a namespace the
+// map does not name is dropped, so that a binding restored into an
+// existing cluster grants nothing to that cluster's own accounts.
+func mapSubjects(obj map[string]any, nsMap map[string]string, contained bool) {
+	subjects, ok := obj["subjects"].([]any)
+	if !ok {
+		return
+	}
+	kept := subjects[:0]
+	for _, x := range subjects {
+		sub, ok := x.(map[string]any)
+		if !ok || sub["kind"] != "ServiceAccount" {
+			kept = append(kept, x)
+			continue
+		}
+		ns, _ := sub["namespace"].(string)
+		if m, ok := nsMap[ns]; ok {
+			sub["namespace"] = m
+		} else if contained {
+			continue
+		}
+		kept = append(kept, sub)
+	}
+	obj["subjects"] = kept
 }

@@ -48,9 +48,9 @@ type RestoreOptions struct {
 	Claims map[string]*corev1.PersistentVolumeClaim
 	// DryRun sends every create with dryRun=All and waits for nothing.
 	DryRun bool
-	// Labels are added to every object created (a drill marks what it
-	// creates, so that it deletes only that).
-	Labels map[string]string
+	// Labels and Annotations are added to every object created (a drill
+	// marks what it creates, so that it deletes only that).
+	Labels, Annotations map[string]string
 	// Timeout bounds the wait for each restored VolumeSnapshot to be
 	// bound and ready; zero means five minutes.
 	Timeout time.Duration
@@ -147,6 +147,7 @@ func restoreClaim(ctx context.Context, core corev1client.CoreV1Interface, snaps 
 	labels := map[string]string{LabelRestoreOf: LabelValue(o.Backup)}
 	maps.Copy(labels, o.Labels)
 	ann := map[string]string{AnnotationBackup: o.Backup}
+	maps.Copy(ann, o.Annotations)
 
 	retain := snapv1.VolumeSnapshotContentRetain
 	content := &snapv1.VolumeSnapshotContent{
@@ -241,7 +242,7 @@ func claimFor(o RestoreOptions, s catalog.VolumeSnapshot, r *ClaimRestore) (*cor
 	apiGroup := snapv1.GroupName
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Claim, Namespace: r.Namespace,
-			Labels: claimLabels(o), Annotations: map[string]string{AnnotationBackup: o.Backup}},
+			Labels: claimLabels(o), Annotations: claimAnnotations(o)},
 	}
 	if src := o.Claims[s.Namespace+"/"+s.Claim]; src != nil {
 		pvc.Spec.AccessModes = src.Spec.AccessModes
@@ -297,4 +298,10 @@ func claimLabels(o RestoreOptions) map[string]string {
 	l := map[string]string{LabelRestoreOf: LabelValue(o.Backup)}
 	maps.Copy(l, o.Labels)
 	return l
+}
+
+func claimAnnotations(o RestoreOptions) map[string]string {
+	a := map[string]string{AnnotationBackup: o.Backup}
+	maps.Copy(a, o.Annotations)
+	return a
 }

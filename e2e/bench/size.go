@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+)
+
+const valueSize = 6 << 10
+
+// value is key i's value: 3 KiB from a PCG seeded with i, then 3 KiB of
+// text, so that it compresses to about half.
+func value(i int) []byte {
+	v := make([]byte, valueSize)
+	r := rand.New(rand.NewPCG(uint64(i), 0x6c696665626f6174))
+	for j := 0; j < valueSize/2; j += 8 {
+		x := r.Uint64()
+		for k := 0; k < 8; k++ {
+			v[j+k] = byte(x >> (8 * k))
+		}
+	}
+	text := fmt.Appendf(nil, `{"kind":"Secret","metadata":{"name":"obj-%07d","namespace":"ns-%02d"},"type":"Opaque","data":`, i, i%50)
+	for j := valueSize / 2; j < valueSize; j += len(text) {
+		copy(v[j:], text)
+	}
+	return v
+}
+
+// generate writes keys until etcd reports a database of at least target
+// bytes, and returns the key count and the size reached.
+func generate(ctx context.Context, endpoint string, target int64) (int, int64, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cli.Close()
+	// About one key per 7 KiB of database; written in rounds until the
+	// size is reached.
+	var next atomic.Int64
+	size := int64(0)
+	for size < target {
+		round := max(1000, int((target-size)/(7<<10)))
+		end := next.Load() + int64(round)
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Go(func() {
+				for {
+					i := next.Add(1) - 1
+					if i >= end {
+						return
+					}
+					key := fmt.Sprintf("/registry/bench/ns-%02d/obj-%07d", i%50, i)
+					if _, err := cli.Put(ctx, key, string(value(int(i)))); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return 0, 0, err
+		}
+		next.Store(end)
+		st, err := cli.Status(ctx, endpoint)
+		if err != nil {
+			return 0, 0, err
+		}
+		size = st.DbSize
+	}
+	return int(next.Load()), size, nil
+}
+
+const planConfig = `apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: bench}
+spec:
+  type: fs
+  path: %[1]q
+  objectLock: {mode: COMPLIANCE, retention: 1d}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: bench}
+spec: {type: local, keyring: %[2]q}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: bench}
+spec:
+  store: bench
+  keyProvider: bench
+  retention: 1d
+  sources:
+    - etcd: {endpoints: [%[3]q], dialTimeout: 30s}
+`
+
+// size measures one database size.
+func (b *bench) size(ctx context.Context, target int64) error {
+	label := sizeText(target)
+	dir := filepath.Join(b.dir, strconv.FormatInt(target>>20, 10)+"MiB")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	src, _, err := b.startEtcd(ctx, "source", filepath.Join(dir, "source"), 0)
+	if err != nil {
+		return err
+	}
+	defer src.stop()
+	t0 := time.Now()
+	keys, dbSize, err := generate(ctx, src.endpoint, target)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "%s: %d keys of 6 KiB written in %s, etcd database %s\n", label, keys, time.Since(t0).Round(time.Second), sizeText(dbSize))
+
+	keyring := filepath.Join(dir, "keyring.json")
+	if _, err := local.Create(ctx, local.Options{Path: keyring}, "bench-kek"); err != nil {
+		return err
+	}
+	cfg := filepath.Join(dir, "lifeboat.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, planConfig, filepath.Join(dir, "store"), keyring, src.endpoint), 0o600); err != nil {
+		return err
+	}
+	signing := filepath.Join(dir, "signing.pem")
+	lifeboat := filepath.Join(b.bin, "lifeboat")
+
+	var lb, ctl, rst []sample
+	var lbStored, resticStored int64
+	var backupID, snap string
+	for r := range b.runs {
+		// etcdctl, then lifeboat, then restic on etcdctl's file.
+		snap = filepath.Join(dir, fmt.Sprintf("snap-%d.db", r))
+		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdctl"), "--endpoints", src.endpoint, "snapshot", "save", snap)
+		if err != nil {
+			return err
+		}
+		ctl = append(ctl, s)
+		var env []string
+		if b.profileDir != "" && r == b.runs-1 {
+			env = append(env, "LIFEBOAT_CPUPROFILE="+filepath.Join(b.profileDir, "backup-"+strconv.FormatInt(target>>20, 10)+"MiB.pprof"))
+		}
+		s, out, err := b.run(ctx, env, lifeboat, "--config", cfg, "backup", "run", "bench", "--signing-key", signing, "-o", "json", "--log-level", "warn")
+		if err != nil {
+			return err
+		}
+		lb = append(lb, s)
+		backupID = jsonField(out, "backup")
+		if backupID == "" {
+			return fmt.Errorf("lifeboat backup run printed no backup ID:\n%s", tail(out))
+		}
+		lbStored = dirSize(filepath.Join(dir, "store", "objects", "backups", backupID))
+		repo := filepath.Join(dir, fmt.Sprintf("restic-%d", r))
+		renv := []string{"RESTIC_PASSWORD=bench-only", "RESTIC_CACHE_DIR=" + filepath.Join(dir, "restic-cache")}
+		if _, _, err := b.run(ctx, renv, b.restic, "-r", repo, "init"); err != nil {
+			return err
+		}
+		s, _, err = b.run(ctx, renv, b.restic, "-r", repo, "backup", "--compression", "auto", "--no-scan", snap)
+		if err != nil {
+			return err
+		}
+		rst = append(rst, s)
+		resticStored = dirSize(repo)
+		if r < b.runs-1 {
+			os.Remove(snap)
+			os.RemoveAll(repo)
+		}
+	}
+	src.stop()
+
+	// Restore to a running etcd: etcdutl from etcdctl's file, lifeboat
+	// from its backup (fetch, verify, decrypt, restore), each then started.
+	var lbR, peerR []sample
+	var lbStart, peerStart []time.Duration
+	for r := range b.runs {
+		peerPort, err := freePort()
+		if err != nil {
+			return err
+		}
+		peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+		pdir := filepath.Join(dir, fmt.Sprintf("etcdutl-%d", r))
+		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdutl"), "snapshot", "restore", snap, "--data-dir", pdir,
+			"--name", "m1", "--initial-cluster", "m1="+peer, "--initial-advertise-peer-urls", peer)
+		if err != nil {
+			return err
+		}
+		e, took, err := b.startEtcd(ctx, "m1", pdir, peerPort)
+		if err != nil {
+			return fmt.Errorf("start etcd restored by etcdutl: %w", err)
+		}
+		e.stop()
+		os.RemoveAll(pdir)
+		peerR, peerStart = append(peerR, s), append(peerStart, took)
+
+		ldir := filepath.Join(dir, fmt.Sprintf("lifeboat-%d", r))
+		s, _, err = b.run(ctx, nil, lifeboat, "--config", cfg, "restore", "apply", backupID, "--confirm", backupID,
+			"--member", "m1="+peer, "--out", ldir, "--signing-key", signing, "--log-level", "warn")
+		if err != nil {
+			return err
+		}
+		e, took, err = b.startEtcd(ctx, "m1", filepath.Join(ldir, "m1"), peerPort)
+		if err != nil {
+			return fmt.Errorf("start etcd restored by lifeboat: %w", err)
+		}
+		e.stop()
+		os.RemoveAll(ldir)
+		lbR, lbStart = append(lbR, s), append(lbStart, took)
+	}
+
+	mlb, mctl, mrst := median(lb), median(ctl), median(rst)
+	both := median(pairSum(ctl, rst))
+	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl snapshot save)", label), mlb.wall, mctl.wall, 1.10)
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: CPU (vs etcdctl snapshot save)", label),
+		lifeboat: secs(mlb.cpu), peer: secs(mctl.cpu), ratio: mlb.cpu.Seconds() / mctl.cpu.Seconds(), goal: "—"})
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: peak RSS", label), lifeboat: mib(mlb.rss), peer: mib(mctl.rss) + " (etcdctl)",
+		ratio: float64(mlb.rss) / float64(mctl.rss), goal: "≤ 128 MiB", pass: mlb.rss <= 128<<20, hasVerdict: true})
+	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl + restic backup)", label), mlb.wall, both.wall, 0.50)
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: stored bytes (vs restic)", label), lifeboat: mib(lbStored), peer: mib(resticStored) + fmt.Sprintf(" (restic %s)", secs(mrst.wall)),
+		ratio: float64(lbStored) / float64(resticStored), goal: "≤ 1.00", pass: lbStored <= resticStored, hasVerdict: true})
+	lbTotal := median(withStart(lbR, lbStart))
+	peerTotal := median(withStart(peerR, peerStart))
+	b.ratio(fmt.Sprintf("restore %s to a running etcd (vs etcdutl snapshot restore + start)", label), lbTotal.wall, peerTotal.wall, 1.50)
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("restore %s: peak RSS", label), lifeboat: mib(median(lbR).rss), peer: mib(median(peerR).rss) + " (etcdutl)",
+		ratio: float64(median(lbR).rss) / float64(median(peerR).rss), goal: "—"})
+	return nil
+}
+
+func pairSum(a, b []sample) []sample {
+	out := make([]sample, len(a))
+	for i := range a {
+		out[i] = a[i].add(b[i])
+	}
+	return out
+}
+
+func withStart(ss []sample, starts []time.Duration) []sample {
+	out := make([]sample, len(ss))
+	for i := range ss {
+		out[i] = ss[i]
+		out[i].wall += starts[i]
+	}
+	return out
+}
+
+func (b *bench) ratio(measure string, lb, peer time.Duration, goal float64) {
+	r := lb.Seconds() / peer.Seconds()
+	b.rows = append(b.rows, row{measure: measure, lifeboat: secs(lb), peer: secs(peer), ratio: r,
+		goal: fmt.Sprintf("≤ %.2f", goal), pass: r <= goal, hasVerdict: true})
+}
