@@ -14,10 +14,13 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/keys"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
+	vaultkeys "github.com/lifeboat-dr/lifeboat/internal/keys/vault"
 	"github.com/lifeboat-dr/lifeboat/internal/rotation"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 // benchBackups is how many backups each benchmark store holds.
@@ -28,7 +31,8 @@ const benchBackups = 100
 // data keys.
 type benchEnv struct {
 	st      *fs.Store
-	keyring *local.Keyring
+	keyring keys.Provider
+	n       int
 }
 
 // newBenchEnv builds the store outside any timer. Every backup has its
@@ -41,22 +45,29 @@ type benchEnv struct {
 // cannot tell, since it never reads an artifact.
 func newBenchEnv(b *testing.B, artifactSize int64) *benchEnv {
 	b.Helper()
-	ctx := context.Background()
 	dir := b.TempDir()
-	root := filepath.Join(dir, "store")
-	st, err := fs.Open(ctx, fs.Options{Root: root})
+	k, err := local.Create(context.Background(), local.Options{Path: filepath.Join(dir, "keyring.json")}, "bench-kek")
 	if err != nil {
 		b.Fatal(err)
 	}
-	k, err := local.Create(ctx, local.Options{Path: filepath.Join(dir, "keyring.json")}, "bench-kek")
+	return newBenchEnvWith(b, dir, k, benchBackups, artifactSize)
+}
+
+// newBenchEnvWith builds n backups in a store under dir, their data keys
+// wrapped by k.
+func newBenchEnvWith(b *testing.B, dir string, k keys.Provider, n int, artifactSize int64) *benchEnv {
+	b.Helper()
+	ctx := context.Background()
+	root := filepath.Join(dir, "store")
+	st, err := fs.Open(ctx, fs.Options{Root: root})
 	if err != nil {
 		b.Fatal(err)
 	}
 	retain := time.Now().Add(24 * time.Hour).UTC()
 	var master string
 	var masterInfo store.ObjectInfo
-	for i := range benchBackups {
-		started := time.Now().UTC().Truncate(time.Second).Add(-time.Duration(benchBackups-i) * time.Minute)
+	for i := range n {
+		started := time.Now().UTC().Truncate(time.Second).Add(-time.Duration(n-i) * time.Minute)
 		id, err := catalog.NewID("bench", started)
 		if err != nil {
 			b.Fatal(err)
@@ -108,7 +119,7 @@ func newBenchEnv(b *testing.B, artifactSize int64) *benchEnv {
 			b.Fatal(err)
 		}
 	}
-	return &benchEnv{st: st, keyring: k}
+	return &benchEnv{st: st, keyring: k, n: n}
 }
 
 // linkObject makes key a second name of the fs store object from: a hard
@@ -145,18 +156,63 @@ func linkObject(b *testing.B, root, from, key string) {
 
 // rotateOnce rotates the keyring and rewraps every backup, checking that
 // all were rewrapped, and returns the time it took.
-func (e *benchEnv) rotateOnce(b *testing.B) time.Duration {
+func (e *benchEnv) rotateOnce(b *testing.B) time.Duration { return e.rotate(b, 0) }
+
+// rotate is rotateOnce with the given concurrency (zero: the default).
+func (e *benchEnv) rotate(b *testing.B, concurrency int) time.Duration {
 	b.Helper()
 	start := time.Now()
-	res, err := rotation.Run(context.Background(), rotation.Options{Store: e.st, Provider: e.keyring, Rotate: true})
+	res, err := rotation.Run(context.Background(), rotation.Options{Store: e.st, Provider: e.keyring, Rotate: true, Concurrency: concurrency})
 	d := time.Since(start)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if n := len(res.Rewrapped()); n != benchBackups {
-		b.Fatalf("rewrapped %d of %d backups", n, benchBackups)
+	if n := len(res.Rewrapped()); n != e.n {
+		b.Fatalf("rewrapped %d of %d backups", n, e.n)
 	}
 	return d
+}
+
+// scaleBackups is the number of backups BenchmarkRewrapAtScale rewraps.
+const scaleBackups = 10_000
+
+// BenchmarkRewrapAtScale rotates the KEK and rewraps (and verifies) 10,000
+// backups, on the local keyring and on Vault transit (a real dev server),
+// one backup at a time and with the default concurrency, and reports the
+// time per backup. Rewrap touches only key objects, so this is latency:
+// the store's and the provider's round trips.
+func BenchmarkRewrapAtScale(b *testing.B) {
+	for _, provider := range []string{"local", "vault"} {
+		b.Run(provider, func(b *testing.B) {
+			dir := b.TempDir()
+			var k keys.Provider
+			switch provider {
+			case "local":
+				kr, err := local.Create(context.Background(), local.Options{Path: filepath.Join(dir, "keyring.json")}, "bench-kek")
+				if err != nil {
+					b.Fatal(err)
+				}
+				k = kr
+			case "vault":
+				v := testenv.StartVault(b)
+				vp, err := vaultkeys.CreateKey(context.Background(), vaultkeys.Options{Address: v.Address, Token: v.Token, Key: "bench-kek"}, vaultkeys.KeySpec{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				k = vp
+			}
+			e := newBenchEnvWith(b, dir, k, scaleBackups, 1<<10)
+			for _, c := range []int{1, rotation.DefaultConcurrency} {
+				b.Run(fmt.Sprintf("concurrency-%d", c), func(b *testing.B) {
+					var total time.Duration
+					for b.Loop() {
+						total += e.rotate(b, c)
+					}
+					b.ReportMetric(total.Seconds()*1000/float64(scaleBackups*b.N), "ms/backup")
+				})
+			}
+		})
+	}
 }
 
 // BenchmarkRewrap rotates the KEK and rewraps (and verifies) 100 backups

@@ -2,12 +2,14 @@ package rotation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -219,9 +221,17 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives progress lines; nil discards them.
 	Logger *slog.Logger
-	// Progress, when set, is called after each backup.
+	// Progress, when set, is called after each backup (from one
+	// goroutine at a time, in the order backups finish).
 	Progress func(BackupResult)
+	// Concurrency is how many backups are rewrapped at once: rewrap only
+	// reads and writes small key objects and calls the provider, so the
+	// time is latency; zero means DefaultConcurrency.
+	Concurrency int
 }
+
+// DefaultConcurrency is Options.Concurrency's default.
+const DefaultConcurrency = 8
 
 // Run rotates (if asked), rewraps and verifies every committed backup's
 // data key under the primary version, and then retires the old versions
@@ -312,33 +322,65 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, fmt.Errorf("rotation: %w", err)
 	}
 	state := State{Policy: opts.Policy, Primary: res.Primary, Enabled: enabled}
+	var todo []catalog.Manifest
 	for _, m := range backups {
-		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("rotation: %w", err)
-		}
 		if !wrappedUnder(m, res.Primary) {
 			res.NotWrapped = append(res.NotWrapped, m.Backup)
 			log.Info("backup not wrapped under this key provider; left to its own", "backup", m.Backup, "kek", m.KEK.String())
 			continue
 		}
-		br := rewrap(ctx, opts, m, res.Primary, res.PrimaryGeneration, now)
-		if br.Outcome == OutcomeFailed && ctx.Err() != nil {
-			// Stopped, not failed: the backup is neither verified nor
-			// known to be broken.
-			return res, fmt.Errorf("rotation: stopped at backup %s: %w", m.Backup, ctx.Err())
+		todo = append(todo, m)
+	}
+	// Rewrap with bounded concurrency; results keep the catalog's order.
+	results := make([]BackupResult, len(todo))
+	done := make([]bool, len(todo))
+	workers := cmp.Or(opts.Concurrency, DefaultConcurrency)
+	var (
+		mu   sync.Mutex
+		next int
+		wg   sync.WaitGroup
+	)
+	for range min(workers, max(1, len(todo))) {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(todo) || ctx.Err() != nil {
+					return
+				}
+				br := rewrap(ctx, opts, todo[i], res.Primary, res.PrimaryGeneration, now)
+				if br.Outcome == OutcomeFailed && ctx.Err() != nil {
+					// Stopped, not failed: the backup is neither verified
+					// nor known to be broken.
+					return
+				}
+				mu.Lock()
+				results[i], done[i] = br, true
+				if br.Outcome != OutcomeFailed {
+					log.Info("backup key object verified", "backup", br.Backup, "outcome", string(br.Outcome), "object", br.KeyObject)
+				} else {
+					log.Warn("backup key object not rewrapped", "backup", br.Backup, "object", br.KeyObject, "error", br.Err.Error())
+				}
+				if opts.Progress != nil {
+					opts.Progress(br)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for i, br := range results {
+		if !done[i] {
+			continue
 		}
 		res.Backups = append(res.Backups, br)
-		bs := BackupState{Backup: m.Backup}
+		bs := BackupState{Backup: br.Backup}
 		if br.Outcome != OutcomeFailed {
 			bs.Verified = []keys.Ref{res.Primary}
-			log.Info("backup key object verified", "backup", m.Backup, "outcome", string(br.Outcome), "object", br.KeyObject)
-		} else {
-			log.Warn("backup key object not rewrapped", "backup", m.Backup, "object", br.KeyObject, "error", br.Err.Error())
 		}
 		state.Backups = append(state.Backups, bs)
-		if opts.Progress != nil {
-			opts.Progress(br)
-		}
 	}
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("rotation: %w", err)
