@@ -527,6 +527,7 @@ func TestCancelledRunRetiresNothing(t *testing.T) {
 	res, err := rotation.Run(ctx, rotation.Options{
 		Store: e.st, Provider: e.keyring, Rotate: true, Policy: rotation.RetireAfterVerifiedRewrap,
 		Progress: func(rotation.BackupResult) { cancel() },
+		Concurrency: 1, // one backup at a time, so exactly one finishes
 	})
 	if !errors.Is(err, context.Canceled) || len(res.Retired) != 0 || len(res.Backups) != 1 {
 		t.Fatalf("res %+v err %v; want cancelled after one backup, nothing retired", res, err)
