@@ -34,8 +34,9 @@ type rotateResult struct {
 
 func newKeysRotateCommand(a *app) *cobra.Command {
 	var (
-		noRotate   bool
-		signingKey string
+		noRotate    bool
+		concurrency int
+		signingKey  string
 	)
 	cmd := &cobra.Command{
 		Use:   "rotate POLICY",
@@ -62,9 +63,13 @@ every store it touched (docs/format.md §5): versions, counts, failed
 backups with the reason, what was retired or why not, and an outcome that
 is success only when every backup was rewrapped and verified.`,
 		Example: `  lifeboat --config schedules/ keys rotate quarterly
-  lifeboat --config schedules/ keys rotate quarterly --no-rotate   # finish an interrupted run`,
+  lifeboat --config schedules/ keys rotate quarterly --no-rotate   # finish an interrupted run
+  lifeboat --config schedules/ keys rotate quarterly --concurrency 2   # gentler on a rate-limited KMS`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
+			if concurrency < 1 {
+				return usageError{fmt.Errorf("keys rotate: --concurrency %d: want at least 1", concurrency)}
+			}
 			set, err := loadConfigSet(a, "keys rotate")
 			if err != nil {
 				return err
@@ -75,7 +80,7 @@ is success only when every backup was rewrapped and verified.`,
 			if err != nil {
 				return fmt.Errorf("keys rotate %s: %w", argv[0], err)
 			}
-			res, runErr := job.Rotate(cmd.Context(), a.env(set), argv[0], job.RotateOptions{Signer: signer, NoRotate: noRotate})
+			res, runErr := job.Rotate(cmd.Context(), a.env(set), argv[0], job.RotateOptions{Signer: signer, NoRotate: noRotate, Concurrency: concurrency})
 			rr := res.Run
 			if rr == nil {
 				return runErr
@@ -146,6 +151,7 @@ is success only when every backup was rewrapped and verified.`,
 		},
 	}
 	cmd.Flags().BoolVar(&noRotate, "no-rotate", false, "do not create a new version; only rewrap under the current primary (finishes an interrupted run)")
+	cmd.Flags().IntVar(&concurrency, "concurrency", rotation.DefaultConcurrency, "backups rewrapped at once (each rewrap is a few small reads and writes and a provider call); 1 rewraps one at a time")
 	cmd.Flags().StringVar(&signingKey, "signing-key", "", signingKeyHelp)
 	return cmd
 }

@@ -393,7 +393,8 @@ func startPausedRotate(t *testing.T, ctx context.Context, s rotateSetup, pause s
 	c := pausedChild{out: &bytes.Buffer{}, exited: make(chan error, 1)}
 	c.cmd = exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCLIHelperProcess$", "-test.count=1")
 	c.cmd.Env = append(os.Environ(),
-		helperEnv+"="+strings.Join([]string{"--config", s.config, "keys", "rotate", "quarterly", "--signing-key", s.signingKey}, "\x1f"),
+		// One backup at a time, so that the pause point is exact.
+		helperEnv+"="+strings.Join([]string{"--config", s.config, "keys", "rotate", "quarterly", "--signing-key", s.signingKey, "--concurrency", "1"}, "\x1f"),
 		helperPauseEnv+"="+pause)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {

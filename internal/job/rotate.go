@@ -21,6 +21,9 @@ type RotateOptions struct {
 	// NoRotate only rewraps under the current primary (finishes an
 	// interrupted run) instead of creating a new version first.
 	NoRotate bool
+	// Concurrency is how many backups are rewrapped at once; zero means
+	// rotation.DefaultConcurrency.
+	Concurrency int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,7 +106,7 @@ func Rotate(ctx context.Context, env *wire.Env, policy string, o RotateOptions) 
 			}
 			runErr = rotation.RunPolicy(ctx, rr, rotation.PolicyOptions{
 				Stores: stores, Provider: prov, Policy: rotation.Policy(pol.Spec.RetireOldVersions),
-				Rotate: !o.NoRotate, MinAge: minAge, Now: o.Now, Logger: env.Logger,
+				Rotate: !o.NoRotate, MinAge: minAge, Now: o.Now, Logger: env.Logger, Concurrency: o.Concurrency,
 			})
 		}
 	}

@@ -34,6 +34,8 @@ type PolicyOptions struct {
 	Now func() time.Time
 	// Logger receives progress lines; nil discards them.
 	Logger *slog.Logger
+	// Concurrency is Options.Concurrency.
+	Concurrency int
 }
 
 // RunPolicy carries out a rotation policy over every store, filling rr as
@@ -68,6 +70,7 @@ func RunPolicy(ctx context.Context, rr *RunRecord, opts PolicyOptions) error {
 		r, err := Run(ctx, Options{
 			Store: s.Store, Provider: opts.Provider, Policy: RetireNever,
 			Rotate: rotate, MinAge: opts.MinAge, Now: opts.Now, Logger: log.With("store", s.Name),
+			Concurrency: opts.Concurrency,
 		})
 		if r.From != nil && rr.From == nil {
 			from := *r.From

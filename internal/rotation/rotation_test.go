@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,11 +486,11 @@ func corrupt(t *testing.T, root, key string) {
 // keyring unwrapping and wrapping again, counting calls.
 type rewrapping struct {
 	*local.Keyring
-	rewraps int
+	rewraps atomic.Int64 // rotation rewraps concurrently
 }
 
 func (r *rewrapping) Rewrap(ctx context.Context, w keys.Wrapped, aad []byte) (keys.Wrapped, error) {
-	r.rewraps++
+	r.rewraps.Add(1)
 	dk, err := r.Unwrap(ctx, w, aad)
 	if err != nil {
 		return keys.Wrapped{}, err
@@ -508,8 +509,8 @@ func TestRewrapperIsUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.rewraps != 3 || len(res.Rewrapped()) != 3 || !slices.Equal(res.Retired, []keys.Ref{ref("1")}) {
-		t.Fatalf("rewraps %d, result %+v", p.rewraps, res)
+	if p.rewraps.Load() != 3 || len(res.Rewrapped()) != 3 || !slices.Equal(res.Retired, []keys.Ref{ref("1")}) {
+		t.Fatalf("rewraps %d, result %+v", p.rewraps.Load(), res)
 	}
 	for _, id := range e.ids {
 		e.openUnder(t, id, "2")
@@ -526,7 +527,7 @@ func TestCancelledRunRetiresNothing(t *testing.T) {
 	defer cancel()
 	res, err := rotation.Run(ctx, rotation.Options{
 		Store: e.st, Provider: e.keyring, Rotate: true, Policy: rotation.RetireAfterVerifiedRewrap,
-		Progress: func(rotation.BackupResult) { cancel() },
+		Progress:    func(rotation.BackupResult) { cancel() },
 		Concurrency: 1, // one backup at a time, so exactly one finishes
 	})
 	if !errors.Is(err, context.Canceled) || len(res.Retired) != 0 || len(res.Backups) != 1 {
