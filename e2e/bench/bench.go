@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,7 +82,9 @@ func (b *bench) failed() bool {
 
 // run runs a command and measures it; its output is kept for errors.
 func (b *bench) run(ctx context.Context, env []string, name string, args ...string) (sample, []byte, error) {
+	fmt.Fprintf(os.Stderr, "  %s %s\n", filepath.Base(name), strings.Join(args[:min(len(args), 4)], " "))
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = nil
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -112,6 +115,7 @@ type etcd struct {
 	cmd      *exec.Cmd
 	endpoint string
 	done     chan error
+	once     sync.Once
 }
 
 func freePort() (int, error) {
@@ -175,14 +179,17 @@ func (b *bench) startEtcd(ctx context.Context, name, dataDir string, peerPort in
 	}
 }
 
+// stop stops etcd; it is safe to call more than once.
 func (e *etcd) stop() {
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(10 * time.Second):
-		e.cmd.Process.Kill()
-		<-e.done
-	}
+	e.once.Do(func() {
+		e.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-e.done:
+		case <-time.After(10 * time.Second):
+			e.cmd.Process.Kill()
+			<-e.done
+		}
+	})
 }
 
 func dirSize(dir string) int64 {

@@ -169,7 +169,7 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		if _, _, err := b.run(ctx, renv, b.restic, "-r", repo, "init"); err != nil {
 			return err
 		}
-		s, _, err = b.run(ctx, renv, b.restic, "-r", repo, "backup", "--compression", "auto", "--no-scan", snap)
+		s, _, err = b.run(ctx, renv, b.restic, "-r", repo, "backup", "--compression", "auto", snap)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		if err != nil {
 			return err
 		}
-		e, took, err = b.startEtcd(ctx, "m1", filepath.Join(ldir, "m1"), peerPort)
+		e, took, err = b.startEtcd(ctx, "m1", filepath.Join(ldir, "m1.etcd"), peerPort)
 		if err != nil {
 			return fmt.Errorf("start etcd restored by lifeboat: %w", err)
 		}
