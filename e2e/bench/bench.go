@@ -53,6 +53,7 @@ type bench struct {
 	bin, dir   string
 	runs       int
 	profileDir string
+	keep       bool
 	rows       []row
 	restic     string
 }

@@ -29,6 +29,7 @@ func main() {
 	out := flag.String("out", "", "also write the table to this Markdown file")
 	work := flag.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of lifeboat's last backup run of each size to this directory")
+	keep := flag.Bool("keep", false, "keep each size's data (with -dir) for a closer look")
 	flag.Parse()
 
 	bin, err := filepath.Abs(*binDir)
@@ -44,7 +45,7 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
-	b := &bench{bin: bin, dir: dir, runs: *runs, profileDir: *profile}
+	b := &bench{bin: bin, dir: dir, runs: *runs, profileDir: *profile, keep: *keep}
 	if err := b.tools(); err != nil {
 		log.Fatal(err)
 	}

@@ -115,7 +115,9 @@ func (b *bench) size(ctx context.Context, target int64) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if !b.keep {
+		defer os.RemoveAll(dir)
+	}
 	src, _, err := b.startEtcd(ctx, "source", filepath.Join(dir, "source"), 0)
 	if err != nil {
 		return err

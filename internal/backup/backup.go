@@ -305,7 +305,9 @@ func (r *run) etcd(ctx context.Context, src *config.EtcdSource) (catalog.Artifac
 	}
 	defer s.Close()
 	info, _ := s.Info()
-	a, err := r.putArtifact(ctx, catalog.ArtifactEtcdSnapshot, catalog.SourceEtcd, s, info.DBSize)
+	// The stream's trailer check hashes every byte already; its digest is
+	// the plaintext's.
+	a, err := r.putArtifact(ctx, catalog.ArtifactEtcdSnapshot, catalog.SourceEtcd, s, info.DBSize, s.StreamSHA256)
 	if err != nil {
 		return catalog.Artifact{}, catalog.Etcd{}, err
 	}
@@ -335,7 +337,10 @@ func (r *run) encryptionConfig(ctx context.Context, path string) (catalog.Artifa
 // the artifact's key. The store reads from a pipe the writer fills; any
 // failure aborts the writer and closes the pipe with the error, so the Put
 // fails and commits nothing.
-func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reader, total int64) (catalog.Artifact, error) {
+//
+// plainSum, when given, is the plaintext's hex SHA-256 from a hash the
+// source kept over exactly the bytes it returned (envelope.Options).
+func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reader, total int64, plainSum ...func() string) (catalog.Artifact, error) {
 	key := catalog.ArtifactKey(r.id, name)
 	log := r.log.With("artifact", name)
 	start := r.now()
@@ -364,9 +369,11 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: %w", name, err)
 	}
 
-	w, err := envelope.NewWriter(pw, r.dk, envelope.Options{
-		Backup: r.id, Artifact: name, KEK: r.ko.KEK, Compression: r.compression, Created: start,
-	})
+	eo := envelope.Options{Backup: r.id, Artifact: name, KEK: r.ko.KEK, Compression: r.compression, Created: start}
+	if len(plainSum) > 0 {
+		eo.PlaintextSHA256 = plainSum[0]
+	}
+	w, err := envelope.NewWriter(pw, r.dk, eo)
 	if err != nil {
 		return fail(err)
 	}
@@ -385,6 +392,9 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: store %s: %w", name, key, res.err)
 	}
 	er := w.Result()
+	if len(er.PlaintextSHA256) != 64 {
+		return catalog.Artifact{}, fmt.Errorf("artifact %s: the source gave no plaintext digest after its stream ended", name)
+	}
 	if res.info.Size != er.CiphertextSize || (res.info.SHA256 != "" && res.info.SHA256 != er.CiphertextSHA256) {
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: the store recorded %d bytes with SHA-256 %s, the envelope wrote %d bytes with SHA-256 %s: %w",
 			name, res.info.Size, res.info.SHA256, er.CiphertextSize, er.CiphertextSHA256, store.ErrIntegrity)

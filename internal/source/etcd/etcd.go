@@ -43,7 +43,7 @@ const maxRecvMsgSize = 32 << 20
 const (
 	inventoryFirstPage = 100
 	inventoryMaxPage   = 1000
-	inventoryPageBytes = 4 << 20
+	inventoryPageBytes = 1 << 20
 )
 
 // Options say which etcd to snapshot and how to reach it.
@@ -219,6 +219,17 @@ func (s *Stream) Read(p []byte) (int, error) {
 		s.err = fmt.Errorf("etcd %s: snapshot stream cut short after %d bytes: %w", s.info.Endpoint, s.tr.total, err)
 	}
 	return n, s.err
+}
+
+// StreamSHA256 returns the hex SHA-256 of every byte Read returned
+// (the database and etcd's trailer) once Read has returned io.EOF; ""
+// before then. It is the same hash the trailer check keeps, so a
+// consumer need not hash the stream again.
+func (s *Stream) StreamSHA256() string {
+	if !s.done {
+		return ""
+	}
+	return s.tr.full
 }
 
 // Close stops the stream and the inventory read, and closes the

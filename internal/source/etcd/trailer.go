@@ -26,6 +26,7 @@ type trailerReader struct {
 	total    int64 // bytes read from src
 	verified bool
 	sum      string // hex SHA-256 of the database, once verified
+	full     string // hex SHA-256 of the whole stream, trailer included, once verified
 	err      error
 }
 
@@ -90,6 +91,10 @@ func (t *trailerReader) finish() error {
 		return fmt.Errorf("stream is %d bytes, not a whole database plus a %d-byte SHA-256: %w", t.total, trailerSize, ErrIntegrity)
 	}
 	t.sum = hex.EncodeToString(sum)
+	// With the trailer the hash covers the whole stream: the digest of
+	// the artifact's plaintext, so that no one hashes it twice.
+	t.h.Write(t.buf[t.w-trailerSize : t.w])
+	t.full = hex.EncodeToString(t.h.Sum(nil))
 	t.verified = true
 	return nil
 }

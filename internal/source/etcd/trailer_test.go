@@ -54,6 +54,11 @@ func TestTrailerReaderPassesAndChecks(t *testing.T) {
 				if tr.sum != hexOf(want[:]) {
 					t.Fatalf("sum %s", tr.sum)
 				}
+				// The same hash, with the trailer, is the stream's digest:
+				// the artifact's plaintext SHA-256.
+				if whole := sha256.Sum256(snap); tr.full != hexOf(whole[:]) {
+					t.Fatalf("pages %d chunk %d %s: full %s, want %x", pages, chunk, name, tr.full, whole)
+				}
 			}
 		}
 	}
