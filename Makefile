@@ -7,8 +7,10 @@
 #   make build   the static binary into bin/lifeboat
 #   make lint    gofmt and go vet
 #   make bench   benchmarks: envelope throughput, pipeline ratio, peak RSS of a 1 GiB stream,
-#                S3 upload vs the AWS SDK, rewrap of 1 MiB vs 64 MiB backups, 20k-object export
-#                vs kubectl (builds bin/kubectl first), idle `serve` RSS and CPU over a minute
+#                S3 upload vs the AWS SDK, rewrap of 1 MiB vs 64 MiB backups and of 10,000
+#                backups (local keyring, Vault), 20k-object export vs kubectl, idle `serve`
+#                RSS and CPU; last, etcd backup and restore beside etcdctl, etcdutl and restic
+#                (installs restic) as one table, written to docs/performance.md
 #
 # Everything a target needs is built here and cached under bin/ (git-ignored).
 
@@ -130,15 +132,25 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Each peak-RSS benchmark runs in its own process so the peak is its own.
-bench: testbin $(BIN)/kubectl
+bench: testbin build restic $(BIN)/kubectl
 	$(GO) test -run '^$$' -bench 'Encrypt|Decrypt|PipelineRatio' -benchtime 3x ./internal/envelope
 	$(GO) test -run '^$$' -bench 'Stream1GiB' -benchtime 1x ./internal/envelope
 	$(GO) test -run '^$$' -bench 'Put$$' -benchtime 3x ./internal/store/fs
 	$(GO) test -run '^$$' -bench 'Put1GiB/lifeboat' -benchtime 3x ./internal/store/s3
 	$(GO) test -run '^$$' -bench 'Put1GiB/sdk' -benchtime 3x ./internal/store/s3
 	$(GO) test -run '^$$' -bench 'Rewrap' -benchtime 3x ./internal/rotation
+	$(GO) test -run '^$$' -bench 'RewrapAtScale' -benchtime 1x -timeout 30m ./internal/rotation
 	$(GO) test -run '^$$' -bench 'Manifests20k' -benchtime 1x ./internal/source/manifests
 	$(GO) test -run '^$$' -bench 'ServeIdle' -benchtime 1x ./cmd/lifeboat
+	# Last: etcd backup and restore beside etcdctl, etcdutl and restic at
+	# 256 MiB, 1 GiB and 2 GiB, as one table, also written to
+	# docs/performance.md.
+	$(GO) run ./e2e/bench -bin $(BIN) -out docs/performance.md
+
+# restic is a peer of `make bench` only (Debian's package).
+.PHONY: restic
+restic:
+	@command -v restic >/dev/null || (apt-get update && apt-get install -y --no-install-recommends restic)
 
 clean:
 	rm -rf $(BIN)

@@ -54,7 +54,9 @@ func (e *env) options(t *testing.T, drillName string) Options {
 	}
 }
 
-const drillConfig = `
+// storeAndKeys is the Store (an fs path, %[1]q) and KeyProvider (a
+// local keyring, %[2]q) of the drill tests' configurations.
+const storeAndKeys = `
 apiVersion: lifeboat.dev/v1alpha1
 kind: Store
 metadata: {name: test-store}
@@ -67,7 +69,9 @@ apiVersion: lifeboat.dev/v1alpha1
 kind: KeyProvider
 metadata: {name: test-keys}
 spec: {type: local, keyring: %[2]q}
----
+---`
+
+const drillConfig = storeAndKeys + `
 apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: control-plane}

@@ -29,20 +29,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
-const existingConfig = `
-apiVersion: lifeboat.dev/v1alpha1
-kind: Store
-metadata: {name: test-store}
-spec:
-  type: fs
-  path: %[1]q
-  objectLock: {mode: COMPLIANCE, retention: 1d}
----
-apiVersion: lifeboat.dev/v1alpha1
-kind: KeyProvider
-metadata: {name: test-keys}
-spec: {type: local, keyring: %[2]q}
----
+const existingConfig = storeAndKeys + `
 apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPlan
 metadata: {name: apps}

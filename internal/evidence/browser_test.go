@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 // trendReport is sampleReport with the keys it restored with and four
@@ -42,25 +43,11 @@ func trendReport(t testing.TB) Report {
 	return r
 }
 
-// chromium finds Debian's chromium; the test fails, never skips, without
-// it (`make test` installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is missing: the report test drives a real headless browser; install it with `make chromium` at the repository root")
-	return ""
-}
-
 // TestReportInChromium opens rendered reports in headless chromium, as an
 // auditor would, and checks what is seen: the verdict first, the charts
 // drawn (bars per phase, the target marker, the trend), the page fetching
 // nothing, no browser error; and it takes screenshots for docs/.
 func TestReportInChromium(t *testing.T) {
-	bin := chromium(t)
 	passing := trendReport(t)
 	passing.Measured.RPOMs = Ms(42 * time.Minute)
 	passing.Verdict, passing.Reasons = Judge(passing.Targets, passing.Measured, passing.Checks)
@@ -97,10 +84,7 @@ func TestReportInChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900), chromedp.Flag("no-proxy-server", true), chromedp.Flag("lang", "en-US"))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, testenv.Chromium(t, 1280, 900)...)
 	defer cancelAlloc()
 	var (
 		mu       sync.Mutex

@@ -7,7 +7,6 @@ import (
 	"image/png"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,25 +18,13 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
 // screenshotPath is the committed screenshot of the status page, rewritten
 // only when LIFEBOAT_UPDATE_SCREENSHOTS=1.
 const screenshotPath = "../../docs/status-page.png"
-
-// chromium finds Debian's chromium. The test fails, never skips, without
-// it: `make test` installs it first.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("chromium is missing: the status page test drives a real headless browser; " +
-		"install it with `make chromium` at the repository root (apt-get install chromium)")
-	return ""
-}
 
 // TestStatusPageInChromium loads the status page in headless chromium and
 // checks what a person sees: the schedules table, the failing badge, the
@@ -45,21 +32,12 @@ func chromium(t *testing.T) string {
 // nothing but itself and that the browser reported no error (a CSP
 // violation would be one); and it takes a full-page screenshot.
 func TestStatusPageInChromium(t *testing.T) {
-	bin := chromium(t)
 	srv := httptest.NewServer(New(Options{Status: fixedStatus(sampleStatus()), Metrics: NewMetrics(nil)}))
 	defer srv.Close()
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(bin),
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 900),
-		chromedp.Flag("no-proxy-server", true),
-		chromedp.Flag("lang", "en-US"),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, testenv.Chromium(t, 1440, 900)...)
 	defer cancelAlloc()
 
 	var (

@@ -40,10 +40,18 @@ const maxRecvMsgSize = 32 << 20
 // Inventory pages: the first asks for inventoryFirstPage keys; later ones
 // for as many as fit inventoryPageBytes at the sizes seen so far, between 1
 // and inventoryMaxPage keys.
+//
+// etcd counts every key from a Range's start to its end to answer it,
+// whatever the limit, so pages over an open-ended range cost time
+// quadratic in the keyspace (a 2 GiB database took a minute). The read is
+// therefore two-level: keys alone, inventoryKeyPage at a time over the open
+// range (few requests, small responses), then the values of each such
+// span in byte-bounded pages over its closed range.
 const (
 	inventoryFirstPage = 100
 	inventoryMaxPage   = 1000
 	inventoryPageBytes = 1 << 20
+	inventoryKeyPage   = 10000
 )
 
 // Options say which etcd to snapshot and how to reach it.
@@ -256,27 +264,44 @@ func ReadInventory(ctx context.Context, kv clientv3.KV, rev int64) (catalog.Inve
 	key, limit := "\x00", int64(inventoryFirstPage)
 	var seenKeys, seenBytes int64
 	for {
-		resp, err := kv.Get(ctx, key, clientv3.WithFromKey(), clientv3.WithRev(rev), clientv3.WithLimit(limit))
-		if status.Code(err) == codes.ResourceExhausted && limit > 1 {
-			limit = max(1, limit/4)
-			continue
-		}
+		// The next span: up to inventoryKeyPage keys from key on.
+		kresp, err := kv.Get(ctx, key, clientv3.WithFromKey(), clientv3.WithRev(rev), clientv3.WithKeysOnly(), clientv3.WithLimit(inventoryKeyPage))
 		if err != nil {
 			return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
 		}
-		for _, p := range resp.Kvs {
-			if err := b.Add(p.Key, p.Value); err != nil {
-				return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
-			}
-			seenKeys++
-			seenBytes += int64(len(p.Key) + len(p.Value))
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
+		if len(kresp.Kvs) == 0 {
 			return b.Inventory(), nil
 		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-		avg := max(1, seenBytes/seenKeys)
-		limit = min(inventoryMaxPage, max(1, inventoryPageBytes/avg))
+		end := string(kresp.Kvs[len(kresp.Kvs)-1].Key) + "\x00"
+		// Its values, in pages over the closed range [key, end).
+		from := key
+		for {
+			resp, err := kv.Get(ctx, from, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithLimit(limit))
+			if status.Code(err) == codes.ResourceExhausted && limit > 1 {
+				limit = max(1, limit/4)
+				continue
+			}
+			if err != nil {
+				return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
+			}
+			for _, p := range resp.Kvs {
+				if err := b.Add(p.Key, p.Value); err != nil {
+					return catalog.Inventory{}, fmt.Errorf("inventory at revision %d: %w", rev, err)
+				}
+				seenKeys++
+				seenBytes += int64(len(p.Key) + len(p.Value))
+			}
+			if !resp.More || len(resp.Kvs) == 0 {
+				break
+			}
+			from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+			avg := max(1, seenBytes/seenKeys)
+			limit = min(inventoryMaxPage, max(1, inventoryPageBytes/avg))
+		}
+		if !kresp.More {
+			return b.Inventory(), nil
+		}
+		key = end
 	}
 }
 
