@@ -131,10 +131,18 @@ func freePort() (int, error) {
 // startEtcd starts etcd on dataDir (restored or new) and returns once it
 // answers, with the time that took.
 func (b *bench) startEtcd(ctx context.Context, name, dataDir string, peerPort int, extra ...string) (*etcd, time.Duration, error) {
-	cport, err := freePort()
-	if err != nil {
-		return nil, 0, err
+	return b.startEtcdRetry(ctx, name, dataDir, peerPort, 0, extra...)
+}
+
+func (b *bench) startEtcdRetry(ctx context.Context, name, dataDir string, peerPort, retries int, extra ...string) (*etcd, time.Duration, error) {
+	var cport int
+	for cport == 0 || cport == peerPort {
+		var err error
+		if cport, err = freePort(); err != nil {
+			return nil, 0, err
+		}
 	}
+	var err error
 	if peerPort == 0 {
 		if peerPort, err = freePort(); err != nil {
 			return nil, 0, err
@@ -171,6 +179,10 @@ func (b *bench) startEtcd(ctx context.Context, name, dataDir string, peerPort in
 		}
 		select {
 		case err := <-e.done:
+			if bytes.Contains(logs.Bytes(), []byte("address already in use")) && retries < 3 {
+				// Another process took the port freePort found; try others.
+				return b.startEtcdRetry(ctx, name, dataDir, peerPort, retries+1, extra...)
+			}
 			return nil, 0, fmt.Errorf("etcd exited: %v\n%s", err, tail(logs.Bytes()))
 		case <-ctx.Done():
 			e.stop()
