@@ -166,7 +166,7 @@ func openForRestore(ctx context.Context, env *wire.Env, sel RestoreSelection, re
 		if err != nil {
 			return src, err
 		}
-		stage("verify", fmt.Sprintf("manifest MAC ok; each artifact the restore uses is decrypted once and checked (AEAD tags, ciphertext and plaintext SHA-256) before anything is written from it; signed record %s", src.record.Status), t0)
+		stage("verify", fmt.Sprintf("manifest MAC ok; each artifact the restore uses is decrypted once and checked (AEAD tags, ciphertext and plaintext SHA-256) before any of it is used; signed record %s", src.record.Status), t0)
 	}
 	t0 = now()
 	if src.keyObjects, err = catalog.CheckKeyObjects(ctx, st, id, src.m.DataKeyID, src.kek); err != nil {
