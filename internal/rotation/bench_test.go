@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/keys"
@@ -195,6 +197,14 @@ func BenchmarkRewrapAtScale(b *testing.B) {
 				k = kr
 			case "vault":
 				v := testenv.StartVault(b)
+				vc, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Address})
+				if err != nil {
+					b.Fatal(err)
+				}
+				vc.SetToken(v.Token)
+				if err := vc.Sys().Mount("transit", &vaultapi.MountInput{Type: "transit"}); err != nil {
+					b.Fatal(err)
+				}
 				vp, err := vaultkeys.CreateKey(context.Background(), vaultkeys.Options{Address: v.Address, Token: v.Token, Key: "bench-kek"}, vaultkeys.KeySpec{})
 				if err != nil {
 					b.Fatal(err)
