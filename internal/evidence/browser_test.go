@@ -2,7 +2,6 @@ package evidence
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -12,13 +11,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
@@ -82,32 +77,8 @@ func TestReportInChromium(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, testenv.Chromium(t, 1280, 900)...)
-	defer cancelAlloc()
-	var (
-		mu       sync.Mutex
-		requests []string
-		problems []string
-	)
-	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			if !strings.HasPrefix(ev.Request.URL, "data:") {
-				requests = append(requests, ev.Request.URL)
-			}
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
-				problems = append(problems, string(ev.Entry.Source)+": "+ev.Entry.Text)
-			}
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, "exception: "+ev.ExceptionDetails.Text)
-		}
-	}))
-	defer cancelTab()
+	br := testenv.StartBrowser(t, 1280, 900)
+	tab := br.Tab
 
 	for _, name := range []string{"pass", "fail"} {
 		if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(srv.URL+"/"+name),
@@ -170,8 +141,7 @@ func TestReportInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	requests, problems := br.Requests(), br.Problems()
 	if len(requests) != 2 {
 		t.Errorf("the pages made network requests %q, want only the two pages", requests)
 	}

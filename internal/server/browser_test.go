@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"image/png"
 	"net/http/httptest"
@@ -10,13 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
@@ -35,39 +29,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	srv := httptest.NewServer(New(Options{Status: fixedStatus(sampleStatus()), Metrics: NewMetrics(nil)}))
 	defer srv.Close()
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, testenv.Chromium(t, 1440, 900)...)
-	defer cancelAlloc()
-
-	var (
-		mu       sync.Mutex
-		requests []string
-		problems []string
-	)
-	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithListener(func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *network.EventRequestWillBeSent:
-			if !strings.HasPrefix(ev.Request.URL, "data:") {
-				requests = append(requests, ev.Request.URL)
-			}
-		case *network.EventLoadingFailed:
-			problems = append(problems, "loading failed: "+ev.ErrorText)
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError || ev.Entry.Level == log.EntryLevelWarning {
-				problems = append(problems, string(ev.Entry.Source)+": "+ev.Entry.Text)
-			}
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning {
-				problems = append(problems, "console "+string(ev.Type))
-			}
-		case *runtime.EventExceptionThrown:
-			problems = append(problems, "exception: "+ev.ExceptionDetails.Text)
-		}
-	}))
-	defer cancelTab()
+	br := testenv.StartBrowser(t, 1440, 900)
+	tab := br.Tab
 
 	if err := chromedp.Do(tab,
 		chromedp.EmulateViewport(1440, 900),
@@ -170,8 +133,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", out)
 
-	mu.Lock()
-	defer mu.Unlock()
+	requests, problems := br.Requests(), br.Problems()
 	if len(requests) != 1 || requests[0] != srv.URL+"/" {
 		t.Errorf("the page made network requests %q, want only the page itself", requests)
 	}
