@@ -124,24 +124,8 @@ func newEnv(t *testing.T) *env {
 	src := testenv.StartCluster(t)
 	seed(t, ctx, scratch.Access{Server: src.Server, Client: src.Client()})
 
-	e := &env{dir: t.TempDir(), provider: embedded.Provider{KubeAPIServerBinary: bin}}
-	cfg := filepath.Join(e.dir, "lifeboat.yaml")
-	keyring := filepath.Join(e.dir, "keyring.json")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(drillConfig, filepath.Join(e.dir, "store"), keyring, src.Etcd.Endpoint, src.EncryptionConfig)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	set, err := config.LoadPaths(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.set = set
-	if e.keys, err = local.Create(ctx, local.Options{Path: keyring}, "test-kek"); err != nil {
-		t.Fatal(err)
-	}
-	if e.store, err = fs.Open(ctx, fs.Options{Root: filepath.Join(e.dir, "store")}); err != nil {
-		t.Fatal(err)
-	}
-	plan, _ := set.BackupPlan("control-plane")
+	e := configuredEnv(t, ctx, t.TempDir(), embedded.Provider{KubeAPIServerBinary: bin}, drillConfig, src.Etcd.Endpoint, src.EncryptionConfig)
+	plan, _ := e.set.BackupPlan("control-plane")
 	for range 2 {
 		m, err := backup.Run(ctx, backup.Options{Plan: plan, Store: e.store, Keys: e.keys})
 		if err != nil {
@@ -149,6 +133,29 @@ func newEnv(t *testing.T) *env {
 		}
 		e.backups = append(e.backups, m)
 		time.Sleep(1100 * time.Millisecond) // backup IDs have whole seconds
+	}
+	return e
+}
+
+// configuredEnv writes configFmt (storeAndKeys first: %[1]q the store's
+// path, %[2]q the keyring, then args from %[3]) to dir/lifeboat.yaml,
+// loads it, and creates the keyring and opens the store.
+func configuredEnv(t *testing.T, ctx context.Context, dir string, provider scratch.Provider, configFmt string, args ...any) *env {
+	t.Helper()
+	cfg, keyring := filepath.Join(dir, "lifeboat.yaml"), filepath.Join(dir, "keyring.json")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, configFmt, append([]any{filepath.Join(dir, "store"), keyring}, args...)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{dir: dir, set: set, provider: provider}
+	if e.keys, err = local.Create(ctx, local.Options{Path: keyring}, "test-kek"); err != nil {
+		t.Fatal(err)
+	}
+	if e.store, err = fs.Open(ctx, fs.Options{Root: filepath.Join(dir, "store")}); err != nil {
+		t.Fatal(err)
 	}
 	return e
 }

@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -216,7 +217,7 @@ func (r *runner) restoreVolumes(ctx context.Context, m catalog.Manifest) error {
 				return fmt.Errorf("claim %s/%s: %w", c.Namespace, c.Claim, err)
 			}
 			if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase != "Bound" {
-				waiting = append(waiting, c.Namespace+"/"+c.Claim+" ("+cmpOr(phase, "Pending")+")")
+				waiting = append(waiting, c.Namespace+"/"+c.Claim+" ("+cmp.Or(phase, "Pending")+")")
 			}
 		}
 		if len(waiting) == 0 {
@@ -229,13 +230,6 @@ func (r *runner) restoreVolumes(ctx context.Context, m catalog.Manifest) error {
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // restoreVelero is the restore velero phase: a Velero Restore of the
@@ -291,7 +285,7 @@ func (r *runner) restoreVelero(ctx context.Context, m catalog.Manifest) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("Velero Restore %s/%s still %q: %w", v.Namespace, name, cmpOr(phase, "New"), ctx.Err())
+			return fmt.Errorf("Velero Restore %s/%s still %q: %w", v.Namespace, name, cmp.Or(phase, "New"), ctx.Err())
 		case <-time.After(pollInterval):
 		}
 	}

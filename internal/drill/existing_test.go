@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,11 +20,9 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/kube"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/kubeconfig"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
@@ -133,21 +130,8 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 	}))
 	defer app.Close()
 
-	cfg, keyring := filepath.Join(dir, "lifeboat.yaml"), filepath.Join(dir, "keyring.json")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, existingConfig, filepath.Join(dir, "store"), keyring, srcKC, targetKC, app.URL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	set, err := config.LoadPaths(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{dir: dir, set: set, provider: kubeconfig.Provider{Kubeconfig: targetKC}}
-	if e.keys, err = local.Create(ctx, local.Options{Path: keyring}, "test-kek"); err != nil {
-		t.Fatal(err)
-	}
-	if e.store, err = fs.Open(ctx, fs.Options{Root: filepath.Join(dir, "store")}); err != nil {
-		t.Fatal(err)
-	}
+	e := configuredEnv(t, ctx, dir, kubeconfig.Provider{Kubeconfig: targetKC}, existingConfig, srcKC, targetKC, app.URL)
+	set := e.set
 	plan, _ := set.BackupPlan("apps")
 	if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: e.store, Keys: e.keys}); err != nil {
 		t.Fatal(err)

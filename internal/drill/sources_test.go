@@ -3,7 +3,6 @@ package drill
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,10 +14,8 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
-	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch/embedded"
-	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
@@ -95,22 +92,8 @@ func TestDrillSources(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(v.Token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, keyring := filepath.Join(dir, "lifeboat.yaml"), filepath.Join(dir, "keyring.json")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, sourcesConfig, filepath.Join(dir, "store"), keyring, kubeconfig, v.Address, tokenFile,
-		src.Etcd.Endpoint, src.EncryptionConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	set, err := config.LoadPaths(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{dir: dir, set: set, provider: embedded.Provider{KubeAPIServerBinary: bin}}
-	if e.keys, err = local.Create(ctx, local.Options{Path: keyring}, "test-kek"); err != nil {
-		t.Fatal(err)
-	}
-	if e.store, err = fs.Open(ctx, fs.Options{Root: filepath.Join(dir, "store")}); err != nil {
-		t.Fatal(err)
-	}
+	e := configuredEnv(t, ctx, dir, embedded.Provider{KubeAPIServerBinary: bin}, sourcesConfig, kubeconfig, v.Address, tokenFile, src.Etcd.Endpoint, src.EncryptionConfig)
+	set := e.set
 	for _, name := range []string{"apps", "full"} {
 		plan, _ := set.BackupPlan(name)
 		if _, err := backup.Run(ctx, backup.Options{Plan: plan, Store: e.store, Keys: e.keys}); err != nil {
