@@ -224,6 +224,12 @@ func references(objs []object, ids []ident) ErrorList {
 				ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
 			}
 			warnInClusterKeys(v, o, providers)
+			for i, name := range o.Spec.Replicas {
+				path := joinIndex("spec.replicas", i)
+				if ref(path, KindStore, name) && name != o.Spec.Store {
+					replicaHasOnePrimary(v, path, o, name, objs)
+				}
+			}
 		case *RotationPolicy:
 			ref("spec.keyProvider", KindKeyProvider, o.Spec.KeyProvider)
 			for i, name := range o.Spec.BackupPlans {
@@ -257,6 +263,27 @@ func references(objs []object, ids []ident) ErrorList {
 		o.orig().warns = append(o.orig().warns, v.warns...)
 	}
 	return errs
+}
+
+// replicaHasOnePrimary checks that store name, a replica of plan p, is
+// a mirror of p's store alone (docs/format.md §9.2): its evidence log is
+// the primary's byte for byte, so no plan writes to it and no plan
+// replicates another store into it.
+func replicaHasOnePrimary(v *validator, path string, p *BackupPlan, name string, objs []object) {
+	for _, o := range objs {
+		q, ok := o.(*BackupPlan)
+		if !ok {
+			continue
+		}
+		if q.Spec.Store == name {
+			v.errorf(path, "store %q is backup plan %q's store (%s); a replica receives backups and evidence from one primary store only, so it cannot also be written to directly", name, q.Metadata.Name, q.Source())
+			return
+		}
+		if q != p && slices.Contains(q.Spec.Replicas, name) && q.Spec.Store != p.Spec.Store {
+			v.errorf(path, "store %q is also a replica of backup plan %q (%s), whose store is %q, not %q; a replica mirrors one primary store's evidence log, so every plan replicating into it must share one store", name, q.Metadata.Name, q.Source(), q.Spec.Store, p.Spec.Store)
+			return
+		}
+	}
 }
 
 func quoteList(names []string) string {

@@ -291,6 +291,11 @@ type BackupPlanSpec struct {
 	// in-cluster service account when lifeboat runs in a pod, else
 	// $KUBECONFIG, else ~/.kube/config.
 	Cluster *ClusterRef `yaml:"cluster,omitempty"`
+	// Replicas name Stores that receive a copy of every committed backup
+	// and of the store's evidence log (docs/format.md §9): a bucket in
+	// another region or account. A replica has one primary: it is no
+	// plan's store, and every plan naming it has the same store.
+	Replicas []string `yaml:"replicas,omitempty"`
 }
 
 // KeyProviderNames returns the plan's key providers: KeyProviders, or

@@ -399,6 +399,9 @@ func checkVaultKeyName(s string) error {
 // and a key object per backup.
 const maxKeyProviders = 8
 
+// maxReplicas bounds a plan's replicas: each is a copy of every backup.
+const maxReplicas = 8
+
 func (o *BackupPlan) validate(v *validator) {
 	s := &o.Spec
 	v.ref("spec.store", s.Store)
@@ -420,6 +423,19 @@ func (o *BackupPlan) validate(v *validator) {
 		v.ref("spec.keyProvider", s.KeyProvider)
 	}
 	v.retention(&s.Retention)
+	if len(s.Replicas) > maxReplicas {
+		v.errorf("spec.replicas", "%d replicas; at most %d", len(s.Replicas), maxReplicas)
+	}
+	for i, name := range s.Replicas {
+		path := joinIndex("spec.replicas", i)
+		v.ref(path, name)
+		switch j := slices.Index(s.Replicas, name); {
+		case j < i:
+			v.errorf(path, "%q is listed twice (also spec.replicas[%d])", name, j)
+		case name == s.Store:
+			v.errorf(path, "%q is the plan's own store; a replica is another store (docs/format.md §9)", name)
+		}
+	}
 	if s.Compression == "" {
 		s.Compression = CompressionZstd
 	}
