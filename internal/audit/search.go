@@ -1,0 +1,187 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+// SearchOptions configure Search.
+type SearchOptions struct {
+	Log    string
+	Filter Filter
+	// Trusted are the keys records must be signed by; required.
+	Trusted []evidence.PublicKey
+	// Unwrappers are the key providers tried, in order, on each key
+	// object of a segment.
+	Unwrappers []envelope.Unwrapper
+}
+
+// Match is one event found.
+type Match struct {
+	Stream string
+	Time   time.Time
+	// JSON is the event as the API server sent it (compacted).
+	JSON []byte
+}
+
+// SearchResult says what Search read.
+type SearchResult struct {
+	Matches []Match
+	// Segments is how many segments were decrypted; Events how many
+	// events they held.
+	Segments, Events int64
+}
+
+// Search returns the events matching o.Filter, sorted by time (then
+// stream, then order in the stream). It walks each stream's chain (every
+// record's signature and link checked) and decrypts only the segments
+// whose time range overlaps the filter's; a segment's events are used
+// only after its AEAD tags, plaintext digest and count are checked.
+func Search(ctx context.Context, st Store, o SearchOptions) (SearchResult, error) {
+	var res SearchResult
+	if len(o.Trusted) == 0 {
+		return res, errors.New("audit search: a trusted key is required")
+	}
+	if len(o.Unwrappers) == 0 {
+		return res, errors.New("audit search: no key provider to unwrap segments with")
+	}
+	streams, err := Streams(ctx, st, o.Log)
+	if err != nil {
+		return res, fmt.Errorf("audit search: %w", err)
+	}
+	for _, stream := range streams {
+		var prev *Head
+		for seq := int64(1); ; seq++ {
+			rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, o.Trusted)
+			if errors.Is(err, store.ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return res, fmt.Errorf("audit search: %w", err)
+			}
+			key := recordKey(o.Log, stream, seq)
+			if prev != nil && (rec.Prev != prev.SHA256 || rec.WALFirst != prev.Record.WALLast+1) {
+				return res, fmt.Errorf("audit search: %w: %s does not follow %s (run audit verify)", ErrTampered, key, prev.Key)
+			}
+			prev = &Head{Record: rec, Key: key, SHA256: sum}
+			if !o.Filter.overlaps(rec.FirstEvent, rec.LastEvent) {
+				continue
+			}
+			ms, err := searchSegment(ctx, st, o, stream, rec)
+			if err != nil {
+				return res, fmt.Errorf("audit search: %s: %w", key, err)
+			}
+			res.Segments++
+			res.Events += rec.Events
+			res.Matches = append(res.Matches, ms...)
+		}
+	}
+	slices.SortStableFunc(res.Matches, func(a, b Match) int { return a.Time.Compare(b.Time) })
+	return res, nil
+}
+
+// openSegmentKey unwraps a segment's data key with the first key object
+// and provider that work.
+func openSegmentKey(ctx context.Context, st Store, o SearchOptions, stream string, rec evidence.AuditSegment) (envelope.DataKey, error) {
+	id := segmentID(o.Log, stream, rec.Segment)
+	var errs []error
+	for _, name := range rec.Keys {
+		key := segmentDir(o.Log, stream, rec.Segment) + "keys/" + name
+		data, err := readAll(ctx, st, key, 64<<10)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ko, err := envelope.ReadKeyObject(bytes.NewReader(data))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+			continue
+		}
+		for _, u := range o.Unwrappers {
+			dk, err := envelope.OpenKey(ctx, u, id, ko)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				continue
+			}
+			if dk.ID() != rec.DataKeyID {
+				dk.Destroy()
+				errs = append(errs, fmt.Errorf("%s: %w: the data key is not the one the record names", key, ErrTampered))
+				continue
+			}
+			return dk, nil
+		}
+	}
+	return envelope.DataKey{}, fmt.Errorf("%w: %w", errNoKey, errors.Join(errs...))
+}
+
+var errNoKey = errors.New("no key provider could unwrap the segment's data key")
+
+func searchSegment(ctx context.Context, st Store, o SearchOptions, stream string, rec evidence.AuditSegment) ([]Match, error) {
+	dk, err := openSegmentKey(ctx, st, o, stream, rec)
+	if err != nil {
+		return nil, err
+	}
+	defer dk.Destroy()
+	key := segmentDir(o.Log, stream, rec.Segment) + eventsObject
+	rc, err := st.Get(ctx, key, store.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	er, err := envelope.NewReader(rc, dk, envelope.Expect{
+		Backup: segmentID(o.Log, stream, rec.Segment), Artifact: "events.jsonl",
+		Result: envelope.Result{PlaintextSize: rec.PlaintextSize, PlaintextSHA256: rec.PlaintextSHA256, CiphertextSize: rec.CiphertextSize, CiphertextSHA256: rec.CiphertextSHA256},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer er.Close()
+	br := bufio.NewReaderSize(er, 1<<20)
+	var out []Match
+	var n int64
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// An event longer than the buffer: read the rest of its line.
+			full := bytes.Clone(line)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				full = append(full, line...)
+			}
+			line = full
+		}
+		if err == io.EOF && len(line) == 0 {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		n++
+		var f eventFields
+		ev := bytes.TrimSuffix(line, []byte{'\n'})
+		if err := json.Unmarshal(ev, &f); err != nil {
+			return nil, fmt.Errorf("%w: %s: event %d is not JSON", ErrTampered, key, n)
+		}
+		t := f.time(rec.FirstEvent)
+		if o.Filter.match(&f, t) {
+			out = append(out, Match{Stream: stream, Time: t, JSON: bytes.Clone(ev)})
+		}
+	}
+	// io.EOF from the reader means every tag, the size and the digests
+	// checked; only now are the matches released.
+	if n != rec.Events {
+		return nil, fmt.Errorf("%w: %s holds %d events, the record says %d", ErrTampered, key, n, rec.Events)
+	}
+	return out, nil
+}

@@ -1,0 +1,524 @@
+package audit
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// WAL format constants (docs/format.md §8.2).
+const (
+	walMagic      = "LBWAL\x00\r\n"
+	frameHeader   = 24
+	MaxEventBytes = 16 << 20
+	walPrefix     = "wal-"
+	walSuffix     = ".log"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrWALDamaged marks a WAL whose acknowledged part cannot be read: a bad
+// frame before the last file's tail, a break in the indexes, a file that
+// is not a WAL file.
+var ErrWALDamaged = errors.New("audit WAL damaged")
+
+// Frame is one event in the WAL.
+type Frame struct {
+	Index uint64
+	// Time is the event's time (docs/format.md §8.2): its stageTimestamp,
+	// else its requestReceivedTimestamp, else when it was received.
+	Time    time.Time
+	Payload []byte
+}
+
+// walFile is a closed WAL file: every frame in it is fsynced and
+// acknowledged, and it becomes exactly one segment.
+type walFile struct {
+	path        string
+	first, last uint64
+	events      int64
+	bytes       int64 // payload bytes
+	oldest      time.Time
+}
+
+// WAL is the write-ahead log of one stream (docs/format.md §8.2). Append
+// is safe for concurrent use; sealing reads closed files only.
+type WAL struct {
+	dir string
+	log *slog.Logger
+
+	mu     sync.Mutex
+	broken error
+	next   uint64
+	cur    *os.File
+	curF   walFile
+	curLen int64 // file length, for rolling back a failed append
+	closed []walFile
+}
+
+// Recovery says what OpenWAL found.
+type Recovery struct {
+	// Files and Events are the closed files and events waiting to be sealed.
+	Files  int
+	Events int64
+	// Removed counts files already sealed (covered by the head record).
+	Removed int
+	// TornBytes is what was cut from the last file's torn tail: an append
+	// interrupted before its fsync, never acknowledged.
+	TornBytes int64
+}
+
+// OpenWAL opens (creating) the WAL in dir. sealed is the stream's last
+// sealed index (walLast of the head record in the store, 0 for none):
+// files it covers are removed, and the WAL must continue from it. Every
+// existing file is closed, to be sealed; appends go to a new file.
+func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var rec Recovery
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, rec, fmt.Errorf("audit WAL: create %s: %w", dir, err)
+	}
+	names, err := walNames(dir)
+	if err != nil {
+		return nil, rec, err
+	}
+	w := &WAL{dir: dir, log: log, next: sealed + 1}
+	for i, name := range names {
+		path := filepath.Join(dir, name)
+		last := i == len(names)-1
+		f, torn, err := scanWALFile(path, last)
+		if err != nil {
+			return nil, rec, err
+		}
+		if torn > 0 {
+			rec.TornBytes += torn
+			log.Warn("audit WAL: cut a torn tail (an append that was never acknowledged)", "file", path, "bytes", torn)
+		}
+		if f.events == 0 {
+			if err := os.Remove(path); err != nil {
+				return nil, rec, fmt.Errorf("audit WAL: remove empty %s: %w", path, err)
+			}
+			continue
+		}
+		switch {
+		case f.last <= sealed:
+			if err := os.Remove(path); err != nil {
+				return nil, rec, fmt.Errorf("audit WAL: remove sealed %s: %w", path, err)
+			}
+			rec.Removed++
+			continue
+		case f.first <= sealed:
+			return nil, rec, fmt.Errorf("%w: %s holds indexes %d to %d, but the store's head record sealed up to %d, inside the file", ErrWALDamaged, path, f.first, f.last, sealed)
+		}
+		if len(w.closed) > 0 {
+			if prev := w.closed[len(w.closed)-1]; f.first != prev.last+1 {
+				return nil, rec, fmt.Errorf("%w: %s starts at index %d, but %s ended at %d", ErrWALDamaged, path, f.first, prev.path, prev.last)
+			}
+		} else if sealed > 0 && f.first != sealed+1 {
+			return nil, rec, fmt.Errorf("%w: %s starts at index %d, but the store's head record sealed up to %d: events %d to %d are missing", ErrWALDamaged, path, f.first, sealed, sealed+1, f.first-1)
+		}
+		w.closed = append(w.closed, f)
+		w.next = f.last + 1
+		rec.Files++
+		rec.Events += f.events
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, rec, err
+	}
+	return w, rec, nil
+}
+
+func walNames(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("audit WAL: read %s: %w", dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, walPrefix) && strings.HasSuffix(n, walSuffix) {
+			if _, ok := parseWALName(n); !ok {
+				return nil, fmt.Errorf("%w: %s: not a WAL file name (wal-<20 digits>.log)", ErrWALDamaged, filepath.Join(dir, n))
+			}
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+func walName(first uint64) string { return fmt.Sprintf("%s%020d%s", walPrefix, first, walSuffix) }
+
+func parseWALName(n string) (uint64, bool) {
+	d := strings.TrimSuffix(strings.TrimPrefix(n, walPrefix), walSuffix)
+	if len(d) != 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(d, 10, 64)
+	return v, err == nil
+}
+
+// scanWALFile checks every frame of path. In the last file a torn tail is
+// cut (and its length returned); anywhere else it is damage.
+func scanWALFile(path string, last bool) (walFile, int64, error) {
+	f := walFile{path: path}
+	first, _ := parseWALName(filepath.Base(path))
+	file, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return f, 0, fmt.Errorf("audit WAL: open %s: %w", path, err)
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return f, 0, fmt.Errorf("audit WAL: stat %s: %w", path, err)
+	}
+	size := st.Size()
+	if last && size < walHeaderLen() {
+		// Created, but the crash came before its magic was synced: no
+		// frame in it was ever acknowledged.
+		if err := file.Truncate(0); err != nil {
+			return f, 0, fmt.Errorf("audit WAL: cut torn tail of %s: %w", path, err)
+		}
+		return f, size, nil
+	}
+	good := int64(0)
+	damage := func(off int64, what string) error {
+		return fmt.Errorf("%w: %s at byte %d: %s", ErrWALDamaged, path, off, what)
+	}
+	err = readFrames(bufio.NewReaderSize(file, 1<<20), func(off int64, fr Frame) error {
+		if f.events == 0 {
+			if fr.Index != first {
+				return damage(off, fmt.Sprintf("first index %d, but the file is named for %d", fr.Index, first))
+			}
+			f.first, f.oldest = fr.Index, fr.Time
+		} else if fr.Index != f.last+1 {
+			return damage(off, fmt.Sprintf("index %d follows %d", fr.Index, f.last))
+		}
+		f.last = fr.Index
+		f.events++
+		f.bytes += int64(len(fr.Payload))
+		good = off + frameHeader + int64(len(fr.Payload))
+		return nil
+	})
+	var fe *frameError
+	switch {
+	case err == nil:
+	case errors.As(err, &fe) && last && fe.off >= walHeaderLen():
+		// A torn tail: cut it.
+		if err := file.Truncate(good); err != nil {
+			return f, 0, fmt.Errorf("audit WAL: cut torn tail of %s: %w", path, err)
+		}
+		if err := file.Sync(); err != nil {
+			return f, 0, fmt.Errorf("audit WAL: sync %s: %w", path, err)
+		}
+		return f, size - good, nil
+	case errors.As(err, &fe):
+		return f, 0, damage(fe.off, fe.msg)
+	default:
+		return f, 0, err
+	}
+	return f, 0, nil
+}
+
+func walHeaderLen() int64 { return int64(len(walMagic)) }
+
+type frameError struct {
+	off int64
+	msg string
+}
+
+func (e *frameError) Error() string { return fmt.Sprintf("byte %d: %s", e.off, e.msg) }
+
+// readFrames reads a WAL file's magic and frames, calling fn for each
+// whole, checked frame with its offset. A short or bad frame or magic is a
+// *frameError; fn's errors are returned as they are.
+func readFrames(r io.Reader, fn func(off int64, fr Frame) error) error {
+	magic := make([]byte, len(walMagic))
+	if n, err := io.ReadFull(r, magic); err != nil || string(magic) != walMagic {
+		if err == nil || n == len(magic) {
+			return &frameError{0, "not a lifeboat WAL file (bad magic)"}
+		}
+		return &frameError{0, "short magic"}
+	}
+	off := int64(len(walMagic))
+	var hdr [frameHeader]byte
+	var payload []byte
+	for {
+		n, err := io.ReadFull(r, hdr[:])
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return &frameError{off, fmt.Sprintf("frame header cut after %d bytes", n)}
+			}
+			return err
+		}
+		l := binary.BigEndian.Uint32(hdr[0:4])
+		if l == 0 || l > MaxEventBytes {
+			return &frameError{off, fmt.Sprintf("payload length %d outside 1 to %d", l, MaxEventBytes)}
+		}
+		if cap(payload) < int(l) {
+			payload = make([]byte, l)
+		}
+		payload = payload[:l]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+				return &frameError{off, "payload cut short"}
+			}
+			return err
+		}
+		crc := crc32.Update(crc32.Checksum(hdr[4:20], castagnoli), castagnoli, payload)
+		if crc != binary.BigEndian.Uint32(hdr[20:24]) {
+			return &frameError{off, "CRC-32C mismatch"}
+		}
+		fr := Frame{Index: binary.BigEndian.Uint64(hdr[4:12]), Time: time.Unix(0, int64(binary.BigEndian.Uint64(hdr[12:20]))).UTC(), Payload: payload}
+		if err := fn(off, fr); err != nil {
+			return err
+		}
+		off += frameHeader + int64(l)
+	}
+}
+
+// appendFrame appends one frame to buf.
+func appendFrame(buf []byte, index uint64, t time.Time, payload []byte) []byte {
+	var hdr [frameHeader]byte
+	binary.BigEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+	binary.BigEndian.PutUint64(hdr[4:12], index)
+	binary.BigEndian.PutUint64(hdr[12:20], uint64(t.UnixNano()))
+	crc := crc32.Update(crc32.Checksum(hdr[4:20], castagnoli), castagnoli, payload)
+	binary.BigEndian.PutUint32(hdr[20:24], crc)
+	buf = append(buf, hdr[:]...)
+	return append(buf, payload...)
+}
+
+// Event is one audit event to append.
+type Event struct {
+	// JSON is the event, compact JSON, at most MaxEventBytes.
+	JSON []byte
+	// Time is the event's time (Frame.Time).
+	Time time.Time
+}
+
+// Append writes events as consecutive frames and fsyncs them: when it
+// returns nil they are durable and may be acknowledged. On an error
+// nothing of them counts (the file is cut back to where it was).
+// received is the local clock, for the age of what waits to be sealed.
+func (w *WAL) Append(events []Event, received time.Time) error {
+	for i, e := range events {
+		if len(e.JSON) == 0 || len(e.JSON) > MaxEventBytes {
+			return fmt.Errorf("audit WAL: event %d is %d bytes, outside 1 to %d", i, len(e.JSON), MaxEventBytes)
+		}
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.broken != nil {
+		return w.broken
+	}
+	if w.cur == nil {
+		if err := w.startFile(received); err != nil {
+			return err
+		}
+	}
+	var buf []byte
+	idx := w.next
+	var payload int64
+	for _, e := range events {
+		buf = appendFrame(buf, idx, e.Time, e.JSON)
+		idx++
+		payload += int64(len(e.JSON))
+	}
+	_, err := w.cur.Write(buf)
+	if err == nil {
+		err = w.cur.Sync()
+	}
+	if err != nil {
+		// Cut back what may have been written, so that the file holds only
+		// acknowledged frames; if even that fails, stop appending.
+		if terr := w.cur.Truncate(w.curLen); terr != nil {
+			w.broken = fmt.Errorf("audit WAL: %s cannot be cut back after a failed append (%w); restart to recover", w.curF.path, terr)
+		} else if _, serr := w.cur.Seek(w.curLen, io.SeekStart); serr != nil {
+			w.broken = fmt.Errorf("audit WAL: %s: seek after a failed append: %w", w.curF.path, serr)
+		}
+		return fmt.Errorf("audit WAL: append to %s: %w", w.curF.path, err)
+	}
+	if w.curF.events == 0 {
+		w.curF.first, w.curF.oldest = w.next, received
+	}
+	w.curF.last = idx - 1
+	w.curF.events += int64(len(events))
+	w.curF.bytes += payload
+	w.curLen += int64(len(buf))
+	w.next = idx
+	return nil
+}
+
+func (w *WAL) startFile(now time.Time) error {
+	path := filepath.Join(w.dir, walName(w.next))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit WAL: create %s: %w", path, err)
+	}
+	if _, err := f.Write([]byte(walMagic)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("audit WAL: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("audit WAL: sync %s: %w", path, err)
+	}
+	if err := syncDir(w.dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	w.cur, w.curF, w.curLen = f, walFile{path: path}, int64(len(walMagic))
+	return nil
+}
+
+// Rotate closes the file being appended to when it holds events and
+// maxBytes or maxAge is reached (or always, with force), so that it can be
+// sealed. It reports whether it closed one.
+func (w *WAL) Rotate(now time.Time, maxBytes int64, maxAge time.Duration, force bool) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur == nil || w.curF.events == 0 {
+		return false, nil
+	}
+	if !force && w.curF.bytes < maxBytes && now.Sub(w.curF.oldest) < maxAge {
+		return false, nil
+	}
+	if err := w.cur.Close(); err != nil {
+		return false, fmt.Errorf("audit WAL: close %s: %w", w.curF.path, err)
+	}
+	w.closed = append(w.closed, w.curF)
+	w.cur, w.curF = nil, walFile{}
+	return true, nil
+}
+
+// closedFiles returns the closed files, oldest first.
+func (w *WAL) closedFiles() []walFile {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.closed)
+}
+
+// remove deletes a sealed file; it must be the oldest closed one.
+func (w *WAL) remove(f walFile) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.closed) == 0 || w.closed[0].path != f.path {
+		return fmt.Errorf("audit WAL: %s is not the oldest closed file", f.path)
+	}
+	if err := os.Remove(f.path); err != nil {
+		return fmt.Errorf("audit WAL: remove sealed %s: %w", f.path, err)
+	}
+	w.closed = w.closed[1:]
+	return syncDir(w.dir)
+}
+
+// Stats describes what waits in the WAL.
+type Stats struct {
+	// Bytes is the payload bytes not yet sealed.
+	Bytes int64
+	// Events not yet sealed.
+	Events int64
+	// Oldest is the receive time of the oldest event not yet sealed; zero
+	// when there is none.
+	Oldest time.Time
+	// Next is the index the next event gets.
+	Next uint64
+}
+
+// Stats returns what waits in the WAL.
+func (w *WAL) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := Stats{Next: w.next}
+	for _, f := range append(slices.Clone(w.closed), w.curF) {
+		if f.events == 0 {
+			continue
+		}
+		s.Bytes += f.bytes
+		s.Events += f.events
+		if s.Oldest.IsZero() || f.oldest.Before(s.Oldest) {
+			s.Oldest = f.oldest
+		}
+	}
+	return s
+}
+
+// Close closes the file being appended to (its frames are already durable).
+func (w *WAL) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur == nil {
+		return nil
+	}
+	err := w.cur.Close()
+	if w.curF.events > 0 {
+		w.closed = append(w.closed, w.curF)
+	}
+	w.cur, w.curF = nil, walFile{}
+	w.broken = errors.New("audit WAL: closed")
+	return err
+}
+
+// readWALFile reads a closed file's frames again, checking them against
+// what was recorded when it was closed.
+func readWALFile(f walFile, fn func(Frame) error) error {
+	file, err := os.Open(f.path)
+	if err != nil {
+		return fmt.Errorf("audit WAL: read %s: %w", f.path, err)
+	}
+	defer file.Close()
+	next := f.first
+	err = readFrames(bufio.NewReaderSize(file, 1<<20), func(off int64, fr Frame) error {
+		if fr.Index != next {
+			return &frameError{off, fmt.Sprintf("index %d, want %d", fr.Index, next)}
+		}
+		next++
+		return fn(fr)
+	})
+	var fe *frameError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%w: %s at byte %d: %s", ErrWALDamaged, f.path, fe.off, fe.msg)
+	}
+	if err != nil {
+		return err
+	}
+	if next != f.last+1 {
+		return fmt.Errorf("%w: %s ends at index %d, want %d", ErrWALDamaged, f.path, next-1, f.last)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("audit WAL: open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("audit WAL: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
