@@ -32,7 +32,7 @@ restored.
 
 The plans, stores and key providers come from the --config files.`,
 	}
-	cmd.AddCommand(newBackupRunCommand(a), newBackupListCommand(a), newBackupShowCommand(a), newBackupVerifyCommand(a), newBackupExportCommand(a))
+	cmd.AddCommand(newBackupRunCommand(a), newBackupListCommand(a), newBackupShowCommand(a), newBackupVerifyCommand(a), newBackupExportCommand(a), newBackupReplicateCommand(a))
 	return cmd
 }
 
@@ -54,7 +54,12 @@ first complete backup of each week, month or year (UTC) is locked for the
 tier's retention; the tiers a backup took are printed and recorded.
 
 Every committed backup appends a signed record to the store's evidence log
-(evidence/), citing the HIPAA sections it is evidence for.`,
+(evidence/), citing the HIPAA sections it is evidence for.
+
+A plan with replicas (spec.replicas) then copies the backup and the
+evidence log to each replica store (see backup replicate). A replica that
+fails does not fail the backup: the command still exits 0, warns, and the
+failure is recorded; backup replicate or serve catches up.`,
 		Example: `  lifeboat --config schedules/ backup run control-plane
   lifeboat --config lifeboat.yaml backup run etcd-hourly -o json`,
 		Args: args(cobra.ExactArgs(1)),
@@ -80,6 +85,9 @@ Every committed backup appends a signed record to the store's evidence log
 			for _, t := range res.Tiers {
 				fmt.Fprintf(a.stderr, "retention tier %s: this backup holds it, locked until %s\n", t, res.Manifest.RetainUntil.UTC().Format(time.RFC3339))
 			}
+			for _, r := range res.Replicas {
+				fmt.Fprintf(a.stderr, "replica %s: %s (%d objects copied, %d already there)\n", r.Store, r.State, r.Copied, r.Skipped)
+			}
 			return a.render(cmd.OutOrStdout(), res.Manifest, manifestTable(res.Manifest))
 		},
 	}
@@ -98,6 +106,9 @@ type backupListEntry struct {
 	PointInTime  time.Time `json:"pointInTime"`
 	StoredBytes  int64     `json:"storedBytes"`
 	EtcdRevision int64     `json:"etcdRevision,omitempty"`
+	// Replicas are the backup's states on its plan's replica stores
+	// (docs/format.md §9.4); empty when the plan has none.
+	Replicas []job.ReplicaState `json:"replicas,omitempty"`
 }
 
 func newBackupListCommand(a *app) *cobra.Command {
@@ -107,7 +118,10 @@ func newBackupListCommand(a *app) *cobra.Command {
 		Short: "List the complete backups in the stores, newest first",
 		Long: `list shows the backups that have a manifest, newest first. Backups that
 never committed (interrupted, killed, failed) are not listed. Without
---plan or --store it lists every store a BackupPlan writes to.`,
+--plan or --store it lists every store a BackupPlan writes to. REPLICAS
+shows each backup's state on its plan's replica stores: replicated,
+behind (a key object rotation added is not copied yet), incomplete (a
+copy in progress or interrupted), missing, tampered or unreachable.`,
 		Example: `  lifeboat --config schedules/ backup list
   lifeboat --config schedules/ backup list --plan etcd-hourly -o json`,
 		Args: args(cobra.NoArgs),
@@ -152,10 +166,15 @@ never committed (interrupted, killed, failed) are not listed. Without
 				if err != nil {
 					return fmt.Errorf("backup list: store %s: %w", name, err)
 				}
+				replicas, warnings := job.ReplicaStates(ctx, a.env(set), st, ms)
+				for _, w := range warnings {
+					fmt.Fprintf(a.stderr, "warning: %s\n", w)
+				}
 				for _, m := range ms {
 					e := backupListEntry{
 						Backup: m.Backup, Plan: m.Plan, Store: name, Status: m.Status,
 						Started: m.Started, Completed: m.Completed, PointInTime: m.PointInTime(), StoredBytes: m.StoredSize(),
+						Replicas: replicas[m.Backup],
 					}
 					if m.Etcd != nil {
 						e.EtcdRevision = m.Etcd.Revision
@@ -164,13 +183,13 @@ never committed (interrupted, killed, failed) are not listed. Without
 				}
 			}
 			slices.SortStableFunc(entries, func(x, y backupListEntry) int { return y.Started.Compare(x.Started) })
-			t := table{header: []string{"BACKUP", "PLAN", "STORE", "STATUS", "POINT IN TIME", "STORED", "ETCD REVISION"}}
+			t := table{header: []string{"BACKUP", "PLAN", "STORE", "STATUS", "POINT IN TIME", "STORED", "ETCD REVISION", "REPLICAS"}}
 			for _, e := range entries {
 				rev := ""
 				if e.EtcdRevision > 0 {
 					rev = strconv.FormatInt(e.EtcdRevision, 10)
 				}
-				t.rows = append(t.rows, []string{e.Backup, e.Plan, e.Store, e.Status, e.PointInTime.UTC().Format(time.RFC3339), byteSize(e.StoredBytes), rev})
+				t.rows = append(t.rows, []string{e.Backup, e.Plan, e.Store, e.Status, e.PointInTime.UTC().Format(time.RFC3339), byteSize(e.StoredBytes), rev, replicaText(e.Replicas)})
 			}
 			return a.render(cmd.OutOrStdout(), entries, t)
 		},

@@ -40,6 +40,7 @@ type drillFlags struct {
 	tempDir       string
 	etcdPrefix    string
 	keyProvider   string
+	store         string
 }
 
 func (f *drillFlags) register(cmd *cobra.Command) {
@@ -49,6 +50,7 @@ func (f *drillFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage; stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "the source kube-apiserver's --etcd-prefix")
 	cmd.Flags().StringVar(&f.keyProvider, "key-provider", "", "unwrap with this one of the plan's keyProviders alone, as if the others were gone (the break-glass drill); default: the Drill's spec.keyProvider, else any of them")
+	cmd.Flags().StringVar(&f.store, "store", "", "read the backup from this Store: the plan's store or one of its replicas (spec.replicas); the report and record still go to the plan's store")
 }
 
 func newDrillRunCommand(a *app) *cobra.Command {
@@ -84,6 +86,7 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 		Example: `  lifeboat --config schedules/ drill run drills/control-plane.yaml
   lifeboat --config lifeboat.yaml drill run control-plane --keep
   lifeboat --config schedules/ drill run control-plane --key-provider breakglass-kms
+  lifeboat --config schedules/ drill run control-plane --store dr-us-west-2   # from a replica
   lifeboat --config schedules/ drill run control-plane -o junit > drill-results.xml   # for CI`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -101,7 +104,7 @@ table is printed with PASS or FAIL. Progress goes to stderr.
 			}
 			_, err = runDrill(ctx, a, cmd.OutOrStdout(), set, d, job.DrillOptions{
 				Signer: signer, Start: start, Keep: f.keep, TempDir: f.tempDir, EtcdPrefix: f.etcdPrefix,
-				KubeAPIServer: f.kubeAPIServer, KeyProvider: f.keyProvider,
+				KubeAPIServer: f.kubeAPIServer, KeyProvider: f.keyProvider, Store: f.store,
 			}, false)
 			return err
 		},
@@ -172,6 +175,7 @@ type drillOutput struct {
 	Report     evidence.Report `json:"report"`
 	ReportKey  string          `json:"reportKey,omitempty"`
 	Store      string          `json:"store"`
+	ReadFrom   string          `json:"readFrom"`
 	Evidence   string          `json:"evidence,omitempty"`
 	Kubeconfig string          `json:"kubeconfig,omitempty"`
 	Error      string          `json:"error,omitempty"`
@@ -194,7 +198,7 @@ func runDrill(ctx context.Context, a *app, stdout io.Writer, set *config.Set, d 
 		return "", runErr
 	}
 	pub := *jr.Published
-	out := drillOutput{Store: jr.Store, Report: pub.Report, ReportKey: pub.Objects.JSON.Key, Evidence: pub.Record.Key()}
+	out := drillOutput{Store: jr.Store, ReadFrom: jr.ReadFrom, Report: pub.Report, ReportKey: pub.Objects.JSON.Key, Evidence: pub.Record.Key()}
 	if runErr != nil {
 		out.Error = runErr.Error()
 	}
@@ -217,6 +221,9 @@ func runDrill(ctx context.Context, a *app, stdout io.Writer, set *config.Set, d 
 				storeDir = fsStoreDir(cs)
 			}
 			printDrillResult(stdout, res, pub, jr.Store, storeDir)
+			if jr.ReadFrom != jr.Store {
+				fmt.Fprintf(stdout, "Backup read from replica store %s.\n", jr.ReadFrom)
+			}
 		} else if err := a.render(stdout, out, table{}); err != nil {
 			stopKept(a, res)
 			return out.ReportKey, err

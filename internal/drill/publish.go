@@ -93,6 +93,9 @@ type PublishOptions struct {
 	Now func() time.Time
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
+	// FromStore, when set, names the replica store the drill read the
+	// backup from (docs/format.md §9.2); recorded as subject.fromStore.
+	FromStore string
 }
 
 // Published is a drill report as stored.
@@ -143,6 +146,9 @@ func Publish(ctx context.Context, res Result, opts PublishOptions) (Published, e
 	}
 	if res.KeyObject != "" {
 		subject["unwrappedWith"] = res.KeyObject
+	}
+	if opts.FromStore != "" {
+		subject["fromStore"] = opts.FromStore
 	}
 	if m := res.Manifest; m != nil {
 		subject["backupStatus"] = m.Status

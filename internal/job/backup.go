@@ -44,6 +44,11 @@ type BackupResult struct {
 	// "<tier>/<period>" (docs/format.md §1.2); empty when it took the
 	// plan's default lock.
 	Tiers []string `json:"tiers,omitempty"`
+	// Replicas are the copies to the plan's replica stores made right
+	// after the backup committed (docs/format.md §9). A failed copy does
+	// not fail the backup: it is recorded, warned about, and `serve` or
+	// `backup replicate` catches up.
+	Replicas []ReplicaResult `json:"replicas,omitempty"`
 }
 
 // Backup runs the BackupPlan called plan: it checks the plan's store
@@ -139,6 +144,16 @@ func Backup(ctx context.Context, env *wire.Env, plan string, o BackupOptions) (B
 	}
 	res.Record = rec
 	claimTiers(rctx, st, cs.Metadata.Name, o.Signer, m, tiers, evRetention, now(), log)
+	if len(p.Spec.Replicas) > 0 {
+		reps, err := replicateAll(ctx, env, p, cs, st, m.Backup, p.Spec.Replicas, ReplicateOptions{Signer: o.Signer, Now: o.Now})
+		res.Replicas = reps
+		if err != nil {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("backup %s is committed, but not every replica has it yet (`lifeboat backup replicate %s`, or serve, catches up): %v", m.Backup, m.Backup, err))
+			if log != nil {
+				log.Warn("replication failed; the backup is committed", "backup", m.Backup, "err", err)
+			}
+		}
+	}
 	return res, nil
 }
 

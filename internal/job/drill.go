@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ type DrillOptions struct {
 	// Drill's spec.keyProvider. Empty: the Drill's, else any of the
 	// plan's keyProviders.
 	KeyProvider string
+	// Store, when set, is the Store the backup is read from: the plan's
+	// store or one of its replicas (`drill run --store`, docs/format.md
+	// §9). The report and record still go to the plan's store, and the
+	// record names the store read (subject.fromStore).
+	Store string
 }
 
 // DrillResult is what a drill run did.
@@ -55,6 +61,8 @@ type DrillResult struct {
 	Published *drill.Published
 	// Store names the Store holding the report.
 	Store string
+	// ReadFrom names the Store the backup was read from.
+	ReadFrom string
 	// Interrupted is set when ctx ended during the drill: the scratch
 	// cluster was torn down and no report was written (a drill an operator
 	// stopped measured nothing).
@@ -92,6 +100,23 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 	if err != nil {
 		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 	}
+	// src is where the backup, and the signed records vouching for it,
+	// are read: the plan's store, or a replica of it.
+	src, fromStore := st, ""
+	if o.Store != "" && o.Store != cs.Metadata.Name {
+		if !slices.Contains(plan.Spec.Replicas, o.Store) {
+			return res, fmt.Errorf("drill run %s: store %q is neither backup plan %s's store (%s) nor one of its replicas", d.Metadata.Name, o.Store, plan.Metadata.Name, cs.Metadata.Name)
+		}
+		rcs, ok := env.Set.Store(o.Store)
+		if !ok {
+			return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, &NotFoundError{config.KindStore, o.Store})
+		}
+		if src, err = env.OpenStore(ctx, rcs, true); err != nil {
+			return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
+		}
+		fromStore = o.Store
+	}
+	res.ReadFrom = cmp.Or(fromStore, cs.Metadata.Name)
 	only := cmp.Or(o.KeyProvider, d.Spec.KeyProvider)
 	if only != "" && !plan.Spec.UsesKeyProvider(only) {
 		return res, fmt.Errorf("drill run %s: backup plan %s does not wrap its backups under key provider %q (it uses %s)", d.Metadata.Name, plan.Metadata.Name, only, strings.Join(plan.Spec.KeyProviderNames(), ", "))
@@ -101,17 +126,17 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		return res, fmt.Errorf("drill run %s: %w", d.Metadata.Name, err)
 	}
 	r, runErr := drill.Run(ctx, drill.Options{
-		Drill: d, Plan: plan, Store: st, Keys: pk, KeyProviders: pk.Names, Scratch: provider,
+		Drill: d, Plan: plan, Store: src, Keys: pk, KeyProviders: pk.Names, Scratch: provider,
 		Keep: o.Keep, TempDir: o.TempDir, EtcdPrefix: o.EtcdPrefix, Logger: env.Logger,
 		Start: start, Progress: o.Progress,
 		GapPoints: func(ctx context.Context, plan string, from, to time.Time) ([]time.Time, error) {
-			return SignedBackupPoints(ctx, evidence.NewLog(st, o.Signer, nil), plan, from, to)
+			return SignedBackupPoints(ctx, evidence.NewLog(src, o.Signer, nil), plan, from, to)
 		},
 		CheckManifest: func(ctx context.Context, id, sum string) error {
 			// The drill's own signing key vouched for the backups it
 			// records; a backup whose record is missing or predates the
 			// digest is drilled with a warning, a replaced manifest not.
-			rc, err := backup.CheckRecord(ctx, st, id, sum, o.Signer.PublicKey())
+			rc, err := backup.CheckRecord(ctx, src, id, sum, o.Signer.PublicKey())
 			if err != nil {
 				return err
 			}
@@ -142,7 +167,7 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 		return res, runErr
 	}
 	// The scheduled backups that did not deliver explain the worst gap.
-	misses, merr := drill.ScheduleMisses(ctx, evidence.NewLog(st, o.Signer, nil), plan.Metadata.Name, r.Incident, drill.GapWindow)
+	misses, merr := drill.ScheduleMisses(ctx, evidence.NewLog(src, o.Signer, nil), plan.Metadata.Name, r.Incident, drill.GapWindow)
 	if merr != nil && env.Logger != nil {
 		env.Logger.Warn("scheduled backups that did not deliver not counted", "drill", d.Metadata.Name, "err", merr)
 	}
@@ -159,7 +184,7 @@ func Drill(ctx context.Context, env *wire.Env, d *config.Drill, o DrillOptions) 
 	}
 	r.Trend = TrendOf(runs, evidence.MaxTrend)
 	res.Result.Trend = r.Trend
-	pub, perr := drill.Publish(ctx, r, drill.PublishOptions{Store: st, Signer: o.Signer, Retention: config.EvidenceRetention(cs), Logger: env.Logger})
+	pub, perr := drill.Publish(ctx, r, drill.PublishOptions{Store: st, Signer: o.Signer, Retention: config.EvidenceRetention(cs), Logger: env.Logger, FromStore: fromStore})
 	if perr != nil {
 		stopKept(env, &res.Result)
 		return res, errors.Join(perr, runErr)

@@ -19,15 +19,27 @@ type S3 struct {
 	Region string
 	// AccessKey and SecretKey are the root credentials.
 	AccessKey, SecretKey string
+	// Root is the posix backend's directory: a bucket's current objects
+	// are the files <Root>/<bucket>/<key>, for tests that change stored
+	// bytes behind the server's back.
+	Root string
 }
 
 // StartS3 starts versitygw in a temporary directory.
 func StartS3(t testing.TB) *S3 {
 	t.Helper()
+	return StartS3WithSecret(t, randomSecret(t))
+}
+
+// StartS3WithSecret starts versitygw with the root secret key given, so
+// that two servers (a primary and a replica region) accept the same
+// credentials, as one AWS principal reaches two buckets.
+func StartS3WithSecret(t testing.TB, secret string) *S3 {
+	t.Helper()
 	bin := Binary(t, "versitygw")
 	port := FreePort(t)
 	root, vdir := tempDir(t, "s3-root"), tempDir(t, "s3-versions")
-	s := &S3{Endpoint: "http://" + addr(port), Region: "us-east-1", AccessKey: "lifeboat-test", SecretKey: randomSecret(t)}
+	s := &S3{Endpoint: "http://" + addr(port), Region: "us-east-1", AccessKey: "lifeboat-test", SecretKey: secret, Root: root}
 	args := []string{"--port", addr(port), "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
 		"posix", "--versioning-dir", vdir, root}
 	s.Process = startProcess(t, "versitygw", bin, args, nil, t.TempDir(), s.Ready)

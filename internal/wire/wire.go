@@ -353,7 +353,8 @@ func (e *Env) CheckStore(ctx context.Context, cs *config.Store) (StoreCheck, err
 		req.Mode = string(cs.Spec.ObjectLock.Mode)
 	}
 	for _, p := range e.Set.BackupPlans {
-		if p.Spec.Store == cs.Metadata.Name {
+		// A replica (docs/format.md §9) holds the plan's backups too.
+		if p.Spec.Store == cs.Metadata.Name || slices.Contains(p.Spec.Replicas, cs.Metadata.Name) {
 			res.Requirement.Plans = append(res.Requirement.Plans, p.Metadata.Name)
 			req.Retention = max(req.Retention, config.BackupRetention(p, cs))
 		}
