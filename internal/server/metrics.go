@@ -61,7 +61,8 @@ type Metrics struct {
 	configValid   prometheus.Gauge
 	reloads       *prometheus.CounterVec
 
-	ages *ageCollector
+	ages       *ageCollector
+	replicaLag *replicaLagCollector
 
 	mu sync.Mutex
 	// running counts the runs in progress per kind and schedule, so that a
@@ -152,6 +153,7 @@ func NewMetrics(now func() time.Time) *Metrics {
 				"Age of the key provider's primary KEK version, computed at scrape.",
 				[]string{"key_provider"}, nil),
 		},
+		replicaLag:   newReplicaLagCollector(now),
 		running:      map[[2]string]int{},
 		outcomesSeen: map[string]map[string]bool{},
 		sources:      map[string]map[string]bool{},
@@ -168,7 +170,7 @@ func NewMetrics(now func() time.Time) *Metrics {
 		m.missed, m.startDelay, m.backupBytes, m.etcdRevision, m.rpoTarget,
 		m.drillRTO, m.drillRPO, m.drillWorstGap, m.drillMet,
 		m.rewrapFail, m.storeUp, m.storeTampered, m.leader, m.configValid, m.reloads,
-		m.ages,
+		m.ages, m.replicaLag,
 	)
 	return m
 }
@@ -442,6 +444,7 @@ func (m *Metrics) Retain(keep Names) {
 		m.ages.mu.Unlock()
 	}
 	drop(m.stores, keep.Stores, "store", m.storeUp.MetricVec, m.storeTampered.MetricVec)
+	m.replicaLag.retain(keep.Plans, keep.Stores)
 }
 
 func (m *Metrics) mark(set map[string]bool, name string) {

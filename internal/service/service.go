@@ -25,6 +25,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/kube"
 	"github.com/lifeboat-dr/lifeboat/internal/server"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
@@ -195,16 +196,28 @@ func Run(ctx context.Context, o Options) error {
 	leadDone := make(chan struct{})
 	leCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElection()
+	// While leading, failed replica copies are retried (docs/format.md §9);
+	// shutting down or losing the Lease stops the copy in progress, which
+	// the next leader resumes.
+	rep := &replicator{env: svc.currentEnv, signer: o.Signer, metrics: metrics, clock: clk, log: log, catchUp: job.CatchUp}
+	replicating := func(lctx context.Context) func() {
+		rctx, cancel := context.WithCancel(lctx)
+		done := make(chan struct{})
+		go func() { defer close(done); rep.run(rctx, stopping) }()
+		return func() { cancel(); <-done }
+	}
 	go func() {
 		defer close(leadDone)
 		if election == nil {
 			bk.setLeader(true)
+			defer replicating(leCtx)()
 			sched.Lead(leCtx, stopping)
 			return
 		}
 		election.run(leCtx, ctx, log, func(lctx context.Context) {
 			bk.setLeader(true)
 			defer bk.setLeader(false)
+			defer replicating(lctx)()
 			sched.Lead(lctx, stopping)
 			// Shutting down: the runs drain under the Lease; if it is lost
 			// meanwhile, they stop at once, as on any lost Lease.
@@ -249,6 +262,13 @@ type service struct {
 
 	refreshing atomic.Bool
 	refreshes  sync.WaitGroup
+}
+
+// currentEnv returns the wiring of the configuration in force.
+func (s *service) currentEnv() *wire.Env {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.env
 }
 
 // apply swaps in a loaded configuration.
