@@ -40,6 +40,8 @@ type ReplicateOptions struct {
 	Progress func(replica.Event)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Plans, when set, limits CatchUp to these BackupPlans.
+	Plans []string
 }
 
 // ReplicaResult is what one replication of one backup to one replica
@@ -75,16 +77,18 @@ func openReplica(ctx context.Context, env *wire.Env, plan *config.BackupPlan, pc
 	if !ok {
 		return nil, fmt.Errorf("replicate: %w", &NotFoundError{config.KindStore, name})
 	}
+	// Opened for writing first (an fs store is created), then judged, as
+	// backup run does with the plan's store.
+	rst, err := env.OpenStore(ctx, rcs, false)
+	if err != nil {
+		return nil, fmt.Errorf("replicate to %s: %w", name, err)
+	}
 	chk, err := env.CheckStore(ctx, rcs)
 	if err != nil {
 		return nil, fmt.Errorf("replicate to %s: %w", name, err)
 	}
 	if !chk.Verdict.OK {
 		return nil, fmt.Errorf("replicate to %s: %w: %s (see `lifeboat store check %s`)", name, ErrStoreRefused, strings.Join(chk.Verdict.Problems, "; "), name)
-	}
-	rst, err := env.OpenStore(ctx, rcs, false)
-	if err != nil {
-		return nil, fmt.Errorf("replicate to %s: %w", name, err)
 	}
 	if o.Signer == nil {
 		return nil, errors.New("replicate: no evidence signer")
@@ -255,7 +259,7 @@ func CatchUp(ctx context.Context, env *wire.Env, o ReplicateOptions) []ReplicaLa
 	}
 	var out []ReplicaLag
 	for _, plan := range env.Set.BackupPlans {
-		if len(plan.Spec.Replicas) == 0 {
+		if len(plan.Spec.Replicas) == 0 || (len(o.Plans) > 0 && !slices.Contains(o.Plans, plan.Metadata.Name)) {
 			continue
 		}
 		pcs, _ := env.Set.Store(plan.Spec.Store)
@@ -295,11 +299,12 @@ func catchUpOne(ctx context.Context, env *wire.Env, plan *config.BackupPlan, pcs
 		return lag
 	}
 	var counted []catalog.Manifest
+	stopped := false // the replica failed other than on one backup's data
 	for _, m := range ms {
 		if !m.RetainUntil.After(now()) {
 			continue
 		}
-		if states[m.Backup] != replica.StateReplicated {
+		if states[m.Backup] != replica.StateReplicated && !stopped {
 			r, err := t.backup(ctx, env, m.Backup, o, false)
 			states[m.Backup] = r.State
 			switch {
@@ -314,17 +319,20 @@ func catchUpOne(ctx context.Context, env *wire.Env, plan *config.BackupPlan, pcs
 				if env.Logger != nil {
 					env.Logger.Warn("replication failed; retrying later", "backup", m.Backup, "store", name, "err", err)
 				}
-				if ctx.Err() != nil {
-					return lag
-				}
+				// A store that cannot be reached fails every backup the
+				// same way: stop here; one backup's bad data does not
+				// stop the others.
+				stopped = !errors.Is(err, catalog.ErrVerification) && !errors.Is(err, replica.ErrExpired)
 			case r.Copied > 0:
 				lag.Copied++
 			}
 		}
 		counted = append(counted, m)
 	}
-	if _, err := t.copier.Evidence(ctx); err != nil {
-		lag.Err = firstErr(lag.Err, err)
+	if !stopped {
+		if _, err := t.copier.Evidence(ctx); err != nil {
+			lag.Err = firstErr(lag.Err, err)
+		}
 	}
 	for _, m := range counted {
 		if states[m.Backup] != replica.StateReplicated {

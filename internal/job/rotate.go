@@ -113,6 +113,7 @@ func Rotate(ctx context.Context, env *wire.Env, policy string, o RotateOptions) 
 	// RunPolicy fills Stores with those it covered; a store that could
 	// not be opened is still one the run had to cover.
 	rr.Stores = storeNames
+	replicateKeyObjects(ctx, env, kp.Metadata.Name, o)
 	if runErr != nil {
 		runErr = fmt.Errorf("keys rotate %s: %w", policy, runErr)
 		if !errors.Is(runErr, rotation.ErrIncomplete) {
@@ -164,4 +165,27 @@ func NewRunID(name string, started time.Time) (string, error) {
 		return "", fmt.Errorf("new run ID: %w", err)
 	}
 	return id, nil
+}
+
+// replicateKeyObjects copies the key objects a rotation wrote to the
+// replicas of the plans using the key provider (docs/format.md §9.1), at
+// once rather than at `serve`'s next pass, so that a replica is without a
+// backup's newest wrap for as short a time as possible. Failures are
+// logged: `serve` and `backup replicate` catch up, and `backup list`
+// shows such a backup as `behind`.
+func replicateKeyObjects(ctx context.Context, env *wire.Env, keyProvider string, o RotateOptions) {
+	var plans []string
+	for _, p := range env.Set.BackupPlans {
+		if len(p.Spec.Replicas) > 0 && p.Spec.UsesKeyProvider(keyProvider) {
+			plans = append(plans, p.Metadata.Name)
+		}
+	}
+	if len(plans) == 0 || ctx.Err() != nil {
+		return
+	}
+	for _, l := range CatchUp(ctx, env, ReplicateOptions{Signer: o.Signer, Now: o.Now, Plans: plans}) {
+		if l.Err != nil && env.Logger != nil {
+			env.Logger.Warn("replica not caught up after the rotation; serve or backup replicate will copy the new key objects", "plan", l.Plan, "store", l.Store, "err", l.Err)
+		}
+	}
 }

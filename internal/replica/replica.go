@@ -117,10 +117,10 @@ type Result struct {
 	Copied  int   `json:"copied"`
 	Skipped int   `json:"skipped"`
 	Bytes   int64 `json:"bytes"`
-	// ManifestSHA256 is the manifest replicated; Record the signed record
-	// that vouched for it.
+	// ManifestSHA256 is the manifest replicated; VouchedBy the signed
+	// record that vouched for it.
 	ManifestSHA256 string `json:"manifestSHA256"`
-	Record         string `json:"record,omitempty"`
+	VouchedBy      string `json:"vouchedBy,omitempty"`
 	// EvidenceHead is the seq of the replica's newest record after the
 	// copy (0 when the evidence log was not copied by this call).
 	EvidenceHead int64 `json:"evidenceHead"`
@@ -194,7 +194,7 @@ func (c *Copier) Backup(ctx context.Context, id string) (res Result, err error) 
 	if rc.Status != backup.RecordOK {
 		return res, &Error{StepVouch, mkey, fmt.Errorf("%w (the record is %s): %w", ErrNotVouched, rc.Status, catalog.ErrVerification)}
 	}
-	res.Record = rc.Record
+	res.VouchedBy = rc.Record
 	recSeq, ok := recordSeq(rc.Record)
 	if !ok {
 		return res, &Error{StepVouch, rc.Record, errors.New("not an evidence record key")}
