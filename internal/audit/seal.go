@@ -85,15 +85,19 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 	var first, last time.Time
 	var events int64
 	pr, pw := io.Pipe()
-	ew, err := envelope.NewWriter(pw, dk, envelope.Options{Backup: id, Artifact: "events.jsonl", KEK: kek.KEK, Created: now})
-	if err != nil {
-		return Head{}, fmt.Errorf("seal %s: %w", f.path, err)
-	}
+	var res envelope.Result
 	done := make(chan struct{})
 	go func() {
+		// The writer writes its header at once: it must run beside the Put
+		// that reads the pipe.
 		defer close(done)
+		ew, err := envelope.NewWriter(pw, dk, envelope.Options{Backup: id, Artifact: "events.jsonl", KEK: kek.KEK, Created: now})
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
 		bw := bufio.NewWriterSize(ew, 1<<20)
-		err := readWALFile(f, func(fr Frame) error {
+		err = readWALFile(f, func(fr Frame) error {
 			if events == 0 || fr.Time.Before(first) {
 				first = fr.Time
 			}
@@ -114,7 +118,9 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 			pw.CloseWithError(err)
 			return
 		}
-		pw.CloseWithError(ew.Close())
+		err = ew.Close()
+		res = ew.Result()
+		pw.CloseWithError(err)
 	}()
 	segKey := dir + eventsObject
 	info, err := s.Store.Put(ctx, segKey, pr, store.PutOptions{RetainUntil: retain})
@@ -123,7 +129,6 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 	if err != nil {
 		return Head{}, fmt.Errorf("seal %s: write %s: %w", f.path, segKey, err)
 	}
-	res := ew.Result()
 	if info.SHA256 != "" && info.SHA256 != res.CiphertextSHA256 || info.Size != res.CiphertextSize {
 		return Head{}, fmt.Errorf("seal %s: %w: the store recorded %s as %d bytes with SHA-256 %s, but %d bytes with %s were written", f.path, store.ErrIntegrity, segKey, info.Size, info.SHA256, res.CiphertextSize, res.CiphertextSHA256)
 	}

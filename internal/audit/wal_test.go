@@ -1,0 +1,235 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the test vectors in testdata/")
+
+func ev(i int) Event {
+	return Event{JSON: fmt.Appendf(nil, `{"auditID":"id-%d","stage":"ResponseComplete"}`, i), Time: time.Date(2026, 12, 6, 1, 2, 3, i*1000, time.UTC)}
+}
+
+func readAllFrames(t *testing.T, w *WAL) []Frame {
+	t.Helper()
+	var out []Frame
+	for _, f := range w.closedFiles() {
+		if err := readWALFile(f, func(fr Frame) error {
+			fr.Payload = bytes.Clone(fr.Payload)
+			out = append(out, fr)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestWALAppendRotateReopen(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	w, rec, err := OpenWAL(dir, 0, nil)
+	if err != nil || rec.Files != 0 {
+		t.Fatalf("open: %v %+v", err, rec)
+	}
+	if err := w.Append([]Event{ev(1), ev(2)}, now); err != nil {
+		t.Fatal(err)
+	}
+	if rotated, _ := w.Rotate(now, 1<<20, time.Minute, false); rotated {
+		t.Fatal("rotated before maxBytes or maxAge")
+	}
+	if rotated, _ := w.Rotate(now.Add(time.Minute), 1<<20, time.Minute, false); !rotated {
+		t.Fatal("not rotated at maxAge")
+	}
+	if err := w.Append([]Event{ev(3)}, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.Events != 3 || st.Next != 4 || !st.Oldest.Equal(now) {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]Event{ev(4)}, now); err == nil {
+		t.Fatal("append after close succeeded")
+	}
+
+	w, rec, err = OpenWAL(dir, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Files != 2 || rec.Events != 3 || rec.TornBytes != 0 {
+		t.Fatalf("recovery %+v", rec)
+	}
+	frames := readAllFrames(t, w)
+	for i, fr := range frames {
+		want := ev(i + 1)
+		if fr.Index != uint64(i+1) || !bytes.Equal(fr.Payload, want.JSON) || !fr.Time.Equal(want.Time) {
+			t.Fatalf("frame %d: %d %s %v", i, fr.Index, fr.Payload, fr.Time)
+		}
+	}
+	// The next append continues the indexes in a new file.
+	if err := w.Append([]Event{ev(4)}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, walName(4))); err != nil {
+		t.Fatal(err)
+	}
+
+	// A head that sealed the first file removes it on open.
+	w.Close()
+	w, rec, err = OpenWAL(dir, 2, nil)
+	if err != nil || rec.Removed != 1 || rec.Events != 2 {
+		t.Fatalf("open after seal of 1-2: %v %+v", err, rec)
+	}
+	w.Close()
+	// A head at the end of a file removes it; a head behind a gap is refused.
+	w, rec, err = OpenWAL(dir, 3, nil)
+	if err != nil || rec.Removed != 1 || rec.Events != 1 {
+		t.Fatalf("open after seal of 3: %v %+v", err, rec)
+	}
+	w.Close()
+	if _, _, err := OpenWAL(dir, 1, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "events 2 to 3 are missing") {
+		t.Fatalf("open with a gap: %v", err)
+	}
+	// A head inside a file is refused.
+	if err := w2(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := OpenWAL(dir, 5, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "inside the file") {
+		t.Fatalf("open with the head inside a file: %v", err)
+	}
+}
+
+// w2 appends two events to the WAL in dir (indexes 5 and 6).
+func w2(dir string) error {
+	w, _, err := OpenWAL(dir, 3, nil)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Append([]Event{ev(5), ev(6)}, time.Now())
+}
+
+func TestWALTornTailIsCut(t *testing.T) {
+	dir := t.TempDir()
+	w, _, err := OpenWAL(dir, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]Event{ev(1), ev(2)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	path := filepath.Join(dir, walName(1))
+	torn := appendFrame(nil, 3, time.Now(), ev(3).JSON)
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(torn[:len(torn)-5])
+	f.Close()
+	w, rec, err := OpenWAL(dir, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Events != 2 || rec.TornBytes != int64(len(torn)-5) {
+		t.Fatalf("recovery %+v", rec)
+	}
+	if n := len(readAllFrames(t, w)); n != 2 {
+		t.Fatalf("%d frames after the cut", n)
+	}
+	// A file created but never synced past its magic is dropped.
+	w.Close()
+	os.WriteFile(filepath.Join(dir, walName(3)), []byte("LBW"), 0o600)
+	if _, rec, err = OpenWAL(dir, 0, nil); err != nil || rec.Files != 1 || rec.TornBytes != 3 {
+		t.Fatalf("short magic: %v %+v", err, rec)
+	}
+}
+
+func TestWALDamageIsRefused(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"bad-crc-not-last.log", "CRC-32C mismatch"},
+		{"index-skips.log", "index 9 follows 7"},
+		{"bad-magic.log", "bad magic"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			data, err := os.ReadFile(filepath.Join("testdata", "negative", tc.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, walName(7)), data, 0o600)
+			// A later file makes the damaged one not the last: no torn tail.
+			os.WriteFile(filepath.Join(dir, walName(100)), []byte(walMagic), 0o600)
+			_, _, err = OpenWAL(dir, 0, nil)
+			if !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), walName(7)) {
+				t.Fatalf("got %v, want ErrWALDamaged naming %s: %s", err, walName(7), tc.want)
+			}
+		})
+	}
+}
+
+// TestWALVectors checks the test vectors of docs/format.md §8.6 (and writes
+// them with -update).
+func TestWALVectors(t *testing.T) {
+	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	events := [][]byte{
+		[]byte(`{"auditID":"7c1d2f60-0001","stage":"ResponseComplete","verb":"create"}`),
+		[]byte(`{"auditID":"7c1d2f60-0002","stage":"ResponseComplete","verb":"patch"}`),
+		[]byte(`{"auditID":"7c1d2f60-0003","stage":"ResponseComplete","verb":"delete"}`),
+	}
+	good := []byte(walMagic)
+	var offs []int
+	for i, e := range events {
+		offs = append(offs, len(good))
+		good = appendFrame(good, uint64(7+i), at.Add(time.Duration(i)*time.Second), e)
+	}
+	torn := good[:offs[2]+frameHeader+10]
+	badCRC := bytes.Clone(good)
+	badCRC[offs[1]+frameHeader+3] ^= 0x01
+	skip := []byte(walMagic)
+	skip = appendFrame(skip, 7, at, events[0])
+	skip = appendFrame(skip, 9, at, events[1])
+	badMagic := append([]byte("LBWAL\x00\n\n"), good[8:]...)
+	files := map[string][]byte{
+		"wal-3.log": good, "wal-torn.log": torn,
+		"negative/bad-crc-not-last.log": badCRC, "negative/index-skips.log": skip, "negative/bad-magic.log": badMagic,
+	}
+	for name, want := range files {
+		path := filepath.Join("testdata", name)
+		if *update {
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the encoder's output", path)
+		}
+	}
+	// The good file reads as three frames, the torn one as two.
+	for name, n := range map[string]int{"wal-3.log": 3, "wal-torn.log": 2} {
+		dir := t.TempDir()
+		data, _ := os.ReadFile(filepath.Join("testdata", name))
+		os.WriteFile(filepath.Join(dir, walName(7)), data, 0o600)
+		w, rec, err := OpenWAL(dir, 0, nil)
+		if err != nil || rec.Events != int64(n) {
+			t.Fatalf("%s: %v %+v", name, err, rec)
+		}
+		frames := readAllFrames(t, w)
+		if len(frames) != n || frames[0].Index != 7 || !bytes.Equal(frames[n-1].Payload, events[n-1]) {
+			t.Fatalf("%s: frames %+v", name, frames)
+		}
+	}
+}
