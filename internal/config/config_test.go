@@ -541,7 +541,7 @@ apiVersion: lifeboat.dev/v1alpha1
 kind: BackupPolicy
 `,
 			want: []wantErr{
-				{"f.yaml", 3, "kind", `unknown kind "Shedule"; known kinds: Store, KeyProvider, BackupPlan, RotationPolicy, Drill, Schedule (did you mean "Schedule"?)`},
+				{"f.yaml", 3, "kind", `unknown kind "Shedule"; known kinds: Store, KeyProvider, BackupPlan, RotationPolicy, Drill, Schedule, AuditLog (did you mean "Schedule"?)`},
 				{"f.yaml", 7, "kind", `unknown kind "BackupPolicy"; known kinds: Store, KeyProvider, BackupPlan, RotationPolicy, Drill, Schedule`},
 			},
 		},

@@ -23,6 +23,7 @@ type Set struct {
 	RotationPolicies []*RotationPolicy
 	Drills           []*Drill
 	Schedules        []*Schedule
+	AuditLogs        []*AuditLog
 
 	// Warnings are what the objects hold that is allowed but questionable
 	// (a schedule firing more often than once a minute, ...), sorted by
@@ -258,6 +259,8 @@ func references(objs []object, ids []ident) ErrorList {
 			if kind, name := o.Spec.Target(); kind != "" {
 				ref("spec."+lowerFirst(kind), kind, name)
 			}
+		case *AuditLog:
+			auditLogRefs(v, o, ref, objs)
 		}
 		errs = append(errs, v.errs...)
 		o.orig().warns = append(o.orig().warns, v.warns...)
@@ -405,6 +408,8 @@ func (s *Set) add(o object) {
 		s.Drills = append(s.Drills, o)
 	case *Schedule:
 		s.Schedules = append(s.Schedules, o)
+	case *AuditLog:
+		s.AuditLogs = append(s.AuditLogs, o)
 	}
 }
 
@@ -428,6 +433,9 @@ func (s *Set) Objects() []Object {
 		objs = append(objs, o)
 	}
 	for _, o := range s.Schedules {
+		objs = append(objs, o)
+	}
+	for _, o := range s.AuditLogs {
 		objs = append(objs, o)
 	}
 	slices.SortStableFunc(objs, func(a, b Object) int {
@@ -459,6 +467,9 @@ func (s *Set) RotationPolicy(name string) (*RotationPolicy, bool) {
 
 // Drill returns the Drill named name.
 func (s *Set) Drill(name string) (*Drill, bool) { return find(s.Drills, name) }
+
+// AuditLog returns the AuditLog named name.
+func (s *Set) AuditLog(name string) (*AuditLog, bool) { return find(s.AuditLogs, name) }
 
 // Schedule returns the Schedule named name.
 func (s *Set) Schedule(name string) (*Schedule, bool) { return find(s.Schedules, name) }

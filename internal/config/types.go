@@ -21,7 +21,7 @@ const (
 )
 
 // kindNames lists the kinds in the order Set holds them.
-var kindNames = [...]string{KindStore, KindKeyProvider, KindBackupPlan, KindRotationPolicy, KindDrill, KindSchedule}
+var kindNames = [...]string{KindStore, KindKeyProvider, KindBackupPlan, KindRotationPolicy, KindDrill, KindSchedule, KindAuditLog}
 
 // Defaults applied by Parse to fields left out.
 const (
@@ -945,6 +945,8 @@ func newObject(kind string) object {
 		return new(Drill)
 	case KindSchedule:
 		return new(Schedule)
+	case KindAuditLog:
+		return new(AuditLog)
 	}
 	return nil
 }
