@@ -250,6 +250,26 @@ func TestReplicaTwoServers(t *testing.T) {
 		t.Fatalf("replica records: %v %v", outcomes, err)
 	}
 
+	// A restore from the replica (the primary's region lost, say): its
+	// record goes to the plan's store, never into the replica's log, which
+	// stays its primary's: the next replication continues it.
+	restoreDir := filepath.Join(dir, "restore")
+	out, errs, code = run(t, "--config", cfg, "restore", "apply", m.Backup, "--store", "dr", "--signing-key", signingKey, "--confirm", m.Backup,
+		"--member", "etcd-a=http://127.0.0.1:"+fmt.Sprint(testenv.FreePort(t)), "--out", restoreDir)
+	if code != ExitOK || !strings.Contains(out, "Restored backup") {
+		t.Fatalf("restore apply --store dr: exit %d\n%s\n%s", code, out, errs)
+	}
+	if restores, err := log.OfKind(ctx, job.KindRestore); err != nil || len(restores) != 1 {
+		t.Fatalf("restore record on the primary: %v %v", restores, err)
+	}
+	if _, errs, code := run(t, "--config", cfg, "backup", "replicate", m.Backup, "--signing-key", signingKey); code != ExitOK {
+		t.Fatalf("replicate after a restore from the replica: exit %d\n%s", code, errs)
+	}
+	out, errs, code = run(t, "--config", cfg, "-o", "json", "evidence", "verify", "--store", "dr", "--key", pubFile)
+	if code != ExitOK || !strings.Contains(out, `"restore": 1`) {
+		t.Fatalf("the replica's log after the restore: exit %d\n%s\n%s", code, out, errs)
+	}
+
 	// A byte flipped on the replica's disk, behind the server's back.
 	flipped := filepath.Join(srvB.Root, "dr-region", "clusters", "test", filepath.FromSlash(catalog.ArtifactKey(m.Backup, catalog.ArtifactEtcdSnapshot)))
 	flipFile(t, flipped, 4096)

@@ -59,9 +59,9 @@ reached (the copy resumes on the next run).`,
 			if res == nil && rerr != nil {
 				return rerr
 			}
-			t := table{header: []string{"BACKUP", "REPLICA", "STATE", "COPIED", "SKIPPED", "BYTES", "RECORD"}}
+			t := table{header: []string{"BACKUP", "REPLICA", "STATE", "COPIED", "SKIPPED", "BYTES", "EVIDENCE COPIED", "RECORD"}}
 			for _, r := range res {
-				t.rows = append(t.rows, []string{r.Backup, r.Store, r.State, strconv.Itoa(r.Copied), strconv.Itoa(r.Skipped), byteSize(r.Bytes), r.Record})
+				t.rows = append(t.rows, []string{r.Backup, r.Store, r.State, strconv.Itoa(r.Copied), strconv.Itoa(r.Skipped), byteSize(r.Bytes), strconv.Itoa(r.Records), r.Record})
 			}
 			if err := a.render(cmd.OutOrStdout(), res, t); err != nil {
 				return err

@@ -138,7 +138,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		res.PassedOver = src.passedOver
 		return fail(err)
 	}
-	st, cs, kek, id, m, sum := src.st, src.cs, src.kek, src.id, src.m, src.sum
+	st, kek, id, m, sum := src.st, src.kek, src.id, src.m, src.sum
 	res.Backup, res.PassedOver, res.Record, res.Status, res.KeyObjects = id, src.passedOver, src.record, m.Status, src.keyObjects
 	stages := src.stages
 	stage := func(name, detail string, t0 time.Time) {
@@ -231,7 +231,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	for _, s := range stages {
 		subjStages = append(subjStages, map[string]any{"name": s.Name, "durationMs": s.DurationMs})
 	}
-	rec, err := evidence.NewLog(st, o.Signer, now, evidence.WithRetention(config.EvidenceRetention(cs))).Append(ctx, evidence.Record{
+	rec, err := evidence.NewLog(src.evSt, o.Signer, now, evidence.WithRetention(config.EvidenceRetention(src.evCS))).Append(ctx, evidence.Record{
 		Kind: KindRestore, ID: id + "-" + now().UTC().Format("20060102T150405Z"), Outcome: evidence.OutcomeSuccess,
 		Subject: map[string]any{
 			"backup": id, "target": "etcd", "members": strings.Join(names, ","), "backupClusterId": res.ClusterID,

@@ -169,7 +169,7 @@ func appendRestoreRecord(ctx context.Context, src restoreSource, signer *evidenc
 		st = append(st, map[string]any{"name": s.Name, "durationMs": s.DurationMs})
 	}
 	subject["backup"], subject["manifestSHA256"], subject["stages"] = src.id, src.sum, st
-	return evidence.NewLog(src.st, signer, now, evidence.WithRetention(config.EvidenceRetention(src.cs))).Append(ctx, evidence.Record{
+	return evidence.NewLog(src.evSt, signer, now, evidence.WithRetention(config.EvidenceRetention(src.evCS))).Append(ctx, evidence.Record{
 		Kind: KindRestore, ID: src.id + "-" + now().UTC().Format("20060102T150405Z"), Outcome: outcome,
 		Subject: subject, HIPAA: []string{"§164.308(a)(7)(ii)(B)", "§164.310(d)(2)(iv)"},
 	})

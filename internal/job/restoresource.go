@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,8 +43,13 @@ func (src restoreSource) common() RestoreCommon {
 // the key providers that read it, its manifest (whose MAC held) and the
 // stages so far.
 type restoreSource struct {
-	st         store.Store
-	cs         *config.Store
+	st store.Store
+	cs *config.Store
+	// evSt and evCS receive the restore record: the store read, or, when
+	// that is a replica of the plan, the plan's store (a replica's log is
+	// its primary's, docs/format.md §9.2); nil when opened read-only.
+	evSt       store.Store
+	evCS       *config.Store
 	kek        wire.PlanKeys
 	id         string
 	m          catalog.Manifest
@@ -70,18 +76,28 @@ func openForRestore(ctx context.Context, env *wire.Env, sel RestoreSelection, re
 		planName = p
 	}
 	storeName := sel.Store
-	if p, ok := env.Set.BackupPlan(planName); ok {
+	p, havePlan := env.Set.BackupPlan(planName)
+	if havePlan {
 		storeName = cmpOr(storeName, p.Spec.Store)
 	}
 	cs, ok := env.Set.Store(storeName)
 	if !ok {
 		return src, fmt.Errorf("no Store named %q (name it with --store)", storeName)
 	}
-	st, err := env.OpenStore(ctx, cs, readOnly)
+	fromReplica := havePlan && storeName != p.Spec.Store && slices.Contains(p.Spec.Replicas, storeName)
+	st, err := env.OpenStore(ctx, cs, readOnly || fromReplica)
 	if err != nil {
 		return src, err
 	}
 	src.st, src.cs = st, cs
+	src.evSt, src.evCS = st, cs
+	if fromReplica && !readOnly {
+		pcs, _ := env.Set.Store(p.Spec.Store)
+		if src.evSt, err = env.OpenStore(ctx, pcs, false); err != nil {
+			return src, fmt.Errorf("the restore record goes to the plan's store %s (%s is its replica): %w", pcs.Metadata.Name, storeName, err)
+		}
+		src.evCS = pcs
+	}
 	if src.kek, err = env.BackupKeys(ctx, planName, sel.KeyProvider); err != nil {
 		return src, err
 	}

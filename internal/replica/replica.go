@@ -112,11 +112,13 @@ type Result struct {
 	Store string `json:"store"`
 	// State is the backup's state on the replica afterwards (State*).
 	State string `json:"state"`
-	// Copied and Skipped count objects copied and found already there;
-	// Bytes is the bytes copied.
+	// Copied and Skipped count the backup's objects copied and found
+	// already there; Bytes is the bytes copied.
 	Copied  int   `json:"copied"`
 	Skipped int   `json:"skipped"`
 	Bytes   int64 `json:"bytes"`
+	// Records counts the evidence records copied with it.
+	Records int `json:"records"`
 	// ManifestSHA256 is the manifest replicated; VouchedBy the signed
 	// record that vouched for it.
 	ManifestSHA256 string `json:"manifestSHA256"`
@@ -224,13 +226,19 @@ func (c *Copier) Backup(ctx context.Context, id string) (res Result, err error) 
 		return res, err
 	}
 	if committed {
+		// The log goes on growing after the backup (rotations, drills,
+		// replications): bring the replica's up to date too.
 		res.State = StateReplicated
-		return res, nil
+		er, err := c.Evidence(ctx)
+		res.Records, res.EvidenceHead = er.Copied, c.head
+		return res, err
 	}
 	// The record vouching for the manifest goes before the manifest, so
 	// the replica's commit point never precedes what authenticates it.
 	if c.head < recSeq {
-		if _, err := c.Evidence(ctx); err != nil {
+		er, err := c.Evidence(ctx)
+		res.Records = er.Copied
+		if err != nil {
 			return res, err
 		}
 		if c.head < recSeq {
