@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/lifeboat-dr/lifeboat/internal/audit"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/drill"
@@ -78,7 +79,7 @@ func exitCode(err error) int {
 		errors.Is(err, envelope.ErrFormat), errors.Is(err, envelope.ErrWrongKey),
 		errors.Is(err, envelope.ErrKeyObject), errors.Is(err, keys.ErrUnwrap),
 		errors.Is(err, evidence.ErrTampered), errors.Is(err, catalog.ErrVerification),
-		errors.Is(err, store.ErrIntegrity):
+		errors.Is(err, store.ErrIntegrity), errors.Is(err, audit.ErrTampered), errors.Is(err, audit.ErrWALDamaged):
 		return ExitVerification
 	default:
 		return ExitError

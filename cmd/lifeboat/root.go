@@ -65,7 +65,7 @@ scratch cluster and measure RTO and RPO against targets.
 
 	root.AddCommand(newVersionCommand(a), newValidateCommand(a), newStoreCommand(a), newBackupCommand(a), newKeysCommand(a))
 	root.AddCommand(newEvidenceCommands(a)...)
-	root.AddCommand(newDrillCommand(a), newDemoCommand(a), newServeCommand(a), newRestoreCommand(a))
+	root.AddCommand(newDrillCommand(a), newDemoCommand(a), newServeCommand(a), newRestoreCommand(a), newAuditCommand(a))
 	return root
 }
 

@@ -90,6 +90,9 @@ type Options struct {
 	Clock clock.WithTicker
 	// Listening, if set, is called with the bound address once serving.
 	Listening func(net.Addr)
+	// AuditListening, if set, is called with the audit webhook's bound
+	// address once it listens (only with an AuditLog).
+	AuditListening func(net.Addr)
 }
 
 // ErrConfig marks a configuration that does not load at start.
@@ -157,9 +160,17 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
 	}
 
-	ln, err := server.Listen(ctx, o.Listen)
+	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAudit()
+	auditDone, err := startAudit(auditCtx, o, set, metrics, log)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+
+	ln, err := server.Listen(ctx, o.Listen)
+	if err != nil {
+		stopAudit()
+		return errors.Join(fmt.Errorf("serve: %w", err), auditDone())
 	}
 	h := server.New(server.Options{
 		Metrics: metrics, Status: bk, Logger: log, Now: clk.Now,
@@ -240,6 +251,10 @@ func Run(ctx context.Context, o Options) error {
 	stopElection() // releases the Lease (ReleaseOnCancel)
 	<-leadDone
 	bg.Wait()
+	stopAudit()
+	if err := auditDone(); err != nil {
+		log.Error("audit log did not stop cleanly", "err", err)
+	}
 	stopServing()
 	if err := <-served; err != nil {
 		return fmt.Errorf("serve: %w", err)
