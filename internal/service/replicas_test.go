@@ -2,16 +2,25 @@ package service
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
+	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/server"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
@@ -146,5 +155,97 @@ func TestReplicatorBackoff(t *testing.T) {
 	}
 	if at := step(ReplicaInterval); !at.Equal(t0.Add(210*time.Second + ReplicaInterval)) {
 		t.Fatalf("fifth pass at %s", at)
+	}
+}
+
+// TestReplicatorPass: one pass of serve's loop with the real job.CatchUp
+// on fs stores: a replica that cannot be opened is not caught up (the
+// lag counts from that pass), and once it can, the backup taken before
+// is copied and the lag is 0.
+func TestReplicatorPass(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	enc, keyring := filepath.Join(dir, "enc.yaml"), filepath.Join(dir, "keyring.json")
+	if err := os.WriteFile(enc, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := local.Create(ctx, local.Options{Path: keyring}, "kek"); err != nil {
+		t.Fatal(err)
+	}
+	// The replica's directory is, at first, a file: it cannot be opened.
+	drDir := filepath.Join(dir, "dr")
+	if err := os.WriteFile(drDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "lifeboat.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: primary}
+spec: {type: fs, path: %[1]q, objectLock: {mode: COMPLIANCE, retention: 1d}}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: Store
+metadata: {name: dr}
+spec: {type: fs, path: %[2]q, objectLock: {mode: COMPLIANCE, retention: 1d}}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: KeyProvider
+metadata: {name: local}
+spec: {type: local, keyring: %[3]q}
+---
+apiVersion: lifeboat.dev/v1alpha1
+kind: BackupPlan
+metadata: {name: clinic}
+spec:
+  store: primary
+  replicas: [dr]
+  keyProvider: local
+  retention: 1d
+  sources: [{encryptionConfig: {file: %[4]q}}]
+`, filepath.Join(dir, "primary"), drDir, keyring, enc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := evidence.NewSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &wire.Env{Set: set, Getenv: func(string) string { return "" }}
+	res, err := job.Backup(ctx, env, "clinic", job.BackupOptions{Signer: signer})
+	if err != nil || len(res.Replicas) != 1 || res.Replicas[0].Error == "" {
+		t.Fatalf("backup with its replica unreachable: %+v %v", res.Replicas, err)
+	}
+
+	t0 := time.Now()
+	clk := clocktesting.NewFakeClock(t0)
+	m := server.NewMetrics(clk.Now)
+	r := &replicator{env: func() *wire.Env { return env }, signer: signer, metrics: m, clock: clk, log: slog.New(slog.DiscardHandler), catchUp: job.CatchUp}
+	r.since = map[[2]string]time.Time{}
+	if r.pass(ctx) {
+		t.Fatal("a pass with the replica unreachable says caught up")
+	}
+	clk.Step(time.Minute)
+	if v, ok := replicaLag(t, m, "clinic", "dr"); !ok || v != 60 {
+		t.Fatalf("lag %v %v, want 60s since the first failed pass", v, ok)
+	}
+	if err := os.Remove(drDir); err != nil {
+		t.Fatal(err)
+	}
+	if !r.pass(ctx) {
+		t.Fatal("the pass did not catch the replica up")
+	}
+	if v, _ := replicaLag(t, m, "clinic", "dr"); v != 0 {
+		t.Fatalf("lag %v after catching up", v)
+	}
+	dr, err := fs.Open(ctx, fs.Options{Root: drDir, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Read(ctx, dr, res.Manifest.Backup); err != nil {
+		t.Fatalf("the backup on the replica: %v", err)
 	}
 }
