@@ -76,8 +76,8 @@ func event(id int, user, verb, resource, ns string, at time.Time) map[string]any
 		"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
 		"auditID": fmt.Sprintf("00000000-0000-0000-0000-%012d", id), "stage": "ResponseComplete",
 		"requestURI": "/api/v1/namespaces/" + ns + "/" + resource, "verb": verb,
-		"user":      map[string]any{"username": user, "groups": []string{"system:authenticated"}},
-		"objectRef": map[string]any{"resource": resource, "namespace": ns, "name": fmt.Sprintf("obj-%d", id), "apiVersion": "v1"},
+		"user":                     map[string]any{"username": user, "groups": []string{"system:authenticated"}},
+		"objectRef":                map[string]any{"resource": resource, "namespace": ns, "name": fmt.Sprintf("obj-%d", id), "apiVersion": "v1"},
 		"responseStatus":           map[string]any{"metadata": map[string]any{}, "code": 201},
 		"requestReceivedTimestamp": at.Format(time.RFC3339Nano), "stageTimestamp": at.Add(time.Millisecond).Format(time.RFC3339Nano),
 	}

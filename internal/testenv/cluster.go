@@ -70,6 +70,9 @@ type ClusterOptions struct {
 	// EncryptionConfig, when set, is the --encryption-provider-config to
 	// use instead of a new one (the restored one, say).
 	EncryptionConfig string
+	// ExtraArgs are added to the kube-apiserver's flags (audit backends,
+	// say).
+	ExtraArgs []string
 }
 
 // StartClusterWith is StartCluster with options.
@@ -139,6 +142,7 @@ func StartClusterWith(t testing.TB, o ClusterOptions) *Cluster {
 		"--profiling=false",
 		"--v=1",
 	}
+	args = append(args, o.ExtraArgs...)
 	c.APIServer = startProcess(t, "kube-apiserver", bin, args, nil, dir, c.Ready)
 	client, err := c.newClient()
 	if err != nil {
