@@ -142,6 +142,9 @@ bench: testbin build restic $(BIN)/kubectl
 	$(GO) test -run '^$$' -bench 'RewrapAtScale' -benchtime 1x -timeout 30m ./internal/rotation
 	$(GO) test -run '^$$' -bench 'Manifests20k' -benchtime 1x ./internal/source/manifests
 	$(GO) test -run '^$$' -bench 'ServeIdle' -benchtime 1x ./cmd/lifeboat
+	# Audit webhook: events/s with the WAL fsynced per batch and sealing
+	# beside it, against a receiver that keeps nothing (docs/audit.md).
+	$(GO) test -run '^$$' -bench 'Webhook' -benchtime 500x ./internal/audit
 	# Last: etcd backup and restore beside etcdctl, etcdutl and restic at
 	# 256 MiB, 1 GiB and 2 GiB, as one table, also written to
 	# docs/performance.md.
