@@ -68,24 +68,34 @@ func parseEventList(r io.Reader, received time.Time) ([]Event, error) {
 	}
 	out := make([]Event, 0, len(list.Items))
 	for i, raw := range list.Items {
-		var buf bytes.Buffer
-		buf.Grow(len(raw))
-		if err := json.Compact(&buf, raw); err != nil {
-			return nil, fmt.Errorf("%w: item %d is not JSON", ErrBadBatch, i)
+		ev, err := parseEvent(raw, received)
+		if err != nil {
+			return nil, fmt.Errorf("%w: item %d: %w", ErrBadBatch, i, err)
 		}
-		var f eventFields
-		if err := json.Unmarshal(buf.Bytes(), &f); err != nil {
-			return nil, fmt.Errorf("%w: item %d is not an audit event", ErrBadBatch, i)
-		}
-		if f.AuditID == "" {
-			return nil, fmt.Errorf("%w: item %d has no auditID", ErrBadBatch, i)
-		}
-		if buf.Len() > MaxEventBytes {
-			return nil, fmt.Errorf("%w: item %d is %d bytes, more than %d", ErrBadBatch, i, buf.Len(), MaxEventBytes)
-		}
-		out = append(out, Event{JSON: buf.Bytes(), Time: f.time(received)})
+		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// parseEvent compacts one event and reads its time. Its errors never
+// quote the event.
+func parseEvent(raw []byte, received time.Time) (Event, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return Event{}, errors.New("not JSON")
+	}
+	var f eventFields
+	if err := json.Unmarshal(buf.Bytes(), &f); err != nil {
+		return Event{}, errors.New("not an audit event")
+	}
+	if f.AuditID == "" {
+		return Event{}, errors.New("no auditID")
+	}
+	if buf.Len() > MaxEventBytes {
+		return Event{}, fmt.Errorf("%d bytes, more than %d", buf.Len(), MaxEventBytes)
+	}
+	return Event{JSON: buf.Bytes(), Time: f.time(received)}, nil
 }
 
 // Filter selects events in `audit search`. Empty fields match anything.

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // KindAuditLog is the kind of an AuditLog.
 const KindAuditLog = "AuditLog"
@@ -40,7 +43,12 @@ type AuditLogSpec struct {
 	// shorter than the store's objectLock.retention.
 	Retention Duration `yaml:"retention,omitempty"`
 	// Webhook is the listener the API server's webhook backend posts to.
-	Webhook AuditWebhook `yaml:"webhook"`
+	// Exactly one of Webhook and File is set.
+	Webhook *AuditWebhook `yaml:"webhook,omitempty"`
+	// File reads the API server's log backend (--audit-log-path, JSON
+	// format) from a node-local path instead: serve then runs beside the
+	// API server, one stream per node.
+	File *AuditFile `yaml:"file,omitempty"`
 	// WALDir is the write-ahead log's directory on the replica's volume;
 	// default /var/lib/lifeboat/audit.
 	WALDir string `yaml:"walDir,omitempty"`
@@ -63,6 +71,13 @@ type AuditWebhook struct {
 	ClientCAFile string `yaml:"clientCAFile"`
 	// ClientNames are the accepted client identities. Required.
 	ClientNames []string `yaml:"clientNames"`
+}
+
+// AuditFile is the API server's audit log file (--audit-log-path with
+// --audit-log-format=json), followed across its rotations.
+type AuditFile struct {
+	// Path is the file as mounted in serve's pod. Required.
+	Path string `yaml:"path"`
 }
 
 // AuditSegment bounds a segment: it is sealed when its events reach
@@ -106,13 +121,18 @@ func (o *AuditLog) validate(v *validator) {
 	v.required("spec.store", s.Store)
 	v.oneOf("spec", []string{"keyProvider", "keyProviders"}, []bool{s.KeyProvider != "", len(s.KeyProviders) > 0}, "name the key providers that wrap each segment's data key")
 	v.positive("spec.retention", &s.Retention, DefaultRetention)
-	w := &s.Webhook
-	v.required("spec.webhook.listen", w.Listen)
-	v.required("spec.webhook.certFile", w.CertFile)
-	v.required("spec.webhook.keyFile", w.KeyFile)
-	v.required("spec.webhook.clientCAFile", w.ClientCAFile)
-	if len(w.ClientNames) == 0 {
-		v.errorf("spec.webhook.clientNames", "required: name the API server's client certificate (its common name or a DNS name); any other client is refused")
+	v.oneOf("spec", []string{"webhook", "file"}, []bool{s.Webhook != nil, s.File != nil}, "say how the events arrive: the API server's webhook backend, or its log file")
+	if w := s.Webhook; w != nil {
+		v.required("spec.webhook.listen", w.Listen)
+		v.required("spec.webhook.certFile", w.CertFile)
+		v.required("spec.webhook.keyFile", w.KeyFile)
+		v.required("spec.webhook.clientCAFile", w.ClientCAFile)
+		if len(w.ClientNames) == 0 {
+			v.errorf("spec.webhook.clientNames", "required: name the API server's client certificate (its common name or a DNS name); any other client is refused")
+		}
+	}
+	if f := s.File; f != nil && v.required("spec.file.path", f.Path) && !filepath.IsAbs(f.Path) {
+		v.errorf("spec.file.path", "%q: want an absolute path", f.Path)
 	}
 	if s.WALDir == "" {
 		s.WALDir = DefaultAuditWALDir

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,4 +68,28 @@ spec:
 	})
 	_, err = LoadPaths(writeFiles(t, map[string]string{"a.yaml": base, "audit.yaml": auditLogYAML, "r.yaml": rotation}))
 	checkErrors(t, err, []wantErr{{"audit.yaml", 6, "spec.keyProviders[1]", "audit segments are not rewrapped"}})
+}
+
+func TestAuditLogFileMode(t *testing.T) {
+	file := `apiVersion: lifeboat.dev/v1alpha1
+kind: AuditLog
+metadata: {name: apiserver}
+spec:
+  store: store
+  keyProvider: keys
+  file: {path: /var/log/kubernetes/audit/audit.log}
+`
+	set, err := LoadPaths(writeFiles(t, map[string]string{"a.yaml": base, "f.yaml": file}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := set.AuditLog("apiserver"); a.Spec.File == nil || a.Spec.Webhook != nil {
+		t.Fatalf("spec %+v", a.Spec)
+	}
+	neither := strings.Replace(file, "  file: {path: /var/log/kubernetes/audit/audit.log}\n", "", 1)
+	_, err = LoadPaths(writeFiles(t, map[string]string{"a.yaml": base, "f.yaml": neither}))
+	checkErrors(t, err, []wantErr{{"f.yaml", 4, "spec", "webhook"}})
+	relative := strings.Replace(file, "/var/log/kubernetes/audit/audit.log", "audit.log", 1)
+	_, err = LoadPaths(writeFiles(t, map[string]string{"a.yaml": base, "f.yaml": relative}))
+	checkErrors(t, err, []wantErr{{"f.yaml", 7, "spec.file.path", "absolute"}})
 }

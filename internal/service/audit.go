@@ -37,28 +37,49 @@ func startAudit(ctx context.Context, o Options, set *config.Set, metrics *server
 	if err != nil {
 		return nil, fmt.Errorf("audit log %s: %w", a.Metadata.Name, err)
 	}
-	w := a.Spec.Webhook
-	files := audit.TLSFiles{CertFile: w.CertFile, KeyFile: w.KeyFile, ClientCAFile: w.ClientCAFile, ClientNames: w.ClientNames}
 	var wg sync.WaitGroup
 	var serveErr, runErr error
-	listening := make(chan error, 1)
 	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		serveErr = audit.ServeTLS(ctx, w.Listen, files, r, log, func(addr net.Addr) {
-			if o.AuditListening != nil {
-				o.AuditListening(addr)
+	if f := a.Spec.File; f != nil {
+		go func() {
+			defer wg.Done()
+			log.Info("audit log: following the API server's log file", "path", f.Path)
+			// A failure (the WAL cannot be written, the file cannot be
+			// read) is retried from the checkpoint, with backoff.
+			for backoff := time.Second; ; backoff = min(2*backoff, 5*time.Minute) {
+				err := r.Tail(ctx, f.Path)
+				if ctx.Err() != nil {
+					return
+				}
+				log.Error("audit log: following the file failed; retrying from the checkpoint", "path", f.Path, "retryIn", backoff, "err", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
 			}
-			listening <- nil
-		})
-		select {
-		case listening <- serveErr:
-		default:
+		}()
+	} else {
+		w := a.Spec.Webhook
+		files := audit.TLSFiles{CertFile: w.CertFile, KeyFile: w.KeyFile, ClientCAFile: w.ClientCAFile, ClientNames: w.ClientNames}
+		listening := make(chan error, 1)
+		go func() {
+			defer wg.Done()
+			serveErr = audit.ServeTLS(ctx, w.Listen, files, r, log, func(addr net.Addr) {
+				if o.AuditListening != nil {
+					o.AuditListening(addr)
+				}
+				listening <- nil
+			})
+			select {
+			case listening <- serveErr:
+			default:
+			}
+		}()
+		if err := <-listening; err != nil {
+			wg.Done()
+			return nil, err
 		}
-	}()
-	if err := <-listening; err != nil {
-		wg.Done()
-		return nil, err
 	}
 	// Sealing drains within the grace period after ctx ends.
 	drain, stopDrain := context.WithCancel(context.WithoutCancel(ctx))
