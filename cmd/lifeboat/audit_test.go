@@ -22,6 +22,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
@@ -354,5 +356,90 @@ func TestAuditWebhookFromAPIServer(t *testing.T) {
 	rel, _ := filepath.Rel(filepath.Join(s.storeRoot, "objects"), segment)
 	if code != ExitVerification || !strings.Contains(out, "INVALID") || !strings.Contains(out, filepath.ToSlash(rel)) {
 		t.Fatalf("audit verify after a flipped byte in %s: exit %d\n%s", rel, code, out)
+	}
+}
+
+// TestAuditLogFileFromAPIServer: the file mode follows a real
+// kube-apiserver's audit log file (JSON, rotated at 1 MiB) while lifeboat
+// is SIGKILLed and restarted; every Secret created is found by `audit
+// search`, across the rotations.
+func TestAuditLogFileFromAPIServer(t *testing.T) {
+	s := newAuditSetup(t)
+	logDir := filepath.Join(s.dir, "apiserver-audit")
+	os.MkdirAll(logDir, 0o700)
+	cfgFile := filepath.Join(s.cfgDir, "lifeboat.yaml")
+	cfg, _ := os.ReadFile(cfgFile)
+	head, _, _ := strings.Cut(string(cfg), "  webhook:")
+	cfg = []byte(head + "  file: {path: " + strconv.Quote(filepath.Join(logDir, "audit.log")) + "}\n")
+	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policy := filepath.Join(s.dir, "audit-policy.yaml")
+	os.WriteFile(policy, []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"), 0o600)
+	serve := startServeReplica(t, "node-a", s.args, s.flags)
+	c := testenv.StartClusterWith(t, testenv.ClusterOptions{ExtraArgs: []string{
+		"--audit-policy-file=" + policy,
+		"--audit-log-path=" + filepath.Join(logDir, "audit.log"),
+		"--audit-log-format=json",
+		"--audit-log-maxsize=1",
+		"--audit-log-maxbackup=100",
+	}})
+	cfgREST, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgREST.QPS, cfgREST.Burst = 1000, 1000
+	cs := kubernetes.NewForConfigOrDie(cfgREST)
+	ctx := context.Background()
+	const ns, total = "ehr", 2000
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("chart-%04d", i)}}, metav1.CreateOptions{}); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range total {
+		if i == total/2 {
+			serve.cmd.Process.Signal(syscall.SIGKILL)
+			<-serve.exited
+			serve = startServeReplica(t, "node-a", s.args, s.flags)
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	rotated, _ := filepath.Glob(filepath.Join(logDir, "audit-*.log"))
+	if len(rotated) == 0 {
+		t.Fatal("the API server did not rotate its audit log: the test does not cover rotation")
+	}
+	var found map[string]int
+	waitUntil(t, "every create to be sealed and found", 2*time.Minute, func() bool {
+		found = map[string]int{}
+		for _, e := range s.search(t, "--user", "admin", "--namespace", ns, "--verb", "create", "--resource", "secrets") {
+			found[e.ObjectRef.Name]++
+		}
+		return len(found) >= total
+	})
+	dups := 0
+	for i := range total {
+		n := found[fmt.Sprintf("chart-%04d", i)]
+		if n == 0 {
+			t.Errorf("the create of Secret chart-%04d is not in the audit log", i)
+		}
+		dups += max(0, n-1)
+	}
+	t.Logf("file mode: %d Secrets created across %d rotations and a SIGKILL of lifeboat; all found, %d twice (read again from the checkpoint)", total, len(rotated), dups)
+	if out, errs, code := run(t, "--config", s.cfgDir, "audit", "verify", "--key", s.pubKey); code != ExitOK {
+		t.Fatalf("audit verify: exit %d\n%s\n%s", code, out, errs)
 	}
 }

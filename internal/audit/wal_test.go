@@ -175,7 +175,7 @@ func TestWALDamageIsRefused(t *testing.T) {
 	}
 }
 
-// TestWALVectors checks the test vectors of docs/format.md §8.6 (and writes
+// TestWALVectors checks the test vectors of docs/format.md §8.7 (and writes
 // them with -update).
 func TestWALVectors(t *testing.T) {
 	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
