@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/kube"
@@ -380,3 +381,68 @@ func subresource(r string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestDeployAudit installs deploy/overlays/audit (the base with the API
+// audit log receiver) into a real kube-apiserver: every object applies;
+// the StatefulSet's pod template, with its write-ahead log volume, is
+// admitted by Pod Security "restricted"; its ServiceAccount gets no token;
+// and the configuration in its ConfigMap loads, with its AuditLog.
+func TestDeployAudit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	objs := render(t, "overlays/audit")
+	c := testenv.StartCluster(t)
+	cs, err := kubernetes.NewForConfig(c.RESTConfig(c.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sts, cm *unstructured.Unstructured
+	for _, o := range apply(ctx, t, c, objs) {
+		switch {
+		case o.GetKind() == "StatefulSet" && o.GetName() == "lifeboat-audit":
+			sts = o
+		case o.GetKind() == "ConfigMap" && strings.HasPrefix(o.GetName(), "lifeboat-audit-config-"):
+			cm = o
+		}
+	}
+	if sts == nil || cm == nil {
+		t.Fatalf("deploy/overlays/audit renders no lifeboat-audit StatefulSet or ConfigMap")
+	}
+	tmpl, _, err := unstructured.NestedMap(sts.Object, "spec", "template")
+	if err != nil || tmpl == nil {
+		t.Fatalf("pod template: %v", err)
+	}
+	var p corev1.Pod
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(tmpl, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Name, p.Namespace = "lifeboat-audit-0", "lifeboat"
+	// The StatefulSet controller adds the claim's volume to each pod.
+	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "wal", VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "wal-lifeboat-audit-0"}}})
+	if _, err := cs.CoreV1().Pods("lifeboat").Create(ctx, &p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Fatalf("the audit StatefulSet's pod template is not admitted in namespace lifeboat: %v", err)
+	}
+	if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken {
+		t.Error("the audit receiver's pods mount a ServiceAccount token; they need none")
+	}
+	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "audit.yaml"), []byte(data["audit.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	set, err := config.LoadPaths(dir)
+	if err != nil {
+		t.Fatalf("the audit ConfigMap's configuration does not load: %v", err)
+	}
+	if len(set.AuditLogs) != 1 || set.AuditLogs[0].Spec.WALDir != "/var/lib/lifeboat/audit" {
+		t.Fatalf("the audit configuration's AuditLog: %+v", set.AuditLogs)
+	}
+	mounted := false
+	for _, m := range p.Spec.Containers[0].VolumeMounts {
+		mounted = mounted || m.Name == "wal" && m.MountPath == set.AuditLogs[0].Spec.WALDir
+	}
+	if !mounted {
+		t.Error("the WAL volume is not mounted at the AuditLog's walDir")
+	}
+}
