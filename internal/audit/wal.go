@@ -19,6 +19,7 @@ import (
 
 // WAL format constants (docs/format.md §8.2).
 const (
+	batchFlag     = 1 << 31
 	walMagic      = "LBWAL\x00\r\n"
 	frameHeader   = 24
 	MaxEventBytes = 16 << 20
@@ -171,8 +172,9 @@ func parseWALName(n string) (uint64, bool) {
 	return v, err == nil
 }
 
-// scanWALFile checks every frame of path. In the last file a torn tail is
-// cut (and its length returned); anywhere else it is damage.
+// scanWALFile checks every batch of path. In the last file a torn tail
+// (the unfinished last append, never acknowledged) is cut, and its length
+// returned; any other problem is damage.
 func scanWALFile(path string, last bool) (walFile, int64, error) {
 	f := walFile{path: path}
 	first, _ := parseWALName(filepath.Base(path))
@@ -194,64 +196,170 @@ func scanWALFile(path string, last bool) (walFile, int64, error) {
 		}
 		return f, size, nil
 	}
-	good := int64(0)
 	damage := func(off int64, what string) error {
 		return fmt.Errorf("%w: %s at byte %d: %s", ErrWALDamaged, path, off, what)
 	}
-	err = readFrames(bufio.NewReaderSize(file, 1<<20), func(off int64, fr Frame) error {
-		if f.events == 0 {
-			if fr.Index != first {
-				return damage(off, fmt.Sprintf("first index %d, but the file is named for %d", fr.Index, first))
-			}
-			f.first, f.oldest = fr.Index, fr.Time
-		} else if fr.Index != f.last+1 {
-			return damage(off, fmt.Sprintf("index %d follows %d", fr.Index, f.last))
-		}
-		f.last = fr.Index
-		f.events++
-		f.bytes += int64(len(fr.Payload))
-		good = off + frameHeader + int64(len(fr.Payload))
-		return nil
-	})
+	b := newBatchReader(first)
+	err = readFrames(bufio.NewReaderSize(file, 1<<20), b.frame)
 	var fe *frameError
+	problem := int64(-1)
 	switch {
+	case err == nil && b.remaining == 0:
+		return b.committed(path), 0, nil
 	case err == nil:
-	case errors.As(err, &fe) && last && fe.off >= walHeaderLen():
-		// A torn tail: cut it.
-		if err := file.Truncate(good); err != nil {
-			return f, 0, fmt.Errorf("audit WAL: cut torn tail of %s: %w", path, err)
-		}
-		if err := file.Sync(); err != nil {
-			return f, 0, fmt.Errorf("audit WAL: sync %s: %w", path, err)
-		}
-		return f, size - good, nil
+		problem = b.batchOff // an incomplete last batch
+		fe = &frameError{problem, fmt.Sprintf("a batch of %d events ends after %d", b.count, b.count-b.remaining), true}
 	case errors.As(err, &fe):
-		return f, 0, damage(fe.off, fe.msg)
+		problem = fe.off
 	default:
 		return f, 0, err
 	}
-	return f, 0, nil
+	if !last || !fe.physical {
+		return f, 0, damage(problem, fe.msg)
+	}
+	// The last file: a torn tail only if no acknowledged batch follows
+	// the problem (a batch is written only after the one before it is
+	// fsynced and acknowledged).
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, 0, fmt.Errorf("audit WAL: read %s: %w", path, err)
+	}
+	if at := findBatchStart(data, problem+1, b.lastCommitted()); at >= 0 {
+		return f, 0, damage(problem, fmt.Sprintf("%s, and a whole batch follows at byte %d: acknowledged events would be lost", fe.msg, at))
+	}
+	if err := file.Truncate(b.goodEnd); err != nil {
+		return f, 0, fmt.Errorf("audit WAL: cut torn tail of %s: %w", path, err)
+	}
+	if err := file.Sync(); err != nil {
+		return f, 0, fmt.Errorf("audit WAL: sync %s: %w", path, err)
+	}
+	return b.committed(path), size - b.goodEnd, nil
 }
 
 func walHeaderLen() int64 { return int64(len(walMagic)) }
 
+// frameError is a problem with a frame at off. physical problems (a
+// short frame, a bad length or CRC) may be the torn tail of an append
+// interrupted by a crash; others (an index out of place in a frame whose
+// CRC holds) are damage.
 type frameError struct {
-	off int64
-	msg string
+	off      int64
+	msg      string
+	physical bool
 }
 
 func (e *frameError) Error() string { return fmt.Sprintf("byte %d: %s", e.off, e.msg) }
 
+// rawFrame is one frame as read: a batch start or an event.
+type rawFrame struct {
+	off     int64
+	batch   bool
+	index   uint64
+	time    time.Time
+	payload []byte
+}
+
+// batchReader checks frames against the batch structure and counts what
+// complete batches hold.
+type batchReader struct {
+	expect           uint64
+	remaining, count uint32
+	batchOff         int64
+	batchTime        time.Time
+	goodEnd          int64
+	first, last      uint64
+	events, bytes    int64
+	oldest           time.Time
+	pendingBytes     int64
+	onEvent          func(Frame) error
+}
+
+func newBatchReader(first uint64) *batchReader {
+	return &batchReader{expect: first, goodEnd: walHeaderLen()}
+}
+
+func (b *batchReader) frame(fr rawFrame) error {
+	if fr.batch {
+		switch {
+		case b.remaining > 0:
+			return &frameError{fr.off, fmt.Sprintf("a batch starts %d events before the previous one's end", b.remaining), false}
+		case fr.index != b.expect:
+			return &frameError{fr.off, fmt.Sprintf("a batch starts at index %d, want %d", fr.index, b.expect), false}
+		}
+		b.count = binary.BigEndian.Uint32(fr.payload)
+		if b.count == 0 {
+			return &frameError{fr.off, "an empty batch", false}
+		}
+		b.remaining, b.batchOff, b.batchTime, b.pendingBytes = b.count, fr.off, fr.time, 0
+		return nil
+	}
+	switch {
+	case b.remaining == 0:
+		return &frameError{fr.off, "an event outside a batch", false}
+	case fr.index != b.expect:
+		return &frameError{fr.off, fmt.Sprintf("index %d follows %d", fr.index, b.expect-1), false}
+	}
+	if b.onEvent != nil {
+		if err := b.onEvent(Frame{Index: fr.index, Time: fr.time, Payload: fr.payload}); err != nil {
+			return err
+		}
+	}
+	b.expect++
+	b.remaining--
+	b.pendingBytes += int64(len(fr.payload))
+	if b.remaining == 0 {
+		if b.events == 0 {
+			b.first, b.oldest = b.expect-uint64(b.count), b.batchTime
+		}
+		b.last = b.expect - 1
+		b.events += int64(b.count)
+		b.bytes += b.pendingBytes
+		b.goodEnd = fr.off + frameHeader + int64(len(fr.payload))
+	}
+	return nil
+}
+
+// lastCommitted is the last index of the last whole batch.
+func (b *batchReader) lastCommitted() uint64 {
+	if b.remaining == 0 {
+		return b.expect - 1
+	}
+	return b.expect - uint64(b.count-b.remaining) - 1
+}
+
+func (b *batchReader) committed(path string) walFile {
+	return walFile{path: path, first: b.first, last: b.last, events: b.events, bytes: b.bytes, oldest: b.oldest}
+}
+
+// findBatchStart returns the offset of the first whole, CRC-valid batch
+// start frame in data at or after from whose first index is after
+// afterIndex; -1 if there is none.
+func findBatchStart(data []byte, from int64, afterIndex uint64) int64 {
+	for i := max(from, 0); i+frameHeader+4 <= int64(len(data)); i++ {
+		if binary.BigEndian.Uint32(data[i:]) != batchFlag|4 {
+			continue
+		}
+		if binary.BigEndian.Uint64(data[i+4:]) <= afterIndex {
+			continue
+		}
+		crc := crc32.Update(crc32.Checksum(data[i+4:i+20], castagnoli), castagnoli, data[i+24:i+28])
+		if crc == binary.BigEndian.Uint32(data[i+20:]) {
+			return i
+		}
+	}
+	return -1
+}
+
 // readFrames reads a WAL file's magic and frames, calling fn for each
-// whole, checked frame with its offset. A short or bad frame or magic is a
+// whole, CRC-checked frame. A short or bad frame or magic is a
 // *frameError; fn's errors are returned as they are.
-func readFrames(r io.Reader, fn func(off int64, fr Frame) error) error {
+func readFrames(r io.Reader, fn func(rawFrame) error) error {
 	magic := make([]byte, len(walMagic))
 	if n, err := io.ReadFull(r, magic); err != nil || string(magic) != walMagic {
 		if err == nil || n == len(magic) {
-			return &frameError{0, "not a lifeboat WAL file (bad magic)"}
+			return &frameError{0, "not a lifeboat WAL file (bad magic)", false}
 		}
-		return &frameError{0, "short magic"}
+		return &frameError{0, "short magic", true}
 	}
 	off := int64(len(walMagic))
 	var hdr [frameHeader]byte
@@ -263,13 +371,15 @@ func readFrames(r io.Reader, fn func(off int64, fr Frame) error) error {
 		}
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return &frameError{off, fmt.Sprintf("frame header cut after %d bytes", n)}
+				return &frameError{off, fmt.Sprintf("frame header cut after %d bytes", n), true}
 			}
 			return err
 		}
-		l := binary.BigEndian.Uint32(hdr[0:4])
-		if l == 0 || l > MaxEventBytes {
-			return &frameError{off, fmt.Sprintf("payload length %d outside 1 to %d", l, MaxEventBytes)}
+		word := binary.BigEndian.Uint32(hdr[0:4])
+		batch := word&batchFlag != 0
+		l := word &^ batchFlag
+		if batch && l != 4 || !batch && (l == 0 || l > MaxEventBytes) {
+			return &frameError{off, fmt.Sprintf("frame length word %#x is not a batch start (4 bytes) or an event of 1 to %d bytes", word, MaxEventBytes), true}
 		}
 		if cap(payload) < int(l) {
 			payload = make([]byte, l)
@@ -277,16 +387,17 @@ func readFrames(r io.Reader, fn func(off int64, fr Frame) error) error {
 		payload = payload[:l]
 		if _, err := io.ReadFull(r, payload); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
-				return &frameError{off, "payload cut short"}
+				return &frameError{off, "payload cut short", true}
 			}
 			return err
 		}
 		crc := crc32.Update(crc32.Checksum(hdr[4:20], castagnoli), castagnoli, payload)
 		if crc != binary.BigEndian.Uint32(hdr[20:24]) {
-			return &frameError{off, "CRC-32C mismatch"}
+			return &frameError{off, "CRC-32C mismatch", true}
 		}
-		fr := Frame{Index: binary.BigEndian.Uint64(hdr[4:12]), Time: time.Unix(0, int64(binary.BigEndian.Uint64(hdr[12:20]))).UTC(), Payload: payload}
-		if err := fn(off, fr); err != nil {
+		fr := rawFrame{off: off, batch: batch, index: binary.BigEndian.Uint64(hdr[4:12]),
+			time: time.Unix(0, int64(binary.BigEndian.Uint64(hdr[12:20]))).UTC(), payload: payload}
+		if err := fn(fr); err != nil {
 			return err
 		}
 		off += frameHeader + int64(l)
@@ -294,15 +405,27 @@ func readFrames(r io.Reader, fn func(off int64, fr Frame) error) error {
 }
 
 // appendFrame appends one frame to buf.
-func appendFrame(buf []byte, index uint64, t time.Time, payload []byte) []byte {
+func appendFrame(buf []byte, word uint32, index uint64, t time.Time, payload []byte) []byte {
 	var hdr [frameHeader]byte
-	binary.BigEndian.PutUint32(hdr[0:4], uint32(len(payload)))
+	binary.BigEndian.PutUint32(hdr[0:4], word)
 	binary.BigEndian.PutUint64(hdr[4:12], index)
 	binary.BigEndian.PutUint64(hdr[12:20], uint64(t.UnixNano()))
 	crc := crc32.Update(crc32.Checksum(hdr[4:20], castagnoli), castagnoli, payload)
 	binary.BigEndian.PutUint32(hdr[20:24], crc)
 	buf = append(buf, hdr[:]...)
 	return append(buf, payload...)
+}
+
+// appendBatch appends one append's frames to buf: the batch start (the
+// first index, the receive time, the count), then each event.
+func appendBatch(buf []byte, first uint64, received time.Time, events []Event) []byte {
+	var count [4]byte
+	binary.BigEndian.PutUint32(count[:], uint32(len(events)))
+	buf = appendFrame(buf, batchFlag|4, first, received, count[:])
+	for i, e := range events {
+		buf = appendFrame(buf, uint32(len(e.JSON)), first+uint64(i), e.Time, e.JSON)
+	}
+	return buf
 }
 
 // Event is one audit event to append.
@@ -336,12 +459,10 @@ func (w *WAL) Append(events []Event, received time.Time) error {
 			return err
 		}
 	}
-	var buf []byte
-	idx := w.next
+	buf := appendBatch(nil, w.next, received, events)
+	idx := w.next + uint64(len(events))
 	var payload int64
 	for _, e := range events {
-		buf = appendFrame(buf, idx, e.Time, e.JSON)
-		idx++
 		payload += int64(len(e.JSON))
 	}
 	_, err := w.cur.Write(buf)
@@ -482,22 +603,17 @@ func (w *WAL) Close() error {
 	return err
 }
 
-// readWALFile reads a closed file's frames again, checking them against
-// what was recorded when it was closed.
+// readWALFile reads a closed file's events again, checking them against
+// the batch structure and what was recorded when it was closed.
 func readWALFile(f walFile, fn func(Frame) error) error {
 	file, err := os.Open(f.path)
 	if err != nil {
 		return fmt.Errorf("audit WAL: read %s: %w", f.path, err)
 	}
 	defer file.Close()
-	next := f.first
-	err = readFrames(bufio.NewReaderSize(file, 1<<20), func(off int64, fr Frame) error {
-		if fr.Index != next {
-			return &frameError{off, fmt.Sprintf("index %d, want %d", fr.Index, next)}
-		}
-		next++
-		return fn(fr)
-	})
+	b := newBatchReader(f.first)
+	b.onEvent = fn
+	err = readFrames(bufio.NewReaderSize(file, 1<<20), b.frame)
 	var fe *frameError
 	if errors.As(err, &fe) {
 		return fmt.Errorf("%w: %s at byte %d: %s", ErrWALDamaged, f.path, fe.off, fe.msg)
@@ -505,8 +621,8 @@ func readWALFile(f walFile, fn func(Frame) error) error {
 	if err != nil {
 		return err
 	}
-	if next != f.last+1 {
-		return fmt.Errorf("%w: %s ends at index %d, want %d", ErrWALDamaged, f.path, next-1, f.last)
+	if b.remaining != 0 || b.events != f.events || b.last != f.last {
+		return fmt.Errorf("%w: %s holds %d whole events to index %d, want %d to %d", ErrWALDamaged, f.path, b.events, b.last, f.events, f.last)
 	}
 	return nil
 }

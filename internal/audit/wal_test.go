@@ -130,7 +130,7 @@ func TestWALTornTailIsCut(t *testing.T) {
 	}
 	w.Close()
 	path := filepath.Join(dir, walName(1))
-	torn := appendFrame(nil, 3, time.Now(), ev(3).JSON)
+	torn := appendBatch(nil, 3, time.Now(), []Event{ev(3)})
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	f.Write(torn[:len(torn)-5])
 	f.Close()
@@ -154,8 +154,8 @@ func TestWALTornTailIsCut(t *testing.T) {
 
 func TestWALDamageIsRefused(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
-		{"bad-crc-not-last.log", "CRC-32C mismatch"},
-		{"index-skips.log", "index 9 follows 7"},
+		{"bad-crc-then-batch.log", "CRC-32C mismatch"},
+		{"index-skips.log", "a batch starts at index 9, want 8"},
 		{"bad-magic.log", "bad magic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,11 +165,16 @@ func TestWALDamageIsRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.WriteFile(filepath.Join(dir, walName(7)), data, 0o600)
-			// A later file makes the damaged one not the last: no torn tail.
-			os.WriteFile(filepath.Join(dir, walName(100)), []byte(walMagic), 0o600)
-			_, _, err = OpenWAL(dir, 0, nil)
-			if !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), walName(7)) {
-				t.Fatalf("got %v, want ErrWALDamaged naming %s: %s", err, walName(7), tc.want)
+			// As the last file (where a torn tail is cut) and as a file
+			// followed by another: refused both ways.
+			for _, later := range []bool{false, true} {
+				if later {
+					os.WriteFile(filepath.Join(dir, walName(100)), []byte(walMagic), 0o600)
+				}
+				_, _, err = OpenWAL(dir, 0, nil)
+				if !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), walName(7)) {
+					t.Fatalf("later file %v: got %v, want ErrWALDamaged naming %s: %s", later, err, walName(7), tc.want)
+				}
 			}
 		})
 	}
@@ -184,22 +189,28 @@ func TestWALVectors(t *testing.T) {
 		[]byte(`{"auditID":"7c1d2f60-0002","stage":"ResponseComplete","verb":"patch"}`),
 		[]byte(`{"auditID":"7c1d2f60-0003","stage":"ResponseComplete","verb":"delete"}`),
 	}
-	good := []byte(walMagic)
-	var offs []int
+	// wal-3.log: one append of events 7 and 8, then one of event 9.
+	evs := make([]Event, 3)
 	for i, e := range events {
-		offs = append(offs, len(good))
-		good = appendFrame(good, uint64(7+i), at.Add(time.Duration(i)*time.Second), e)
+		evs[i] = Event{JSON: e, Time: at.Add(time.Duration(i) * time.Second)}
 	}
-	torn := good[:offs[2]+frameHeader+10]
+	good := appendBatch([]byte(walMagic), 7, at, evs[:2])
+	second := len(good)
+	good = appendBatch(good, 9, at.Add(time.Second), evs[2:])
+	// Cut in the middle of the last append: a torn tail.
+	torn := good[:second+frameHeader+4+frameHeader+10]
+	// A flipped byte in event 8, followed by the whole second append:
+	// damage even in the last file (the second append was only written
+	// after the first was fsynced and acknowledged).
+	event8 := len(walMagic) + frameHeader + 4 + frameHeader + len(events[0])
 	badCRC := bytes.Clone(good)
-	badCRC[offs[1]+frameHeader+3] ^= 0x01
-	skip := []byte(walMagic)
-	skip = appendFrame(skip, 7, at, events[0])
-	skip = appendFrame(skip, 9, at, events[1])
+	badCRC[event8+frameHeader+3] ^= 0x01
+	skip := appendBatch([]byte(walMagic), 7, at, evs[:1])
+	skip = appendBatch(skip, 9, at, evs[2:])
 	badMagic := append([]byte("LBWAL\x00\n\n"), good[8:]...)
 	files := map[string][]byte{
 		"wal-3.log": good, "wal-torn.log": torn,
-		"negative/bad-crc-not-last.log": badCRC, "negative/index-skips.log": skip, "negative/bad-magic.log": badMagic,
+		"negative/bad-crc-then-batch.log": badCRC, "negative/index-skips.log": skip, "negative/bad-magic.log": badMagic,
 	}
 	for name, want := range files {
 		path := filepath.Join("testdata", name)
@@ -220,6 +231,7 @@ func TestWALVectors(t *testing.T) {
 	}
 	// The good file reads as three frames, the torn one as two.
 	for name, n := range map[string]int{"wal-3.log": 3, "wal-torn.log": 2} {
+		// (The torn file keeps the first append whole: events 7 and 8.)
 		dir := t.TempDir()
 		data, _ := os.ReadFile(filepath.Join("testdata", name))
 		os.WriteFile(filepath.Join(dir, walName(7)), data, 0o600)
