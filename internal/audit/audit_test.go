@@ -287,6 +287,12 @@ func TestVerifyFindsTampering(t *testing.T) {
 		{"record removed from the middle", func(t *testing.T, f *fixture, h *Head) {
 			os.Remove(filepath.Join(f.root, "objects", filepath.FromSlash(recordKey("apiserver", "lifeboat-0", 1))))
 		}, "past a gap"},
+		{"an object planted in a committed segment", func(t *testing.T, f *fixture, h *Head) {
+			key := segmentDir("apiserver", "lifeboat-0", h.Record.Segment) + "keys/planted.json"
+			if _, err := f.st.Put(ctx, key, strings.NewReader("{}"), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}, "keys/planted.json: an object the record"},
 		{"an object planted in the log", func(t *testing.T, f *fixture, h *Head) {
 			if _, err := f.st.Put(ctx, "audit/apiserver/lifeboat-0/notes.txt", strings.NewReader("x"), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
 				t.Fatal(err)
@@ -337,5 +343,60 @@ func replace(t *testing.T, f *fixture, key string, data []byte) {
 	os.Chmod(rp, 0o600)
 	if err := os.WriteFile(rp, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPlantedStreamAndSearchGaps: a stream planted under another key fails
+// verify even without --key (one key must sign every stream); search names
+// a stream it cannot walk, or one with a record past a gap, and still
+// searches the others.
+func TestPlantedStreamAndSearchGaps(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	r := f.open(t, nil)
+	for i := 1; i <= 3; i++ {
+		post(t, r, event(i, "alice", "create", "secrets", "ehr", t0.Add(time.Duration(i)*time.Second)))
+		if err := r.Seal(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another key's stream, as someone who can write the bucket makes it.
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	mallory, _ := evidence.NewSigner(priv)
+	o := f.options(nil)
+	o.Stream, o.Signer, o.WALDir = "lifeboat-9", mallory, filepath.Join(t.TempDir(), "wal")
+	r9, _, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(t, r9, event(99, "mallory", "delete", "secrets", "ehr", t0))
+	if err := r9.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vr, err := Verify(ctx, f.st, VerifyOptions{Log: "apiserver"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vr.OK() || vr.OriginChecked || !strings.Contains(fmt.Sprint(vr.Streams), "not one of the trusted keys") {
+		t.Fatalf("verify without --key accepted a stream under another key: %+v", vr)
+	}
+	trusted := []evidence.PublicKey{f.signer.PublicKey()}
+	res, err := Search(ctx, f.st, SearchOptions{Log: "apiserver", Trusted: trusted, Unwrappers: []envelope.Unwrapper{f.keyring}})
+	if err == nil || !strings.Contains(err.Error(), "stream lifeboat-9") || len(res.Matches) != 3 {
+		t.Fatalf("search: %v, %d matches; want the planted stream named and the 3 real events", err, len(res.Matches))
+	}
+	// A record removed from the middle (a disk writer on an fs store):
+	// search does not stop silently before it.
+	os.Remove(filepath.Join(f.root, "objects", filepath.FromSlash(recordKey("apiserver", "lifeboat-0", 2))))
+	_, err = Search(ctx, f.st, SearchOptions{Log: "apiserver", Trusted: trusted, Unwrappers: []envelope.Unwrapper{f.keyring}})
+	if err == nil || !strings.Contains(err.Error(), "past a gap") {
+		t.Fatalf("search with a record missing from the middle: %v", err)
+	}
+	// After stop, nothing more is acknowledged.
+	if err := r.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := post(t, r, event(4, "alice", "create", "secrets", "ehr", t0)); c != http.StatusServiceUnavailable {
+		t.Fatalf("a batch after stop: %d", c)
 	}
 }

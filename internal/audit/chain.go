@@ -120,11 +120,12 @@ func ReadHead(ctx context.Context, st Store, log, stream string, trusted []evide
 		if err != nil {
 			return nil, fmt.Errorf("list %s: %w", prefix, err)
 		}
-		seq, ok := parseRecordKey(prefix, obj.Key)
-		if !ok {
-			return nil, fmt.Errorf("%w: %s is not a segment record key", ErrTampered, obj.Key)
+		// Keys that are not record keys are not lifeboat's: skipped here
+		// (audit verify names them), so that a planted object cannot stop
+		// the receiver.
+		if seq, ok := parseRecordKey(prefix, obj.Key); ok {
+			last = max(last, seq)
 		}
-		last = max(last, seq)
 	}
 	if last == 0 {
 		return nil, nil

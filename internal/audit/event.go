@@ -64,7 +64,7 @@ func parseEventList(r io.Reader, received time.Time) ([]Event, error) {
 		return nil, fmt.Errorf("%w: data after the list", ErrBadBatch)
 	}
 	if list.Kind != "EventList" || list.APIVersion != "audit.k8s.io/v1" {
-		return nil, fmt.Errorf("%w: kind %q apiVersion %q", ErrBadBatch, list.Kind, list.APIVersion)
+		return nil, fmt.Errorf("%w: kind %.64q apiVersion %.64q", ErrBadBatch, list.Kind, list.APIVersion)
 	}
 	out := make([]Event, 0, len(list.Items))
 	for i, raw := range list.Items {

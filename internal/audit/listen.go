@@ -82,10 +82,15 @@ func (l *tlsLoader) get() (*tls.Config, error) {
 				return errors.New("no client certificate")
 			}
 			leaf := cs.PeerCertificates[0]
+			// Go accepts a leaf without extended key usages for client
+			// authentication; lifeboat asks for clientAuth explicitly.
+			if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+				return fmt.Errorf("client certificate %.64q is not for client authentication (no clientAuth extended key usage)", leaf.Subject.CommonName)
+			}
 			if slices.Contains(names, leaf.Subject.CommonName) || slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return slices.Contains(names, n) }) {
 				return nil
 			}
-			return fmt.Errorf("client certificate %q is not one of spec.webhook.clientNames", leaf.Subject.CommonName)
+			return fmt.Errorf("client certificate %.64q is not one of spec.webhook.clientNames", leaf.Subject.CommonName)
 		},
 	}
 	l.stamp = stamp

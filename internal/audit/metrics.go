@@ -7,7 +7,17 @@ type Metrics struct {
 	received, acknowledged, sealed, segments prometheus.Counter
 	refused, walFailures, segmentFailures    prometheus.Counter
 	walBytes, walEvents, oldestAge           prometheus.Gauge
-	lastSealed                               prometheus.Gauge
+	lastSealed, receiving                    prometheus.Gauge
+}
+
+// SetReceiving says whether the intake (the webhook listener or the file
+// reader) is running.
+func (m *Metrics) SetReceiving(on bool) {
+	if on {
+		m.receiving.Set(1)
+	} else {
+		m.receiving.Set(0)
+	}
 }
 
 // NewMetrics makes the metrics of one AuditLog and registers them with reg
@@ -35,10 +45,11 @@ func NewMetrics(reg prometheus.Registerer, log ...string) *Metrics {
 		walEvents:       g("wal_events", "Audit events in the write-ahead log, not yet sealed."),
 		oldestAge:       g("oldest_unsealed_event_age_seconds", "Age of the oldest acknowledged audit event not yet sealed; 0 when none waits."),
 		lastSealed:      g("last_sealed_timestamp_seconds", "When the newest segment was sealed (Unix time)."),
+		receiving:       g("receiving", "1 while the audit intake (webhook listener or file reader) runs; 0 while the audit log cannot start or its intake is being retried."),
 	}
 	if reg != nil {
 		for _, col := range []prometheus.Collector{m.received, m.acknowledged, m.sealed, m.segments, m.refused, m.walFailures,
-			m.segmentFailures, m.walBytes, m.walEvents, m.oldestAge, m.lastSealed} {
+			m.segmentFailures, m.walBytes, m.walEvents, m.oldestAge, m.lastSealed, m.receiving} {
 			reg.MustRegister(col)
 		}
 	}

@@ -97,17 +97,17 @@ func Open(ctx context.Context, o Options) (*Receiver, Recovery, error) {
 	if err != nil {
 		return nil, Recovery{}, fmt.Errorf("audit log %s: read the head of stream %s: %w", o.Log, o.Stream, err)
 	}
-	var sealed uint64
+	var headRec *evidence.AuditSegment
 	if head != nil {
-		sealed = uint64(head.Record.WALLast)
+		headRec = &head.Record
 	}
-	wal, rec, err := OpenWAL(o.WALDir, sealed, log)
+	wal, rec, err := OpenWAL(o.WALDir, headRec, log)
 	if err != nil {
 		return nil, rec, fmt.Errorf("audit log %s: %w", o.Log, err)
 	}
 	r := &Receiver{
 		o: o, log: log, wal: wal, m: o.Metrics, head: head, kick: make(chan struct{}, 1),
-		sealer: &Sealer{Log: o.Log, Stream: o.Stream, Store: o.Store, Wrappers: o.Wrappers, Signer: o.Signer, Retention: o.Retention, Now: o.Now},
+		sealer: &Sealer{Log: o.Log, Stream: o.Stream, WALID: wal.ID(), Store: o.Store, Wrappers: o.Wrappers, Signer: o.Signer, Retention: o.Retention, Now: o.Now, Logger: log},
 	}
 	log.Info("audit log opened", "headSeq", headSeq(head), "waitingFiles", rec.Files, "waitingEvents", rec.Events,
 		"removedSealed", rec.Removed, "tornBytes", rec.TornBytes)
@@ -168,9 +168,11 @@ func (r *Receiver) observe() {
 }
 
 // Run seals closed WAL files until ctx ends, retrying failures with
-// backoff. It then stops acknowledging, closes the open file and seals
+// backoff. It then stops acknowledging (cancel ctx only once the listener
+// has stopped and its requests have finished), closes the WAL and seals
 // what waits until drain ends (a context the caller cancels after its
-// grace period); what is not sealed stays in the WAL for the next start.
+// grace period); what is not sealed stays in the WAL for the next start,
+// and the error says how many events.
 func (r *Receiver) Run(ctx, drain context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -215,15 +217,20 @@ func (r *Receiver) Seal(ctx context.Context) error {
 
 func (r *Receiver) stop(drain context.Context) error {
 	r.stopping.Store(true)
-	err := r.Seal(drain)
-	if cerr := r.wal.Close(); err == nil {
-		err = cerr
+	// Close first: from here on an append fails (503) instead of landing
+	// in a file nobody seals; then seal everything that was acknowledged.
+	err := r.wal.Close()
+	if serr := r.sealAll(drain); err == nil {
+		err = serr
 	}
 	r.observe()
-	if err != nil {
-		return fmt.Errorf("audit log %s: seal on shutdown (the events stay in the WAL for the next start): %w", r.o.Log, err)
+	if left := r.wal.Stats(); left.Events > 0 {
+		err = errors.Join(err, fmt.Errorf("%d acknowledged events are left in the WAL %s for the next start", left.Events, r.o.WALDir))
 	}
-	r.log.Info("audit log stopped; everything acknowledged is sealed")
+	if err != nil {
+		return fmt.Errorf("audit log %s: seal on shutdown: %w", r.o.Log, err)
+	}
+	r.log.Info("audit log stopped; every acknowledged event is sealed")
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
@@ -19,7 +20,9 @@ import (
 // Sealer turns closed WAL files into committed segments of one stream.
 type Sealer struct {
 	Log, Stream string
-	Store       Store
+	// WALID is the WAL's ID, recorded in each record.
+	WALID string
+	Store Store
 	// Wrappers wrap each segment's data key, one key object each (the
 	// AuditLog's key providers, in order).
 	Wrappers []envelope.Wrapper
@@ -27,12 +30,14 @@ type Sealer struct {
 	// Retention is how long every object is locked.
 	Retention time.Duration
 	Now       func() time.Time
+	Logger    *slog.Logger
 }
 
-// Sealed describes one committed segment.
-type Sealed struct {
-	Record evidence.AuditSegment
-	Head   Head
+// logf logs through Logger, if set.
+func (s *Sealer) logf(msg string, args ...any) {
+	if s.Logger != nil {
+		s.Logger.Warn(msg, args...)
+	}
 }
 
 // seal writes f as the segment after head (nil for the stream's first)
@@ -137,7 +142,7 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 	}
 	rec := evidence.AuditSegment{
 		Log: s.Log, Stream: s.Stream, Seq: seq, Prev: prev, Segment: segment, Events: events,
-		FirstEvent: first, LastEvent: last, WALFirst: int64(f.first), WALLast: int64(f.last),
+		FirstEvent: first, LastEvent: last, WALFirst: int64(f.first), WALLast: int64(f.last), WALID: s.WALID,
 		PlaintextSize: res.PlaintextSize, PlaintextSHA256: res.PlaintextSHA256,
 		CiphertextSize: res.CiphertextSize, CiphertextSHA256: res.CiphertextSHA256,
 		DataKeyID: dk.ID(), Keys: keyNames, SealedAt: now,
@@ -148,7 +153,17 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 	}
 	key := recordKey(s.Log, s.Stream, seq)
 	if _, err := s.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{RetainUntil: retain, SHA256: evidence.Hash(data)}); err != nil {
-		return Head{}, fmt.Errorf("seal %s: commit %s: %w", f.path, key, err)
+		// The Put may have committed and lost its reply (a timeout after
+		// the upload): the record there with our bytes is our commit.
+		there, rerr := readAll(ctx, s.Store, key, evidence.MaxAuditSegmentRecordSize)
+		switch {
+		case rerr == nil && bytes.Equal(there, data):
+			s.logf("audit segment record committed although its write reported an error", "key", key, "err", err)
+		case rerr == nil:
+			return Head{}, fmt.Errorf("seal %s: commit %s: %w: another writer committed this seq of stream %s (two replicas with one --identity?)", f.path, key, store.ErrExists, s.Stream)
+		default:
+			return Head{}, fmt.Errorf("seal %s: commit %s: %w", f.path, key, err)
+		}
 	}
 	signed, err := evidence.ParseAuditSegment(data, s.Signer.PublicKey())
 	if err != nil {

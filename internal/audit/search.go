@@ -60,35 +60,68 @@ func Search(ctx context.Context, st Store, o SearchOptions) (SearchResult, error
 	if err != nil {
 		return res, fmt.Errorf("audit search: %w", err)
 	}
+	// A stream that fails is named and left out; the others are searched.
+	var failed []error
 	for _, stream := range streams {
-		var prev *Head
-		for seq := int64(1); ; seq++ {
-			rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, o.Trusted)
-			if errors.Is(err, store.ErrNotFound) {
-				break
-			}
-			if err != nil {
-				return res, fmt.Errorf("audit search: %w", err)
-			}
-			key := recordKey(o.Log, stream, seq)
-			if prev != nil && (rec.Prev != prev.SHA256 || rec.WALFirst != prev.Record.WALLast+1) {
-				return res, fmt.Errorf("audit search: %w: %s does not follow %s (run audit verify)", ErrTampered, key, prev.Key)
-			}
-			prev = &Head{Record: rec, Key: key, SHA256: sum}
-			if !o.Filter.overlaps(rec.FirstEvent, rec.LastEvent) {
-				continue
-			}
-			ms, err := searchSegment(ctx, st, o, stream, rec)
-			if err != nil {
-				return res, fmt.Errorf("audit search: %s: %w", key, err)
-			}
-			res.Segments++
-			res.Events += rec.Events
-			res.Matches = append(res.Matches, ms...)
+		ms, segs, evs, err := searchStream(ctx, st, o, stream)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("stream %s: %w", stream, err))
+			continue
 		}
+		res.Segments += segs
+		res.Events += evs
+		res.Matches = append(res.Matches, ms...)
 	}
 	slices.SortStableFunc(res.Matches, func(a, b Match) int { return a.Time.Compare(b.Time) })
+	if len(failed) > 0 {
+		return res, fmt.Errorf("audit search: %w", errors.Join(failed...))
+	}
 	return res, nil
+}
+
+// searchStream walks one stream's chain and searches the segments in
+// range. A record past a gap in the chain fails it: the walk must not stop
+// silently before the end.
+func searchStream(ctx context.Context, st Store, o SearchOptions, stream string) (ms []Match, segments, events int64, err error) {
+	var prev *Head
+	seq := int64(1)
+	for ; ; seq++ {
+		rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, o.Trusted)
+		if errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		key := recordKey(o.Log, stream, seq)
+		switch {
+		case prev == nil && rec.WALFirst != 1:
+			return nil, 0, 0, fmt.Errorf("%w: %s: walFirst is %d: the stream's first events are missing (run audit verify)", ErrTampered, key, rec.WALFirst)
+		case prev != nil && (rec.Prev != prev.SHA256 || rec.WALFirst != prev.Record.WALLast+1):
+			return nil, 0, 0, fmt.Errorf("%w: %s does not follow %s (run audit verify)", ErrTampered, key, prev.Key)
+		}
+		prev = &Head{Record: rec, Key: key, SHA256: sum}
+		if !o.Filter.overlaps(rec.FirstEvent, rec.LastEvent) {
+			continue
+		}
+		found, err := searchSegment(ctx, st, o, stream, rec)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("%s: %w", key, err)
+		}
+		segments++
+		events += rec.Events
+		ms = append(ms, found...)
+	}
+	prefix := chainPrefix(o.Log, stream)
+	for obj, err := range st.List(ctx, prefix) {
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		if n, ok := parseRecordKey(prefix, obj.Key); ok && n > seq {
+			return nil, 0, 0, fmt.Errorf("%w: %s is past a gap in the chain (seq %d is missing; run audit verify)", ErrTampered, obj.Key, seq)
+		}
+	}
+	return ms, segments, events, nil
 }
 
 // openSegmentKey unwraps a segment's data key with the first key object

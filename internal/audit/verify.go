@@ -155,14 +155,21 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (VerifyResult, error
 	}
 	slices.Sort(streams)
 	for _, s := range streams {
-		sr := verifyStream(ctx, st, o, l, s)
+		sr, key := verifyStream(ctx, st, o, l, s)
+		// Without trusted keys, the first key seen must have signed every
+		// stream: a stream planted under another key fails.
+		if len(o.Trusted) == 0 && !key.IsZero() {
+			o.Trusted = []evidence.PublicKey{key}
+		}
 		res.Streams = append(res.Streams, sr)
 	}
 	return res, ctx.Err()
 }
 
-func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, stream string) StreamResult {
-	sr := StreamResult{Stream: stream}
+// verifyStream walks one stream; it returns the key trusted on first use
+// when o.Trusted is empty.
+func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, stream string) (sr StreamResult, firstKey evidence.PublicKey) {
+	sr = StreamResult{Stream: stream}
 	trusted := o.Trusted
 	cited := map[string]bool{}
 	var prev *Head
@@ -172,36 +179,40 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 	for ; seqs[seq]; seq++ {
 		if ctx.Err() != nil {
 			sr.Problem = ctx.Err().Error()
-			return sr
+			return sr, firstKey
 		}
 		if len(trusted) == 0 {
 			// Trust on first use, within this stream only.
 			data, err := readAll(ctx, st, recordKey(o.Log, stream, seq), evidence.MaxAuditSegmentRecordSize)
 			if err != nil {
 				sr.Problem = err.Error()
-				return sr
+				return sr, firstKey
 			}
 			pub, err := evidence.AuditSegmentPublicKey(data)
 			if err != nil {
 				sr.Problem = fmt.Sprintf("%s: %v: %v", recordKey(o.Log, stream, seq), ErrTampered, err)
-				return sr
+				return sr, firstKey
 			}
-			trusted = []evidence.PublicKey{pub}
+			trusted, firstKey = []evidence.PublicKey{pub}, pub
 		}
 		rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, trusted)
 		if err != nil {
 			sr.Problem = err.Error()
-			return sr
+			return sr, firstKey
 		}
 		key := recordKey(o.Log, stream, seq)
+		if seq == 1 && rec.WALFirst != 1 {
+			sr.Problem = fmt.Sprintf("%s: walFirst is %d: the stream's events 1 to %d are missing", key, rec.WALFirst, rec.WALFirst-1)
+			return sr, firstKey
+		}
 		if prev != nil {
 			if rec.Prev != prev.SHA256 {
 				sr.Problem = fmt.Sprintf("%s: prev is %s, but %s has SHA-256 %s: the chain is broken", key, rec.Prev, prev.Key, prev.SHA256)
-				return sr
+				return sr, firstKey
 			}
 			if rec.WALFirst != prev.Record.WALLast+1 {
 				sr.Problem = fmt.Sprintf("%s: walFirst is %d, but %s ended at %d: events are missing or repeated", key, rec.WALFirst, prev.Key, prev.Record.WALLast)
-				return sr
+				return sr, firstKey
 			}
 			if gap := rec.FirstEvent.Sub(prev.Record.LastEvent); gap > o.MaxGap {
 				sr.Gaps = append(sr.Gaps, Gap{After: prev.Key, Before: key, From: prev.Record.LastEvent, To: rec.FirstEvent, Length: gap})
@@ -209,16 +220,24 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 		}
 		cited[rec.Segment] = true
 		objs := l.segments[stream][rec.Segment]
+		want := map[string]bool{eventsObject: true}
 		for _, k := range rec.Keys {
+			want["keys/"+k] = true
 			if _, ok := objs["keys/"+k]; !ok {
 				sr.Problem = fmt.Sprintf("%s: key object %s%s is missing", key, segmentDir(o.Log, stream, rec.Segment), "keys/"+k)
-				return sr
+				return sr, firstKey
+			}
+		}
+		for name := range objs {
+			if !want[name] {
+				sr.Problem = fmt.Sprintf("%s%s: an object the record %s does not name", segmentDir(o.Log, stream, rec.Segment), name, key)
+				return sr, firstKey
 			}
 		}
 		if filter.overlaps(rec.FirstEvent, rec.LastEvent) {
 			if err := checkSegment(ctx, st, o.Log, stream, rec); err != nil {
 				sr.Problem = fmt.Sprintf("%s: %v", key, err)
-				return sr
+				return sr, firstKey
 			}
 			sr.SegmentsRead++
 		}
@@ -236,7 +255,7 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 	for s := range seqs {
 		if s >= seq {
 			sr.Problem = fmt.Sprintf("%s: a record past a gap in the chain (seq %d is missing)", recordKey(o.Log, stream, s), seq)
-			return sr
+			return sr, firstKey
 		}
 	}
 	var uncited []string
@@ -252,7 +271,7 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 	if sr.Segments == 0 && len(uncited) > 0 {
 		sr.Warnings = append(sr.Warnings, "the stream has no committed segment")
 	}
-	return sr
+	return sr, firstKey
 }
 
 // checkSegment reads a segment's bytes and compares them with its record.

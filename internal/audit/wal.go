@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bufio"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 )
 
 // WAL format constants (docs/format.md §8.2).
@@ -57,6 +61,7 @@ type walFile struct {
 // is safe for concurrent use; sealing reads closed files only.
 type WAL struct {
 	dir string
+	id  string
 	log *slog.Logger
 
 	mu     sync.Mutex
@@ -80,11 +85,13 @@ type Recovery struct {
 	TornBytes int64
 }
 
-// OpenWAL opens (creating) the WAL in dir. sealed is the stream's last
-// sealed index (walLast of the head record in the store, 0 for none):
-// files it covers are removed, and the WAL must continue from it. Every
-// existing file is closed, to be sealed; appends go to a new file.
-func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error) {
+// OpenWAL opens (creating) the WAL in dir. head is the stream's newest
+// record in the store (nil for none): files it covers are removed, but
+// only when it was sealed from this WAL (its walId; another WAL's head
+// over files of ours means two writers on one stream), and the WAL must
+// continue from it (from index 1 for a new stream). Every existing file is
+// closed, to be sealed; appends go to a new file.
+func OpenWAL(dir string, head *evidence.AuditSegment, log *slog.Logger) (*WAL, Recovery, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -92,11 +99,19 @@ func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, rec, fmt.Errorf("audit WAL: create %s: %w", dir, err)
 	}
+	id, err := walID(dir)
+	if err != nil {
+		return nil, rec, err
+	}
+	var sealed uint64
+	if head != nil {
+		sealed = uint64(head.WALLast)
+	}
 	names, err := walNames(dir)
 	if err != nil {
 		return nil, rec, err
 	}
-	w := &WAL{dir: dir, log: log, next: sealed + 1}
+	w := &WAL{dir: dir, id: id, log: log, next: sealed + 1}
 	for i, name := range names {
 		path := filepath.Join(dir, name)
 		last := i == len(names)-1
@@ -115,6 +130,8 @@ func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error
 			continue
 		}
 		switch {
+		case f.first <= sealed && head.WALID != id:
+			return nil, rec, fmt.Errorf("%w: %s holds indexes %d to %d, but the stream's head record (walId %s) was sealed from another WAL than this one (walId %s): two replicas write one stream (give each its own --identity), or this volume was copied", ErrWALDamaged, path, f.first, f.last, head.WALID, id)
 		case f.last <= sealed:
 			if err := os.Remove(path); err != nil {
 				return nil, rec, fmt.Errorf("audit WAL: remove sealed %s: %w", path, err)
@@ -128,7 +145,7 @@ func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error
 			if prev := w.closed[len(w.closed)-1]; f.first != prev.last+1 {
 				return nil, rec, fmt.Errorf("%w: %s starts at index %d, but %s ended at %d", ErrWALDamaged, path, f.first, prev.path, prev.last)
 			}
-		} else if sealed > 0 && f.first != sealed+1 {
+		} else if f.first != sealed+1 {
 			return nil, rec, fmt.Errorf("%w: %s starts at index %d, but the store's head record sealed up to %d: events %d to %d are missing", ErrWALDamaged, path, f.first, sealed, sealed+1, f.first-1)
 		}
 		w.closed = append(w.closed, f)
@@ -141,6 +158,46 @@ func OpenWAL(dir string, sealed uint64, log *slog.Logger) (*WAL, Recovery, error
 	}
 	return w, rec, nil
 }
+
+// walID returns the WAL directory's ID, making it on first use.
+func walID(dir string) (string, error) {
+	path := filepath.Join(dir, "wal-id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if len(id) != 16 || strings.Trim(id, "0123456789abcdef") != "" {
+			return "", fmt.Errorf("%w: %s: not a WAL ID (16 lowercase hex digits)", ErrWALDamaged, path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("audit WAL: read %s: %w", path, err)
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("audit WAL: make an ID: %w", err)
+	}
+	id := hex.EncodeToString(raw[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("audit WAL: write %s: %w", tmp, err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("audit WAL: write %s: %w", path, err)
+	}
+	return id, syncDir(dir)
+}
+
+// ID returns the WAL directory's ID (the records' walId).
+func (w *WAL) ID() string { return w.id }
 
 func walNames(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)

@@ -10,12 +10,25 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 )
 
 var update = flag.Bool("update", false, "rewrite the test vectors in testdata/")
 
 func ev(i int) Event {
 	return Event{JSON: fmt.Appendf(nil, `{"auditID":"id-%d","stage":"ResponseComplete"}`, i), Time: time.Date(2026, 12, 6, 1, 2, 3, i*1000, time.UTC)}
+}
+
+// sealedAt is a head record of this WAL directory's own that sealed up to
+// index n.
+func sealedAt(t testing.TB, dir string, n uint64) *evidence.AuditSegment {
+	t.Helper()
+	id, err := walID(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &evidence.AuditSegment{WALLast: int64(n), WALID: id}
 }
 
 func readAllFrames(t *testing.T, w *WAL) []Frame {
@@ -36,7 +49,7 @@ func readAllFrames(t *testing.T, w *WAL) []Frame {
 func TestWALAppendRotateReopen(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
-	w, rec, err := OpenWAL(dir, 0, nil)
+	w, rec, err := OpenWAL(dir, nil, nil)
 	if err != nil || rec.Files != 0 {
 		t.Fatalf("open: %v %+v", err, rec)
 	}
@@ -62,7 +75,7 @@ func TestWALAppendRotateReopen(t *testing.T) {
 		t.Fatal("append after close succeeded")
 	}
 
-	w, rec, err = OpenWAL(dir, 0, nil)
+	w, rec, err = OpenWAL(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,32 +99,32 @@ func TestWALAppendRotateReopen(t *testing.T) {
 
 	// A head that sealed the first file removes it on open.
 	w.Close()
-	w, rec, err = OpenWAL(dir, 2, nil)
+	w, rec, err = OpenWAL(dir, sealedAt(t, dir, 2), nil)
 	if err != nil || rec.Removed != 1 || rec.Events != 2 {
 		t.Fatalf("open after seal of 1-2: %v %+v", err, rec)
 	}
 	w.Close()
 	// A head at the end of a file removes it; a head behind a gap is refused.
-	w, rec, err = OpenWAL(dir, 3, nil)
+	w, rec, err = OpenWAL(dir, sealedAt(t, dir, 3), nil)
 	if err != nil || rec.Removed != 1 || rec.Events != 1 {
 		t.Fatalf("open after seal of 3: %v %+v", err, rec)
 	}
 	w.Close()
-	if _, _, err := OpenWAL(dir, 1, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "events 2 to 3 are missing") {
+	if _, _, err := OpenWAL(dir, sealedAt(t, dir, 1), nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "events 2 to 3 are missing") {
 		t.Fatalf("open with a gap: %v", err)
 	}
 	// A head inside a file is refused.
-	if err := w2(dir); err != nil {
+	if err := w2(t, dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := OpenWAL(dir, 5, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "inside the file") {
+	if _, _, err := OpenWAL(dir, sealedAt(t, dir, 5), nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "inside the file") {
 		t.Fatalf("open with the head inside a file: %v", err)
 	}
 }
 
 // w2 appends two events to the WAL in dir (indexes 5 and 6).
-func w2(dir string) error {
-	w, _, err := OpenWAL(dir, 3, nil)
+func w2(t *testing.T, dir string) error {
+	w, _, err := OpenWAL(dir, sealedAt(t, dir, 3), nil)
 	if err != nil {
 		return err
 	}
@@ -121,7 +134,7 @@ func w2(dir string) error {
 
 func TestWALTornTailIsCut(t *testing.T) {
 	dir := t.TempDir()
-	w, _, err := OpenWAL(dir, 0, nil)
+	w, _, err := OpenWAL(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +147,7 @@ func TestWALTornTailIsCut(t *testing.T) {
 	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	f.Write(torn[:len(torn)-5])
 	f.Close()
-	w, rec, err := OpenWAL(dir, 0, nil)
+	w, rec, err := OpenWAL(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +160,7 @@ func TestWALTornTailIsCut(t *testing.T) {
 	// A file created but never synced past its magic is dropped.
 	w.Close()
 	os.WriteFile(filepath.Join(dir, walName(3)), []byte("LBW"), 0o600)
-	if _, rec, err = OpenWAL(dir, 0, nil); err != nil || rec.Files != 1 || rec.TornBytes != 3 {
+	if _, rec, err = OpenWAL(dir, nil, nil); err != nil || rec.Files != 1 || rec.TornBytes != 3 {
 		t.Fatalf("short magic: %v %+v", err, rec)
 	}
 }
@@ -171,7 +184,7 @@ func TestWALDamageIsRefused(t *testing.T) {
 				if later {
 					os.WriteFile(filepath.Join(dir, walName(100)), []byte(walMagic), 0o600)
 				}
-				_, _, err = OpenWAL(dir, 0, nil)
+				_, _, err = OpenWAL(dir, nil, nil)
 				if !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), walName(7)) {
 					t.Fatalf("later file %v: got %v, want ErrWALDamaged naming %s: %s", later, err, walName(7), tc.want)
 				}
@@ -235,7 +248,7 @@ func TestWALVectors(t *testing.T) {
 		dir := t.TempDir()
 		data, _ := os.ReadFile(filepath.Join("testdata", name))
 		os.WriteFile(filepath.Join(dir, walName(7)), data, 0o600)
-		w, rec, err := OpenWAL(dir, 0, nil)
+		w, rec, err := OpenWAL(dir, sealedAt(t, dir, 6), nil)
 		if err != nil || rec.Events != int64(n) {
 			t.Fatalf("%s: %v %+v", name, err, rec)
 		}
@@ -243,5 +256,38 @@ func TestWALVectors(t *testing.T) {
 		if len(frames) != n || frames[0].Index != 7 || !bytes.Equal(frames[n-1].Payload, events[n-1]) {
 			t.Fatalf("%s: frames %+v", name, frames)
 		}
+	}
+}
+
+// TestWALAnotherWritersHead: a head sealed from another WAL (another
+// walId) never removes this WAL's files: two writers on one stream, or a
+// copied volume, are refused; an empty WAL continues the other's chain.
+func TestWALAnotherWritersHead(t *testing.T) {
+	dir := t.TempDir()
+	w, _, err := OpenWAL(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append([]Event{ev(1), ev(2)}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	other := &evidence.AuditSegment{WALLast: 2, WALID: "0123456789abcdef"}
+	if _, _, err := OpenWAL(dir, other, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "another WAL") {
+		t.Fatalf("another writer's head over our files: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, walName(1))); err != nil {
+		t.Fatalf("our unsealed file was touched: %v", err)
+	}
+	// A new, empty WAL (a new volume) continues after the other's head.
+	w, rec, err := OpenWAL(t.TempDir(), other, nil)
+	if err != nil || rec.Events != 0 || w.Stats().Next != 3 {
+		t.Fatalf("empty WAL after another's head: %v %+v next %d", err, rec, w.Stats().Next)
+	}
+	// Without a head, a WAL must start at index 1.
+	lost := t.TempDir()
+	os.WriteFile(filepath.Join(lost, walName(5)), appendBatch([]byte(walMagic), 5, time.Now(), []Event{ev(5)}), 0o600)
+	if _, _, err := OpenWAL(lost, nil, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "events 1 to 4 are missing") {
+		t.Fatalf("a new stream whose WAL starts at 5: %v", err)
 	}
 }

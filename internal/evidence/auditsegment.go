@@ -25,11 +25,15 @@ type AuditSegment struct {
 	Events                int64
 	FirstEvent, LastEvent time.Time
 	WALFirst, WALLast     int64
-	PlaintextSize         int64
-	PlaintextSHA256       string
-	CiphertextSize        int64
-	CiphertextSHA256      string
-	DataKeyID             string
+	// WALID names the write-ahead log the events came from (a random ID
+	// made with its directory): a restart trims its WAL only by records
+	// of its own.
+	WALID            string
+	PlaintextSize    int64
+	PlaintextSHA256  string
+	CiphertextSize   int64
+	CiphertextSHA256 string
+	DataKeyID        string
 	// Keys are the key object names under keys/, one per key provider.
 	Keys     []string
 	SealedAt time.Time
@@ -46,7 +50,7 @@ func (a AuditSegment) tree(withSignature bool) map[string]any {
 		"format": AuditSegmentFormat, "log": a.Log, "stream": a.Stream, "seq": a.Seq, "prev": a.Prev,
 		"segment": a.Segment, "events": a.Events,
 		"firstEvent": formatTime(a.FirstEvent), "lastEvent": formatTime(a.LastEvent),
-		"walFirst": a.WALFirst, "walLast": a.WALLast,
+		"walFirst": a.WALFirst, "walLast": a.WALLast, "walId": a.WALID,
 		"plaintextSize": a.PlaintextSize, "plaintextSHA256": a.PlaintextSHA256,
 		"ciphertextSize": a.CiphertextSize, "ciphertextSHA256": a.CiphertextSHA256,
 		"dataKeyId": a.DataKeyID, "keys": ks, "sealedAt": formatTime(a.SealedAt),
@@ -83,6 +87,8 @@ func (a AuditSegment) validate() error {
 		return &fieldError{"plaintextSHA256", "want 64 lowercase hex digits"}
 	case !isHex(a.CiphertextSHA256, 64):
 		return &fieldError{"ciphertextSHA256", "want 64 lowercase hex digits"}
+	case !isHex(a.WALID, 16):
+		return &fieldError{"walId", "want 16 lowercase hex digits"}
 	case !isHex(a.DataKeyID, 32):
 		return &fieldError{"dataKeyId", "want 32 lowercase hex digits"}
 	case len(a.Keys) == 0:
@@ -141,7 +147,7 @@ func ParseAuditSegment(data []byte, trusted ...PublicKey) (AuditSegment, error) 
 		Log: d.string("log"), Stream: d.string("stream"), Seq: d.int("seq"), Prev: d.string("prev"),
 		Segment: d.string("segment"), Events: d.int("events"),
 		FirstEvent: d.time("firstEvent"), LastEvent: d.time("lastEvent"),
-		WALFirst: d.int("walFirst"), WALLast: d.int("walLast"),
+		WALFirst: d.int("walFirst"), WALLast: d.int("walLast"), WALID: d.string("walId"),
 		PlaintextSize: d.int("plaintextSize"), PlaintextSHA256: d.string("plaintextSHA256"),
 		CiphertextSize: d.int("ciphertextSize"), CiphertextSHA256: d.string("ciphertextSHA256"),
 		DataKeyID: d.string("dataKeyId"), Keys: d.strings("keys"), SealedAt: d.time("sealedAt"),

@@ -24,7 +24,7 @@ func TestAuditSegmentVector(t *testing.T) {
 	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	rec := AuditSegment{
 		Log: "apiserver", Stream: "lifeboat-0", Seq: 2, Prev: strings.Repeat("ab", 32), Segment: "0000000002-1f2e3d4c",
-		Events: 3, FirstEvent: at, LastEvent: at.Add(2 * time.Second), WALFirst: 4, WALLast: 6,
+		Events: 3, FirstEvent: at, LastEvent: at.Add(2 * time.Second), WALFirst: 4, WALLast: 6, WALID: "5e1f0c2a9b3d4e6f",
 		PlaintextSize: 1477, PlaintextSHA256: strings.Repeat("01", 32), CiphertextSize: 1210, CiphertextSHA256: strings.Repeat("02", 32),
 		DataKeyID: strings.Repeat("0f", 16), Keys: []string{"local-1-3a5b7c9d1e2f.json"}, SealedAt: at.Add(5 * time.Minute),
 	}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/lifeboat-dr/lifeboat/internal/audit"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
@@ -59,9 +57,9 @@ type AuditReceiverOptions struct {
 	// Stream is this replica's identity.
 	Stream string
 	Signer *evidence.Signer
-	// Registerer receives the audit metrics; nil: not registered.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// Metrics are the AuditLog's metrics; nil: unregistered ones.
+	Metrics *audit.Metrics
+	Logger  *slog.Logger
 }
 
 // OpenAuditReceiver opens an AuditLog's store, key providers, stream head
@@ -79,7 +77,7 @@ func OpenAuditReceiver(ctx context.Context, env *wire.Env, a *config.AuditLog, o
 		Log: a.Metadata.Name, Stream: o.Stream, WALDir: a.Spec.WALDir, Store: st, Wrappers: ws,
 		Signer: o.Signer, Retention: config.AuditRetention(a, cs),
 		MaxBytes: a.Spec.Segment.MaxBytes, MaxAge: a.Spec.Segment.MaxAge.Std(),
-		Metrics: audit.NewMetrics(o.Registerer, a.Metadata.Name), Logger: o.Logger,
+		Metrics: o.Metrics, Logger: o.Logger,
 	})
 	return r, err
 }

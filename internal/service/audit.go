@@ -15,89 +15,111 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/server"
 )
 
+// auditRetry bounds the backoff of an AuditLog that cannot start or whose
+// intake fails.
+const auditRetryMax = 5 * time.Minute
+
 // startAudit runs the configuration's AuditLog, if any (docs/format.md
-// §8): the webhook listener and the sealing loop, until ctx ends. The
-// returned wait then lets sealing finish within grace and reports how it
-// ended. An AuditLog that cannot start (its store or key providers cannot
-// be opened, its WAL is damaged, its stream's head does not verify) fails
-// serve's start: events the API server sends would otherwise be lost
-// without anyone being told.
+// §8), until ctx ends: the webhook listener or the file reader, and the
+// sealing loop. The returned wait then lets sealing finish within grace
+// and reports how it ended.
+//
+// Only a name that cannot be a stream fails serve's start. An AuditLog
+// that cannot open (its store or key providers do not answer, its WAL is
+// damaged, its stream's head does not verify) is retried with backoff
+// while the schedules run: a bucket that someone planted an object in must
+// not stop the backups. Meanwhile nothing is received, the log says why,
+// and lifeboat_audit_receiving is 0 (LifeboatAuditSilent fires).
 func startAudit(ctx context.Context, o Options, set *config.Set, metrics *server.Metrics, log *slog.Logger) (func() error, error) {
 	if len(set.AuditLogs) == 0 {
 		return func() error { return nil }, nil
 	}
 	a := set.AuditLogs[0]
+	if err := audit.CheckNames(a.Metadata.Name, o.Identity); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	am := audit.NewMetrics(metrics.Registry(), a.Metadata.Name)
+	done := make(chan error, 1)
+	go func() { done <- runAudit(ctx, o, set, a, am, log) }()
+	return func() error { return <-done }, nil
+}
+
+func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLog, am *audit.Metrics, log *slog.Logger) error {
 	env := o.Env
 	env.Set, env.Logger = set, log
-	octx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	r, err := job.OpenAuditReceiver(octx, &env, a, job.AuditReceiverOptions{
-		Stream: o.Identity, Signer: o.Signer, Registerer: metrics.Registry(), Logger: log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("audit log %s: %w", a.Metadata.Name, err)
-	}
-	var wg sync.WaitGroup
-	var serveErr, runErr error
-	wg.Add(2)
-	if f := a.Spec.File; f != nil {
-		go func() {
-			defer wg.Done()
-			log.Info("audit log: following the API server's log file", "path", f.Path)
-			// A failure (the WAL cannot be written, the file cannot be
-			// read) is retried from the checkpoint, with backoff.
-			for backoff := time.Second; ; backoff = min(2*backoff, 5*time.Minute) {
-				err := r.Tail(ctx, f.Path)
-				if ctx.Err() != nil {
-					return
-				}
-				log.Error("audit log: following the file failed; retrying from the checkpoint", "path", f.Path, "retryIn", backoff, "err", err)
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(backoff):
-				}
-			}
-		}()
-	} else {
-		w := a.Spec.Webhook
-		files := audit.TLSFiles{CertFile: w.CertFile, KeyFile: w.KeyFile, ClientCAFile: w.ClientCAFile, ClientNames: w.ClientNames}
-		listening := make(chan error, 1)
-		go func() {
-			defer wg.Done()
-			serveErr = audit.ServeTLS(ctx, w.Listen, files, r, log, func(addr net.Addr) {
-				if o.AuditListening != nil {
-					o.AuditListening(addr)
-				}
-				listening <- nil
-			})
-			select {
-			case listening <- serveErr:
-			default:
-			}
-		}()
-		if err := <-listening; err != nil {
-			wg.Done()
-			return nil, err
+	var r *audit.Receiver
+	for backoff := 5 * time.Second; ; backoff = min(2*backoff, auditRetryMax) {
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		var err error
+		r, err = job.OpenAuditReceiver(octx, &env, a, job.AuditReceiverOptions{Stream: o.Identity, Signer: o.Signer, Metrics: am, Logger: log})
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Error("audit log cannot start; retrying (the API server's audit events are not received meanwhile)", "auditLog", a.Metadata.Name, "retryIn", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("audit log %s did not start: %w", a.Metadata.Name, err)
+		case <-time.After(backoff):
 		}
 	}
-	// Sealing drains within the grace period after ctx ends.
+
+	// Sealing stops only after the intake (listener or file reader) has
+	// stopped and its requests have finished, so that nothing is
+	// acknowledged after the last seal; it then drains within the grace
+	// period.
+	intake := make(chan struct{})
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
 	drain, stopDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDrain()
 	go func() {
-		defer wg.Done()
-		defer stopDrain()
-		go func() {
-			<-ctx.Done()
-			select {
-			case <-time.After(o.Grace):
-				stopDrain()
-			case <-drain.Done():
-			}
-		}()
-		runErr = r.Run(ctx, drain)
+		<-intake
+		stopRun()
+		select {
+		case <-time.After(o.Grace):
+			stopDrain()
+		case <-drain.Done():
+		}
 	}()
-	return func() error {
-		wg.Wait()
-		return errors.Join(serveErr, runErr)
-	}, nil
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); runErr = r.Run(runCtx, drain) }()
+
+	intakeOnce := func() error {
+		if f := a.Spec.File; f != nil {
+			log.Info("audit log: following the API server's log file", "path", f.Path)
+			return r.Tail(ctx, f.Path)
+		}
+		w := a.Spec.Webhook
+		files := audit.TLSFiles{CertFile: w.CertFile, KeyFile: w.KeyFile, ClientCAFile: w.ClientCAFile, ClientNames: w.ClientNames}
+		return audit.ServeTLS(ctx, w.Listen, files, r, log, func(addr net.Addr) {
+			if o.AuditListening != nil {
+				o.AuditListening(addr)
+			}
+		})
+	}
+	// A failed intake (a certificate that does not load, a port in use, a
+	// WAL that cannot be written, a file that cannot be read) is retried,
+	// the file from its checkpoint.
+	for backoff := time.Second; ; backoff = min(2*backoff, auditRetryMax) {
+		am.SetReceiving(true)
+		err := intakeOnce()
+		am.SetReceiving(false)
+		if ctx.Err() != nil {
+			break
+		}
+		log.Error("audit log intake stopped; retrying", "auditLog", a.Metadata.Name, "retryIn", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(intake)
+	wg.Wait()
+	return errors.Join(runErr)
 }

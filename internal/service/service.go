@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -155,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		AfterRun: func(_ Target, res RunResult) { bk.ran(res) },
 	})
 	bk = newBook(sched, o.Identity, log, clk.Now)
-	svc := &service{o: o, log: log, metrics: metrics, sched: sched, book: bk, digest: digest}
+	svc := &service{o: o, log: log, metrics: metrics, sched: sched, book: bk, digest: digest, auditLogs: set.AuditLogs}
 	if err := svc.apply(set); err != nil {
 		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
 	}
@@ -164,7 +165,7 @@ func Run(ctx context.Context, o Options) error {
 	defer stopAudit()
 	auditDone, err := startAudit(auditCtx, o, set, metrics, log)
 	if err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
 	}
 
 	ln, err := server.Listen(ctx, o.Listen)
@@ -274,6 +275,9 @@ type service struct {
 	mu     sync.Mutex
 	env    *wire.Env
 	digest string
+	// auditLogs is the AuditLog configuration serve started with (an
+	// AuditLog is not reloaded).
+	auditLogs []*config.AuditLog
 
 	refreshing atomic.Bool
 	refreshes  sync.WaitGroup
@@ -373,6 +377,9 @@ func (s *service) reload(ctx context.Context, force bool) {
 	}
 	for _, w := range set.Warnings {
 		s.log.Warn("configuration warning", "warning", w.String())
+	}
+	if !sameAuditLogs(s.auditLogs, set.AuditLogs) {
+		s.log.Warn("the AuditLog changed: the audit log keeps its configuration from the start; restart serve to apply the change", "config", s.o.ConfigDir)
 	}
 	s.log.Info("configuration reloaded", "config", s.o.ConfigDir, "schedules", len(set.Schedules))
 	s.refresh(ctx)
@@ -569,4 +576,11 @@ func (l *leaseElection) run(stop, ctx context.Context, log *slog.Logger, lead fu
 		mu.Unlock()
 		active.Wait()
 	}
+}
+
+// sameAuditLogs reports whether two configurations' AuditLogs are the same.
+func sameAuditLogs(a, b []*config.AuditLog) bool {
+	return slices.EqualFunc(a, b, func(x, y *config.AuditLog) bool {
+		return x.Metadata.Name == y.Metadata.Name && reflect.DeepEqual(x.Spec, y.Spec)
+	})
 }

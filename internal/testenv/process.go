@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -136,14 +137,30 @@ func (p *Process) start(ready func(context.Context) error) error {
 	// Its own process group, so Stop reaches any children, and a parent
 	// death signal so a killed test does not leave servers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Linux sends the parent-death signal when the *thread* that started
+	// the child ends, and Go ends the thread of a goroutine that returns
+	// while locked to it (the drills' scratch servers lock theirs): start
+	// the child from a goroutine locked to its own thread, kept until the
+	// child is gone.
+	done := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
 		p.mu.Unlock()
 		return err
 	}
-	done := make(chan struct{})
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
-	go func() { cmd.Wait(); close(done) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()

@@ -131,6 +131,11 @@ func startAPIServer(bin string, args []string, dir, logPath string) (*apiserver,
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		// Unlock once the child is gone: a goroutine that ends locked
+		// takes its thread with it, and the parent-death signal of every
+		// other child started from that thread (before it was locked)
+		// would kill that child too.
+		defer runtime.UnlockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
 			return

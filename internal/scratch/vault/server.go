@@ -128,6 +128,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		// Unlock once the child is gone: a goroutine that ends locked
+		// takes its thread with it, and the parent-death signal of every
+		// other child started from that thread (before it was locked)
+		// would kill that child too.
+		defer runtime.UnlockOSThread()
 		if err := s.cmd.Start(); err != nil {
 			started <- err
 			return
