@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lifeboat-dr/lifeboat/internal/audit"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/job"
 )
 
@@ -61,6 +63,20 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	return time.Time{}, usageError{fmt.Errorf("--%s %q: want an RFC 3339 time (2026-12-06T10:00:00Z) or a duration ago (24h, 7d)", flag, s)}
 }
 
+// load reads the configuration, the time range and the trusted keys.
+func (f *auditFlags) load(a *app, name string) (set *config.Set, from, to time.Time, trusted []evidence.PublicKey, err error) {
+	if set, err = loadConfigSet(a, name); err != nil {
+		return
+	}
+	if from, to, err = f.times(time.Now()); err != nil {
+		return
+	}
+	if trusted, err = readTrustedKeys(f.keyFiles); err != nil {
+		err = fmt.Errorf("%s: %w", name, err)
+	}
+	return
+}
+
 func (f *auditFlags) times(now time.Time) (from, to time.Time, err error) {
 	if from, err = parseWhen("from", f.from, now); err != nil {
 		return
@@ -105,17 +121,9 @@ record at that seq shows that nothing was cut from the end.
   lifeboat audit verify --config /etc/lifeboat --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z -o json`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			set, err := loadConfigSet(a, "audit verify")
+			set, from, to, trusted, err := f.load(a, "audit verify")
 			if err != nil {
 				return err
-			}
-			from, to, err := f.times(time.Now())
-			if err != nil {
-				return err
-			}
-			trusted, err := readTrustedKeys(f.keyFiles)
-			if err != nil {
-				return fmt.Errorf("audit verify: %w", err)
 			}
 			res, err := job.AuditVerify(cmd.Context(), a.env(set), f.log, f.store, audit.VerifyOptions{From: from, To: to, MaxGap: maxGap, Trusted: trusted})
 			if err != nil {
@@ -210,17 +218,11 @@ Records must be signed by the serve signing key: give its public key with
 			if len(f.keyFiles) == 0 {
 				return usageError{errors.New("audit search: --key is required: the segment records must be checked against the serve signing key")}
 			}
-			set, err := loadConfigSet(a, "audit search")
+			set, from, to, trusted, err := f.load(a, "audit search")
 			if err != nil {
 				return err
 			}
-			if flt.From, flt.To, err = f.times(time.Now()); err != nil {
-				return err
-			}
-			trusted, err := readTrustedKeys(f.keyFiles)
-			if err != nil {
-				return fmt.Errorf("audit search: %w", err)
-			}
+			flt.From, flt.To = from, to
 			res, err := job.AuditSearch(cmd.Context(), a.env(set), f.log, f.store, flt, trusted)
 			// A stream that fails its checks is left out and named; the
 			// others' events are still printed, and the exit code says so.

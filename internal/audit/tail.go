@@ -215,20 +215,22 @@ func (r *Receiver) tailFile(ctx context.Context, path string, off int64, follow 
 	}
 	var pending []byte
 	buf := make([]byte, tailChunk)
+	// take appends pending's complete lines, then checkpoints after them.
+	take := func() error {
+		consumed, err := r.appendLines(pending, path, off)
+		if err != nil || consumed == 0 {
+			return err
+		}
+		off += int64(consumed)
+		pending = append(pending[:0], pending[consumed:]...)
+		return r.saveCheckpoint(checkpoint{Dev: dev, Ino: ino, Offset: off})
+	}
 	for {
 		n, rerr := f.Read(buf)
 		if n > 0 {
 			pending = append(pending, buf[:n]...)
-			consumed, err := r.appendLines(pending, path, off)
-			if err != nil {
+			if err := take(); err != nil {
 				return false, err
-			}
-			if consumed > 0 {
-				off += int64(consumed)
-				if err := r.saveCheckpoint(checkpoint{Dev: dev, Ino: ino, Offset: off}); err != nil {
-					return false, err
-				}
-				pending = append(pending[:0], pending[consumed:]...)
 			}
 			if len(pending) > MaxEventBytes+1 {
 				return false, fmt.Errorf("audit file: %s at byte %d: a line longer than %d bytes", path, off, MaxEventBytes)
@@ -248,24 +250,13 @@ func (r *Receiver) tailFile(ctx context.Context, path string, off int64, follow 
 			if d, i, _ := fileID(cur); d != dev || i != ino {
 				// Rotated: what the writer wrote before the rename is in
 				// this file; read to its end, then go to the new one.
-				for {
-					n, _ := f.Read(buf)
-					if n == 0 {
-						break
-					}
+				for n, _ := f.Read(buf); n > 0; n, _ = f.Read(buf) {
 					pending = append(pending, buf[:n]...)
-				}
-				consumed, err := r.appendLines(pending, path, off)
-				if err != nil {
-					return false, err
-				}
-				if consumed > 0 {
-					off += int64(consumed)
-					if err := r.saveCheckpoint(checkpoint{Dev: dev, Ino: ino, Offset: off}); err != nil {
+					if err := take(); err != nil {
 						return false, err
 					}
 				}
-				if len(bytes.TrimSpace(pending[consumed:])) > 0 {
+				if len(bytes.TrimSpace(pending)) > 0 {
 					r.log.Warn("audit file: the rotated file ends in an incomplete line, which is dropped", "path", path, "offset", off)
 				}
 				return true, nil

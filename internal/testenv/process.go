@@ -10,12 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 )
 
 // startTimeout bounds how long a server may take to become ready.
@@ -82,7 +83,7 @@ type Process struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	done chan struct{}
+	done <-chan struct{}
 }
 
 // logBuffer keeps the last maxLog bytes a server wrote.
@@ -137,25 +138,10 @@ func (p *Process) start(ready func(context.Context) error) error {
 	// Its own process group, so Stop reaches any children, and a parent
 	// death signal so a killed test does not leave servers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Linux sends the parent-death signal when the *thread* that started
-	// the child ends, and Go ends the thread of a goroutine that returns
-	// while locked to it (the drills' scratch servers lock theirs): start
-	// the child from a goroutine locked to its own thread, kept until the
-	// child is gone.
-	done := make(chan struct{})
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		cmd.Wait()
-		close(done)
-	}()
-	if err := <-started; err != nil {
+	// Started from a thread of its own, as the scratch servers are: the
+	// parent-death signal follows the thread that started the child.
+	done, err := scratch.StartChild(cmd, nil)
+	if err != nil {
 		p.mu.Unlock()
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +28,7 @@ import (
 // apiserver is a running kube-apiserver process.
 type apiserver struct {
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	done <-chan struct{} // closed when the process has exited
 	log  *tailBuffer
 	file *os.File
 }
@@ -123,31 +122,13 @@ func startAPIServer(bin string, args []string, dir, logPath string) (*apiserver,
 	w := io.MultiWriter(f, tail)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = scratch.ChildProcAttr()
-	a := &apiserver{cmd: cmd, done: make(chan struct{}), log: tail, file: f}
-	// Linux sends the parent-death signal when the *thread* that started
-	// the child exits, and Go may retire threads. Start the child from a
-	// goroutine locked to its thread and keep that goroutine (and so the
-	// thread) alive until the child is gone.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Unlock once the child is gone: a goroutine that ends locked
-		// takes its thread with it, and the parent-death signal of every
-		// other child started from that thread (before it was locked)
-		// would kill that child too.
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		cmd.Wait()
-		close(a.done)
-	}()
-	if err := <-started; err != nil {
+	a := &apiserver{cmd: cmd, log: tail, file: f}
+	done, err := scratch.StartChild(cmd, nil)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
+	a.done = done
 	return a, nil
 }
 

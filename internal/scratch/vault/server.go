@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +57,7 @@ type Server struct {
 	client  *api.Client
 	log     *slog.Logger
 	out     *outputBuffer
-	exited  chan struct{}
+	exited  <-chan struct{}
 	waitErr error
 
 	stopOnce sync.Once
@@ -107,7 +106,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	token := "lifeboat-scratch-" + hex.EncodeToString(tok[:])
 	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	s := &Server{addr: "https://" + listen, dir: dir, caFile: filepath.Join(tlsDir, caFileName), token: token,
-		log: log.With("scratchVault", listen), out: &outputBuffer{redact: token}, exited: make(chan struct{})}
+		log: log.With("scratchVault", listen), out: &outputBuffer{redact: token}}
 	s.cmd = exec.Command(opts.Binary, "server", "-dev",
 		"-dev-listen-address="+listen,
 		"-dev-tls",
@@ -121,30 +120,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.cmd.Env = []string{"HOME=" + dir, "TMPDIR=" + dir, "PATH=/usr/bin:/bin", "VAULT_DEV_ROOT_TOKEN_ID=" + token}
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	s.cmd.SysProcAttr = scratch.ChildProcAttr()
-	// Linux sends the parent-death signal when the *thread* that started
-	// the child exits (golang/go#27505), and Go may retire threads. Start
-	// the child from a goroutine locked to its thread and keep that
-	// goroutine, and so the thread, alive until the child is gone.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Unlock once the child is gone: a goroutine that ends locked
-		// takes its thread with it, and the parent-death signal of every
-		// other child started from that thread (before it was locked)
-		// would kill that child too.
-		defer runtime.UnlockOSThread()
-		if err := s.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	if err := <-started; err != nil {
+	exited, err := scratch.StartChild(s.cmd, func(err error) { s.waitErr = err })
+	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("scratch vault: start %s: %w", opts.Binary, err)
 	}
+	s.exited = exited
 	s.log.Info("scratch vault started", "pid", s.cmd.Process.Pid, "dir", dir)
 	fail := func(err error) (*Server, error) {
 		s.Stop()
