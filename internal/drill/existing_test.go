@@ -169,8 +169,8 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 	played.Go(func() {
 		sel := metav1.ListOptions{LabelSelector: LabelDrillRun + "=" + runLabel(runID)}
 		for playCtx.Err() == nil {
-			deps, _ := dc.Resource(gvrDeployments).Namespace("").List(playCtx, sel)
-			for _, d := range deps.Items {
+			// A List that fails (the test is ending) lists nothing.
+			for _, d := range listed(dc.Resource(gvrDeployments).Namespace("").List(playCtx, sel)) {
 				if ready, _, _ := unstructured.NestedInt64(d.Object, "status", "readyReplicas"); ready > 0 {
 					continue
 				}
@@ -181,15 +181,13 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 				d.Object["status"] = map[string]any{"observedGeneration": d.GetGeneration(), "replicas": want, "readyReplicas": want, "availableReplicas": want, "updatedReplicas": want}
 				dc.Resource(gvrDeployments).Namespace(d.GetNamespace()).UpdateStatus(playCtx, &d, metav1.UpdateOptions{})
 			}
-			claims, _ := dc.Resource(gvrClaims).Namespace("").List(playCtx, sel)
-			for _, c := range claims.Items {
+			for _, c := range listed(dc.Resource(gvrClaims).Namespace("").List(playCtx, sel)) {
 				if phase, _, _ := unstructured.NestedString(c.Object, "status", "phase"); phase != "Bound" {
 					c.Object["status"] = map[string]any{"phase": "Bound"}
 					dc.Resource(gvrClaims).Namespace(c.GetNamespace()).UpdateStatus(playCtx, &c, metav1.UpdateOptions{})
 				}
 			}
-			jobs, _ := dc.Resource(gvrJobs).Namespace("").List(playCtx, sel)
-			for _, j := range jobs.Items {
+			for _, j := range listed(dc.Resource(gvrJobs).Namespace("").List(playCtx, sel)) {
 				if _, found, _ := unstructured.NestedSlice(j.Object, "status", "conditions"); found {
 					continue
 				}
@@ -277,11 +275,11 @@ func TestDrillIntoExistingCluster(t *testing.T) {
 			t.Errorf("namespace %s, not the drill's, is being deleted", ns)
 		}
 	}
-	if l, _ := dc.Resource(gvrContents).List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
-		t.Errorf("%d VolumeSnapshotContents left, want the drill's deleted", len(l.Items))
+	if l, err := dc.Resource(gvrContents).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("VolumeSnapshotContents left (%v), want the drill's deleted", err)
 	}
-	if l, _ := dc.Resource(gvrVeleroRestores).Namespace("velero").List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
-		t.Errorf("%d Velero Restores left, want the drill's deleted", len(l.Items))
+	if l, err := dc.Resource(gvrVeleroRestores).Namespace("velero").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("Velero Restores left (%v), want the drill's deleted", err)
 	}
 	if _, err := dc.Resource(gvrClusterRoles).Get(ctx, "ehr-reader", metav1.GetOptions{}); err == nil {
 		t.Error("the drill restored a cluster-scoped ClusterRole into the existing cluster")
@@ -321,4 +319,12 @@ func TestDrillNamespace(t *testing.T) {
 	if len(a) > 63 || len(b) > 63 || a == b || !strings.HasPrefix(a, "lbdrill-95f29f62-aaa") {
 		t.Errorf("long namespaces: %s, %s", a, b)
 	}
+}
+
+// listed is a List's items, none when it failed.
+func listed(l *unstructured.UnstructuredList, err error) []unstructured.Unstructured {
+	if err != nil {
+		return nil
+	}
+	return l.Items
 }
