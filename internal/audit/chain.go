@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/store"
@@ -151,4 +152,51 @@ func Streams(ctx context.Context, st Store, log string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Records are read ahead, this many at a time, in windows of this many:
+// a year of 5-minute segments is 105,120 records per stream, and one GET
+// after another would make an investigation wait on the store's latency.
+const (
+	readAhead  = 16
+	readWindow = 512
+)
+
+// fetched is one record read by walkRecords.
+type fetched struct {
+	rec evidence.AuditSegment
+	sum string
+	err error
+}
+
+// walkRecords reads records 1 to last of a stream (each checked as
+// readRecord does) with readAhead GETs in flight, and calls fn for each in
+// seq order until fn returns false or ctx ends.
+func walkRecords(ctx context.Context, st Store, log, stream string, last int64, trusted []evidence.PublicKey, fn func(seq int64, f fetched) bool) error {
+	for lo := int64(1); lo <= last; lo += readWindow {
+		hi := min(lo+readWindow-1, last)
+		win := make([]fetched, hi-lo+1)
+		sem := make(chan struct{}, readAhead)
+		var wg sync.WaitGroup
+		for i := range win {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				rec, sum, err := readRecord(ctx, st, log, stream, lo+int64(i), trusted)
+				win[i] = fetched{rec, sum, err}
+			}()
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for i, f := range win {
+			if !fn(lo+int64(i), f) {
+				return nil
+			}
+		}
+	}
+	return nil
 }

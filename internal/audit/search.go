@@ -83,43 +83,59 @@ func Search(ctx context.Context, st Store, o SearchOptions) (SearchResult, error
 // range. A record past a gap in the chain fails it: the walk must not stop
 // silently before the end.
 func searchStream(ctx context.Context, st Store, o SearchOptions, stream string) (ms []Match, segments, events int64, err error) {
-	var prev *Head
-	seq := int64(1)
-	for ; ; seq++ {
-		rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, o.Trusted)
-		if errors.Is(err, store.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, 0, 0, err
-		}
-		key := recordKey(o.Log, stream, seq)
-		switch {
-		case prev == nil && rec.WALFirst != 1:
-			return nil, 0, 0, fmt.Errorf("%w: %s: walFirst is %d: the stream's first events are missing (run audit verify)", ErrTampered, key, rec.WALFirst)
-		case prev != nil && (rec.Prev != prev.SHA256 || rec.WALFirst != prev.Record.WALLast+1):
-			return nil, 0, 0, fmt.Errorf("%w: %s does not follow %s (run audit verify)", ErrTampered, key, prev.Key)
-		}
-		prev = &Head{Record: rec, Key: key, SHA256: sum}
-		if !o.Filter.overlaps(rec.FirstEvent, rec.LastEvent) {
-			continue
-		}
-		found, err := searchSegment(ctx, st, o, stream, rec)
-		if err != nil {
-			return nil, 0, 0, fmt.Errorf("%s: %w", key, err)
-		}
-		segments++
-		events += rec.Events
-		ms = append(ms, found...)
-	}
 	prefix := chainPrefix(o.Log, stream)
+	have := map[int64]bool{}
 	for obj, err := range st.List(ctx, prefix) {
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("list %s: %w", prefix, err)
 		}
-		if n, ok := parseRecordKey(prefix, obj.Key); ok && n > seq {
-			return nil, 0, 0, fmt.Errorf("%w: %s is past a gap in the chain (seq %d is missing; run audit verify)", ErrTampered, obj.Key, seq)
+		if n, ok := parseRecordKey(prefix, obj.Key); ok {
+			have[n] = true
 		}
+	}
+	last := int64(0)
+	for have[last+1] {
+		last++
+	}
+	for n := range have {
+		if n > last {
+			return nil, 0, 0, fmt.Errorf("%w: %s is past a gap in the chain (seq %d is missing; run audit verify)", ErrTampered, recordKey(o.Log, stream, n), last+1)
+		}
+	}
+	var prev *Head
+	werr := walkRecords(ctx, st, o.Log, stream, last, o.Trusted, func(seq int64, f fetched) bool {
+		if f.err != nil {
+			err = f.err
+			return false
+		}
+		rec, key := f.rec, recordKey(o.Log, stream, seq)
+		switch {
+		case prev == nil && rec.WALFirst != 1:
+			err = fmt.Errorf("%w: %s: walFirst is %d: the stream's first events are missing (run audit verify)", ErrTampered, key, rec.WALFirst)
+			return false
+		case prev != nil && (rec.Prev != prev.SHA256 || rec.WALFirst != prev.Record.WALLast+1):
+			err = fmt.Errorf("%w: %s does not follow %s (run audit verify)", ErrTampered, key, prev.Key)
+			return false
+		}
+		prev = &Head{Record: rec, Key: key, SHA256: f.sum}
+		if !o.Filter.overlaps(rec.FirstEvent, rec.LastEvent) {
+			return true
+		}
+		found, serr := searchSegment(ctx, st, o, stream, rec)
+		if serr != nil {
+			err = fmt.Errorf("%s: %w", key, serr)
+			return false
+		}
+		segments++
+		events += rec.Events
+		ms = append(ms, found...)
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		return nil, 0, 0, err
 	}
 	return ms, segments, events, nil
 }

@@ -175,44 +175,45 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 	var prev *Head
 	seqs := l.chain[stream]
 	filter := Filter{From: o.From, To: o.To}
-	seq := int64(1)
-	for ; seqs[seq]; seq++ {
-		if ctx.Err() != nil {
-			sr.Problem = ctx.Err().Error()
-			return sr, firstKey
-		}
-		if len(trusted) == 0 {
-			// Trust on first use, within this stream only.
-			data, err := readAll(ctx, st, recordKey(o.Log, stream, seq), evidence.MaxAuditSegmentRecordSize)
-			if err != nil {
-				sr.Problem = err.Error()
-				return sr, firstKey
-			}
-			pub, err := evidence.AuditSegmentPublicKey(data)
-			if err != nil {
-				sr.Problem = fmt.Sprintf("%s: %v: %v", recordKey(o.Log, stream, seq), ErrTampered, err)
-				return sr, firstKey
-			}
-			trusted, firstKey = []evidence.PublicKey{pub}, pub
-		}
-		rec, sum, err := readRecord(ctx, st, o.Log, stream, seq, trusted)
+	last := int64(0)
+	for seqs[last+1] {
+		last++
+	}
+	seq := last + 1 // the first seq without a record
+	if len(trusted) == 0 && last >= 1 {
+		// Trust on first use: the first record's key (Verify then holds
+		// every other stream to it).
+		data, err := readAll(ctx, st, recordKey(o.Log, stream, 1), evidence.MaxAuditSegmentRecordSize)
 		if err != nil {
 			sr.Problem = err.Error()
 			return sr, firstKey
 		}
+		pub, err := evidence.AuditSegmentPublicKey(data)
+		if err != nil {
+			sr.Problem = fmt.Sprintf("%s: %v: %v", recordKey(o.Log, stream, 1), ErrTampered, err)
+			return sr, firstKey
+		}
+		trusted, firstKey = []evidence.PublicKey{pub}, pub
+	}
+	problem := func(format string, args ...any) bool {
+		sr.Problem = fmt.Sprintf(format, args...)
+		return false
+	}
+	werr := walkRecords(ctx, st, o.Log, stream, last, trusted, func(seq int64, f fetched) bool {
+		if f.err != nil {
+			return problem("%v", f.err)
+		}
+		rec, sum := f.rec, f.sum
 		key := recordKey(o.Log, stream, seq)
 		if seq == 1 && rec.WALFirst != 1 {
-			sr.Problem = fmt.Sprintf("%s: walFirst is %d: the stream's events 1 to %d are missing", key, rec.WALFirst, rec.WALFirst-1)
-			return sr, firstKey
+			return problem("%s: walFirst is %d: the stream's events 1 to %d are missing", key, rec.WALFirst, rec.WALFirst-1)
 		}
 		if prev != nil {
 			if rec.Prev != prev.SHA256 {
-				sr.Problem = fmt.Sprintf("%s: prev is %s, but %s has SHA-256 %s: the chain is broken", key, rec.Prev, prev.Key, prev.SHA256)
-				return sr, firstKey
+				return problem("%s: prev is %s, but %s has SHA-256 %s: the chain is broken", key, rec.Prev, prev.Key, prev.SHA256)
 			}
 			if rec.WALFirst != prev.Record.WALLast+1 {
-				sr.Problem = fmt.Sprintf("%s: walFirst is %d, but %s ended at %d: events are missing or repeated", key, rec.WALFirst, prev.Key, prev.Record.WALLast)
-				return sr, firstKey
+				return problem("%s: walFirst is %d, but %s ended at %d: events are missing or repeated", key, rec.WALFirst, prev.Key, prev.Record.WALLast)
 			}
 			if gap := rec.FirstEvent.Sub(prev.Record.LastEvent); gap > o.MaxGap {
 				sr.Gaps = append(sr.Gaps, Gap{After: prev.Key, Before: key, From: prev.Record.LastEvent, To: rec.FirstEvent, Length: gap})
@@ -224,20 +225,17 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 		for _, k := range rec.Keys {
 			want["keys/"+k] = true
 			if _, ok := objs["keys/"+k]; !ok {
-				sr.Problem = fmt.Sprintf("%s: key object %s%s is missing", key, segmentDir(o.Log, stream, rec.Segment), "keys/"+k)
-				return sr, firstKey
+				return problem("%s: key object %s%s is missing", key, segmentDir(o.Log, stream, rec.Segment), "keys/"+k)
 			}
 		}
 		for name := range objs {
 			if !want[name] {
-				sr.Problem = fmt.Sprintf("%s%s: an object the record %s does not name", segmentDir(o.Log, stream, rec.Segment), name, key)
-				return sr, firstKey
+				return problem("%s%s: an object the record %s does not name", segmentDir(o.Log, stream, rec.Segment), name, key)
 			}
 		}
 		if filter.overlaps(rec.FirstEvent, rec.LastEvent) {
 			if err := checkSegment(ctx, st, o.Log, stream, rec); err != nil {
-				sr.Problem = fmt.Sprintf("%s: %v", key, err)
-				return sr, firstKey
+				return problem("%s: %v", key, err)
 			}
 			sr.SegmentsRead++
 		}
@@ -250,6 +248,13 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 		sr.Segments++
 		sr.Events += rec.Events
 		prev = &Head{Record: rec, Key: key, SHA256: sum}
+		return true
+	})
+	if werr != nil && sr.Problem == "" {
+		sr.Problem = werr.Error()
+	}
+	if sr.Problem != "" {
+		return sr, firstKey
 	}
 	sr.Head = prev
 	for s := range seqs {
