@@ -113,6 +113,13 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Errorf("control-plane drill: %+v", drill)
 	}
 
+	// The audit log's row.
+	var audit []string
+	eval(`Array.from(document.querySelector('#audit tbody tr').cells).map(c => c.innerText.replace(/\s+/g, ' ').trim())`, &audit)
+	if want := []string{"apiserver · lifeboat-audit-0", "receiving webhook", "1834 events, oldest 3m 12s old", "seq 20417, sealed 3m ago, events to 3m ago"}; !slices.Equal(audit, want) {
+		t.Errorf("audit row %q, want %q", audit, want)
+	}
+
 	png1, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

@@ -51,6 +51,13 @@ type pageView struct {
 	Drills      []drillRow
 	Keys        []keyRow
 	Stores      []StoreStatus
+	Audit       *auditRow
+}
+
+type auditRow struct {
+	AuditStatus
+	Oldest, Sealed, Last stamp
+	WaitTxt              string
 }
 
 // stamp is a point in time as the page shows it: absolute in UTC and
@@ -208,6 +215,16 @@ func newPageView(s Status) pageView {
 		if !st.Reachable {
 			v.Attention = append(v.Attention, fmt.Sprintf("Store %s is unreachable.", st.Name))
 		}
+	}
+	if a := s.Audit; a != nil {
+		r := &auditRow{AuditStatus: *a, Oldest: newStamp(a.OldestUnsealed, now), Sealed: newStamp(a.LastSealed, now), Last: newStamp(a.LastEvent, now)}
+		if !a.OldestUnsealed.IsZero() {
+			r.WaitTxt = duration(now.Sub(a.OldestUnsealed))
+		}
+		if !a.Receiving {
+			v.Attention = append(v.Attention, fmt.Sprintf("Audit log %s does not receive events.", a.Log))
+		}
+		v.Audit = r
 	}
 	return v
 }

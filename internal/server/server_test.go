@@ -627,5 +627,8 @@ func sampleStatus() Status {
 			{Name: "s3-locked", Reachable: true},
 			{Name: "fs-offsite", Reachable: false, Error: "stat /mnt/offsite/lifeboat: no such file or directory"},
 		},
+		Audit: &AuditStatus{Log: "apiserver", Stream: "lifeboat-audit-0", Mode: "webhook", Receiving: true,
+			WALEvents: 1834, OldestUnsealed: t0.Add(-3*time.Minute - 12*time.Second),
+			HeadSeq: 20417, LastSealed: t0.Add(-3 * time.Minute), LastEvent: t0.Add(-3*time.Minute - 14*time.Second)},
 	}
 }

@@ -38,6 +38,8 @@ type Status struct {
 	Drills    []DrillStatus    `json:"drills"`
 	Keys      []KeyStatus      `json:"keys"`
 	Stores    []StoreStatus    `json:"stores"`
+	// Audit is this replica's audit log stream; nil without an AuditLog.
+	Audit *AuditStatus `json:"audit,omitempty"`
 }
 
 // ScheduleStatus is one Schedule object and its run history.
@@ -124,6 +126,25 @@ type StoreStatus struct {
 	Reachable bool   `json:"reachable"`
 	// Error is the last probe's error, already free of secrets.
 	Error string `json:"error,omitempty"`
+}
+
+// AuditStatus is this replica's audit log stream (docs/audit.md).
+type AuditStatus struct {
+	Log    string `json:"log"`
+	Stream string `json:"stream"`
+	// Mode is "webhook" or "file".
+	Mode string `json:"mode"`
+	// Receiving is true while the intake runs; Error says why not.
+	Receiving bool   `json:"receiving"`
+	Error     string `json:"error,omitempty"`
+	// WALEvents waiting to be sealed, the oldest received at OldestUnsealed.
+	WALEvents      int64     `json:"walEvents"`
+	OldestUnsealed time.Time `json:"oldestUnsealed,omitzero"`
+	// HeadSeq is the newest committed segment, sealed at LastSealed, whose
+	// newest event is at LastEvent.
+	HeadSeq    int64     `json:"headSeq"`
+	LastSealed time.Time `json:"lastSealed,omitzero"`
+	LastEvent  time.Time `json:"lastEvent,omitzero"`
 }
 
 // derive fills the fields the handler computes.

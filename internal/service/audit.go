@@ -30,7 +30,7 @@ const auditRetryMax = 5 * time.Minute
 // while the schedules run: a bucket that someone planted an object in must
 // not stop the backups. Meanwhile nothing is received, the log says why,
 // and lifeboat_audit_receiving is 0 (LifeboatAuditSilent fires).
-func startAudit(ctx context.Context, o Options, set *config.Set, metrics *server.Metrics, log *slog.Logger) (func() error, error) {
+func startAudit(ctx context.Context, o Options, set *config.Set, metrics *server.Metrics, log *slog.Logger, status func(func() *server.AuditStatus)) (func() error, error) {
 	if len(set.AuditLogs) == 0 {
 		return func() error { return nil }, nil
 	}
@@ -39,12 +39,48 @@ func startAudit(ctx context.Context, o Options, set *config.Set, metrics *server
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	am := audit.NewMetrics(metrics.Registry(), a.Metadata.Name)
+	st := &auditState{base: server.AuditStatus{Log: a.Metadata.Name, Stream: o.Identity, Mode: "webhook"}}
+	if a.Spec.File != nil {
+		st.base.Mode = "file"
+	}
+	status(st.status)
 	done := make(chan error, 1)
-	go func() { done <- runAudit(ctx, o, set, a, am, log) }()
+	go func() { done <- runAudit(ctx, o, set, a, am, st, log) }()
 	return func() error { return <-done }, nil
 }
 
-func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLog, am *audit.Metrics, log *slog.Logger) error {
+// auditState is what the status page shows of the audit log.
+type auditState struct {
+	base server.AuditStatus
+
+	mu        sync.Mutex
+	r         *audit.Receiver
+	receiving bool
+	problem   string
+}
+
+func (s *auditState) set(r *audit.Receiver, receiving bool, problem string) {
+	s.mu.Lock()
+	s.r, s.receiving, s.problem = r, receiving, problem
+	s.mu.Unlock()
+}
+
+func (s *auditState) status() *server.AuditStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.base
+	st.Receiving, st.Error = s.receiving, s.problem
+	if s.r != nil {
+		w := s.r.WALStats()
+		st.WALEvents, st.OldestUnsealed = w.Events, w.Oldest
+		if h := s.r.HeadRecord(); h != nil {
+			st.HeadSeq, st.LastSealed, st.LastEvent = h.Record.Seq, h.Record.SealedAt, h.Record.LastEvent
+		}
+	}
+	return &st
+}
+
+func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLog, am *audit.Metrics, st *auditState, log *slog.Logger) error {
 	env := o.Env
 	env.Set, env.Logger = set, log
 	var r *audit.Receiver
@@ -57,6 +93,8 @@ func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLo
 			break
 		}
 		log.Error("audit log cannot start; retrying (the API server's audit events are not received meanwhile)", "auditLog", a.Metadata.Name, "retryIn", backoff, "err", err)
+		// The page says that, not the error's text (see the log).
+		st.set(nil, false, "cannot start: see the service log")
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("audit log %s did not start: %w", a.Metadata.Name, err)
@@ -105,8 +143,10 @@ func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLo
 	// the file from its checkpoint.
 	for backoff := time.Second; ; backoff = min(2*backoff, auditRetryMax) {
 		am.SetReceiving(true)
+		st.set(r, true, "")
 		err := intakeOnce()
 		am.SetReceiving(false)
+		st.set(r, false, "intake stopped: see the service log")
 		if ctx.Err() != nil {
 			break
 		}

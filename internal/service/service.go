@@ -163,7 +163,7 @@ func Run(ctx context.Context, o Options) error {
 
 	auditCtx, stopAudit := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAudit()
-	auditDone, err := startAudit(auditCtx, o, set, metrics, log)
+	auditDone, err := startAudit(auditCtx, o, set, metrics, log, bk.setAudit)
 	if err != nil {
 		return fmt.Errorf("serve: %w: %w", ErrConfig, err)
 	}

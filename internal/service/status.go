@@ -52,6 +52,16 @@ type book struct {
 	// how many keys that audit found.
 	audited  map[string]time.Time
 	tampered map[string]int
+
+	// auditStatus reports the audit log stream's state; nil without one.
+	auditStatus func() *server.AuditStatus
+}
+
+// setAudit installs what reports the audit log stream's state.
+func (b *book) setAudit(f func() *server.AuditStatus) {
+	b.mu.Lock()
+	b.auditStatus = f
+	b.mu.Unlock()
 }
 
 func newBook(sched *Scheduler, identity string, log *slog.Logger, now func() time.Time) *book {
@@ -74,6 +84,9 @@ func (b *book) Status(context.Context) server.Status {
 	st.Drills = sortedValues(b.drills, func(d server.DrillStatus) string { return d.Name })
 	st.Keys = sortedValues(b.keys, func(k server.KeyStatus) string { return k.Provider })
 	st.Stores = sortedValues(b.stores, func(s server.StoreStatus) string { return s.Name })
+	if b.auditStatus != nil {
+		st.Audit = b.auditStatus()
+	}
 	return st
 }
 
