@@ -207,6 +207,30 @@ func (s *failingStore) Put(ctx context.Context, key string, r io.Reader, o store
 	return s.Store.Put(ctx, key, r, o)
 }
 
+// lostReplyStore commits record Puts but answers them with an error, and
+// fails reads of the records so committed, until done.
+type lostReplyStore struct {
+	Store
+	done      bool
+	committed map[string]bool
+}
+
+func (s *lostReplyStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (store.ObjectInfo, error) {
+	info, err := s.Store.Put(ctx, key, r, o)
+	if err == nil && !s.done && strings.Contains(key, "/chain/") {
+		s.committed[key] = true
+		return store.ObjectInfo{}, errors.New("injected: reply lost")
+	}
+	return info, err
+}
+
+func (s *lostReplyStore) Get(ctx context.Context, key string, o store.GetOptions) (io.ReadCloser, error) {
+	if !s.done && s.committed[key] {
+		return nil, errors.New("injected: read failed")
+	}
+	return s.Store.Get(ctx, key, o)
+}
+
 func TestInterruptedSealsAndRestarts(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -226,6 +250,22 @@ func TestInterruptedSealsAndRestarts(t *testing.T) {
 	if err := r.Seal(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A record that commits but whose reply is lost, and whose read-back
+	// fails too: the retry adopts it instead of sealing the seq again.
+	post(t, r, event(10, "dave", "create", "secrets", "ehr", t0.Add(time.Second)))
+	lost := &lostReplyStore{Store: f.st, committed: map[string]bool{}}
+	r.sealer.Store = lost
+	if err := r.Seal(ctx); err == nil || len(lost.committed) != 1 {
+		t.Fatalf("seal with the commit's reply and read-back lost: %v, %d committed", err, len(lost.committed))
+	}
+	lost.done = true
+	if err := r.Seal(ctx); err != nil {
+		t.Fatalf("the retry after a lost reply: %v", err)
+	}
+	if h := r.HeadRecord(); h.Record.Seq != 2 || r.WALStats().Events != 0 {
+		t.Fatalf("after the retry: head seq %d, %d events in the WAL", h.Record.Seq, r.WALStats().Events)
+	}
+	r.sealer.Store = fs
 
 	// A crash after the record but before the WAL file is removed: the
 	// next start removes it instead of sealing it twice.
@@ -252,7 +292,7 @@ func TestInterruptedSealsAndRestarts(t *testing.T) {
 		t.Fatalf("verify: %v %+v", err, vr)
 	}
 	s := vr.Streams[0]
-	if s.Segments != 3 || s.Events != 3 || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "no record cites") {
+	if s.Segments != 4 || s.Events != 4 || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "no record cites") {
 		t.Fatalf("stream %+v", s)
 	}
 }

@@ -51,6 +51,23 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 			return Head{}, fmt.Errorf("seal %s: it starts at index %d, but the stream's head %s ends at %d", f.path, f.first, head.Key, head.Record.WALLast)
 		}
 	}
+	// An earlier attempt may have committed this seq and lost the reply
+	// (or its read-back failed): a record there that is ours for exactly
+	// this file's events is the commit; any other is another writer's.
+	key := recordKey(s.Log, s.Stream, seq)
+	if there, err := readAll(ctx, s.Store, key, evidence.MaxAuditSegmentRecordSize); err == nil {
+		rec, perr := evidence.ParseAuditSegment(there, s.Signer.PublicKey())
+		if perr == nil && rec.Log == s.Log && rec.Stream == s.Stream && rec.Seq == seq && rec.Prev == prev &&
+			rec.WALID == s.WALID && rec.WALFirst == int64(f.first) && rec.WALLast == int64(f.last) {
+			if sum, err := walPlaintextSHA256(f); err == nil && sum == rec.PlaintextSHA256 {
+				s.logf("audit segment already committed by an earlier attempt; adopted", "key", key)
+				return Head{Record: rec, Key: key, SHA256: evidence.Hash(there)}, nil
+			}
+		}
+		return Head{}, fmt.Errorf("seal %s: %s: %w: another writer committed this seq of stream %s (two replicas with one --identity?)", f.path, key, store.ErrExists, s.Stream)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Head{}, fmt.Errorf("seal %s: %w", f.path, err)
+	}
 	var nonce [4]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return Head{}, fmt.Errorf("seal %s: nonce: %w", f.path, err)
@@ -151,7 +168,6 @@ func (s *Sealer) seal(ctx context.Context, f walFile, head *Head) (Head, error) 
 	if err != nil {
 		return Head{}, fmt.Errorf("seal %s: %w", f.path, err)
 	}
-	key := recordKey(s.Log, s.Stream, seq)
 	if _, err := s.Store.Put(ctx, key, bytes.NewReader(data), store.PutOptions{RetainUntil: retain, SHA256: evidence.Hash(data)}); err != nil {
 		// The Put may have committed and lost its reply (a timeout after
 		// the upload): the record there with our bytes is our commit.

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -66,6 +67,11 @@ type WAL struct {
 
 	mu     sync.Mutex
 	broken error
+
+	// snap is Stats as of the last change, read without mu (which an
+	// fsync on a stalled disk can hold for long).
+	snapMu sync.Mutex
+	snap   Stats
 	next   uint64
 	cur    *os.File
 	curF   walFile
@@ -133,6 +139,18 @@ func OpenWAL(dir string, head *evidence.AuditSegment, log *slog.Logger) (*WAL, R
 		case f.first <= sealed && head.WALID != id:
 			return nil, rec, fmt.Errorf("%w: %s holds indexes %d to %d, but the stream's head record (walId %s) was sealed from another WAL than this one (walId %s): two replicas write one stream (give each its own --identity), or this volume was copied", ErrWALDamaged, path, f.first, f.last, head.WALID, id)
 		case f.last <= sealed:
+			// Only the head's own file can be left (a crash between its
+			// record's commit and the file's removal): the same indexes and
+			// the same events, byte for byte. Anything else covered is
+			// another writer's head over events of ours (a copied volume
+			// has the same walId), never to be removed.
+			sum, err := walPlaintextSHA256(f)
+			if err != nil {
+				return nil, rec, err
+			}
+			if f.first != uint64(head.WALFirst) || f.last != uint64(head.WALLast) || sum != head.PlaintextSHA256 {
+				return nil, rec, fmt.Errorf("%w: %s holds indexes %d to %d, covered by the stream's head record (indexes %d to %d) but not the events it sealed: two writers on one stream (a copied volume?)", ErrWALDamaged, path, f.first, f.last, head.WALFirst, head.WALLast)
+			}
 			if err := os.Remove(path); err != nil {
 				return nil, rec, fmt.Errorf("audit WAL: remove sealed %s: %w", path, err)
 			}
@@ -156,7 +174,21 @@ func OpenWAL(dir string, head *evidence.AuditSegment, log *slog.Logger) (*WAL, R
 	if err := syncDir(dir); err != nil {
 		return nil, rec, err
 	}
+	w.snapshot()
 	return w, rec, nil
+}
+
+// walPlaintextSHA256 is the SHA-256 of a closed file's events as a
+// segment's plaintext (each followed by a newline): what a record that
+// sealed it says in plaintextSHA256.
+func walPlaintextSHA256(f walFile) (string, error) {
+	h := sha256.New()
+	err := readWALFile(f, func(fr Frame) error {
+		h.Write(fr.Payload)
+		h.Write([]byte{'\n'})
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
 }
 
 // walID returns the WAL directory's ID, making it on first use.
@@ -531,6 +563,10 @@ func (w *WAL) Append(events []Event, received time.Time) error {
 		// acknowledged frames; if even that fails, stop appending.
 		if terr := w.cur.Truncate(w.curLen); terr != nil {
 			w.broken = fmt.Errorf("audit WAL: %s cannot be cut back after a failed append (%w); restart to recover", w.curF.path, terr)
+		} else if terr := w.cur.Sync(); terr != nil {
+			// The cut is not durable: a crash could bring the bytes back
+			// in a file that is no longer the last. Stop appending here.
+			w.broken = fmt.Errorf("audit WAL: %s: the cut after a failed append is not synced (%w); restart to recover", w.curF.path, terr)
 		} else if _, serr := w.cur.Seek(w.curLen, io.SeekStart); serr != nil {
 			w.broken = fmt.Errorf("audit WAL: %s: seek after a failed append: %w", w.curF.path, serr)
 		}
@@ -544,6 +580,7 @@ func (w *WAL) Append(events []Event, received time.Time) error {
 	w.curF.bytes += payload
 	w.curLen += int64(len(buf))
 	w.next = idx
+	w.snapshot()
 	return nil
 }
 
@@ -589,6 +626,7 @@ func (w *WAL) Rotate(now time.Time, maxBytes int64, maxAge time.Duration, force 
 	}
 	w.closed = append(w.closed, w.curF)
 	w.cur, w.curF = nil, walFile{}
+	w.snapshot()
 	return true, nil
 }
 
@@ -610,6 +648,7 @@ func (w *WAL) remove(f walFile) error {
 		return fmt.Errorf("audit WAL: remove sealed %s: %w", f.path, err)
 	}
 	w.closed = w.closed[1:]
+	w.snapshot()
 	return syncDir(w.dir)
 }
 
@@ -626,10 +665,15 @@ type Stats struct {
 	Next uint64
 }
 
-// Stats returns what waits in the WAL.
+// Stats returns what waits in the WAL, as of its last change.
 func (w *WAL) Stats() Stats {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.snapMu.Lock()
+	defer w.snapMu.Unlock()
+	return w.snap
+}
+
+// snapshot recomputes Stats; the caller holds mu.
+func (w *WAL) snapshot() {
 	s := Stats{Next: w.next}
 	for _, f := range append(slices.Clone(w.closed), w.curF) {
 		if f.events == 0 {
@@ -641,13 +685,16 @@ func (w *WAL) Stats() Stats {
 			s.Oldest = f.oldest
 		}
 	}
-	return s
+	w.snapMu.Lock()
+	w.snap = s
+	w.snapMu.Unlock()
 }
 
 // Close closes the file being appended to (its frames are already durable).
 func (w *WAL) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.broken = errors.New("audit WAL: closed")
 	if w.cur == nil {
 		return nil
 	}
@@ -656,7 +703,7 @@ func (w *WAL) Close() error {
 		w.closed = append(w.closed, w.curF)
 	}
 	w.cur, w.curF = nil, walFile{}
-	w.broken = errors.New("audit WAL: closed")
+	w.snapshot()
 	return err
 }
 

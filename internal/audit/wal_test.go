@@ -21,14 +21,27 @@ func ev(i int) Event {
 }
 
 // sealedAt is a head record of this WAL directory's own that sealed up to
-// index n.
+// index n: the record of the file that ends at n, when there is one.
 func sealedAt(t testing.TB, dir string, n uint64) *evidence.AuditSegment {
 	t.Helper()
 	id, err := walID(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &evidence.AuditSegment{WALLast: int64(n), WALID: id}
+	head := &evidence.AuditSegment{WALFirst: int64(n), WALLast: int64(n), WALID: id}
+	names, _ := walNames(dir)
+	for _, name := range names {
+		f, _, err := scanWALFile(filepath.Join(dir, name), false)
+		if err != nil || f.last != n || f.events == 0 {
+			continue
+		}
+		sum, err := walPlaintextSHA256(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head.WALFirst, head.PlaintextSHA256 = int64(f.first), sum
+	}
+	return head
 }
 
 func readAllFrames(t *testing.T, w *WAL) []Frame {
@@ -117,6 +130,10 @@ func TestWALAppendRotateReopen(t *testing.T) {
 	if err := w2(t, dir); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := OpenWAL(dir, sealedAt(t, dir, 5), nil); !errors.Is(err, ErrWALDamaged) {
+		t.Fatalf("open with the head inside a file: %v", err)
+	}
+	os.Remove(filepath.Join(dir, walName(4)))
 	if _, _, err := OpenWAL(dir, sealedAt(t, dir, 5), nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "inside the file") {
 		t.Fatalf("open with the head inside a file: %v", err)
 	}
@@ -278,6 +295,15 @@ func TestWALAnotherWritersHead(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, walName(1))); err != nil {
 		t.Fatalf("our unsealed file was touched: %v", err)
+	}
+	// A copy of this volume (the same walId) whose head sealed other
+	// events under the same indexes: refused, never removed.
+	copied := &evidence.AuditSegment{WALFirst: 1, WALLast: 2, WALID: w.ID(), PlaintextSHA256: strings.Repeat("0", 64)}
+	if _, _, err := OpenWAL(dir, copied, nil); !errors.Is(err, ErrWALDamaged) || !strings.Contains(err.Error(), "not the events it sealed") {
+		t.Fatalf("a copied volume's head over other events: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, walName(1))); err != nil {
+		t.Fatalf("the copied volume's unsealed file was removed: %v", err)
 	}
 	// A new, empty WAL (a new volume) continues after the other's head.
 	w, rec, err := OpenWAL(t.TempDir(), other, nil)
