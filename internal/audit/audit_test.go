@@ -324,6 +324,10 @@ func TestVerifyFindsTampering(t *testing.T) {
 			}
 			replace(t, f, h.Key, data)
 		}, "not one of the trusted keys"},
+		{"the newest record removed", func(t *testing.T, f *fixture, h *Head) {
+			os.Remove(filepath.Join(f.root, "objects", filepath.FromSlash(recordKey("apiserver", "lifeboat-0", 2))))
+			os.Remove(filepath.Join(f.root, "objects", filepath.FromSlash(recordKey("apiserver", "lifeboat-0", 1))))
+		}, "records were removed from its end"},
 		{"record removed from the middle", func(t *testing.T, f *fixture, h *Head) {
 			os.Remove(filepath.Join(f.root, "objects", filepath.FromSlash(recordKey("apiserver", "lifeboat-0", 1))))
 		}, "past a gap"},

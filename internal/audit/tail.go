@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,11 +33,53 @@ const (
 )
 
 // checkpoint is where Tail has read to: the file (by device and inode,
-// which a rename keeps) and the offset after its last complete line.
+// which a rename keeps, and the digest of its first bytes, which tells a
+// reused inode), the offset after its last complete line, and the file's
+// modification time then (when the file is gone, the rotated files
+// modified after it hold what came next).
 type checkpoint struct {
-	Dev    uint64 `json:"dev"`
-	Ino    uint64 `json:"ino"`
-	Offset int64  `json:"offset"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Head    string `json:"head"`
+	HeadLen int    `json:"headLen"`
+	Offset  int64  `json:"offset"`
+	ModNs   int64  `json:"modNs"`
+}
+
+// headBytes is how much of a file's start identifies it.
+const headBytes = 256
+
+// logFile is one file of the log: the path or a rotated one.
+type logFile struct {
+	path     string
+	dev, ino uint64
+	mod      time.Time
+}
+
+// same reports whether f is the file c names: its inode, and the same
+// first bytes (a file only grows, so its start does not change).
+func (c *checkpoint) same(f logFile) bool {
+	if f.dev != c.Dev || f.ino != c.Ino {
+		return false
+	}
+	h, n, err := fileHead(f.path, c.HeadLen)
+	return err == nil && n == c.HeadLen && h == c.Head
+}
+
+// fileHead is the hex SHA-256 of the first min(n, size) bytes of path.
+func fileHead(path string, n int) (string, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	m, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", 0, err
+	}
+	sum := sha256.Sum256(b[:m])
+	return hex.EncodeToString(sum[:]), m, nil
 }
 
 func fileID(fi os.FileInfo) (dev, ino uint64, ok bool) {
@@ -86,9 +130,9 @@ func (r *Receiver) saveCheckpoint(c checkpoint) error {
 	return syncDir(r.o.WALDir)
 }
 
-// logFiles returns path's rotated siblings (<base>-*<ext>) and path itself,
-// oldest first by modification time, path last.
-func logFiles(path string) ([]string, error) {
+// listLogFiles returns path's rotated siblings (<stem>-*<ext>), oldest
+// first by modification time, then path itself when it exists.
+func listLogFiles(path string) ([]logFile, error) {
 	dir, base := filepath.Split(path)
 	ext := filepath.Ext(base)
 	stem := strings.TrimSuffix(base, ext)
@@ -96,178 +140,224 @@ func logFiles(path string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit file: read %s: %w", dir, err)
 	}
-	type cand struct {
-		path string
-		mod  time.Time
-	}
-	var cs []cand
+	var out []logFile
+	var current *logFile
 	for _, e := range ents {
 		n := e.Name()
-		if n == base || !strings.HasPrefix(n, stem+"-") || !strings.HasSuffix(n, ext) || e.IsDir() {
+		if e.IsDir() || n != base && (!strings.HasPrefix(n, stem+"-") || !strings.HasSuffix(n, ext)) {
 			continue
 		}
 		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
-		cs = append(cs, cand{filepath.Join(dir, n), fi.ModTime()})
+		dev, ino, _ := fileID(fi)
+		lf := logFile{path: filepath.Join(dir, n), dev: dev, ino: ino, mod: fi.ModTime()}
+		if n == base {
+			current = &lf
+			continue
+		}
+		out = append(out, lf)
 	}
-	slices.SortStableFunc(cs, func(a, b cand) int { return a.mod.Compare(b.mod) })
-	out := make([]string, 0, len(cs)+1)
-	for _, c := range cs {
-		out = append(out, c.path)
+	slices.SortStableFunc(out, func(a, b logFile) int { return a.mod.Compare(b.mod) })
+	if current != nil {
+		out = append(out, *current)
 	}
-	return append(out, path), nil
+	return out, nil
 }
 
 // Tail follows the API server's audit log file at path until ctx ends,
 // appending its events to the WAL in batches (sealing is Run's). It
-// resumes at the checkpoint: in the file it names, found among the rotated
-// files by inode, then every file rotated after it, then path. A
-// checkpointed file that is gone (rotated and deleted while lifeboat was
-// down) is reported: its unread events are lost, and `audit verify`
-// shows the gap.
+// resumes at the checkpoint: in the file it names (found among the rotated
+// files by inode and first bytes), then every file rotated after it, in
+// order, then path. A checkpointed file that is gone (rotated and deleted
+// while lifeboat was down) is logged as lost, and reading goes on with the
+// files modified after it. Without a checkpoint it starts at the start of
+// path.
 func (r *Receiver) Tail(ctx context.Context, path string) error {
 	cp, err := r.loadCheckpoint()
 	if err != nil {
 		return err
 	}
-	if cp != nil {
-		files, err := logFiles(path)
+	// cur is the file being read and off where; after is the modification
+	// time the next file must follow when cur cannot be found.
+	var cur *logFile
+	var off int64
+	var after time.Time
+	for ctx.Err() == nil {
+		files, err := listLogFiles(path)
 		if err != nil {
 			return err
 		}
-		start := -1
-		for i, f := range files {
-			if fi, err := os.Stat(f); err == nil {
-				if dev, ino, ok := fileID(fi); ok && dev == cp.Dev && ino == cp.Ino {
-					start = i
-					break
+		i := -1
+		switch {
+		case cp != nil:
+			for j := range files {
+				if cp.same(files[j]) {
+					i, off = j, cp.Offset
 				}
 			}
-		}
-		if start < 0 {
-			r.log.Error("audit file: the file last read was rotated away and removed while lifeboat was down; its unread events are lost (audit verify reports the gap)", "path", path)
+			if i < 0 {
+				r.log.Error("audit file: the file last read was rotated away and removed while lifeboat was down; its unread events are lost (audit verify reports the gap)", "path", path)
+				after = time.Unix(0, cp.ModNs)
+			}
 			cp = nil
-		} else {
-			// Catch up over the checkpointed file and those rotated after
-			// it; then follow path.
-			for i, f := range files[start : len(files)-1] {
-				off := int64(0)
-				if i == 0 {
-					off = cp.Offset
-				}
-				if _, err := r.tailFile(ctx, f, off, false); err != nil {
-					return err
+		case cur != nil:
+			for j := range files {
+				if files[j].dev == cur.dev && files[j].ino == cur.ino {
+					i = j
 				}
 			}
-			if start == len(files)-1 {
-				return r.follow(ctx, path, cp.Offset)
+			if i < 0 {
+				after = cur.mod
 			}
-			return r.follow(ctx, path, 0)
 		}
-	}
-	return r.follow(ctx, path, 0)
-}
-
-// follow reads path from off and on, switching to the new file when path
-// is rotated, until ctx ends.
-func (r *Receiver) follow(ctx context.Context, path string, off int64) error {
-	for {
-		rotated, err := r.tailFile(ctx, path, off, true)
-		if err != nil || !rotated {
+		switch {
+		case i >= 0 && cur != nil:
+			// cur was read to its end: the next file.
+			i, off = i+1, 0
+		case i < 0 && (cur != nil || !after.IsZero()):
+			// cur is gone: the first file modified after it.
+			i = slices.IndexFunc(files, func(f logFile) bool { return f.mod.After(after) })
+			off = 0
+		case i < 0:
+			// No checkpoint: the current file, once it exists.
+			if len(files) > 0 && files[len(files)-1].path == path {
+				i = len(files) - 1
+			}
+		}
+		if i < 0 || i >= len(files) {
+			// Nothing to read yet (no file, or between a rotation's rename
+			// and the new file): wait, where we are.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(tailPoll):
+			}
+			continue
+		}
+		f := files[i]
+		end, mod, err := r.tailFile(ctx, f, off, f.path == path)
+		if errors.Is(err, errRelist) {
+			continue // renamed since the listing: list again
+		}
+		if err != nil {
 			return err
 		}
-		off = 0
+		cur = &logFile{path: f.path, dev: f.dev, ino: f.ino, mod: mod}
+		off = end
 	}
+	return nil
 }
 
-// tailFile reads the file at path from off. With follow, it waits for
-// more at EOF until the path names another file (rotated: it then reads
-// the old file to its end and returns true) or ctx ends; without, it
-// returns at EOF.
-func (r *Receiver) tailFile(ctx context.Context, path string, off int64, follow bool) (bool, error) {
+// errRelist says a file was renamed between the listing and its opening.
+var errRelist = errors.New("renamed since listed")
+
+// tailFile reads f from off. Following path, it waits for more at EOF
+// until path names another file (the rotation: it then reads f to its
+// end) or ctx ends; otherwise it returns at EOF. It returns where it ended
+// and f's modification time then.
+func (r *Receiver) tailFile(ctx context.Context, lf logFile, off int64, follow bool) (int64, time.Time, error) {
+	path := lf.path
 	f, err := os.Open(path)
-	for errors.Is(err, os.ErrNotExist) && follow {
-		// Between a rotation's rename and the new file's creation.
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case <-time.After(tailPoll):
-		}
-		f, err = os.Open(path)
-	}
 	if err != nil {
-		return false, fmt.Errorf("audit file: open %s: %w", path, err)
+		return off, lf.mod, fmt.Errorf("audit file: open %s: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("audit file: stat %s: %w", path, err)
+		return off, lf.mod, fmt.Errorf("audit file: stat %s: %w", path, err)
 	}
 	dev, ino, _ := fileID(fi)
+	if dev != lf.dev || ino != lf.ino {
+		return off, lf.mod, errRelist
+	}
+	head, headLen, err := fileHead(path, headBytes)
+	if err != nil {
+		return off, lf.mod, fmt.Errorf("audit file: read %s: %w", path, err)
+	}
 	if fi.Size() < off {
 		r.log.Warn("audit file: shorter than the checkpoint (truncated); reading it from the start", "path", path, "size", fi.Size(), "checkpoint", off)
 		off = 0
 	}
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return false, fmt.Errorf("audit file: seek %s: %w", path, err)
+		return off, lf.mod, fmt.Errorf("audit file: seek %s: %w", path, err)
 	}
+	mod := fi.ModTime()
 	var pending []byte
+	skipping := false
 	buf := make([]byte, tailChunk)
-	// take appends pending's complete lines, then checkpoints after them.
+	// take appends pending's complete lines, skips a line too long to be
+	// an event, then checkpoints after what it took.
 	take := func() error {
+		if skipping {
+			nl := bytes.IndexByte(pending, '\n')
+			if nl < 0 {
+				off += int64(len(pending))
+				pending = pending[:0]
+				return nil
+			}
+			off += int64(nl + 1)
+			pending = append(pending[:0], pending[nl+1:]...)
+			skipping = false
+		}
 		consumed, err := r.appendLines(pending, path, off)
-		if err != nil || consumed == 0 {
+		if err != nil {
 			return err
 		}
 		off += int64(consumed)
 		pending = append(pending[:0], pending[consumed:]...)
-		return r.saveCheckpoint(checkpoint{Dev: dev, Ino: ino, Offset: off})
+		if len(pending) > MaxEventBytes {
+			r.m.refused.Inc()
+			r.log.Warn("audit file: a line longer than an event may be is skipped", "path", path, "offset", off, "limit", MaxEventBytes)
+			skipping = true
+			off += int64(len(pending))
+			pending = pending[:0]
+		}
+		if head, headLen, err = fileHead(path, headBytes); err != nil {
+			return fmt.Errorf("audit file: read %s: %w", path, err)
+		}
+		if st, err := f.Stat(); err == nil {
+			mod = st.ModTime()
+		}
+		return r.saveCheckpoint(checkpoint{Dev: dev, Ino: ino, Head: head, HeadLen: headLen, Offset: off, ModNs: mod.UnixNano()})
 	}
-	for {
+	for ctx.Err() == nil {
 		n, rerr := f.Read(buf)
 		if n > 0 {
 			pending = append(pending, buf[:n]...)
 			if err := take(); err != nil {
-				return false, err
+				return off, mod, err
 			}
-			if len(pending) > MaxEventBytes+1 {
-				return false, fmt.Errorf("audit file: %s at byte %d: a line longer than %d bytes", path, off, MaxEventBytes)
-			}
+			continue
 		}
 		if rerr != nil && rerr != io.EOF {
-			return false, fmt.Errorf("audit file: read %s: %w", path, rerr)
-		}
-		if n > 0 {
-			continue
+			return off, mod, fmt.Errorf("audit file: read %s: %w", path, rerr)
 		}
 		// At EOF.
 		if !follow {
-			return false, nil
+			break
 		}
-		if cur, err := os.Stat(path); err == nil {
-			if d, i, _ := fileID(cur); d != dev || i != ino {
-				// Rotated: what the writer wrote before the rename is in
-				// this file; read to its end, then go to the new one.
-				for n, _ := f.Read(buf); n > 0; n, _ = f.Read(buf) {
-					pending = append(pending, buf[:n]...)
-					if err := take(); err != nil {
-						return false, err
-					}
+		if cur, err := os.Stat(path); err != nil || func() bool { d, i, _ := fileID(cur); return d != dev || i != ino }() {
+			// Rotated (or being rotated): what the writer wrote before the
+			// rename is in this file; read it to its end, then go on.
+			for n, _ := f.Read(buf); n > 0 && ctx.Err() == nil; n, _ = f.Read(buf) {
+				pending = append(pending, buf[:n]...)
+				if err := take(); err != nil {
+					return off, mod, err
 				}
-				if len(bytes.TrimSpace(pending)) > 0 {
-					r.log.Warn("audit file: the rotated file ends in an incomplete line, which is dropped", "path", path, "offset", off)
-				}
-				return true, nil
 			}
+			break
 		}
 		select {
 		case <-ctx.Done():
-			return false, nil
 		case <-time.After(tailPoll):
 		}
 	}
+	if len(bytes.TrimSpace(pending)) > 0 && !follow {
+		r.log.Warn("audit file: a rotated file ends in an incomplete line, which is dropped", "path", path, "offset", off)
+	}
+	return off, mod, nil
 }
 
 // appendLines appends the complete lines of data (read from path at off)

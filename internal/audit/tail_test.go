@@ -120,3 +120,45 @@ func TestTailFollowsRotations(t *testing.T) {
 		t.Fatalf("events kept: %v, want each of 1 to 14 once, in order", ids)
 	}
 }
+
+// TestTailSkipsLongLinesAndLostFiles: a line longer than an event may be
+// is skipped (the lines after it are taken), and when the checkpointed
+// file was rotated and deleted while lifeboat was down, the files rotated
+// after it are still read.
+func TestTailSkipsLongLinesAndLostFiles(t *testing.T) {
+	f := newFixture(t)
+	logDir := t.TempDir()
+	path := filepath.Join(logDir, "audit.log")
+	r := f.open(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Tail(ctx, path) }()
+	long := `{"auditID":"x","pad":"` + strings.Repeat("a", MaxEventBytes+10) + `"}` + "\n"
+	appendTo(t, path, eventLine(1)+long+eventLine(2))
+	waitEvents(t, r, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.wal.Close()
+
+	// Down: the file is rotated twice; the one the checkpoint names is
+	// deleted (as --audit-log-maxbackup would).
+	appendTo(t, path, eventLine(3))
+	first := filepath.Join(logDir, "audit-2026-12-06T10-00-00.000.log")
+	os.Rename(path, first)
+	appendTo(t, path, eventLine(4))
+	os.Rename(path, filepath.Join(logDir, "audit-2026-12-06T10-05-00.000.log"))
+	appendTo(t, path, eventLine(5))
+	os.Remove(first)
+
+	r2 := f.open(t, nil)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- r2.Tail(ctx2, path) }()
+	waitEvents(t, r2, 4) // events 1 and 2 (still in the WAL), 4 and 5; 3 is lost with its file
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+}

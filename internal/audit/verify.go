@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -221,6 +222,9 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 		}
 		cited[rec.Segment] = true
 		objs := l.segments[stream][rec.Segment]
+		if size, ok := objs[eventsObject]; !ok || size != rec.CiphertextSize {
+			return problem("%s: %s%s is missing or not %d bytes (listed: %v, %d bytes)", key, segmentDir(o.Log, stream, rec.Segment), eventsObject, rec.CiphertextSize, ok, size)
+		}
 		want := map[string]bool{eventsObject: true}
 		for _, k := range rec.Keys {
 			want["keys/"+k] = true
@@ -270,11 +274,25 @@ func verifyStream(ctx context.Context, st Store, o VerifyOptions, l *listing, st
 		}
 	}
 	slices.Sort(uncited)
+	// An interrupted seal leaves segments numbered head+1 only (the seal
+	// after it takes that seq again); one numbered further is what is
+	// left when newest records were removed.
 	for _, seg := range uncited {
-		sr.Warnings = append(sr.Warnings, fmt.Sprintf("%s: no record cites this segment (an interrupted seal; its events were sealed again)", segmentDir(o.Log, stream, seg)))
-	}
-	if sr.Segments == 0 && len(uncited) > 0 {
-		sr.Warnings = append(sr.Warnings, "the stream has no committed segment")
+		dir := segmentDir(o.Log, stream, seg)
+		n, err := strconv.ParseInt(strings.SplitN(seg, "-", 2)[0], 10, 64)
+		switch {
+		case err != nil:
+			sr.Problem = fmt.Sprintf("%s: not a segment directory name (<seq>-<nonce>)", dir)
+		case n > last+1:
+			sr.Problem = fmt.Sprintf("%s: a segment of seq %d, but the chain ends at seq %d: records were removed from its end", dir, n, last)
+		case n == last+1:
+			sr.Warnings = append(sr.Warnings, fmt.Sprintf("%s: no record cites this segment: an interrupted seal (whose events are sealed again), or the newest record was removed", dir))
+		default:
+			sr.Warnings = append(sr.Warnings, fmt.Sprintf("%s: no record cites this segment (an interrupted seal; its events were sealed again)", dir))
+		}
+		if sr.Problem != "" {
+			return sr, firstKey
+		}
 	}
 	return sr, firstKey
 }

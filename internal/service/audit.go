@@ -144,8 +144,13 @@ func runAudit(ctx context.Context, o Options, set *config.Set, a *config.AuditLo
 	for backoff := time.Second; ; backoff = min(2*backoff, auditRetryMax) {
 		am.SetReceiving(true)
 		st.set(r, true, "")
+		began := time.Now()
 		err := intakeOnce()
 		am.SetReceiving(false)
+		if time.Since(began) > auditRetryMax {
+			// It ran a good while: a new failure starts the backoff over.
+			backoff = time.Second
+		}
 		st.set(r, false, "intake stopped: see the service log")
 		if ctx.Err() != nil {
 			break

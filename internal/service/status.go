@@ -77,15 +77,18 @@ func newBook(sched *Scheduler, identity string, log *slog.Logger, now func() tim
 func (b *book) Status(context.Context) server.Status {
 	st := server.Status{Schedules: b.sched.Schedules()}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	st.Identity, st.Leader = b.identity, b.leader
 	st.ConfigValid, st.ConfigError = b.configErr == "", b.configErr
 	st.Plans = sortedValues(b.plans, func(p server.PlanStatus) string { return p.Name })
 	st.Drills = sortedValues(b.drills, func(d server.DrillStatus) string { return d.Name })
 	st.Keys = sortedValues(b.keys, func(k server.KeyStatus) string { return k.Provider })
 	st.Stores = sortedValues(b.stores, func(s server.StoreStatus) string { return s.Name })
-	if b.auditStatus != nil {
-		st.Audit = b.auditStatus()
+	audit := b.auditStatus
+	b.mu.Unlock()
+	// Outside b.mu: the readiness probe and the scheduler must not wait on
+	// the audit log.
+	if audit != nil {
+		st.Audit = audit()
 	}
 	return st
 }
