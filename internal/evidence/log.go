@@ -388,39 +388,45 @@ func (l *Log) Verify(ctx context.Context, trustedKeys ...PublicKey) (VerifyResul
 		return fail(leftover(rest[0], res.Records))
 	}
 	for _, c := range cited {
-		data, err := readObject(ctx, l.st, c.key, maxReportSize)
+		data, err := readObject(ctx, l.st, c.Key, maxReportSize)
 		if errors.Is(err, store.ErrNotFound) {
-			return fail(&VerifyError{Object: c.key, Problem: fmt.Sprintf("missing: %s cites it with SHA-256 %s", c.by, c.sha256)})
+			return fail(&VerifyError{Object: c.Key, Problem: fmt.Sprintf("missing: %s cites it with SHA-256 %s", c.by, c.SHA256)})
 		}
 		if err != nil {
 			return fail(err)
 		}
-		if got := Hash(data); got != c.sha256 {
-			return fail(&VerifyError{Object: c.key, Problem: fmt.Sprintf("SHA-256 %s, but %s cites it with %s: the report was changed", got, c.by, c.sha256)})
+		if got := Hash(data); got != c.SHA256 {
+			return fail(&VerifyError{Object: c.Key, Problem: fmt.Sprintf("SHA-256 %s, but %s cites it with %s: the report was changed", got, c.by, c.SHA256)})
 		}
 		res.Reports++
 	}
 	return res, nil
 }
 
-// citation is an object a record cites by SHA-256.
-type citation struct{ by, key, sha256 string }
+// Citation is an object a record cites by SHA-256.
+type Citation struct{ Key, SHA256 string }
 
-// citations returns the report objects a record cites in subject.report:
-// report.json and its renderings (docs/format.md §5.3). Citations of
-// objects outside reports/ are ignored: a record cannot make the verifier
-// read the rest of the store.
-func citations(recordKey string, r Record) []citation {
+// citation is a Citation and the record that makes it.
+type citation struct {
+	Citation
+	by string
+}
+
+// Citations returns the report objects the record cites in
+// subject.report: report.json and its renderings (docs/format.md §5.3).
+// Citations of objects outside reports/ are left out: a record cannot make
+// a verifier (or a replication) read the rest of the store.
+func (r Record) Citations() []Citation {
 	rep, ok := r.Subject["report"].(map[string]any)
 	if !ok {
 		return nil
 	}
-	var out []citation
+	var out []Citation
 	add := func(m map[string]any) {
 		key, _ := m["key"].(string)
 		sum, _ := m["sha256"].(string)
 		if strings.HasPrefix(key, reportsPrefix) && len(sum) == 64 {
-			out = append(out, citation{by: recordKey, key: key, sha256: sum})
+			out = append(out, Citation{Key: key, SHA256: sum})
 		}
 	}
 	add(rep)
@@ -429,6 +435,14 @@ func citations(recordKey string, r Record) []citation {
 		if m, ok := x.(map[string]any); ok {
 			add(m)
 		}
+	}
+	return out
+}
+
+func citations(recordKey string, r Record) []citation {
+	var out []citation
+	for _, c := range r.Citations() {
+		out = append(out, citation{Citation: c, by: recordKey})
 	}
 	return out
 }

@@ -12,10 +12,7 @@ import (
 )
 
 // Evidence log keys (docs/format.md §5.4).
-const (
-	chainPrefix   = "evidence/seq/"
-	reportsPrefix = "reports/"
-)
+const chainPrefix = "evidence/seq/"
 
 func chainKey(seq int64) string { return fmt.Sprintf("%s%010d.json", chainPrefix, seq) }
 
@@ -115,12 +112,12 @@ func (c *Copier) Evidence(ctx context.Context) (EvidenceResult, error) {
 			return out, &Error{StepEvidence, key, err}
 		}
 		retain := r.Time.Add(c.o.EvidenceRetention)
-		for _, ct := range citations(r) {
-			err := c.copy(ctx, &res, ct.key, ct.sha256, 0, retain, func() (io.ReadCloser, error) {
-				return c.o.Primary.Get(ctx, ct.key, store.GetOptions{})
+		for _, ct := range r.Citations() {
+			err := c.copy(ctx, &res, ct.Key, ct.SHA256, 0, retain, func() (io.ReadCloser, error) {
+				return c.o.Primary.Get(ctx, ct.Key, store.GetOptions{})
 			})
 			if err != nil {
-				return out, &Error{StepReport, ct.key, err}
+				return out, &Error{StepReport, ct.Key, err}
 			}
 		}
 		if err := c.copyBytes(ctx, &res, key, b, retain); err != nil {
@@ -190,31 +187,4 @@ func (c *Copier) checkRecord(b []byte, seq int64, prev []byte) (evidence.Record,
 		}
 	}
 	return r, nil
-}
-
-type citation struct{ key, sha256 string }
-
-// citations returns the report objects r cites in subject.report, only
-// keys under reports/ (as the verifier, docs/format.md §5.5).
-func citations(r evidence.Record) []citation {
-	rep, ok := r.Subject["report"].(map[string]any)
-	if !ok {
-		return nil
-	}
-	var out []citation
-	add := func(m map[string]any) {
-		key, _ := m["key"].(string)
-		sum, _ := m["sha256"].(string)
-		if strings.HasPrefix(key, reportsPrefix) && len(sum) == 64 {
-			out = append(out, citation{key, sum})
-		}
-	}
-	add(rep)
-	rs, _ := rep["renderings"].([]any)
-	for _, x := range rs {
-		if m, ok := x.(map[string]any); ok {
-			add(m)
-		}
-	}
-	return out
 }
