@@ -47,6 +47,22 @@ func waitEvents(t *testing.T, r *Receiver, n int64) {
 	}
 }
 
+// startTail runs r.Tail on path until the returned stop is called, which
+// fails the test if Tail did.
+func startTail(t *testing.T, r *Receiver, path string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Tail(ctx, path) }()
+	return func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestTailFollowsRotations: the file mode reads complete lines only,
 // follows a rotation, and after a restart resumes at its checkpoint across
 // rotations that happened while it was down; each event is kept once.
@@ -55,9 +71,7 @@ func TestTailFollowsRotations(t *testing.T) {
 	logDir := t.TempDir()
 	path := filepath.Join(logDir, "audit.log")
 	r := f.open(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Tail(ctx, path) }()
+	stop := startTail(t, r, path)
 
 	var lines strings.Builder
 	for i := 1; i <= 5; i++ {
@@ -75,10 +89,7 @@ func TestTailFollowsRotations(t *testing.T) {
 	}
 	appendTo(t, path, eventLine(9)+eventLine(10))
 	waitEvents(t, r, 10)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	r.wal.Close()
 
 	// While lifeboat is down: more events, and two more rotations.
@@ -89,16 +100,11 @@ func TestTailFollowsRotations(t *testing.T) {
 	appendTo(t, path, eventLine(13))
 
 	r2 := f.open(t, nil)
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() { done2 <- r2.Tail(ctx2, path) }()
+	stop2 := startTail(t, r2, path)
 	waitEvents(t, r2, 13)
 	appendTo(t, path, eventLine(14))
 	waitEvents(t, r2, 14)
-	cancel2()
-	if err := <-done2; err != nil {
-		t.Fatal(err)
-	}
+	stop2()
 	if err := r2.Seal(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -130,16 +136,11 @@ func TestTailSkipsLongLinesAndLostFiles(t *testing.T) {
 	logDir := t.TempDir()
 	path := filepath.Join(logDir, "audit.log")
 	r := f.open(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Tail(ctx, path) }()
+	stop := startTail(t, r, path)
 	long := `{"auditID":"x","pad":"` + strings.Repeat("a", MaxEventBytes+10) + `"}` + "\n"
 	appendTo(t, path, eventLine(1)+long+eventLine(2))
 	waitEvents(t, r, 2)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	r.wal.Close()
 
 	// Down: the file is rotated twice; the one the checkpoint names is
@@ -153,12 +154,7 @@ func TestTailSkipsLongLinesAndLostFiles(t *testing.T) {
 	os.Remove(first)
 
 	r2 := f.open(t, nil)
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() { done2 <- r2.Tail(ctx2, path) }()
+	stop2 := startTail(t, r2, path)
 	waitEvents(t, r2, 4) // events 1 and 2 (still in the WAL), 4 and 5; 3 is lost with its file
-	cancel2()
-	if err := <-done2; err != nil {
-		t.Fatal(err)
-	}
+	stop2()
 }
