@@ -183,7 +183,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	inv, err := etcdsource.ReadInventory(ctx, cli, 0)
+	inv, err := etcdsource.ReadInventory(ctx, cli, 0, m.Etcd.Inventory.Version)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,10 @@ func TestInventoryBuilder(t *testing.T) {
 		{"/registry/secrets/a/s2", ""},
 		{"compact_rev_key", "\x00\x01"},
 	}
-	b := catalog.NewInventoryBuilder()
+	b, err := catalog.NewInventoryBuilder(0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := sha256.New()
 	for _, p := range pairs {
 		if err := b.Add([]byte(p[0]), []byte(p[1])); err != nil {
@@ -102,9 +105,62 @@ func TestInventoryBuilder(t *testing.T) {
 	if err := b.Add([]byte("/a"), nil); err == nil {
 		t.Fatal("Add accepted a key out of order")
 	}
-	empty := catalog.NewInventoryBuilder().Inventory()
-	if empty.Keys != 0 || empty.Digest != hex.EncodeToString(sha256.New().Sum(nil)) {
-		t.Fatalf("empty inventory %+v", empty)
+	for _, v := range []int{0, catalog.InventoryVersion} {
+		eb, err := catalog.NewInventoryBuilder(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		empty := eb.Inventory()
+		if empty.Keys != 0 || empty.Version != v || empty.Digest != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+			t.Fatalf("empty inventory (version %d) %+v", v, empty)
+		}
+	}
+	if _, err := catalog.NewInventoryBuilder(1); err == nil {
+		t.Fatal("NewInventoryBuilder accepted version 1")
+	}
+}
+
+// TestInventoryV2Vector: the version 2 digest of docs/format.md §6's test
+// vector, written out here from its definition, and the same through Add
+// and through AddSum.
+func TestInventoryV2Vector(t *testing.T) {
+	pairs := [][2]string{
+		{"/registry/namespaces/a", "ns-a"},
+		{"/registry/secrets/a/s1", "k8s:enc:aescbc:v1:key1:xxx"},
+		{"/registry/secrets/a/s2", ""},
+		{"compact_rev_key", "\x00\x01"},
+	}
+	const want = "3b204d07f55c1093dc42fe45fd8c71b85c041e0602ebd8a3fb53e766346675dc"
+	h := sha256.New()
+	byAdd, _ := catalog.NewInventoryBuilder(catalog.InventoryVersion)
+	bySum, _ := catalog.NewInventoryBuilder(catalog.InventoryVersion)
+	for _, p := range pairs {
+		binary.Write(h, binary.BigEndian, uint64(len(p[0])))
+		h.Write([]byte(p[0]))
+		vs := sha256.Sum256([]byte(p[1]))
+		h.Write(vs[:])
+		if err := byAdd.Add([]byte(p[0]), []byte(p[1])); err != nil {
+			t.Fatal(err)
+		}
+		if err := bySum.AddSum([]byte(p[0]), vs[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		t.Fatalf("definition gives %s, the vector says %s", got, want)
+	}
+	for name, b := range map[string]*catalog.InventoryBuilder{"Add": byAdd, "AddSum": bySum} {
+		inv := b.Inventory()
+		if inv.Digest != want || inv.Keys != 4 || inv.Version != catalog.InventoryVersion || inv.Prefixes["/registry/secrets/"] != 2 {
+			t.Errorf("%s: inventory %+v", name, inv)
+		}
+	}
+	v0, _ := catalog.NewInventoryBuilder(0)
+	if err := v0.AddSum([]byte("k"), make([]byte, 32)); err == nil {
+		t.Error("a version 0 builder took a value digest")
+	}
+	if err := bySum.AddSum([]byte("zz"), make([]byte, 31)); err == nil {
+		t.Error("AddSum took a 31-byte digest")
 	}
 }
 

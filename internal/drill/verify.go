@@ -247,7 +247,7 @@ func (v *verifier) keyspace(ctx context.Context) evidence.Check {
 	if v.cli == nil {
 		return evidence.Check{Name: name, Outcome: evidence.CheckSkipped, Detail: "the scratch cluster's etcd is not reachable"}
 	}
-	got, err := etcdsource.ReadInventory(ctx, v.cli.KV, v.rev)
+	got, err := etcdsource.ReadInventory(ctx, v.cli.KV, v.rev, v.m.Etcd.Inventory.Version)
 	if err != nil {
 		return fail(name, "read the restored keyspace at revision %d: %v", v.rev, err)
 	}

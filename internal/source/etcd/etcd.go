@@ -78,14 +78,15 @@ type Options struct {
 // inventory read; any failure is an error instead. Close releases the
 // connection and must always be called.
 type Stream struct {
+	ctx     context.Context
 	cli     *clientv3.Client
 	snap    io.ReadCloser
 	cancel  context.CancelFunc
 	tr      *trailerReader
+	scan    *scanFeed
+	log     *slog.Logger
 	info    catalog.Etcd
-	invDone chan struct{}
-	inv     catalog.Inventory
-	invErr  error
+	invFrom string
 	err     error
 	done    bool
 	once    sync.Once
@@ -171,10 +172,10 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 			Revision:  rev,
 			DBSize:    st.DbSize,
 		},
-		invDone: make(chan struct{}),
+		log: log,
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	s.cancel = cancel
+	s.ctx, s.cancel = sctx, cancel
 	s.info.TakenAt = takenAt
 	resp, err := cli.SnapshotWithVersion(sctx)
 	if err != nil {
@@ -184,17 +185,41 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 	}
 	s.snap = resp.Snapshot
 	s.tr = newTrailerReader(resp.Snapshot)
+	s.scan = newScanFeed()
 	log.Info("etcd snapshot started", "endpoint", ep, "revision", rev, "dbSize", st.DbSize,
 		"clusterId", s.info.ClusterID, "memberId", s.info.MemberID, "storageVersion", resp.Version)
-	go func() {
-		defer close(s.invDone)
-		s.inv, s.invErr = ReadInventory(sctx, cli.KV, rev)
-		if s.invErr != nil {
-			s.invErr = fmt.Errorf("etcd %s: %w", ep, s.invErr)
-		}
-	}()
 	return s, nil
 }
+
+// inventory returns the keyspace inventory at the snapshot's revision once
+// the stream has ended verified: from the snapshot's own bytes, or, where
+// they cannot give it (docs/format.md §6.0.1), read from the member.
+func (s *Stream) inventory() (catalog.Inventory, error) {
+	inv, err := s.scan.inventory(s.info.Revision)
+	if err == nil {
+		s.invFrom = InventoryFromSnapshot
+		return inv, nil
+	}
+	s.log.Warn("etcd inventory: the snapshot's bytes cannot give the keyspace at its revision; reading it from the member",
+		"endpoint", s.info.Endpoint, "revision", s.info.Revision, "reason", err)
+	inv, err = ReadInventory(s.ctx, s.cli.KV, s.info.Revision, catalog.InventoryVersion)
+	if err != nil {
+		return catalog.Inventory{}, fmt.Errorf("etcd %s: %w", s.info.Endpoint, err)
+	}
+	s.invFrom = InventoryFromMember
+	return inv, nil
+}
+
+// Where a Stream's inventory came from (Stream.InventoryFrom).
+const (
+	InventoryFromSnapshot = "snapshot"
+	InventoryFromMember   = "member"
+)
+
+// InventoryFrom says where the inventory came from once Read has returned
+// io.EOF: InventoryFromSnapshot, or InventoryFromMember when the snapshot's
+// bytes could not give it; "" before then.
+func (s *Stream) InventoryFrom() string { return s.invFrom }
 
 // Info returns the snapshot's facts. Endpoint, IDs, revision, database
 // size and taken-at time are known from the start; the snapshot digest and
@@ -210,15 +235,18 @@ func (s *Stream) Read(p []byte) (int, error) {
 		return 0, s.err
 	}
 	n, err := s.tr.Read(p)
+	if n > 0 {
+		s.scan.write(p[:n])
+	}
 	switch {
 	case err == io.EOF:
-		<-s.invDone
-		if s.invErr != nil {
-			s.err = s.invErr
+		inv, ierr := s.inventory()
+		if ierr != nil {
+			s.err = ierr
 			return n, s.err
 		}
 		s.info.SnapshotSHA256 = s.tr.sum
-		s.info.Inventory = s.inv
+		s.info.Inventory = inv
 		s.done = true
 		s.err = io.EOF
 	case errors.Is(err, ErrIntegrity):
@@ -246,7 +274,7 @@ func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.snap.Close()
-		<-s.invDone
+		s.scan.stop()
 		s.cli.Close()
 		if !s.done && s.err == nil {
 			s.err = errors.New("etcd snapshot: stream closed")
@@ -256,11 +284,16 @@ func (s *Stream) Close() error {
 }
 
 // ReadInventory reads the inventory of the keyspace at revision rev
-// through kv: every key-value pair in key order, in pages of about 4 MiB
+// through kv: every key-value pair in key order, in pages of about 1 MiB
 // (sized from the pairs seen so far), so memory stays bounded by a page
-// whatever the keyspace holds. It fails if rev has been compacted.
-func ReadInventory(ctx context.Context, kv clientv3.KV, rev int64) (catalog.Inventory, error) {
-	b := catalog.NewInventoryBuilder()
+// whatever the keyspace holds. version is the digest's definition
+// (catalog.InventoryVersion, or 0 to compare with an older manifest). It
+// fails if rev has been compacted.
+func ReadInventory(ctx context.Context, kv clientv3.KV, rev int64, version int) (catalog.Inventory, error) {
+	b, err := catalog.NewInventoryBuilder(version)
+	if err != nil {
+		return catalog.Inventory{}, err
+	}
 	key, limit := "\x00", int64(inventoryFirstPage)
 	var seenKeys, seenBytes int64
 	for {

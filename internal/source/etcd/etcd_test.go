@@ -60,7 +60,10 @@ func inventoryOf(t *testing.T, ctx context.Context, cli *clientv3.Client, rev in
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := catalog.NewInventoryBuilder()
+	b, err := catalog.NewInventoryBuilder(catalog.InventoryVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, kv := range resp.Kvs {
 		if err := b.Add(kv.Key, kv.Value); err != nil {
 			t.Fatal(err)
@@ -117,6 +120,9 @@ func TestSnapshot(t *testing.T) {
 	}
 	want := inventoryOf(t, ctx, cli, info.Revision)
 	got := info.Inventory
+	if from := s.InventoryFrom(); from != etcd.InventoryFromSnapshot {
+		t.Errorf("inventory from %q, want it from the snapshot's bytes", from)
+	}
 	if got.Keys != 46 || got.Keys != want.Keys || got.Digest != want.Digest || got.Prefixes["/registry/secrets/"] != 2 ||
 		got.Prefixes["/registry/configmaps/"] != 40 || got.Prefixes["/registry/health"] != 1 || got.Prefixes["/registry/late/"] != 0 {
 		t.Fatalf("inventory %+v, want %+v", got, want)
@@ -149,7 +155,7 @@ func TestReadInventoryPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := etcd.ReadInventory(ctx, cli.KV, resp.Header.Revision)
+	got, err := etcd.ReadInventory(ctx, cli.KV, resp.Header.Revision, catalog.InventoryVersion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,548 @@
+package etcd
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+)
+
+// The bbolt file format, as far as the scan reads it (docs/format.md
+// §6.0.1). Every integer is little-endian.
+const (
+	pageHeaderSize  = 16 // id u64, flags u16, count u16, overflow u32
+	pageElementSize = 16 // leaf: flags, pos, ksize, vsize (u32 each); branch: pos, ksize u32, pgid u64
+	metaSize        = 64 // magic, version, pageSize, flags u32; root, sequence, freelist, pgid, txid, checksum u64
+	branchPageFlag  = 0x01
+	leafPageFlag    = 0x02
+	bucketLeafFlag  = 0x01
+	boltMagic       = 0xED0CDAED
+	boltVersion     = 2
+	bucketHeader    = 16 // root pgid u64, sequence u64
+)
+
+// maxScanSpan bounds the bytes one candidate page (with its overflow
+// pages) may hold back; a reachable page larger than this makes the scan
+// give up, and the inventory is then read from the member.
+const maxScanSpan = 16 << 20
+
+// smallEntry bounds the key and the value of the other elements a leaf's
+// summary keeps (the meta bucket's compaction revisions are 17 bytes).
+const smallEntry = 64
+
+// maxTreeDepth bounds the walk from the root; bbolt trees are a few levels.
+const maxTreeDepth = 64
+
+type pageKind uint8
+
+const (
+	kindLeaf pageKind = iota + 1
+	kindBranch
+	kindUnread // too large, or its elements point outside it
+)
+
+// pageRec summarises one candidate page. For a leaf, arena[start:end]
+// holds its entries; for a branch, children[start:end] its children.
+type pageRec struct {
+	id         uint64
+	span       uint64 // pages, overflow included
+	kind       pageKind
+	seen       bool
+	start, end int
+	why        string // kindUnread: what was wrong
+}
+
+// Entry tags in the arena.
+const (
+	entryBucket = 'B' // uvarint len ‖ name ‖ uvarint len ‖ bucket value (header, inline page)
+	entryRev    = 'R' // main u64 BE ‖ sub u64 BE ‖ tombstone byte ‖ uvarint len ‖ key ‖ SHA-256(value)
+	entrySmall  = 'S' // uvarint len ‖ key ‖ uvarint len ‖ value
+)
+
+type pendingPage struct {
+	id, span     uint64
+	flags, count uint16
+}
+
+// snapshotScan computes the keyspace inventory at a revision from an etcd
+// snapshot's bytes as they are written to it, in page order, holding one
+// summary per leaf element (its key and its value's SHA-256) rather than
+// the values. Write never fails: a snapshot the scan cannot read is
+// reported by Inventory, and the caller reads the inventory another way.
+type snapshotScan struct {
+	buf      []byte // stream bytes from bufStart on
+	bufStart int64
+	total    int64
+	ps       int64 // page size, once the meta page is read
+	root     uint64
+	hwm      uint64 // the meta page's high-water page ID
+	next     uint64 // next page position to examine
+	pending  []pendingPage
+	pages    []pageRec
+	arena    []byte
+	children []uint64
+	err      error
+}
+
+func (s *snapshotScan) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return len(p), nil
+	}
+	s.buf = append(s.buf, p...)
+	s.total += int64(len(p))
+	if s.ps == 0 {
+		if s.total < pageHeaderSize+metaSize {
+			return len(p), nil
+		}
+		if s.err = s.readMeta(s.buf[:pageHeaderSize+metaSize]); s.err != nil {
+			s.buf = nil
+			return len(p), nil
+		}
+		s.next = 2 // pages 0 and 1 are the meta pages
+	}
+	s.examine()
+	return len(p), nil
+}
+
+// readMeta reads page 0, the meta page etcd's snapshot starts with.
+func (s *snapshotScan) readMeta(b []byte) error {
+	m := b[pageHeaderSize:]
+	magic := binary.LittleEndian.Uint32(m[0:])
+	if magic != boltMagic {
+		if binary.BigEndian.Uint32(m[0:]) == boltMagic {
+			return errors.New("the snapshot is a big-endian bbolt file")
+		}
+		return fmt.Errorf("page 0 is not a bbolt meta page (magic %#x)", magic)
+	}
+	if v := binary.LittleEndian.Uint32(m[4:]); v != boltVersion {
+		return fmt.Errorf("bbolt file version %d, want %d", v, boltVersion)
+	}
+	h := fnv.New64a()
+	h.Write(m[:56])
+	if sum := binary.LittleEndian.Uint64(m[56:]); sum != h.Sum64() {
+		return fmt.Errorf("meta page checksum %#x, computed %#x", sum, h.Sum64())
+	}
+	ps := int64(binary.LittleEndian.Uint32(m[8:]))
+	if ps < 512 || ps > 1<<20 || ps&(ps-1) != 0 {
+		return fmt.Errorf("page size %d is not a power of two between 512 and 1 MiB", ps)
+	}
+	s.ps = ps
+	s.root = binary.LittleEndian.Uint64(m[16:])
+	s.hwm = binary.LittleEndian.Uint64(m[40:])
+	return nil
+}
+
+// examine reads every page position that has arrived whole, finishes the
+// candidates whose overflow pages have arrived since, and drops the bytes
+// no candidate needs any more.
+func (s *snapshotScan) examine() {
+	ps := uint64(s.ps)
+	for (s.next+1)*ps <= uint64(s.total) {
+		off := int64(s.next*ps) - s.bufStart
+		hdr := s.buf[off : off+pageHeaderSize]
+		id := binary.LittleEndian.Uint64(hdr)
+		flags := binary.LittleEndian.Uint16(hdr[8:])
+		if id == s.next && (flags == branchPageFlag || flags == leafPageFlag) {
+			count := binary.LittleEndian.Uint16(hdr[10:])
+			span := uint64(binary.LittleEndian.Uint32(hdr[12:])) + 1
+			switch {
+			case span*ps > maxScanSpan:
+				s.pages = append(s.pages, pageRec{id: id, span: span, kind: kindUnread,
+					why: fmt.Sprintf("it spans %d pages, more than the scan holds back", span)})
+			case (id+span)*ps <= uint64(s.total):
+				s.parse(pendingPage{id, span, flags, count})
+			default:
+				s.pending = append(s.pending, pendingPage{id, span, flags, count})
+			}
+		}
+		s.next++
+	}
+	keep := int64(s.next * ps)
+	s.pending = slices.DeleteFunc(s.pending, func(p pendingPage) bool {
+		if (p.id+p.span)*ps <= uint64(s.total) {
+			s.parse(p)
+			return true
+		}
+		keep = min(keep, int64(p.id*ps))
+		return false
+	})
+	if drop := keep - s.bufStart; drop > 0 {
+		s.buf = s.buf[:copy(s.buf, s.buf[drop:])]
+		s.bufStart = keep
+	}
+}
+
+// parse summarises a candidate page whose bytes have all arrived.
+func (s *snapshotScan) parse(p pendingPage) {
+	off := int64(p.id)*s.ps - s.bufStart
+	data := s.buf[off : off+int64(p.span)*s.ps]
+	rec := pageRec{id: p.id, span: p.span}
+	var err error
+	if p.flags == branchPageFlag {
+		rec.kind = kindBranch
+		rec.start = len(s.children)
+		s.children, err = appendChildren(s.children, data, int(p.count))
+		rec.end = len(s.children)
+	} else {
+		rec.kind = kindLeaf
+		rec.start = len(s.arena)
+		s.arena, err = appendLeaf(s.arena, data, int(p.count))
+		rec.end = len(s.arena)
+	}
+	if err != nil {
+		// Roll back what the page added; it is kept as unread, which
+		// matters only if it turns out to be reachable.
+		if rec.kind == kindBranch {
+			s.children = s.children[:rec.start]
+		} else {
+			s.arena = s.arena[:rec.start]
+		}
+		rec = pageRec{id: p.id, span: p.span, kind: kindUnread, why: err.Error()}
+	}
+	s.pages = append(s.pages, rec)
+}
+
+func appendChildren(dst []uint64, data []byte, count int) ([]uint64, error) {
+	if pageHeaderSize+count*pageElementSize > len(data) {
+		return dst, fmt.Errorf("%d branch elements do not fit its %d bytes", count, len(data))
+	}
+	for i := range count {
+		e := data[pageHeaderSize+i*pageElementSize:]
+		dst = append(dst, binary.LittleEndian.Uint64(e[8:]))
+	}
+	return dst, nil
+}
+
+// appendLeaf appends the summary of a leaf page's elements to dst.
+func appendLeaf(dst, data []byte, count int) ([]byte, error) {
+	if pageHeaderSize+count*pageElementSize > len(data) {
+		return dst, fmt.Errorf("%d leaf elements do not fit its %d bytes", count, len(data))
+	}
+	for i := range count {
+		eoff := pageHeaderSize + i*pageElementSize
+		e := data[eoff:]
+		flags := binary.LittleEndian.Uint32(e[0:])
+		pos := uint64(binary.LittleEndian.Uint32(e[4:]))
+		ksize := uint64(binary.LittleEndian.Uint32(e[8:]))
+		vsize := uint64(binary.LittleEndian.Uint32(e[12:]))
+		ks := uint64(eoff) + pos
+		if ks+ksize+vsize > uint64(len(data)) {
+			return dst, fmt.Errorf("element %d points past the page", i)
+		}
+		key := data[ks : ks+ksize]
+		val := data[ks+ksize : ks+ksize+vsize]
+		switch {
+		case flags&bucketLeafFlag != 0:
+			if len(val) < bucketHeader {
+				return dst, fmt.Errorf("element %d: a bucket header of %d bytes", i, len(val))
+			}
+			if binary.LittleEndian.Uint64(val) != 0 {
+				val = val[:bucketHeader] // not inline: its root page is elsewhere
+			}
+			dst = append(dst, entryBucket)
+			dst = protowire.AppendBytes(dst, key)
+			dst = protowire.AppendBytes(dst, val)
+		case isRevKey(key):
+			k, v, err := keyValue(val, key)
+			if err != nil {
+				return dst, fmt.Errorf("element %d: %w", i, err)
+			}
+			sum := sha256.Sum256(v)
+			dst = append(dst, entryRev)
+			dst = append(dst, key[:8]...)
+			dst = append(dst, key[9:17]...)
+			dst = append(dst, byte(len(key)-17)) // 1: a deletion
+			dst = protowire.AppendBytes(dst, k)
+			dst = append(dst, sum[:]...)
+		case len(key) <= smallEntry && len(val) <= smallEntry:
+			dst = append(dst, entrySmall)
+			dst = protowire.AppendBytes(dst, key)
+			dst = protowire.AppendBytes(dst, val)
+		}
+	}
+	return dst, nil
+}
+
+// isRevKey reports whether key has the shape of the key bucket's keys:
+// main ‖ '_' ‖ sub, with a trailing 't' for a deletion.
+func isRevKey(key []byte) bool {
+	return (len(key) == 17 || len(key) == 18 && key[17] == 't') && key[8] == '_'
+}
+
+// keyValue returns the key and value of a stored mvccpb.KeyValue (key is
+// field 1, mod_revision field 3, value field 5), checking that its
+// mod_revision is the revision it is stored under (a deletion stores the
+// key alone).
+func keyValue(b, revKey []byte) (key, value []byte, err error) {
+	var modRev uint64
+	var haveKey bool
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, nil, errors.New("not a stored key-value")
+		}
+		b = b[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			key, n = protowire.ConsumeBytes(b)
+			haveKey = true
+		case num == 5 && typ == protowire.BytesType:
+			value, n = protowire.ConsumeBytes(b)
+		case num == 3 && typ == protowire.VarintType:
+			modRev, n = protowire.ConsumeVarint(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, nil, errors.New("not a stored key-value")
+		}
+		b = b[n:]
+	}
+	if !haveKey || len(key) == 0 {
+		return nil, nil, errors.New("a stored key-value without a key")
+	}
+	if len(revKey) == 17 && modRev != binary.BigEndian.Uint64(revKey) {
+		return nil, nil, fmt.Errorf("a key-value of revision %d stored under revision %d", modRev, binary.BigEndian.Uint64(revKey))
+	}
+	return key, value, nil
+}
+
+// Inventory returns the keyspace at revision rev from the pages reachable
+// from the snapshot's root, once the whole stream (etcd's trailer
+// included) has been written. An error says why the snapshot could not
+// give it.
+func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
+	if s.err != nil {
+		return catalog.Inventory{}, s.err
+	}
+	if s.ps == 0 {
+		return catalog.Inventory{}, errors.New("the snapshot ended before its meta page")
+	}
+	if db := s.total - trailerSize; db != int64(s.hwm)*s.ps {
+		return catalog.Inventory{}, fmt.Errorf("the database is %d bytes, its meta page says %d pages of %d", db, s.hwm, s.ps)
+	}
+	slices.SortFunc(s.pages, func(a, b pageRec) int { return cmp.Compare(a.id, b.id) })
+
+	var keyBucket, metaBucket []byte
+	err := s.walk(s.root, 0, func(entries []byte) error {
+		return eachEntry(entries, func(tag byte, e []byte) {
+			if tag == entryBucket {
+				switch name, val := twoBytes(e); string(name) {
+				case "key":
+					keyBucket = val
+				case "meta":
+					metaBucket = val
+				}
+			}
+		})
+	})
+	if err != nil {
+		return catalog.Inventory{}, fmt.Errorf("root bucket: %w", err)
+	}
+	if keyBucket == nil || metaBucket == nil {
+		return catalog.Inventory{}, errors.New("the snapshot has no key or no meta bucket")
+	}
+
+	var compacted uint64
+	err = s.bucket(metaBucket, func(entries []byte) error {
+		return eachEntry(entries, func(tag byte, e []byte) {
+			if tag != entrySmall {
+				return
+			}
+			if k, v := twoBytes(e); (string(k) == "scheduledCompactRev" || string(k) == "finishedCompactRev") && len(v) >= 8 {
+				compacted = max(compacted, binary.BigEndian.Uint64(v))
+			}
+		})
+	})
+	if err != nil {
+		return catalog.Inventory{}, fmt.Errorf("meta bucket: %w", err)
+	}
+	if compacted > uint64(rev) {
+		return catalog.Inventory{}, fmt.Errorf("the keyspace was compacted to revision %d, past revision %d, before the snapshot was taken", compacted, rev)
+	}
+
+	// Every revision at or below rev, by key then revision; the last of
+	// each key decides.
+	var revs [][]byte
+	err = s.bucket(keyBucket, func(entries []byte) error {
+		return eachEntry(entries, func(tag byte, e []byte) {
+			if tag == entryRev && binary.BigEndian.Uint64(e) <= uint64(rev) {
+				revs = append(revs, e)
+			}
+		})
+	})
+	if err != nil {
+		return catalog.Inventory{}, fmt.Errorf("key bucket: %w", err)
+	}
+	slices.SortFunc(revs, func(a, b []byte) int {
+		if c := bytes.Compare(revKey(a), revKey(b)); c != 0 {
+			return c
+		}
+		return bytes.Compare(a[:16], b[:16]) // main ‖ sub, big-endian
+	})
+	b, err := catalog.NewInventoryBuilder(catalog.InventoryVersion)
+	if err != nil {
+		return catalog.Inventory{}, err
+	}
+	for i, e := range revs {
+		key := revKey(e)
+		if i+1 < len(revs) && bytes.Equal(key, revKey(revs[i+1])) {
+			continue // a later revision of the same key decides
+		}
+		if e[16] == 1 {
+			continue // deleted
+		}
+		if err := b.AddSum(key, e[len(e)-sha256.Size:]); err != nil {
+			return catalog.Inventory{}, err
+		}
+	}
+	return b.Inventory(), nil
+}
+
+// revKey returns the key of a revision entry's body.
+func revKey(e []byte) []byte {
+	k, _ := protowire.ConsumeBytes(e[17:])
+	return k
+}
+
+// walk calls leaf with the entries of every leaf page reachable from page
+// id. A reachable page must be a page the scan read, within the high-water
+// mark, and reached once.
+func (s *snapshotScan) walk(id uint64, depth int, leaf func(entries []byte) error) error {
+	if depth > maxTreeDepth {
+		return fmt.Errorf("the tree is deeper than %d levels", maxTreeDepth)
+	}
+	i, ok := slices.BinarySearchFunc(s.pages, id, func(p pageRec, id uint64) int { return cmp.Compare(p.id, id) })
+	if !ok {
+		return fmt.Errorf("page %d is reachable but is not a branch or leaf page", id)
+	}
+	p := &s.pages[i]
+	switch {
+	case p.id+p.span > s.hwm:
+		return fmt.Errorf("page %d (%d pages) is past the high-water page %d", p.id, p.span, s.hwm)
+	case p.seen:
+		return fmt.Errorf("page %d is reached twice", p.id)
+	case p.kind == kindUnread:
+		return fmt.Errorf("page %d is reachable and was not read: %s", p.id, p.why)
+	}
+	p.seen = true
+	if p.kind == kindLeaf {
+		return leaf(s.arena[p.start:p.end])
+	}
+	for _, c := range s.children[p.start:p.end] {
+		if err := s.walk(c, depth+1, leaf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bucket calls leaf with the entries of every leaf of a bucket, given its
+// value in the parent: a root page, or an inline page.
+func (s *snapshotScan) bucket(val []byte, leaf func(entries []byte) error) error {
+	if root := binary.LittleEndian.Uint64(val); root != 0 {
+		return s.walk(root, 0, leaf)
+	}
+	page := val[bucketHeader:]
+	if len(page) < pageHeaderSize || binary.LittleEndian.Uint16(page[8:]) != leafPageFlag {
+		return errors.New("an inline bucket that is not a leaf page")
+	}
+	entries, err := appendLeaf(nil, page, int(binary.LittleEndian.Uint16(page[10:])))
+	if err != nil {
+		return fmt.Errorf("inline bucket: %w", err)
+	}
+	return leaf(entries)
+}
+
+// eachEntry calls fn with each entry's tag and body.
+func eachEntry(entries []byte, fn func(tag byte, body []byte)) error {
+	for len(entries) > 0 {
+		tag, body := entries[0], entries[1:]
+		var n int
+		switch tag {
+		case entryBucket, entrySmall:
+			_, a := protowire.ConsumeBytes(body)
+			_, b := protowire.ConsumeBytes(body[a:])
+			n = a + b
+		case entryRev:
+			_, k := protowire.ConsumeBytes(body[17:])
+			n = 17 + k + sha256.Size
+		}
+		fn(tag, body[:n])
+		entries = body[n:]
+	}
+	return nil
+}
+
+// twoBytes decodes a bucket or small entry's body: a key and a value.
+func twoBytes(e []byte) (k, v []byte) {
+	k, n := protowire.ConsumeBytes(e)
+	v, _ = protowire.ConsumeBytes(e[n:])
+	return k, v
+}
+
+// Chunks queued to the scan: scanDepth buffers of scanChunk bytes.
+const (
+	scanDepth = 16
+	scanChunk = 128 << 10
+)
+
+// scanFeed runs a snapshotScan on a goroutine of its own, so that reading
+// the inventory from the snapshot takes a core beside the compression and
+// encryption of the same bytes rather than time on their path. Memory is
+// bounded by the queue plus what the scan holds.
+type scanFeed struct {
+	scan   snapshotScan
+	queue  chan []byte
+	free   chan []byte
+	done   chan struct{}
+	closed bool
+}
+
+func newScanFeed() *scanFeed {
+	f := &scanFeed{queue: make(chan []byte, scanDepth), free: make(chan []byte, scanDepth+1), done: make(chan struct{})}
+	for range scanDepth + 1 {
+		f.free <- make([]byte, 0, scanChunk)
+	}
+	go func() {
+		defer close(f.done)
+		for b := range f.queue {
+			f.scan.Write(b)
+			f.free <- b[:0]
+		}
+	}()
+	return f
+}
+
+// write copies p to the scan's queue.
+func (f *scanFeed) write(p []byte) {
+	for len(p) > 0 && !f.closed {
+		b := <-f.free
+		k := min(len(p), scanChunk)
+		f.queue <- append(b, p[:k]...)
+		p = p[k:]
+	}
+}
+
+// stop ends the feed and waits for the scan to finish what is queued.
+func (f *scanFeed) stop() {
+	if !f.closed {
+		f.closed = true
+		close(f.queue)
+	}
+	<-f.done
+}
+
+// inventory stops the feed and returns the scan's inventory at rev.
+func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
+	f.stop()
+	return f.scan.Inventory(rev)
+}
