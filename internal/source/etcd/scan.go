@@ -31,8 +31,9 @@ const (
 
 // maxScanSpan bounds the bytes one candidate page (with its overflow
 // pages) may hold back; a reachable page larger than this makes the scan
-// give up, and the inventory is then read from the member.
-const maxScanSpan = 16 << 20
+// give up, and the inventory is then read from the member. (A variable so
+// that a test can lower it.)
+var maxScanSpan uint64 = 16 << 20
 
 // smallEntry bounds the key and the value of the other elements a leaf's
 // summary keeps (the meta bucket's compaction revisions are 17 bytes).
@@ -165,7 +166,7 @@ func (s *snapshotScan) examine() {
 		}
 		s.next++
 	}
-	keep := int64(s.next * ps)
+	keep := min(int64(s.next*ps), s.total)
 	s.pending = slices.DeleteFunc(s.pending, func(p pendingPage) bool {
 		if (p.id+p.span)*ps <= uint64(s.total) {
 			s.parse(p)
