@@ -16,7 +16,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
@@ -54,6 +56,9 @@ const (
 	inventoryKeyPage   = 10000
 )
 
+// snapshotPool is the buffer pool of every snapshot connection.
+var snapshotPool = &recvPool{}
+
 // Options say which etcd to snapshot and how to reach it.
 type Options struct {
 	// Endpoints are client URLs (http:// or https://). The snapshot is
@@ -80,7 +85,6 @@ type Options struct {
 type Stream struct {
 	ctx     context.Context
 	cli     *clientv3.Client
-	snap    io.ReadCloser
 	cancel  context.CancelFunc
 	tr      *trailerReader
 	scan    *scanFeed
@@ -138,6 +142,7 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 		Logger:             zap.NewNop(),
 		MaxCallRecvMsgSize: maxRecvMsgSize,
 		Context:            ctx,
+		DialOptions:        []grpc.DialOption{experimental.WithBufferPool(snapshotPool)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: connect: %w", ep, err)
@@ -177,17 +182,16 @@ func open(ctx context.Context, ep string, dial time.Duration, tlsCfg *tls.Config
 	sctx, cancel := context.WithCancel(ctx)
 	s.ctx, s.cancel = sctx, cancel
 	s.info.TakenAt = takenAt
-	resp, err := cli.SnapshotWithVersion(sctx)
+	snap, err := openSnapshot(sctx, cli)
 	if err != nil {
 		cancel()
 		cli.Close()
 		return nil, fmt.Errorf("etcd %s: open snapshot stream: %w", ep, err)
 	}
-	s.snap = resp.Snapshot
-	s.tr = newTrailerReader(resp.Snapshot)
+	s.tr = newTrailerReader(snap)
 	s.scan = newScanFeed()
 	log.Info("etcd snapshot started", "endpoint", ep, "revision", rev, "dbSize", st.DbSize,
-		"clusterId", s.info.ClusterID, "memberId", s.info.MemberID, "storageVersion", resp.Version)
+		"clusterId", s.info.ClusterID, "memberId", s.info.MemberID, "storageVersion", snap.version)
 	return s, nil
 }
 
@@ -273,7 +277,6 @@ func (s *Stream) StreamSHA256() string {
 func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.cancel()
-		s.snap.Close()
 		s.scan.stop()
 		s.cli.Close()
 		if !s.done && s.err == nil {

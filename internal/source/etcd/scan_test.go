@@ -442,3 +442,24 @@ func TestScanRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestRecvPool: buffers come back at the length asked for, from the tier
+// that holds it, and buffers of other capacities are not pooled.
+func TestRecvPool(t *testing.T) {
+	var p recvPool
+	for _, n := range []int{1, 511, 512, 513, 32 << 10, 4 << 20, 4<<20 + 1} {
+		b := p.Get(n)
+		if len(*b) != n || cap(*b) < n {
+			t.Fatalf("Get(%d): len %d cap %d", n, len(*b), cap(*b))
+		}
+		p.Put(b)
+		if b2 := p.Get(n); len(*b2) != n {
+			t.Fatalf("Get(%d) after Put: len %d", n, len(*b2))
+		}
+	}
+	odd := make([]byte, 1000)
+	p.Put(&odd) // not a power of two: dropped
+	if b := p.Get(1000); cap(*b) != 1024 {
+		t.Fatalf("Get(1000) from the 1 KiB tier: cap %d", cap(*b))
+	}
+}
