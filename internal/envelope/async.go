@@ -93,3 +93,79 @@ func (a *asyncWriter) Abort() {
 	a.setError(errors.New("aborted"))
 	a.Close()
 }
+
+// readAhead reads src on a goroutine of its own into a bounded queue of
+// buffers, so that fetching the artifact (and the store's own checks of
+// it) runs beside its decryption. Read returns src's bytes in order, then
+// src's error. Close stops the goroutine once its current Read returns.
+type readAhead struct {
+	queue chan []byte
+	free  chan []byte
+	stop  chan struct{}
+	done  chan struct{}
+	cur   []byte
+	buf   []byte // the buffer cur is in, returned to free once read
+	err   error  // src's error, delivered after the queue drains
+	once  sync.Once
+}
+
+func newReadAhead(src io.Reader, depth, bufSize int) *readAhead {
+	r := &readAhead{queue: make(chan []byte, depth), free: make(chan []byte, depth+1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for i := 0; i < depth+1; i++ {
+		r.free <- make([]byte, bufSize)
+	}
+	go func() {
+		defer close(r.done)
+		defer close(r.queue)
+		for {
+			var b []byte
+			select {
+			case b = <-r.free:
+			case <-r.stop:
+				return
+			}
+			n, err := io.ReadFull(src, b)
+			if n > 0 {
+				select {
+				case r.queue <- b[:n]:
+				case <-r.stop:
+					return
+				}
+			} else {
+				r.free <- b
+			}
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			if err != nil {
+				r.err = err // read by Read only after queue is closed
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *readAhead) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.buf != nil {
+			r.free <- r.buf[:cap(r.buf)]
+			r.buf = nil
+		}
+		b, ok := <-r.queue
+		if !ok {
+			return 0, r.err
+		}
+		r.cur, r.buf = b, b
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
+}
+
+// Close stops the reading goroutine. It does not wait for a Read of src
+// in progress: closing src (the caller's part) ends that.
+func (r *readAhead) Close() {
+	r.once.Do(func() { close(r.stop) })
+}

@@ -319,6 +319,9 @@ type Reader struct {
 	err     error
 	result  Result
 	started bool
+	// plainLater: the caller hashes the plaintext and checks its digest
+	// (Decrypt, on another goroutine); Read only counts it.
+	plainLater bool
 }
 
 // NewReader reads the artifact header from src, checks it against expect
@@ -443,9 +446,9 @@ func (r *Reader) finish() error {
 		}
 		r.zstdR.Close()
 	}
-	r.result = Result{
-		PlaintextSize: r.plain.n, PlaintextSHA256: r.plain.sum(),
-		CiphertextSize: r.cipher.n, CiphertextSHA256: r.cipher.sum(),
+	r.result = Result{PlaintextSize: r.plain.n, CiphertextSize: r.cipher.n, CiphertextSHA256: r.cipher.sum()}
+	if !r.plainLater {
+		r.result.PlaintextSHA256 = r.plain.sum()
 	}
 	e := r.expect.Result
 	check := func(field, got, want string) error {
@@ -457,8 +460,10 @@ func (r *Reader) finish() error {
 	if err := check("ciphertext SHA-256", r.result.CiphertextSHA256, e.CiphertextSHA256); err != nil {
 		return err
 	}
-	if err := check("plaintext SHA-256", r.result.PlaintextSHA256, e.PlaintextSHA256); err != nil {
-		return err
+	if !r.plainLater {
+		if err := check("plaintext SHA-256", r.result.PlaintextSHA256, e.PlaintextSHA256); err != nil {
+			return err
+		}
 	}
 	if e.CiphertextSize > 0 && e.CiphertextSize != r.result.CiphertextSize {
 		return fmt.Errorf("decrypt artifact %q: ciphertext is %d bytes, manifest says %d: %w", r.name, r.result.CiphertextSize, e.CiphertextSize, ErrMismatch)
@@ -483,16 +488,37 @@ func (r *Reader) Close() error {
 // Decrypt copies the plaintext of the artifact in src to dst and returns
 // the Result once the whole stream has authenticated and matched expect.
 // On error, dst may hold unauthenticated or partial output: discard it.
+//
+// The work runs on three goroutines, each a stage of the stream: reading
+// the source ahead, then authenticating and decrypting (with zstd's own
+// decoding goroutines), then hashing the plaintext and writing it to dst.
+// The plaintext digest is compared once the last byte is written, before
+// Decrypt returns.
 func Decrypt(ctx context.Context, dst io.Writer, src io.Reader, key DataKey, expect Expect) (Result, error) {
-	r, err := NewReader(ctxReader{ctx, src}, key, expect)
+	ra := newReadAhead(ctxReader{ctx, src}, asyncDepth, asyncBufSize)
+	defer ra.Close()
+	r, err := NewReader(ra, key, expect)
 	if err != nil {
 		return Result{}, err
 	}
 	defer r.Close()
-	if _, err := io.Copy(dst, r); err != nil {
+	r.plainLater = true
+	r.plain = &countingHash{}
+	plain := newCountingHash()
+	aw := newAsyncWriter(io.MultiWriter(dst, plain), asyncDepth, asyncBufSize)
+	if _, err := io.CopyBuffer(aw, r, make([]byte, asyncBufSize)); err != nil {
+		aw.Abort()
 		return Result{}, err
 	}
-	return r.Result(), nil
+	if err := aw.Close(); err != nil {
+		return Result{}, fmt.Errorf("decrypt artifact %q: write plaintext: %w", r.name, err)
+	}
+	res := r.Result()
+	res.PlaintextSHA256 = plain.sum()
+	if want := expect.Result.PlaintextSHA256; want != "" && res.PlaintextSHA256 != want {
+		return Result{}, fmt.Errorf("decrypt artifact %q of backup %q: plaintext SHA-256 is %s, manifest says %s: %w", r.name, r.header.Backup, res.PlaintextSHA256, want, ErrMismatch)
+	}
+	return res, nil
 }
 
 // sourceReader tags the source's own errors so they are not reported as

@@ -195,7 +195,9 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 	snap := filepath.Join(out, ".etcd-snapshot.db")
-	if _, err := writeVerified(ctx, snap, func(w io.Writer) (envelope.Result, error) {
+	// Not fsynced: etcdutl copies it into each data directory and syncs
+	// that copy; this one is removed once they are written.
+	if _, err := writeVerifiedSync(ctx, snap, false, func(w io.Writer) (envelope.Result, error) {
 		return catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, w)
 	}); err != nil {
 		return fail(err)
