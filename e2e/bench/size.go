@@ -6,7 +6,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,25 +144,28 @@ func (b *bench) size(ctx context.Context, target int64) error {
 	lifeboat := filepath.Join(b.bin, "lifeboat")
 
 	var lb, ctl, rst []sample
+	var lbSrcCPU, ctlSrcCPU []time.Duration // the source etcd's CPU during each
 	var lbStored, resticStored int64
 	var backupID, snap string
 	for r := range b.runs {
 		// etcdctl, then lifeboat, then restic on etcdctl's file.
 		snap = filepath.Join(dir, fmt.Sprintf("snap-%d.db", r))
+		c0 := procCPU(src.cmd.Process.Pid)
 		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdctl"), "--endpoints", src.endpoint, "snapshot", "save", snap)
 		if err != nil {
 			return err
 		}
-		ctl = append(ctl, s)
+		ctl, ctlSrcCPU = append(ctl, s), append(ctlSrcCPU, procCPU(src.cmd.Process.Pid)-c0)
 		var env []string
 		if b.profileDir != "" && r == b.runs-1 {
 			env = append(env, "LIFEBOAT_CPUPROFILE="+filepath.Join(b.profileDir, "backup-"+strconv.FormatInt(target>>20, 10)+"MiB.pprof"))
 		}
+		c0 = procCPU(src.cmd.Process.Pid)
 		s, out, err := b.run(ctx, env, lifeboat, "--config", cfg, "backup", "run", "bench", "--signing-key", signing, "-o", "json", "--log-level", "warn")
 		if err != nil {
 			return err
 		}
-		lb = append(lb, s)
+		lb, lbSrcCPU = append(lb, s), append(lbSrcCPU, procCPU(src.cmd.Process.Pid)-c0)
 		backupID = jsonField(out, "backup")
 		if backupID == "" {
 			return fmt.Errorf("lifeboat backup run printed no backup ID:\n%s", tail(out))
@@ -228,6 +233,9 @@ func (b *bench) size(ctx context.Context, target int64) error {
 	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl snapshot save)", label), mlb.wall, mctl.wall, 1.10)
 	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: CPU (vs etcdctl snapshot save)", label),
 		lifeboat: secs(mlb.cpu), peer: secs(mctl.cpu), ratio: mlb.cpu.Seconds() / mctl.cpu.Seconds(), goal: "—"})
+	lbSrc, ctlSrc := slices.Sorted(slices.Values(lbSrcCPU))[len(lbSrcCPU)/2], slices.Sorted(slices.Values(ctlSrcCPU))[len(ctlSrcCPU)/2]
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: the source etcd's CPU (vs during etcdctl snapshot save)", label),
+		lifeboat: secs(lbSrc), peer: secs(ctlSrc), ratio: lbSrc.Seconds() / ctlSrc.Seconds(), goal: "—"})
 	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: peak RSS", label), lifeboat: mib(mlb.rss), peer: mib(mctl.rss) + " (etcdctl)",
 		ratio: float64(mlb.rss) / float64(mctl.rss), goal: "≤ 128 MiB", pass: mlb.rss <= 128<<20, hasVerdict: true})
 	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl + restic backup)", label), mlb.wall, both.wall, 0.50)
@@ -262,4 +270,22 @@ func (b *bench) ratio(measure string, lb, peer time.Duration, goal float64) {
 	r := lb.Seconds() / peer.Seconds()
 	b.rows = append(b.rows, row{measure: measure, lifeboat: secs(lb), peer: secs(peer), ratio: r,
 		goal: fmt.Sprintf("≤ %.2f", goal), pass: r <= goal, hasVerdict: true})
+}
+
+// procCPU returns a process's CPU time so far (user + system), from
+// /proc/<pid>/stat; 0 if it cannot be read.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }

@@ -38,10 +38,14 @@ func writeDoc(path, table, machine string) error {
 const methodology = `## What is measured
 
 - **backup**: ` + "`lifeboat backup run`" + ` of a plan with one etcd source, into an fs store with a
-  local keyring (snapshot stream, inventory, zstd, AES-256-GCM envelope, digests, fsync, signed
-  evidence record), against ` + "`etcdctl snapshot save`" + ` of the same etcd, and against
+  local keyring (snapshot stream with etcd's SHA-256 checked, the keyspace inventory, zstd,
+  AES-256-GCM envelope, ciphertext digest, fsync, signed evidence record), against ` + "`etcdctl snapshot save`" + ` of the same etcd, and against
   ` + "`etcdctl snapshot save`" + ` followed by ` + "`restic backup --compression auto`" + ` of its file into a new
   repository. Peak RSS is the process's own (getrusage).
+- **the source etcd's CPU**: the member's own CPU time (/proc) while each command ran. lifeboat reads
+  the keyspace inventory from the snapshot's bytes as they stream past (docs/format.md §6.0.1), so the
+  member does the same work for it as for etcdctl; reading the keyspace a second time from the member
+  (as before 2026-12-06) more than doubled it.
 - **stored bytes**: the backup's objects in the store against the restic repository after one backup.
 - **restore to a running etcd**: ` + "`lifeboat restore apply`" + ` (fetch, verify every digest and AEAD tag,
   decrypt, write the member's data directory) and the start of etcd on it until it answers a read, against

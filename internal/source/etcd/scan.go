@@ -50,16 +50,22 @@ const (
 	kindUnread // too large, or its elements point outside it
 )
 
-// pageRec summarises one candidate page. For a leaf, arena[start:end]
-// holds its entries; for a branch, children[start:end] its children.
+// pageRec summarises one candidate page. For a leaf,
+// chunks[chunk][start:end] holds its entries; for a branch,
+// children[start:end] its children. It is kept small: there is one per
+// candidate page of the file.
 type pageRec struct {
-	id         uint64
-	span       uint64 // pages, overflow included
-	kind       pageKind
-	seen       bool
-	start, end int
-	why        string // kindUnread: what was wrong
+	id                uint64
+	span              uint64 // pages, overflow included
+	kind              pageKind
+	seen              bool
+	chunk, start, end uint32
 }
+
+// arenaChunk is the size of the chunks leaf summaries are kept in: a
+// summary never moves once written, so the arena grows without the copy
+// (and the transient double size) of one growing slice.
+const arenaChunk = 1 << 20
 
 // Entry tags in the arena.
 const (
@@ -88,9 +94,33 @@ type snapshotScan struct {
 	next     uint64 // next page position to examine
 	pending  []pendingPage
 	pages    []pageRec
-	arena    []byte
+	chunks   [][]byte
+	scratch  []byte
 	children []uint64
+	unread   map[uint64]string // why each kindUnread page was not read
 	err      error
+}
+
+// keep stores a leaf's summary in the arena and returns where it is.
+func (s *snapshotScan) keep(b []byte) (chunk, start, end uint32) {
+	n := len(s.chunks)
+	if n == 0 || cap(s.chunks[n-1])-len(s.chunks[n-1]) < len(b) {
+		s.chunks = append(s.chunks, make([]byte, 0, max(arenaChunk, len(b))))
+		n++
+	}
+	c := s.chunks[n-1]
+	start = uint32(len(c))
+	s.chunks[n-1] = append(c, b...)
+	return uint32(n - 1), start, start + uint32(len(b))
+}
+
+// markUnread records a candidate page that was not read, and why.
+func (s *snapshotScan) markUnread(id, span uint64, why string) {
+	if s.unread == nil {
+		s.unread = make(map[uint64]string)
+	}
+	s.unread[id] = why
+	s.pages = append(s.pages, pageRec{id: id, span: span, kind: kindUnread})
 }
 
 func (s *snapshotScan) Write(p []byte) (int, error) {
@@ -156,8 +186,7 @@ func (s *snapshotScan) examine() {
 			span := uint64(binary.LittleEndian.Uint32(hdr[12:])) + 1
 			switch {
 			case span*ps > maxScanSpan:
-				s.pages = append(s.pages, pageRec{id: id, span: span, kind: kindUnread,
-					why: fmt.Sprintf("it spans %d pages, more than the scan holds back", span)})
+				s.markUnread(id, span, fmt.Sprintf("it spans %d pages, more than the scan holds back", span))
 			case (id+span)*ps <= uint64(s.total):
 				s.parse(pendingPage{id, span, flags, count})
 			default:
@@ -189,24 +218,24 @@ func (s *snapshotScan) parse(p pendingPage) {
 	var err error
 	if p.flags == branchPageFlag {
 		rec.kind = kindBranch
-		rec.start = len(s.children)
+		n := len(s.children)
 		s.children, err = appendChildren(s.children, data, int(p.count))
-		rec.end = len(s.children)
+		if err != nil {
+			s.children = s.children[:n]
+		}
+		rec.start, rec.end = uint32(n), uint32(len(s.children))
 	} else {
 		rec.kind = kindLeaf
-		rec.start = len(s.arena)
-		s.arena, err = appendLeaf(s.arena, data, int(p.count))
-		rec.end = len(s.arena)
+		s.scratch, err = appendLeaf(s.scratch[:0], data, int(p.count))
+		if err == nil {
+			rec.chunk, rec.start, rec.end = s.keep(s.scratch)
+		}
 	}
 	if err != nil {
-		// Roll back what the page added; it is kept as unread, which
-		// matters only if it turns out to be reachable.
-		if rec.kind == kindBranch {
-			s.children = s.children[:rec.start]
-		} else {
-			s.arena = s.arena[:rec.start]
-		}
-		rec = pageRec{id: p.id, span: p.span, kind: kindUnread, why: err.Error()}
+		// Kept as unread, which matters only if it turns out to be
+		// reachable.
+		s.markUnread(p.id, p.span, err.Error())
+		return
 	}
 	s.pages = append(s.pages, rec)
 }
@@ -333,8 +362,8 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	slices.SortFunc(s.pages, func(a, b pageRec) int { return cmp.Compare(a.id, b.id) })
 
 	var keyBucket, metaBucket []byte
-	err := s.walk(s.root, 0, func(entries []byte) error {
-		return eachEntry(entries, func(tag byte, e []byte) {
+	err := s.walk(s.root, 0, func(entries []byte, _ uint64) error {
+		return eachEntry(entries, func(tag byte, e []byte, _ int) {
 			if tag == entryBucket {
 				switch name, val := twoBytes(e); string(name) {
 				case "key":
@@ -353,8 +382,8 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	}
 
 	var compacted uint64
-	err = s.bucket(metaBucket, func(entries []byte) error {
-		return eachEntry(entries, func(tag byte, e []byte) {
+	err = s.bucket(metaBucket, func(entries []byte, _ uint64) error {
+		return eachEntry(entries, func(tag byte, e []byte, _ int) {
 			if tag != entrySmall {
 				return
 			}
@@ -371,41 +400,49 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	}
 
 	// Every revision at or below rev, by key then revision; the last of
-	// each key decides.
-	var revs [][]byte
-	err = s.bucket(keyBucket, func(entries []byte) error {
-		return eachEntry(entries, func(tag byte, e []byte) {
+	// each key decides. Each is a reference (chunk << 32 | offset) to its
+	// body in the arena: 8 bytes per revision.
+	var revs []uint64
+	err = s.bucket(keyBucket, func(entries []byte, base uint64) error {
+		return eachEntry(entries, func(tag byte, e []byte, off int) {
 			if tag == entryRev && binary.BigEndian.Uint64(e) <= uint64(rev) {
-				revs = append(revs, e)
+				revs = append(revs, base+uint64(off))
 			}
 		})
 	})
 	if err != nil {
 		return catalog.Inventory{}, fmt.Errorf("key bucket: %w", err)
 	}
-	slices.SortFunc(revs, func(a, b []byte) int {
-		if c := bytes.Compare(revKey(a), revKey(b)); c != 0 {
+	slices.SortFunc(revs, func(a, b uint64) int {
+		ea, eb := s.body(a), s.body(b)
+		if c := bytes.Compare(revKey(ea), revKey(eb)); c != 0 {
 			return c
 		}
-		return bytes.Compare(a[:16], b[:16]) // main ‖ sub, big-endian
+		return bytes.Compare(ea[:16], eb[:16]) // main ‖ sub, big-endian
 	})
 	b, err := catalog.NewInventoryBuilder(catalog.InventoryVersion)
 	if err != nil {
 		return catalog.Inventory{}, err
 	}
-	for i, e := range revs {
+	for i, ref := range revs {
+		e := s.body(ref)
 		key := revKey(e)
-		if i+1 < len(revs) && bytes.Equal(key, revKey(revs[i+1])) {
+		if i+1 < len(revs) && bytes.Equal(key, revKey(s.body(revs[i+1]))) {
 			continue // a later revision of the same key decides
 		}
 		if e[16] == 1 {
 			continue // deleted
 		}
-		if err := b.AddSum(key, e[len(e)-sha256.Size:]); err != nil {
+		if err := b.AddSum(key, revSum(e)); err != nil {
 			return catalog.Inventory{}, err
 		}
 	}
 	return b.Inventory(), nil
+}
+
+// body returns the revision entry body a reference points to.
+func (s *snapshotScan) body(ref uint64) []byte {
+	return s.chunks[ref>>32][uint32(ref):]
 }
 
 // revKey returns the key of a revision entry's body.
@@ -414,10 +451,17 @@ func revKey(e []byte) []byte {
 	return k
 }
 
+// revSum returns the value digest of a revision entry's body.
+func revSum(e []byte) []byte {
+	_, n := protowire.ConsumeBytes(e[17:])
+	return e[17+n : 17+n+sha256.Size]
+}
+
 // walk calls leaf with the entries of every leaf page reachable from page
-// id. A reachable page must be a page the scan read, within the high-water
-// mark, and reached once.
-func (s *snapshotScan) walk(id uint64, depth int, leaf func(entries []byte) error) error {
+// id, and the reference (chunk << 32 | offset) of their start. A reachable
+// page must be a page the scan read, within the high-water mark, and
+// reached once.
+func (s *snapshotScan) walk(id uint64, depth int, leaf func(entries []byte, base uint64) error) error {
 	if depth > maxTreeDepth {
 		return fmt.Errorf("the tree is deeper than %d levels", maxTreeDepth)
 	}
@@ -432,11 +476,11 @@ func (s *snapshotScan) walk(id uint64, depth int, leaf func(entries []byte) erro
 	case p.seen:
 		return fmt.Errorf("page %d is reached twice", p.id)
 	case p.kind == kindUnread:
-		return fmt.Errorf("page %d is reachable and was not read: %s", p.id, p.why)
+		return fmt.Errorf("page %d is reachable and was not read: %s", p.id, s.unread[p.id])
 	}
 	p.seen = true
 	if p.kind == kindLeaf {
-		return leaf(s.arena[p.start:p.end])
+		return leaf(s.chunks[p.chunk][p.start:p.end], uint64(p.chunk)<<32|uint64(p.start))
 	}
 	for _, c := range s.children[p.start:p.end] {
 		if err := s.walk(c, depth+1, leaf); err != nil {
@@ -447,8 +491,9 @@ func (s *snapshotScan) walk(id uint64, depth int, leaf func(entries []byte) erro
 }
 
 // bucket calls leaf with the entries of every leaf of a bucket, given its
-// value in the parent: a root page, or an inline page.
-func (s *snapshotScan) bucket(val []byte, leaf func(entries []byte) error) error {
+// value in the parent: a root page, or an inline page (whose summary is
+// then kept in the arena like a page's).
+func (s *snapshotScan) bucket(val []byte, leaf func(entries []byte, base uint64) error) error {
 	if root := binary.LittleEndian.Uint64(val); root != 0 {
 		return s.walk(root, 0, leaf)
 	}
@@ -460,13 +505,15 @@ func (s *snapshotScan) bucket(val []byte, leaf func(entries []byte) error) error
 	if err != nil {
 		return fmt.Errorf("inline bucket: %w", err)
 	}
-	return leaf(entries)
+	c, start, end := s.keep(entries)
+	return leaf(s.chunks[c][start:end], uint64(c)<<32|uint64(start))
 }
 
-// eachEntry calls fn with each entry's tag and body.
-func eachEntry(entries []byte, fn func(tag byte, body []byte)) error {
-	for len(entries) > 0 {
-		tag, body := entries[0], entries[1:]
+// eachEntry calls fn with each entry's tag, body, and the body's offset in
+// entries.
+func eachEntry(entries []byte, fn func(tag byte, body []byte, off int)) error {
+	for off := 0; off < len(entries); {
+		tag, body := entries[off], entries[off+1:]
 		var n int
 		switch tag {
 		case entryBucket, entrySmall:
@@ -477,8 +524,8 @@ func eachEntry(entries []byte, fn func(tag byte, body []byte)) error {
 			_, k := protowire.ConsumeBytes(body[17:])
 			n = 17 + k + sha256.Size
 		}
-		fn(tag, body[:n])
-		entries = body[n:]
+		fn(tag, body[:n], off+1)
+		off += 1 + n
 	}
 	return nil
 }
