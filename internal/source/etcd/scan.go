@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -34,6 +35,15 @@ const (
 // give up, and the inventory is then read from the member. (A variable so
 // that a test can lower it.)
 var maxScanSpan uint64 = 16 << 20
+
+// maxScanMemory bounds what the scan keeps (leaf summaries, page records,
+// branch children): about 90 bytes and the key per revision in the file,
+// so some 600,000 revisions of typical Kubernetes keys. Past it the scan
+// stops and the inventory is read from the member, whose read is bounded
+// by a page: memory stays bounded whatever the database holds, including
+// values written to look like pages. (A variable so that a test can lower
+// it.)
+var maxScanMemory = 64 << 20
 
 // smallEntry bounds the key and the value of the other elements a leaf's
 // summary keeps (the meta bucket's compaction revisions are 17 bytes).
@@ -95,6 +105,7 @@ type snapshotScan struct {
 	pending  []pendingPage
 	pages    []pageRec
 	chunks   [][]byte
+	kept     int // bytes in chunks
 	scratch  []byte
 	children []uint64
 	unread   map[uint64]string // why each kindUnread page was not read
@@ -111,7 +122,20 @@ func (s *snapshotScan) keep(b []byte) (chunk, start, end uint32) {
 	c := s.chunks[n-1]
 	start = uint32(len(c))
 	s.chunks[n-1] = append(c, b...)
+	s.kept += len(b)
 	return uint32(n - 1), start, start + uint32(len(b))
+}
+
+// overBudget reports whether what the scan keeps has passed maxScanMemory,
+// and if so stops it.
+func (s *snapshotScan) overBudget() bool {
+	used := s.kept + len(s.pages)*int(unsafe.Sizeof(pageRec{})) + len(s.children)*8
+	if used <= maxScanMemory {
+		return false
+	}
+	s.err = fmt.Errorf("the scan would keep more than %d MiB of summaries (%d pages read so far)", maxScanMemory>>20, len(s.pages))
+	s.buf, s.chunks, s.pages, s.children, s.pending = nil, nil, nil, nil, nil
+	return true
 }
 
 // markUnread records a candidate page that was not read, and why.
@@ -140,6 +164,7 @@ func (s *snapshotScan) Write(p []byte) (int, error) {
 		s.next = 2 // pages 0 and 1 are the meta pages
 	}
 	s.examine()
+	s.overBudget()
 	return len(p), nil
 }
 

@@ -443,6 +443,17 @@ func TestScanRefuses(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
+	// Past its memory budget the scan stops and lets go of what it kept.
+	old := maxScanMemory
+	maxScanMemory = 4096
+	t.Cleanup(func() { maxScanMemory = old })
+	s := scanOf(data, 4096)
+	if inv, err := s.Inventory(1000); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("over budget: inventory %+v, error %v", inv, err)
+	}
+	if s.chunks != nil || s.pages != nil || s.buf != nil {
+		t.Error("over budget, the scan still holds its summaries")
+	}
 }
 
 // TestRecvPool: buffers come back at the length asked for, from the tier
