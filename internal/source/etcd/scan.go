@@ -82,6 +82,7 @@ const (
 	entryBucket = 'B' // uvarint len ‖ name ‖ uvarint len ‖ bucket value (header, inline page)
 	entryRev    = 'R' // main u64 BE ‖ sub u64 BE ‖ tombstone byte ‖ uvarint len ‖ key ‖ SHA-256(value)
 	entrySmall  = 'S' // uvarint len ‖ key ‖ uvarint len ‖ value
+	entryOther  = 'X' // (nothing): an element none of the above
 )
 
 type pendingPage struct {
@@ -321,6 +322,8 @@ func appendLeaf(dst, data []byte, count int) ([]byte, error) {
 			dst = append(dst, entrySmall)
 			dst = protowire.AppendBytes(dst, key)
 			dst = protowire.AppendBytes(dst, val)
+		default:
+			dst = append(dst, entryOther)
 		}
 	}
 	return dst, nil
@@ -428,13 +431,20 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	// each key decides. Each is a reference (chunk << 32 | offset) to its
 	// body in the arena: 8 bytes per revision.
 	var revs []uint64
+	var others int
 	err = s.bucket(keyBucket, func(entries []byte, base uint64) error {
 		return eachEntry(entries, func(tag byte, e []byte, off int) {
-			if tag == entryRev && binary.BigEndian.Uint64(e) <= uint64(rev) {
+			switch {
+			case tag != entryRev:
+				others++
+			case binary.BigEndian.Uint64(e) <= uint64(rev):
 				revs = append(revs, base+uint64(off))
 			}
 		})
 	})
+	if err == nil && others > 0 {
+		err = fmt.Errorf("%d elements are not revisions", others)
+	}
 	if err != nil {
 		return catalog.Inventory{}, fmt.Errorf("key bucket: %w", err)
 	}
@@ -548,6 +558,8 @@ func eachEntry(entries []byte, fn func(tag byte, body []byte, off int)) error {
 		case entryRev:
 			_, k := protowire.ConsumeBytes(body[17:])
 			n = 17 + k + sha256.Size
+		case entryOther:
+			n = 0
 		}
 		fn(tag, body[:n], off+1)
 		off += 1 + n

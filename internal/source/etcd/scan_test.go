@@ -430,6 +430,11 @@ func TestScanRefuses(t *testing.T) {
 			t.Fatal("no leaf holds /k/150")
 			return nil
 		},
+		"an element of the key bucket that is not a revision": func(b []byte) []byte {
+			i := bytes.Index(b, []byte("/k/150"))
+			b[i-2-17+8] = '-' // the revision key's '_'
+			return b
+		},
 		"a stored value that is not a KeyValue": func(b []byte) []byte {
 			i := bytes.Index(b, []byte("/k/150"))
 			b[i-2] = 0xff // the KeyValue's first tag
