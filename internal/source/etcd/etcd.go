@@ -204,6 +204,10 @@ func (s *Stream) inventory() (catalog.Inventory, error) {
 		s.invFrom = InventoryFromSnapshot
 		return inv, nil
 	}
+	if errors.Is(err, ErrCompactedPast) {
+		// The member no longer has revision R either.
+		return catalog.Inventory{}, fmt.Errorf("etcd %s: inventory: %w", s.info.Endpoint, err)
+	}
 	s.log.Warn("etcd inventory: the snapshot's bytes cannot give the keyspace at its revision; reading it from the member",
 		"endpoint", s.info.Endpoint, "revision", s.info.Revision, "reason", err)
 	inv, err = ReadInventory(s.ctx, s.cli.KV, s.info.Revision, catalog.InventoryVersion)

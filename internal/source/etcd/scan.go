@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -30,6 +32,11 @@ const (
 	bucketHeader    = 16 // root pgid u64, sequence u64
 )
 
+// ErrCompactedPast is returned when the member compacted its keyspace past
+// the snapshot's revision between the status call and the snapshot: the
+// keyspace at that revision is then in neither; take the backup again.
+var ErrCompactedPast = errors.New("etcd compacted past the backup's revision; run the backup again")
+
 // maxScanSpan bounds the bytes one candidate page (with its overflow
 // pages) may hold back; a reachable page larger than this makes the scan
 // give up, and the inventory is then read from the member. (A variable so
@@ -40,9 +47,9 @@ var maxScanSpan uint64 = 16 << 20
 // branch children): about 90 bytes and the key per revision in the file,
 // so some 600,000 revisions of typical Kubernetes keys. Past it the scan
 // stops and the inventory is read from the member, whose read is bounded
-// by a page: memory stays bounded whatever the database holds, including
-// values written to look like pages. (A variable so that a test can lower
-// it.)
+// by a page. With the layout check of appendLeaf and the work bound of
+// parse, memory and work stay bounded whatever the values hold. (A
+// variable so that a test can lower it.)
 var maxScanMemory = 64 << 20
 
 // smallEntry bounds the key and the value of the other elements a leaf's
@@ -106,7 +113,9 @@ type snapshotScan struct {
 	pending  []pendingPage
 	pages    []pageRec
 	chunks   [][]byte
-	kept     int // bytes in chunks
+	kept     int   // bytes in chunks
+	work     int64 // bytes of candidate pages read
+	abandon  atomic.Bool
 	scratch  []byte
 	children []uint64
 	unread   map[uint64]string // why each kindUnread page was not read
@@ -130,14 +139,23 @@ func (s *snapshotScan) keep(b []byte) (chunk, start, end uint32) {
 // overBudget reports whether what the scan keeps has passed maxScanMemory,
 // and if so stops it.
 func (s *snapshotScan) overBudget() bool {
-	used := s.kept + len(s.pages)*int(unsafe.Sizeof(pageRec{})) + len(s.children)*8
+	used := s.kept + cap(s.scratch) + len(s.pages)*int(unsafe.Sizeof(pageRec{})) + len(s.children)*8 + len(s.unread)*64
 	if used <= maxScanMemory {
 		return false
 	}
-	s.err = fmt.Errorf("the scan would keep more than %d MiB of summaries (%d pages read so far)", maxScanMemory>>20, len(s.pages))
-	s.buf, s.chunks, s.pages, s.children, s.pending = nil, nil, nil, nil, nil
+	s.stop(fmt.Errorf("the scan would keep more than %d MiB of summaries (%d pages read so far)", maxScanMemory>>20, len(s.pages)))
 	return true
 }
+
+// stop ends the scan with err and lets go of everything it holds.
+func (s *snapshotScan) stop(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+	s.buf, s.chunks, s.scratch, s.pages, s.children, s.pending, s.unread = nil, nil, nil, nil, nil, nil, nil
+}
+
+func maxScanSpanBytes() int64 { return int64(maxScanSpan) }
 
 // markUnread records a candidate page that was not read, and why.
 func (s *snapshotScan) markUnread(id, span uint64, why string) {
@@ -202,7 +220,11 @@ func (s *snapshotScan) readMeta(b []byte) error {
 // no candidate needs any more.
 func (s *snapshotScan) examine() {
 	ps := uint64(s.ps)
-	for (s.next+1)*ps <= uint64(s.total) {
+	for (s.next+1)*ps <= uint64(s.total) && s.err == nil {
+		if s.abandon.Load() {
+			s.stop(errors.New("the scan was stopped"))
+			return
+		}
 		off := int64(s.next*ps) - s.bufStart
 		hdr := s.buf[off : off+pageHeaderSize]
 		id := binary.LittleEndian.Uint64(hdr)
@@ -221,6 +243,9 @@ func (s *snapshotScan) examine() {
 		}
 		s.next++
 	}
+	if s.err != nil {
+		return
+	}
 	keep := min(int64(s.next*ps), s.total)
 	s.pending = slices.DeleteFunc(s.pending, func(p pendingPage) bool {
 		if (p.id+p.span)*ps <= uint64(s.total) {
@@ -230,6 +255,9 @@ func (s *snapshotScan) examine() {
 		keep = min(keep, int64(p.id*ps))
 		return false
 	})
+	if s.err != nil {
+		return
+	}
 	if drop := keep - s.bufStart; drop > 0 {
 		s.buf = s.buf[:copy(s.buf, s.buf[drop:])]
 		s.bufStart = keep
@@ -238,8 +266,19 @@ func (s *snapshotScan) examine() {
 
 // parse summarises a candidate page whose bytes have all arrived.
 func (s *snapshotScan) parse(p pendingPage) {
+	if s.err != nil {
+		return
+	}
 	off := int64(p.id)*s.ps - s.bufStart
 	data := s.buf[off : off+int64(p.span)*s.ps]
+	// The pages of a bbolt file do not overlap, so reading every
+	// candidate reads each byte about once; candidates shaped inside
+	// values could make it read each many times over.
+	s.work += int64(len(data))
+	if s.work > 2*s.total+maxScanSpanBytes() {
+		s.stop(fmt.Errorf("candidate pages overlap: %d bytes read for a %d-byte stream", s.work, s.total))
+		return
+	}
 	rec := pageRec{id: p.id, span: p.span}
 	var err error
 	if p.flags == branchPageFlag {
@@ -266,20 +305,37 @@ func (s *snapshotScan) parse(p pendingPage) {
 	s.pages = append(s.pages, rec)
 }
 
+// appendChildren appends a branch page's children to dst. Its keys must
+// be laid out as bbolt writes them (see appendLeaf).
 func appendChildren(dst []uint64, data []byte, count int) ([]uint64, error) {
-	if pageHeaderSize+count*pageElementSize > len(data) {
+	next := uint64(pageHeaderSize + count*pageElementSize)
+	if next > uint64(len(data)) {
 		return dst, fmt.Errorf("%d branch elements do not fit its %d bytes", count, len(data))
 	}
 	for i := range count {
-		e := data[pageHeaderSize+i*pageElementSize:]
+		eoff := pageHeaderSize + i*pageElementSize
+		e := data[eoff:]
+		ks := uint64(eoff) + uint64(binary.LittleEndian.Uint32(e[0:]))
+		ksize := uint64(binary.LittleEndian.Uint32(e[4:]))
+		if ks != next || ks+ksize > uint64(len(data)) {
+			return dst, fmt.Errorf("branch element %d is not where bbolt puts it", i)
+		}
+		next += ksize
 		dst = append(dst, binary.LittleEndian.Uint64(e[8:]))
 	}
 	return dst, nil
 }
 
 // appendLeaf appends the summary of a leaf page's elements to dst.
+//
+// The elements' keys and values must be laid out as bbolt writes them:
+// one after the other, in element order, right after the element table.
+// Each byte of the page is then read at most once, so a page shaped by
+// someone who wrote a value cannot make the scan keep or hash more than
+// the page holds.
 func appendLeaf(dst, data []byte, count int) ([]byte, error) {
-	if pageHeaderSize+count*pageElementSize > len(data) {
+	next := uint64(pageHeaderSize + count*pageElementSize)
+	if next > uint64(len(data)) {
 		return dst, fmt.Errorf("%d leaf elements do not fit its %d bytes", count, len(data))
 	}
 	for i := range count {
@@ -290,9 +346,10 @@ func appendLeaf(dst, data []byte, count int) ([]byte, error) {
 		ksize := uint64(binary.LittleEndian.Uint32(e[8:]))
 		vsize := uint64(binary.LittleEndian.Uint32(e[12:]))
 		ks := uint64(eoff) + pos
-		if ks+ksize+vsize > uint64(len(data)) {
-			return dst, fmt.Errorf("element %d points past the page", i)
+		if ks != next || ks+ksize+vsize > uint64(len(data)) {
+			return dst, fmt.Errorf("element %d is not where bbolt puts it", i)
 		}
+		next += ksize + vsize
 		key := data[ks : ks+ksize]
 		val := data[ks+ksize : ks+ksize+vsize]
 		switch {
@@ -424,7 +481,7 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 		return catalog.Inventory{}, fmt.Errorf("meta bucket: %w", err)
 	}
 	if compacted > uint64(rev) {
-		return catalog.Inventory{}, fmt.Errorf("the keyspace was compacted to revision %d, past revision %d, before the snapshot was taken", compacted, rev)
+		return catalog.Inventory{}, fmt.Errorf("the keyspace was compacted to revision %d, past revision %d, before the snapshot was taken: %w", compacted, rev, ErrCompactedPast)
 	}
 
 	// Every revision at or below rev, by key then revision; the last of
@@ -583,25 +640,38 @@ const (
 // scanFeed runs a snapshotScan on a goroutine of its own, so that reading
 // the inventory from the snapshot takes a core beside the compression and
 // encryption of the same bytes rather than time on their path. Memory is
-// bounded by the queue plus what the scan holds.
+// bounded by the queue plus what the scan holds. write, inventory and stop
+// may be called from different goroutines; after stop, write drops what it
+// is given and the scan gives up at its next page.
 type scanFeed struct {
-	scan   snapshotScan
-	queue  chan []byte
-	free   chan []byte
-	done   chan struct{}
-	closed bool
+	scan     snapshotScan
+	queue    chan []byte // a nil buffer asks the goroutine to finish
+	free     chan []byte
+	quit     chan struct{}
+	done     chan struct{}
+	quitOnce sync.Once
+	finish   sync.Once
 }
 
 func newScanFeed() *scanFeed {
-	f := &scanFeed{queue: make(chan []byte, scanDepth), free: make(chan []byte, scanDepth+1), done: make(chan struct{})}
+	f := &scanFeed{queue: make(chan []byte, scanDepth), free: make(chan []byte, scanDepth+1),
+		quit: make(chan struct{}), done: make(chan struct{})}
 	for range scanDepth + 1 {
 		f.free <- make([]byte, 0, scanChunk)
 	}
 	go func() {
 		defer close(f.done)
-		for b := range f.queue {
-			f.scan.Write(b)
-			f.free <- b[:0]
+		for {
+			select {
+			case b := <-f.queue:
+				if b == nil {
+					return
+				}
+				f.scan.Write(b)
+				f.free <- b[:0]
+			case <-f.quit:
+				return
+			}
 		}
 	}()
 	return f
@@ -609,25 +679,45 @@ func newScanFeed() *scanFeed {
 
 // write copies p to the scan's queue.
 func (f *scanFeed) write(p []byte) {
-	for len(p) > 0 && !f.closed {
-		b := <-f.free
+	for len(p) > 0 {
+		var b []byte
+		select {
+		case b = <-f.free:
+		case <-f.quit:
+			return
+		}
 		k := min(len(p), scanChunk)
-		f.queue <- append(b, p[:k]...)
+		select {
+		case f.queue <- append(b, p[:k]...):
+		case <-f.quit:
+			return
+		}
 		p = p[k:]
 	}
 }
 
-// stop ends the feed and waits for the scan to finish what is queued.
+// stop abandons the scan; it does not wait for it.
 func (f *scanFeed) stop() {
-	if !f.closed {
-		f.closed = true
-		close(f.queue)
-	}
-	<-f.done
+	f.quitOnce.Do(func() {
+		f.scan.abandon.Store(true)
+		close(f.quit)
+	})
 }
 
-// inventory stops the feed and returns the scan's inventory at rev.
+// inventory waits for the scan to read everything written so far and
+// returns its inventory at rev.
 func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
-	f.stop()
+	f.finish.Do(func() {
+		select {
+		case f.queue <- nil:
+		case <-f.quit:
+		}
+	})
+	<-f.done
+	select {
+	case <-f.quit:
+		return catalog.Inventory{}, errors.New("the scan was stopped")
+	default:
+	}
 	return f.scan.Inventory(rev)
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -148,7 +150,7 @@ func TestScanMatchesMember(t *testing.T) {
 				}
 			}
 		}
-		if _, err := scanOf(data, 64<<10).Inventory(early); err == nil || !strings.Contains(err.Error(), "compacted") {
+		if _, err := scanOf(data, 64<<10).Inventory(early); !errors.Is(err, ErrCompactedPast) {
 			t.Fatalf("%s: an inventory below the compaction: %v", name, err)
 		}
 	}
@@ -508,5 +510,93 @@ func TestSnapshotCodec(t *testing.T) {
 	var got pb.SnapshotResponse
 	if err := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw[:len(raw)-3])}, &got); err == nil {
 		t.Fatal("a cut message decoded")
+	}
+}
+
+// TestScanBoundsShapedPages: a page shaped inside a value cannot make the
+// scan keep or hash more than its bytes (elements that overlap are
+// refused), and candidates that overlap each other cannot make it read the
+// stream many times over (it stops, and the member is read instead).
+func TestScanBoundsShapedPages(t *testing.T) {
+	// A leaf whose 60,000 elements all point at the same 2 KiB value.
+	page := make([]byte, 1<<20)
+	binary.LittleEndian.PutUint16(page[10:], 60000)
+	dataAt := pageHeaderSize + 60000*pageElementSize
+	for i := range 60000 {
+		e := page[pageHeaderSize+i*pageElementSize:]
+		binary.LittleEndian.PutUint32(e[0:], bucketLeafFlag)
+		binary.LittleEndian.PutUint32(e[4:], uint32(dataAt-pageHeaderSize-i*pageElementSize))
+		binary.LittleEndian.PutUint32(e[8:], 1)
+		binary.LittleEndian.PutUint32(e[12:], 2048)
+	}
+	if out, err := appendLeaf(nil, page, 60000); err == nil || len(out) > 4096 {
+		t.Fatalf("overlapping elements: %d bytes kept, error %v", len(out), err)
+	}
+	branch := make([]byte, 4096)
+	binary.LittleEndian.PutUint16(branch[10:], 2)
+	for i := range 2 {
+		e := branch[pageHeaderSize+i*pageElementSize:]
+		binary.LittleEndian.PutUint32(e[0:], uint32(2*pageElementSize-i*pageElementSize)) // both at the same key
+		binary.LittleEndian.PutUint32(e[4:], 4)
+	}
+	if _, err := appendChildren(nil, branch, 2); err == nil {
+		t.Fatal("overlapping branch keys were read")
+	}
+
+	// A file whose every page position after the meta pages is a leaf
+	// candidate spanning 64 pages, with one element that runs to the end
+	// of its span: each candidate would hash 256 KiB for 4 KiB of stream.
+	const pages = 600
+	file := make([]byte, pages*4096)
+	meta := file[pageHeaderSize:]
+	binary.LittleEndian.PutUint32(meta[0:], boltMagic)
+	binary.LittleEndian.PutUint32(meta[4:], boltVersion)
+	binary.LittleEndian.PutUint32(meta[8:], 4096)
+	binary.LittleEndian.PutUint64(meta[40:], pages)
+	h := fnv.New64a()
+	h.Write(meta[:56])
+	binary.LittleEndian.PutUint64(meta[56:], h.Sum64())
+	for id := 2; id < pages; id++ {
+		p := file[id*4096:]
+		binary.LittleEndian.PutUint64(p, uint64(id))
+		binary.LittleEndian.PutUint16(p[8:], leafPageFlag)
+		binary.LittleEndian.PutUint16(p[10:], 1)
+		binary.LittleEndian.PutUint32(p[12:], 63) // overflow
+		binary.LittleEndian.PutUint32(p[16+4:], pageElementSize)
+		binary.LittleEndian.PutUint32(p[16+8:], 1)
+		binary.LittleEndian.PutUint32(p[16+12:], 64*4096-32-1)
+	}
+	s := scanOf(append(file, make([]byte, trailerSize)...), 64<<10)
+	if _, err := s.Inventory(10); err == nil || !strings.Contains(err.Error(), "overlap") {
+		t.Fatalf("overlapping candidates: %v", err)
+	}
+	if s.work > 3*int64(len(file))+int64(maxScanSpan) {
+		t.Fatalf("the scan read %d bytes of candidates for a %d-byte file", s.work, len(file))
+	}
+}
+
+// TestScanFeedStop: stop from another goroutine while write is blocked on
+// a full queue neither panics nor leaves write blocked, and inventory
+// then reports the scan stopped.
+func TestScanFeedStop(t *testing.T) {
+	f := newScanFeed()
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		chunk := make([]byte, scanChunk)
+		for range 1000 {
+			f.write(chunk)
+		}
+	}()
+	time.Sleep(10 * time.Millisecond)
+	f.stop()
+	f.stop()
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("write still blocked after stop")
+	}
+	if _, err := f.inventory(1); err == nil {
+		t.Fatal("inventory after stop gave no error")
 	}
 }
