@@ -318,7 +318,7 @@ func (r *run) etcd(ctx context.Context, src *config.EtcdSource) (catalog.Artifac
 		return catalog.Artifact{}, catalog.Etcd{}, fmt.Errorf("etcd %s: snapshot stream did not complete", info.Endpoint)
 	}
 	r.log.Info("etcd snapshot verified", "endpoint", info.Endpoint, "revision", info.Revision,
-		"keys", info.Inventory.Keys, "snapshotSHA256", info.SnapshotSHA256)
+		"keys", info.Inventory.Keys, "inventoryFrom", s.InventoryFrom(), "snapshotSHA256", info.SnapshotSHA256)
 	return a, info, nil
 }
 
