@@ -13,8 +13,13 @@ import (
 )
 
 // envCPUProfile names a file to write a CPU profile of the run to; make
-// bench sets it to show where a backup's time goes.
-const envCPUProfile = "LIFEBOAT_CPUPROFILE"
+// bench sets it to show where a backup's time goes. envAllocProfile names
+// one for a profile of the memory allocated (pprof's allocs), written at
+// exit.
+const (
+	envCPUProfile   = "LIFEBOAT_CPUPROFILE"
+	envAllocProfile = "LIFEBOAT_ALLOCPROFILE"
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -34,5 +39,12 @@ func main() {
 	}
 	stop()
 	pprof.StopCPUProfile()
+	if path := os.Getenv(envAllocProfile); path != "" {
+		if f, err := os.Create(path); err != nil || pprof.Lookup("allocs").WriteTo(f, 0) != nil {
+			fmt.Fprintf(os.Stderr, "lifeboat: %s: cannot write a profile to %s\n", envAllocProfile, path)
+		} else {
+			f.Close()
+		}
+	}
 	os.Exit(code)
 }

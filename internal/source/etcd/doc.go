@@ -18,8 +18,8 @@
 // reachable from the file's root, and for each key the last revision at or
 // below R. The member does no more work than for etcdctl snapshot save,
 // where a second, ranged read of the whole keyspace at R used to double
-// it. Memory grows with the number of revisions the file holds (about 90
-// bytes each, plus the key), not with the values, up to a budget (64 MiB).
+// it. Memory grows with the number of revisions the file holds (about 42
+// bytes each, plus the key), not with the values, up to a budget (32 MiB).
 // Where the scan cannot answer (a compaction past R between the status
 // call and the snapshot, a page larger than it holds back, a big-endian
 // file, the budget spent), the stream reads the

@@ -44,13 +44,13 @@ var ErrCompactedPast = errors.New("etcd compacted past the backup's revision; ru
 var maxScanSpan uint64 = 16 << 20
 
 // maxScanMemory bounds what the scan keeps (leaf summaries, page records,
-// branch children): about 90 bytes and the key per revision in the file,
-// so some 600,000 revisions of typical Kubernetes keys. Past it the scan
+// branch children): about 42 bytes and the key per revision in the file,
+// so some 400,000 revisions of typical Kubernetes keys. Past it the scan
 // stops and the inventory is read from the member, whose read is bounded
 // by a page. With the layout check of appendLeaf and the work bound of
 // parse, memory and work stay bounded whatever the values hold. (A
 // variable so that a test can lower it.)
-var maxScanMemory = 64 << 20
+var maxScanMemory = 32 << 20
 
 // smallEntry bounds the key and the value of the other elements a leaf's
 // summary keeps (the meta bucket's compaction revisions are 17 bytes).
@@ -82,12 +82,13 @@ type pageRec struct {
 // arenaChunk is the size of the chunks leaf summaries are kept in: a
 // summary never moves once written, so the arena grows without the copy
 // (and the transient double size) of one growing slice.
-const arenaChunk = 1 << 20
+const arenaChunk = 256 << 10
 
 // Entry tags in the arena.
 const (
 	entryBucket = 'B' // uvarint len ‖ name ‖ uvarint len ‖ bucket value (header, inline page)
-	entryRev    = 'R' // main u64 BE ‖ sub u64 BE ‖ tombstone byte ‖ uvarint len ‖ key ‖ SHA-256(value)
+	entryRev    = 'R' // main u64 BE ‖ uvarint len ‖ key ‖ SHA-256(value)
+	entryDel    = 'D' // the same, for a deletion
 	entrySmall  = 'S' // uvarint len ‖ key ‖ uvarint len ‖ value
 	entryOther  = 'X' // (nothing): an element none of the above
 )
@@ -163,7 +164,7 @@ func (s *snapshotScan) markUnread(id, span uint64, why string) {
 		s.unread = make(map[uint64]string)
 	}
 	s.unread[id] = why
-	s.pages = append(s.pages, pageRec{id: id, span: span, kind: kindUnread})
+	s.addPage(pageRec{id: id, span: span, kind: kindUnread})
 }
 
 func (s *snapshotScan) Write(p []byte) (int, error) {
@@ -302,6 +303,15 @@ func (s *snapshotScan) parse(p pendingPage) {
 		s.markUnread(p.id, p.span, err.Error())
 		return
 	}
+	s.addPage(rec)
+}
+
+// addPage appends a page record, growing the slice by a quarter at a time
+// rather than doubling it: there is one record per candidate page.
+func (s *snapshotScan) addPage(rec pageRec) {
+	if len(s.pages) == cap(s.pages) {
+		s.pages = slices.Grow(s.pages, max(1024, len(s.pages)/4))
+	}
 	s.pages = append(s.pages, rec)
 }
 
@@ -368,11 +378,16 @@ func appendLeaf(dst, data []byte, count int) ([]byte, error) {
 			if err != nil {
 				return dst, fmt.Errorf("element %d: %w", i, err)
 			}
+			// The sub-revision is not kept: etcd refuses a
+			// transaction that touches a key twice, so a key has one
+			// entry per main revision (Inventory checks it).
 			sum := sha256.Sum256(v)
-			dst = append(dst, entryRev)
+			tag := byte(entryRev)
+			if len(key) == 18 {
+				tag = entryDel
+			}
+			dst = append(dst, tag)
 			dst = append(dst, key[:8]...)
-			dst = append(dst, key[9:17]...)
-			dst = append(dst, byte(len(key)-17)) // 1: a deletion
 			dst = protowire.AppendBytes(dst, k)
 			dst = append(dst, sum[:]...)
 		case len(key) <= smallEntry && len(val) <= smallEntry:
@@ -492,7 +507,7 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	err = s.bucket(keyBucket, func(entries []byte, base uint64) error {
 		return eachEntry(entries, func(tag byte, e []byte, off int) {
 			switch {
-			case tag != entryRev:
+			case tag != entryRev && tag != entryDel:
 				others++
 			case binary.BigEndian.Uint64(e) <= uint64(rev):
 				revs = append(revs, base+uint64(off))
@@ -510,7 +525,7 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 		if c := bytes.Compare(revKey(ea), revKey(eb)); c != 0 {
 			return c
 		}
-		return bytes.Compare(ea[:16], eb[:16]) // main ‖ sub, big-endian
+		return bytes.Compare(ea[:8], eb[:8]) // main, big-endian
 	})
 	b, err := catalog.NewInventoryBuilder(catalog.InventoryVersion)
 	if err != nil {
@@ -519,10 +534,15 @@ func (s *snapshotScan) Inventory(rev int64) (catalog.Inventory, error) {
 	for i, ref := range revs {
 		e := s.body(ref)
 		key := revKey(e)
-		if i+1 < len(revs) && bytes.Equal(key, revKey(s.body(revs[i+1]))) {
-			continue // a later revision of the same key decides
+		if i+1 < len(revs) {
+			if next := s.body(revs[i+1]); bytes.Equal(key, revKey(next)) {
+				if bytes.Equal(e[:8], next[:8]) {
+					return catalog.Inventory{}, fmt.Errorf("key bucket: revision %d holds key %q twice", binary.BigEndian.Uint64(e), key)
+				}
+				continue // a later revision of the same key decides
+			}
 		}
-		if e[16] == 1 {
+		if s.chunks[ref>>32][uint32(ref)-1] == entryDel {
 			continue // deleted
 		}
 		if err := b.AddSum(key, revSum(e)); err != nil {
@@ -539,14 +559,14 @@ func (s *snapshotScan) body(ref uint64) []byte {
 
 // revKey returns the key of a revision entry's body.
 func revKey(e []byte) []byte {
-	k, _ := protowire.ConsumeBytes(e[17:])
+	k, _ := protowire.ConsumeBytes(e[8:])
 	return k
 }
 
 // revSum returns the value digest of a revision entry's body.
 func revSum(e []byte) []byte {
-	_, n := protowire.ConsumeBytes(e[17:])
-	return e[17+n : 17+n+sha256.Size]
+	_, n := protowire.ConsumeBytes(e[8:])
+	return e[8+n : 8+n+sha256.Size]
 }
 
 // walk calls leaf with the entries of every leaf page reachable from page
@@ -612,9 +632,9 @@ func eachEntry(entries []byte, fn func(tag byte, body []byte, off int)) error {
 			_, a := protowire.ConsumeBytes(body)
 			_, b := protowire.ConsumeBytes(body[a:])
 			n = a + b
-		case entryRev:
-			_, k := protowire.ConsumeBytes(body[17:])
-			n = 17 + k + sha256.Size
+		case entryRev, entryDel:
+			_, k := protowire.ConsumeBytes(body[8:])
+			n = 8 + k + sha256.Size
 		case entryOther:
 			n = 0
 		}

@@ -132,9 +132,10 @@ func unmarshalSnapshot(data mem.BufferSlice, resp *pb.SnapshotResponse) error {
 			nb := make([]byte, data.Len())
 			bp = &nb
 		}
-		b = (*bp)[:data.Len()]
-		data.CopyTo(b)
-		defer func() { *bp = b; codecBufs.Put(bp) }()
+		buf := (*bp)[:data.Len()]
+		data.CopyTo(buf)
+		b = buf
+		defer func() { *bp = buf; codecBufs.Put(bp) }()
 	}
 	*resp = pb.SnapshotResponse{}
 	for len(b) > 0 {
