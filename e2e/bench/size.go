@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 )
 
@@ -200,8 +201,12 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		}
 		peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 		pdir := filepath.Join(dir, fmt.Sprintf("etcdutl-%d", r))
+		// The same restore lifeboat does, which is what etcd's
+		// documentation asks of a Kubernetes cluster's restore: revisions
+		// bumped past any a client saw, and the old ones marked compacted.
 		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdutl"), "snapshot", "restore", snap, "--data-dir", pdir,
-			"--name", "m1", "--initial-cluster", "m1="+peer, "--initial-advertise-peer-urls", peer)
+			"--name", "m1", "--initial-cluster", "m1="+peer, "--initial-advertise-peer-urls", peer,
+			"--bump-revision", strconv.Itoa(job.RestoreRevisionBump), "--mark-compacted")
 		if err != nil {
 			return err
 		}

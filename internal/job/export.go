@@ -123,13 +123,6 @@ func Export(ctx context.Context, env *wire.Env, id, artifact string, o ExportOpt
 // path (mode 0600), fsyncs it and links it to path only when write
 // succeeded; path must not exist.
 func writeVerified(ctx context.Context, path string, write func(io.Writer) (envelope.Result, error)) (envelope.Result, error) {
-	return writeVerifiedSync(ctx, path, true, write)
-}
-
-// writeVerifiedSync is writeVerified, with the fsync left out when sync is
-// false: for an intermediate file that is read once and removed, whose
-// loss in a crash only means the restore runs again.
-func writeVerifiedSync(ctx context.Context, path string, sync bool, write func(io.Writer) (envelope.Result, error)) (envelope.Result, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return envelope.Result{}, fmt.Errorf("%s exists; lifeboat does not overwrite it", path)
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -150,7 +143,7 @@ func writeVerifiedSync(ctx context.Context, path string, sync bool, write func(i
 	if err == nil {
 		err = ctx.Err()
 	}
-	if err == nil && sync {
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -194,16 +194,21 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	if err := m.CheckMAC(dk); err != nil {
 		return fail(err)
 	}
-	snap := filepath.Join(out, ".etcd-snapshot.db")
-	// Not fsynced: etcdutl copies it into each data directory and syncs
-	// that copy; this one is removed once they are written.
-	if _, err := writeVerifiedSync(ctx, snap, false, func(w io.Writer) (envelope.Result, error) {
-		return catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, w)
-	}); err != nil {
+	// The decrypted snapshot is read once, by etcdutl, which copies it
+	// into each data directory and syncs that copy; it is discarded at the
+	// end (snapshotFile). etcdutl reads it only once every byte has
+	// authenticated and both digests matched.
+	sa, _ := m.Artifact(catalog.ArtifactEtcdSnapshot)
+	sf, err := newSnapshotFile(out, sa.PlaintextSize)
+	if err != nil {
 		return fail(err)
 	}
-	defer os.Remove(snap) // the data directories hold the same data
-	stage("decrypt", "etcd snapshot decrypted, AEAD tags and SHA-256 checked", t0)
+	defer sf.Close()
+	if _, err := catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, sf.f); err != nil {
+		return fail(err)
+	}
+	snap := sf.path
+	stage("decrypt", "etcd snapshot decrypted "+sf.where()+", AEAD tags and SHA-256 checked", t0)
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
