@@ -12,23 +12,65 @@ import (
 // different cores instead of taking turns: the pipeline then runs at about
 // the speed of its slowest stage. Memory is bounded by depth × bufSize.
 type asyncWriter struct {
-	w       io.Writer
-	queue   chan []byte
-	free    chan []byte
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
-	bufSize int
-	closed  bool
+	w      io.Writer
+	queue  chan []byte
+	free   chan []byte
+	done   chan struct{}
+	mu     sync.Mutex
+	err    error
+	bufs   growingBuffers
+	closed bool
 }
 
 func newAsyncWriter(w io.Writer, depth, bufSize int) *asyncWriter {
-	a := &asyncWriter{w: w, queue: make(chan []byte, depth), free: make(chan []byte, depth+1), done: make(chan struct{}), bufSize: bufSize}
-	for i := 0; i < depth+1; i++ {
-		a.free <- make([]byte, 0, bufSize)
-	}
+	a := &asyncWriter{w: w, queue: make(chan []byte, depth), free: make(chan []byte, depth+1), done: make(chan struct{}),
+		bufs: growingBuffers{max: depth + 1, size: bufSize}}
 	go a.run()
 	return a
+}
+
+// growingBuffers hands out up to max buffers, made when first needed: the
+// first of firstBufSize, each next one twice the one before, up to size.
+// A short artifact (a key object, a configuration) then costs a small
+// buffer, not the whole queue's worth.
+type growingBuffers struct {
+	max, made, size, next int
+}
+
+const firstBufSize = 16 << 10
+
+// make returns a new empty buffer, or nil when max have been made.
+func (g *growingBuffers) make() []byte {
+	if g.made == g.max {
+		return nil
+	}
+	g.made++
+	if g.next == 0 {
+		g.next = min(firstBufSize, g.size)
+	}
+	b := make([]byte, 0, g.next)
+	g.next = min(2*g.next, g.size)
+	return b
+}
+
+// get returns a free buffer: one returned to free, a new one while fewer
+// than max exist, or else the next one returned. ok is false if stop
+// closed first.
+func (g *growingBuffers) get(free chan []byte, stop <-chan struct{}) (b []byte, ok bool) {
+	select {
+	case b = <-free:
+		return b, true
+	default:
+	}
+	if b = g.make(); b != nil {
+		return b, true
+	}
+	select {
+	case b = <-free:
+		return b, true
+	case <-stop:
+		return nil, false
+	}
 }
 
 func (a *asyncWriter) run() {
@@ -68,8 +110,8 @@ func (a *asyncWriter) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	for len(p) > 0 {
-		b := <-a.free
-		k := min(len(p), a.bufSize)
+		b, _ := a.bufs.get(a.free, nil)
+		k := min(len(p), cap(b))
 		b = append(b, p[:k]...)
 		p = p[k:]
 		a.queue <- b
@@ -112,20 +154,16 @@ type readAhead struct {
 func newReadAhead(src io.Reader, depth, bufSize int) *readAhead {
 	r := &readAhead{queue: make(chan []byte, depth), free: make(chan []byte, depth+1),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	for i := 0; i < depth+1; i++ {
-		r.free <- make([]byte, bufSize)
-	}
+	bufs := growingBuffers{max: depth + 1, size: bufSize}
 	go func() {
 		defer close(r.done)
 		defer close(r.queue)
 		for {
-			var b []byte
-			select {
-			case b = <-r.free:
-			case <-r.stop:
+			b, ok := bufs.get(r.free, r.stop)
+			if !ok {
 				return
 			}
-			n, err := io.ReadFull(src, b)
+			n, err := io.ReadFull(src, b[:cap(b)])
 			if n > 0 {
 				select {
 				case r.queue <- b[:n]:
