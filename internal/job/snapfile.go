@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -13,8 +14,9 @@ import (
 // snapshotFile holds the decrypted etcd snapshot that restore apply hands
 // to etcdutl, which copies it into each member's data directory.
 //
-// When the host has the memory for it (MemAvailable above twice the
-// snapshot plus 512 MiB: etcdutl's copy is cached beside it), it is an
+// When the host has the memory for it (MemAvailable, and what the memory
+// cgroup's limit leaves, above twice the snapshot plus 512 MiB: etcdutl's
+// copy is cached beside it), it is an
 // anonymous memory file (memfd), read by etcdutl through /proc/self/fd. The
 // plaintext then never reaches the disk outside the data directories,
 // nothing is left behind by a crash, and the kernel does not write it back:
@@ -33,7 +35,7 @@ type snapshotFile struct {
 const memoryHeadroom = 512 << 20
 
 func newSnapshotFile(dir string, size int64) (*snapshotFile, error) {
-	if avail, ok := memAvailable(); ok && avail > 2*size+memoryHeadroom {
+	if avail, ok := memoryFor("/"); ok && avail > 2*size+memoryHeadroom {
 		fd, err := unix.MemfdCreate("lifeboat-etcd-snapshot", unix.MFD_CLOEXEC)
 		if err == nil {
 			path := "/proc/self/fd/" + strconv.Itoa(fd)
@@ -72,10 +74,42 @@ func (s *snapshotFile) Close() {
 	}
 }
 
+// memoryFor returns the memory this process may still use, in bytes: the
+// kernel's MemAvailable, or less when the process's memory cgroup (a pod's
+// limit) leaves less, since a memfd is charged to the cgroup and /proc/meminfo
+// shows the whole host's memory. root is "/" but for tests.
+func memoryFor(root string) (int64, bool) {
+	avail, ok := memAvailable(filepath.Join(root, "proc/meminfo"))
+	if !ok {
+		return 0, false
+	}
+	for _, f := range [][2]string{
+		{"sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current"},                                 // cgroup v2
+		{"sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes"}, // v1
+	} {
+		limit, lok := readInt(filepath.Join(root, f[0]))
+		used, uok := readInt(filepath.Join(root, f[1]))
+		if lok && uok && limit < 1<<60 { // "max", or v1's page-rounded 2^63: no limit
+			avail = min(avail, max(0, limit-used))
+		}
+	}
+	return avail, true
+}
+
+// readInt reads a file holding one decimal integer.
+func readInt(path string) (int64, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(bytes.TrimSpace(data)), 10, 64)
+	return n, err == nil
+}
+
 // memAvailable returns the kernel's estimate of the memory available for
 // new work (MemAvailable in /proc/meminfo), in bytes.
-func memAvailable() (int64, bool) {
-	f, err := os.Open("/proc/meminfo")
+func memAvailable(path string) (int64, bool) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, false
 	}

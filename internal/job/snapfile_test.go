@@ -38,7 +38,45 @@ func TestSnapshotFile(t *testing.T) {
 			t.Fatalf("size %d: %d entries left in the output directory", size, len(entries))
 		}
 	}
-	if avail, ok := memAvailable(); !ok || avail <= 0 {
-		t.Fatalf("MemAvailable: %d, %v", avail, ok)
+	if avail, ok := memoryFor("/"); !ok || avail <= 0 {
+		t.Fatalf("memory available: %d, %v", avail, ok)
+	}
+}
+
+// TestMemoryFor: a memory cgroup's limit (v2 or v1) caps what /proc/meminfo
+// says is available; "max" and v1's unlimited value do not.
+func TestMemoryFor(t *testing.T) {
+	root := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(root, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proc/meminfo", "MemTotal:       65000000 kB\nMemFree:  1 kB\nMemAvailable:   60000000 kB\n")
+	if got, ok := memoryFor(root); !ok || got != 60000000<<10 {
+		t.Fatalf("no cgroup: %d, %v", got, ok)
+	}
+	write("sys/fs/cgroup/memory.max", "max\n")
+	write("sys/fs/cgroup/memory.current", "1000\n")
+	if got, _ := memoryFor(root); got != 60000000<<10 {
+		t.Fatalf("cgroup v2 without a limit: %d", got)
+	}
+	write("sys/fs/cgroup/memory.max", "3221225472\n") // a pod's 3Gi
+	write("sys/fs/cgroup/memory.current", "1073741824\n")
+	if got, _ := memoryFor(root); got != 2<<30 {
+		t.Fatalf("cgroup v2 with 3 GiB, 1 GiB used: %d", got)
+	}
+	os.Remove(filepath.Join(root, "sys/fs/cgroup/memory.max"))
+	write("sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
+	write("sys/fs/cgroup/memory/memory.usage_in_bytes", "5\n")
+	if got, _ := memoryFor(root); got != 60000000<<10 {
+		t.Fatalf("cgroup v1 without a limit: %d", got)
+	}
+	write("sys/fs/cgroup/memory/memory.limit_in_bytes", "1073741824\n")
+	write("sys/fs/cgroup/memory/memory.usage_in_bytes", "2147483648\n")
+	if got, _ := memoryFor(root); got != 0 {
+		t.Fatalf("cgroup v1 over its limit: %d", got)
 	}
 }
