@@ -139,7 +139,8 @@ func (a *asyncWriter) Abort() {
 // readAhead reads src on a goroutine of its own into a bounded queue of
 // buffers, so that fetching the artifact (and the store's own checks of
 // it) runs beside its decryption. Read returns src's bytes in order, then
-// src's error. Close stops the goroutine once its current Read returns.
+// src's error. After Close no new Read of src starts; one in progress
+// ends when the caller closes src.
 type readAhead struct {
 	queue chan []byte
 	free  chan []byte
@@ -158,12 +159,15 @@ func newReadAhead(src io.Reader, depth, bufSize int) *readAhead {
 	go func() {
 		defer close(r.done)
 		defer close(r.queue)
-		for {
+		for !r.stopped() {
 			b, ok := bufs.get(r.free, r.stop)
-			if !ok {
+			if !ok || r.stopped() {
 				return
 			}
-			n, err := io.ReadFull(src, b[:cap(b)])
+			n, err := fill(src, b[:cap(b)])
+			if r.stopped() {
+				return
+			}
 			if n > 0 {
 				select {
 				case r.queue <- b[:n]:
@@ -173,16 +177,39 @@ func newReadAhead(src io.Reader, depth, bufSize int) *readAhead {
 			} else {
 				r.free <- b
 			}
-			if err == io.ErrUnexpectedEOF {
-				err = io.EOF
-			}
 			if err != nil {
-				r.err = err // read by Read only after queue is closed
+				r.err = err // io.EOF, or src's own error; read by Read once queue is closed
 				return
 			}
 		}
 	}()
 	return r
+}
+
+// stopped reports whether Close was called.
+func (r *readAhead) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fill reads src into b until b is full or src returns an error, which it
+// returns as is: io.EOF is the end of the stream, anything else (an
+// io.ErrUnexpectedEOF from a cut connection included) is the source's
+// failure, never to be taken for the end.
+func fill(src io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := src.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (r *readAhead) Read(p []byte) (int, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -34,6 +35,17 @@ func TestReadAhead(t *testing.T) {
 	if !errors.Is(err, boom) || !bytes.Equal(got, data[:1000]) {
 		t.Fatalf("read %d bytes, err %v; want 1000 then boom", len(got), err)
 	}
+	// After Close, no new Read of the source starts.
+	counting := &countingReader{r: bytes.NewReader(data)}
+	r = newReadAhead(counting, 2, 256)
+	r.Read(make([]byte, 10))
+	r.Close()
+	<-r.done
+	reads := counting.n.Load()
+	time.Sleep(20 * time.Millisecond)
+	if counting.n.Load() != reads {
+		t.Fatal("the source was read after Close")
+	}
 	r = newReadAhead(bytes.NewReader(data), 2, 256)
 	r.Read(make([]byte, 10))
 	r.Close()
@@ -45,3 +57,13 @@ func TestReadAhead(t *testing.T) {
 }
 
 func timeAfter() <-chan time.Time { return time.After(5 * time.Second) }
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.r.Read(p)
+}

@@ -337,6 +337,12 @@ func TestSourceErrorIsNotAuthentication(t *testing.T) {
 	if !errors.Is(err, boom) || errors.Is(err, envelope.ErrAuthentication) {
 		t.Fatalf("got %v, want the source's error and not ErrAuthentication", err)
 	}
+	// A body cut short, as Go's HTTP client reports it: the source's
+	// io.ErrUnexpectedEOF, never taken for the end of the stream.
+	_, err = envelope.Decrypt(context.Background(), io.Discard, &failingReader{bytes.NewReader(ct), 100 << 10, io.ErrUnexpectedEOF}, key, envelope.Expect{})
+	if !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, envelope.ErrAuthentication) {
+		t.Fatalf("cut short: got %v, want io.ErrUnexpectedEOF and not ErrAuthentication", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := envelope.Decrypt(ctx, io.Discard, bytes.NewReader(ct), key, envelope.Expect{}); !errors.Is(err, context.Canceled) {

@@ -207,6 +207,9 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	if _, err := catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, sf.f); err != nil {
 		return fail(err)
 	}
+	if err := sf.seal(); err != nil {
+		return fail(err)
+	}
 	snap := sf.path
 	stage("decrypt", "etcd snapshot decrypted "+sf.where()+", AEAD tags and SHA-256 checked", t0)
 

@@ -43,8 +43,9 @@ func TestSnapshotFile(t *testing.T) {
 	}
 }
 
-// TestMemoryFor: a memory cgroup's limit (v2 or v1) caps what /proc/meminfo
-// says is available; "max" and v1's unlimited value do not.
+// TestMemoryFor: the limits of the process's memory cgroup and of its
+// parents (v2 or v1, found through /proc/self/cgroup) cap what
+// /proc/meminfo says is available; "max" and v1's unlimited value do not.
 func TestMemoryFor(t *testing.T) {
 	root := t.TempDir()
 	write := func(rel, content string) {
@@ -58,25 +59,64 @@ func TestMemoryFor(t *testing.T) {
 	if got, ok := memoryFor(root); !ok || got != 60000000<<10 {
 		t.Fatalf("no cgroup: %d, %v", got, ok)
 	}
-	write("sys/fs/cgroup/memory.max", "max\n")
-	write("sys/fs/cgroup/memory.current", "1000\n")
+	// v2: the process in /kubepods/pod1/c1; the pod's cgroup has the limit.
+	write("proc/self/cgroup", "0::/kubepods/pod1/c1\n")
+	write("sys/fs/cgroup/kubepods/pod1/c1/memory.max", "max\n")
+	write("sys/fs/cgroup/kubepods/pod1/c1/memory.current", "1000\n")
 	if got, _ := memoryFor(root); got != 60000000<<10 {
 		t.Fatalf("cgroup v2 without a limit: %d", got)
 	}
-	write("sys/fs/cgroup/memory.max", "3221225472\n") // a pod's 3Gi
-	write("sys/fs/cgroup/memory.current", "1073741824\n")
+	write("sys/fs/cgroup/kubepods/pod1/memory.max", "3221225472\n") // the pod's 3Gi
+	write("sys/fs/cgroup/kubepods/pod1/memory.current", "1073741824\n")
 	if got, _ := memoryFor(root); got != 2<<30 {
-		t.Fatalf("cgroup v2 with 3 GiB, 1 GiB used: %d", got)
+		t.Fatalf("cgroup v2, a parent with 3 GiB, 1 GiB used: %d", got)
 	}
-	os.Remove(filepath.Join(root, "sys/fs/cgroup/memory.max"))
+	// v1: the memory controller's line, its own cgroup over its limit.
+	write("proc/self/cgroup", "4:memory:/system.slice/x.service\n3:cpu:/\n")
+	write("sys/fs/cgroup/memory/system.slice/x.service/memory.limit_in_bytes", "1073741824\n")
+	write("sys/fs/cgroup/memory/system.slice/x.service/memory.usage_in_bytes", "2147483648\n")
 	write("sys/fs/cgroup/memory/memory.limit_in_bytes", "9223372036854771712\n")
 	write("sys/fs/cgroup/memory/memory.usage_in_bytes", "5\n")
-	if got, _ := memoryFor(root); got != 60000000<<10 {
-		t.Fatalf("cgroup v1 without a limit: %d", got)
-	}
-	write("sys/fs/cgroup/memory/memory.limit_in_bytes", "1073741824\n")
-	write("sys/fs/cgroup/memory/memory.usage_in_bytes", "2147483648\n")
 	if got, _ := memoryFor(root); got != 0 {
 		t.Fatalf("cgroup v1 over its limit: %d", got)
+	}
+	// Inside a cgroup namespace: the path is "/", the mount's own files.
+	write("proc/self/cgroup", "0::/\n")
+	write("sys/fs/cgroup/memory.max", "2147483648\n")
+	write("sys/fs/cgroup/memory.current", "1073741824\n")
+	if got, _ := memoryFor(root); got != 1<<30 {
+		t.Fatalf("cgroup namespace: %d", got)
+	}
+}
+
+// TestSnapshotFileSealed: once sealed, the memory file refuses writes.
+func TestSnapshotFileSealed(t *testing.T) {
+	sf, err := newSnapshotFile(t.TempDir(), 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	if !sf.memory {
+		t.Fatal("a 1 KiB snapshot was not held in memory")
+	}
+	if _, err := sf.f.Write([]byte("verified bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.seal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.f.Write([]byte("x")); err == nil {
+		t.Fatal("a sealed snapshot took a write")
+	}
+	if f, err := os.OpenFile(sf.path, os.O_WRONLY, 0); err == nil {
+		_, werr := f.WriteAt([]byte("y"), 0)
+		f.Close()
+		if werr == nil {
+			t.Fatal("a sealed snapshot took a write through /proc")
+		}
+	}
+	got, err := os.ReadFile(sf.path)
+	if err != nil || string(got) != "verified bytes" {
+		t.Fatalf("read back %q, %v", got, err)
 	}
 }
