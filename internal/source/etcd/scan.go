@@ -156,8 +156,6 @@ func (s *snapshotScan) stop(err error) {
 	s.buf, s.chunks, s.scratch, s.pages, s.children, s.pending, s.unread = nil, nil, nil, nil, nil, nil, nil
 }
 
-func maxScanSpanBytes() int64 { return int64(maxScanSpan) }
-
 // markUnread records a candidate page that was not read, and why.
 func (s *snapshotScan) markUnread(id, span uint64, why string) {
 	if s.unread == nil {
@@ -276,7 +274,7 @@ func (s *snapshotScan) parse(p pendingPage) {
 	// candidate reads each byte about once; candidates shaped inside
 	// values could make it read each many times over.
 	s.work += int64(len(data))
-	if s.work > 2*s.total+maxScanSpanBytes() {
+	if s.work > 2*s.total+int64(maxScanSpan) {
 		s.stop(fmt.Errorf("candidate pages overlap: %d bytes read for a %d-byte stream", s.work, s.total))
 		return
 	}

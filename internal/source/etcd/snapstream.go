@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -63,8 +62,8 @@ func (r *snapReader) Read(p []byte) (int, error) {
 // default codec first copies a message that spans several frames into a
 // buffer from its global pool, zeroed; this one copies it into a buffer of
 // its own, not zeroed (every byte is overwritten by the copy), and decodes
-// with the messages' generated methods. Decoding copies the blob out of the
-// buffer, so the buffer goes back to the pool at once.
+// the blob into a pooled buffer (unmarshalSnapshot), so the copy buffer
+// goes back to the pool at once.
 type snapshotCodec struct{}
 
 var codecBufs sync.Pool
@@ -83,29 +82,14 @@ func (snapshotCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
+// Unmarshal decodes the one message the stream receives, a
+// SnapshotResponse.
 func (snapshotCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if resp, ok := v.(*pb.SnapshotResponse); ok {
-		return unmarshalSnapshot(data, resp)
-	}
-	m, ok := v.(interface{ Unmarshal([]byte) error })
+	resp, ok := v.(*pb.SnapshotResponse)
 	if !ok {
-		return errors.New("snapshot codec: cannot unmarshal into this message")
+		return fmt.Errorf("snapshot codec: cannot unmarshal %T", v)
 	}
-	if len(data) == 1 {
-		return m.Unmarshal(data[0].ReadOnlyData())
-	}
-	n := data.Len()
-	bp, _ := codecBufs.Get().(*[]byte)
-	if bp == nil || cap(*bp) < n {
-		b := make([]byte, n)
-		bp = &b
-	}
-	b := (*bp)[:n]
-	data.CopyTo(b)
-	err := m.Unmarshal(b)
-	*bp = b
-	codecBufs.Put(bp)
-	return err
+	return unmarshalSnapshot(data, resp)
 }
 
 // blobs pools the buffers snapshot blobs are decoded into: a backup then
