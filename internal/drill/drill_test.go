@@ -19,6 +19,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
 	"github.com/lifeboat-dr/lifeboat/internal/keys/local"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
@@ -513,14 +514,17 @@ func TestDrill(t *testing.T) {
 		if !strings.Contains(err.Error(), "artifact etcd-snapshot.db (backups/"+id+"/artifacts/etcd-snapshot.db)") {
 			t.Errorf("error does not name the artifact: %v", err)
 		}
-		checkFailedAt(t, res, PhaseFetch, "etcd-snapshot.db")
+		if strings.Contains(err.Error(), "decompress") {
+			t.Errorf("the store's integrity error is reported as a decompression error: %v", err)
+		}
+		checkFailedAt(t, res, PhaseDecrypt, "etcd-snapshot.db")
 	})
 
 	t.Run("corrupted artifact with a forged store record", func(t *testing.T) {
 		ctx := testContext(t, 3*time.Minute)
 		id := e.backups[1].Backup
 		// The bytes change and the store's record is made to match them:
-		// only the manifest's ciphertext digest can catch it.
+		// the AEAD tags and the manifest's digests must catch it.
 		corrupt(t, e.dir, catalog.ArtifactKey(id, catalog.ArtifactEncryptionConfig), true)
 		opts := e.options(t, "control-plane")
 		res, err := Run(ctx, opts)
@@ -528,10 +532,11 @@ func TestDrill(t *testing.T) {
 		if !errors.Is(err, ErrFailed) || !errors.Is(err, catalog.ErrVerification) {
 			t.Fatalf("err = %v", err)
 		}
-		if !strings.Contains(err.Error(), "artifact encryption-config.yaml") || !strings.Contains(err.Error(), "manifest says") {
-			t.Errorf("error does not name the artifact and the digest: %v", err)
+		if !strings.Contains(err.Error(), "artifact encryption-config.yaml") ||
+			!(errors.Is(err, envelope.ErrAuthentication) || errors.Is(err, envelope.ErrMismatch)) {
+			t.Errorf("error does not name the artifact and the failed check: %v", err)
 		}
-		checkFailedAt(t, res, PhaseFetch, "encryption-config.yaml")
+		checkFailedAt(t, res, PhaseDecrypt, "encryption-config.yaml")
 	})
 
 	// Last: it adds a backup, which becomes the plan's latest.

@@ -360,7 +360,7 @@ func NewReader(src io.Reader, key DataKey, expect Expect) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decrypt artifact %q of backup %q: read AEAD stream header: %w", name, h.Backup, ErrAuthentication)
 	}
-	r := &Reader{header: h, cipher: cipher, plain: newCountingHash(), aeadR: &authReader{aeadR}, expect: expect, name: name}
+	r := &Reader{header: h, cipher: cipher, plain: newCountingHash(), aeadR: &authReader{r: aeadR}, expect: expect, name: name}
 	r.inner = r.aeadR
 	if h.Compression == CompressionZstd {
 		r.zstdR, err = zstd.NewReader(r.aeadR, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxZstdWindow))
@@ -376,13 +376,19 @@ func NewReader(src io.Reader, key DataKey, expect Expect) (*Reader, error) {
 // of the source as an authentication failure. Tink reports a bad tag, a
 // missing last segment and trailing bytes the same way: the segment does
 // not open.
-type authReader struct{ r io.Reader }
+// The source's own error is passed through as it is, and kept in srcErr so
+// the Reader can say the read failed, not the decompression.
+type authReader struct {
+	r      io.Reader
+	srcErr error
+}
 
 func (a *authReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if err != nil && err != io.EOF {
 		var se *sourceError
 		if errors.As(err, &se) {
+			a.srcErr = se.err
 			return n, se.err
 		}
 		return n, ErrAuthentication
@@ -425,6 +431,11 @@ func (r *Reader) Read(p []byte) (int, error) {
 func (r *Reader) wrap(err error) error {
 	if errors.Is(err, ErrAuthentication) {
 		return fmt.Errorf("decrypt artifact %q of backup %q: %w", r.name, r.header.Backup, ErrAuthentication)
+	}
+	if ar, ok := r.aeadR.(*authReader); ok && ar.srcErr != nil {
+		// The source failed (a store's own integrity check, a cut
+		// connection), whatever the decompressor made of it.
+		return fmt.Errorf("decrypt artifact %q of backup %q: read: %w", r.name, r.header.Backup, ar.srcErr)
 	}
 	if r.zstdR != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// The zstd frame authenticated, so a decode error is a bug or a

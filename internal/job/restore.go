@@ -19,6 +19,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/plainfile"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
@@ -196,22 +197,22 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	}
 	// The decrypted snapshot is read once, by etcdutl, which copies it
 	// into each data directory and syncs that copy; it is discarded at the
-	// end (snapshotFile). etcdutl reads it only once every byte has
+	// end (plainfile). etcdutl reads it only once every byte has
 	// authenticated and both digests matched.
 	sa, _ := m.Artifact(catalog.ArtifactEtcdSnapshot)
-	sf, err := newSnapshotFile(out, sa.PlaintextSize)
+	sf, err := plainfile.New(out, "etcd-snapshot.db", sa.PlaintextSize)
 	if err != nil {
 		return fail(err)
 	}
 	defer sf.Close()
-	if _, err := catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, sf.f); err != nil {
+	if _, err := catalog.DecryptArtifact(ctx, st, m, catalog.ArtifactEtcdSnapshot, dk, sf); err != nil {
 		return fail(err)
 	}
-	if err := sf.seal(); err != nil {
+	if err := sf.Seal(); err != nil {
 		return fail(err)
 	}
-	snap := sf.path
-	stage("decrypt", "etcd snapshot decrypted "+sf.where()+", AEAD tags and SHA-256 checked", t0)
+	snap := sf.Path()
+	stage("decrypt", "etcd snapshot decrypted "+sf.Where()+", AEAD tags and SHA-256 checked", t0)
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
@@ -228,7 +229,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 			// them again would add a second pass over the snapshot to
 			// every member's restore and prove nothing more. A file on
 			// disk is not sealed, so etcdutl checks it.
-			SkipHashCheck: sf.memory,
+			SkipHashCheck: sf.Sealed(),
 		})
 		if err != nil {
 			return fail(fmt.Errorf("member %s: etcdutl restore into %s: %w", mem.Name, mem.DataDir, err))

@@ -35,6 +35,11 @@ type Request struct {
 	// included); empty starts an empty cluster (a drill restores a
 	// manifests export into it).
 	SnapshotPath string
+	// SnapshotSealed says the snapshot's every byte was checked against
+	// an authenticated digest (the backup's MAC-checked manifest) and can
+	// no longer change (a sealed memory file): the restore then skips
+	// etcdutl's second pass over it to check etcd's unkeyed trailer.
+	SnapshotSealed bool
 	// EncryptionConfigPath is the source cluster's EncryptionConfiguration
 	// file, when one was backed up; empty means Secrets are read as
 	// stored (identity).

@@ -40,6 +40,8 @@ type Options struct {
 	// SnapshotPath is the plaintext etcd snapshot to restore. Empty starts
 	// an empty cluster instead (a source cluster, as lifeboat demo uses).
 	SnapshotPath string
+	// SnapshotSealed: see scratch.Request.
+	SnapshotSealed bool
 	// EncryptionConfigPath is the EncryptionConfiguration the apiserver
 	// reads Secrets with (--encryption-provider-config); empty: none.
 	EncryptionConfigPath string
@@ -170,10 +172,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	} else if err := kubeAPIServer.Check(bin); err != nil {
 		return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: %w", err)}
 	}
+	var snapshotSize int64
 	if opts.SnapshotPath != "" {
-		if _, err := os.Stat(opts.SnapshotPath); err != nil {
+		fi, err := os.Stat(opts.SnapshotPath)
+		if err != nil {
 			return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: snapshot: %w", err)}
 		}
+		snapshotSize = fi.Size()
 	}
 	if err := emptyDir(opts.WorkDir); err != nil {
 		return nil, &scratch.StartError{Err: fmt.Errorf("scratch cluster: work directory: %w", err)}
@@ -204,13 +209,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 	if opts.SnapshotPath != "" {
 		if err := phase(scratch.PhaseRestoreEtcd, func() error {
-			return restoreSnapshot(opts.SnapshotPath, dataDir, peerURL, etcdLog)
+			return restoreSnapshot(opts.SnapshotPath, opts.SnapshotSealed, dataDir, peerURL, etcdLog)
 		}); err != nil {
 			return fail(err)
 		}
 	}
 	if err := phase(scratch.PhaseStartEtcd, func() error {
-		e, err := startEtcd(ctx, dataDir, c.EtcdEndpoint, peerURL, etcdLog, pki)
+		e, err := startEtcd(ctx, dataDir, c.EtcdEndpoint, peerURL, etcdLog, pki, quotaFor(snapshotSize))
 		c.etcd = e
 		return err
 	}); err != nil {
@@ -390,7 +395,7 @@ func (Provider) Name() string { return "embedded" }
 // Start implements scratch.Provider.
 func (p Provider) Start(ctx context.Context, req scratch.Request) (scratch.Cluster, error) {
 	c, err := Start(ctx, Options{
-		SnapshotPath: req.SnapshotPath, EncryptionConfigPath: req.EncryptionConfigPath,
+		SnapshotPath: req.SnapshotPath, SnapshotSealed: req.SnapshotSealed, EncryptionConfigPath: req.EncryptionConfigPath,
 		EtcdPrefix: req.EtcdPrefix, WorkDir: req.WorkDir, KubeAPIServerBinary: p.KubeAPIServerBinary,
 		ReadyTimeout: p.ReadyTimeout, Logger: p.Logger, Progress: req.Progress, Now: req.Now,
 	})

@@ -90,6 +90,11 @@ func TestRestoreServesSecrets(t *testing.T) {
 		t.Fatalf("start scratch: %v", err)
 	}
 	defer sc.Stop()
+	// A restored database may be past etcd's 2 GiB default quota (a source
+	// may run up to 8 GiB): the scratch etcd takes writes up to 8 GiB.
+	if q := sc.(*Cluster).etcd.Server.Cfg.QuotaBackendBytes; q != 8<<30 {
+		t.Errorf("scratch etcd quota %d, want 8 GiB", q)
+	}
 	if got := strings.Join(scratchProgress, ","); got != "restore etcd,start etcd,start control plane" {
 		t.Errorf("scratch progress %q", got)
 	}
@@ -234,7 +239,7 @@ func TestEtcdRequiresClientCert(t *testing.T) {
 		t.Fatal(err)
 	}
 	endpoint, peerURL := localURL("https", clientPort), localURL("https", peerPort)
-	e, err := startEtcd(ctx, filepath.Join(dir, "etcd"), endpoint, peerURL, filepath.Join(dir, "etcd.log"), pki)
+	e, err := startEtcd(ctx, filepath.Join(dir, "etcd"), endpoint, peerURL, filepath.Join(dir, "etcd.log"), pki, defaultQuota)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,4 +388,16 @@ func httpsGet(ctx context.Context, tlsCfg *tls.Config, u string) ([]byte, error)
 		return body, errors.New(resp.Status)
 	}
 	return body, nil
+}
+
+// TestQuotaFor: etcd's default for an empty cluster; 8 GiB for a restored
+// snapshot; past 8 GiB, the snapshot's size and 1 GiB more.
+func TestQuotaFor(t *testing.T) {
+	for _, c := range []struct{ size, want int64 }{
+		{0, 2 << 30}, {1 << 20, 8 << 30}, {7 << 30, 8 << 30}, {9 << 30, 10 << 30},
+	} {
+		if got := quotaFor(c.size); got != c.want {
+			t.Errorf("quotaFor(%d) = %d, want %d", c.size, got, c.want)
+		}
+	}
 }

@@ -24,8 +24,10 @@ const memberName = "scratch"
 
 // restoreSnapshot restores the snapshot file into dataDir (which must not
 // exist or be empty) as a one-member cluster whose member advertises
-// peerURL. etcdutl checks the SHA-256 etcd appends to a snapshot.
-func restoreSnapshot(snapshotPath, dataDir, peerURL, logFile string) error {
+// peerURL. etcdutl checks the SHA-256 etcd appends to a snapshot, unless
+// sealed says the caller checked every byte against an authenticated
+// digest and the file can no longer change.
+func restoreSnapshot(snapshotPath string, sealed bool, dataDir, peerURL, logFile string) error {
 	lg, closeLog, err := fileLogger(logFile)
 	if err != nil {
 		return err
@@ -38,7 +40,27 @@ func restoreSnapshot(snapshotPath, dataDir, peerURL, logFile string) error {
 		PeerURLs:            []string{peerURL},
 		InitialCluster:      memberName + "=" + peerURL,
 		InitialClusterToken: "lifeboat-scratch",
+		SkipHashCheck:       sealed,
 	})
+}
+
+// etcd's default backend quota (2 GiB) and its documented maximum (8 GiB).
+const (
+	defaultQuota = 2 << 30
+	maxQuota     = 8 << 30
+)
+
+// quotaFor returns the scratch etcd's backend quota for a restored
+// snapshot of size bytes. etcd's default (2 GiB) refuses every write to a
+// database already past it, and a source cluster may run up to 8 GiB: the
+// apiserver's bootstrap writes would fail and the drill with them. The
+// scratch etcd is a copy that lives for one drill, so it gets etcd's
+// documented maximum, or the snapshot's size and 1 GiB more beyond it.
+func quotaFor(size int64) int64 {
+	if size == 0 {
+		return defaultQuota
+	}
+	return max(maxQuota, size+1<<30)
 }
 
 // fileLogger returns a zap logger appending warnings and errors to path.
@@ -61,7 +83,7 @@ func fileLogger(path string) (*zap.Logger, func(), error) {
 // Both ports serve TLS with pki's server certificate and require a client
 // certificate signed by pki's CA: the restored data is a copy of a
 // production keyspace and 127.0.0.1 is reachable by every local user.
-func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string, pki etcdPKI) (*embed.Etcd, error) {
+func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string, pki etcdPKI, quota int64) (*embed.Etcd, error) {
 	cu, err := url.Parse(clientURL)
 	if err != nil {
 		return nil, err
@@ -90,6 +112,7 @@ func startEtcd(ctx context.Context, dataDir, clientURL, peerURL, logFile string,
 	// Revisions stay until the caller compacts: a drill reads the keyspace
 	// at the backup's revision after the apiserver has started writing.
 	cfg.AutoCompactionRetention = "0"
+	cfg.QuotaBackendBytes = quota
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, err

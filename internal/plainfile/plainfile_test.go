@@ -1,4 +1,4 @@
-package job
+package plainfile
 
 import (
 	"bytes"
@@ -7,14 +7,14 @@ import (
 	"testing"
 )
 
-// TestSnapshotFile: a snapshot that fits in memory is a memfd that another
+// TestFile: a snapshot that fits in memory is a memfd that another
 // opener (etcdutl) reads, seeks and closes through its /proc path; one that
 // does not is a 0600 file in the output directory; Close leaves nothing.
-func TestSnapshotFile(t *testing.T) {
+func TestFile(t *testing.T) {
 	dir := t.TempDir()
 	data := bytes.Repeat([]byte("snapshot"), 4096)
 	for _, size := range []int64{int64(len(data)), 1 << 50} {
-		sf, err := newSnapshotFile(dir, size)
+		sf, err := New(dir, "etcd-snapshot.db", size)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,9 +89,9 @@ func TestMemoryFor(t *testing.T) {
 	}
 }
 
-// TestSnapshotFileSealed: once sealed, the memory file refuses writes.
-func TestSnapshotFileSealed(t *testing.T) {
-	sf, err := newSnapshotFile(t.TempDir(), 1024)
+// TestSealed: once sealed, the memory file refuses writes and says so.
+func TestSealed(t *testing.T) {
+	sf, err := New(t.TempDir(), "etcd-snapshot.db", 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +102,14 @@ func TestSnapshotFileSealed(t *testing.T) {
 	if _, err := sf.f.Write([]byte("verified bytes")); err != nil {
 		t.Fatal(err)
 	}
-	if err := sf.seal(); err != nil {
+	if sf.Sealed() {
+		t.Fatal("sealed before Seal")
+	}
+	if err := sf.Seal(); err != nil {
 		t.Fatal(err)
+	}
+	if !sf.Sealed() {
+		t.Fatal("not sealed after Seal")
 	}
 	if _, err := sf.f.Write([]byte("x")); err == nil {
 		t.Fatal("a sealed snapshot took a write")

@@ -1,4 +1,4 @@
-package job
+package plainfile
 
 import (
 	"bufio"
@@ -13,81 +13,99 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// snapshotFile holds the decrypted etcd snapshot that restore apply hands
-// to etcdutl, which copies it into each member's data directory.
+// File holds a decrypted artifact that another tool reads by its path:
+// the etcd snapshot that etcdutl copies into a data directory.
 //
 // When the host has the memory for it (MemAvailable, and what the memory
-// cgroups' limits leave, above twice the snapshot plus 512 MiB: etcdutl's
+// cgroups' limits leave, above twice its size plus 512 MiB: the reader's
 // copy is cached beside it), it is an anonymous memory file (memfd),
-// sealed once written and verified, read by etcdutl through /proc/self/fd.
-// The plaintext then never reaches a file system outside the data
-// directories (swap aside, where the host has it), nothing is left behind
-// by a crash, and the kernel does not write it back:
-// on disk, its dirty pages and etcdutl's copy together passed the kernel's
-// dirty limit at a 2 GiB snapshot, and the copy ran at the disk's speed
-// (docs/performance.md). Otherwise it is a file in the output directory
-// (mode 0600), not fsynced, removed by Close.
-type snapshotFile struct {
+// sealed once written and verified, read through /proc/self/fd. The
+// plaintext then never reaches a file system (swap aside, where the host
+// has it), nothing is left behind by a crash, and the kernel does not
+// write it back: on disk, its dirty pages and etcdutl's copy together
+// passed the kernel's dirty limit at a 2 GiB snapshot, and the copy ran at
+// the disk's speed (docs/performance.md). Otherwise it is a file in the
+// directory given (mode 0600), not fsynced, removed by Close.
+type File struct {
 	f      *os.File
 	path   string
 	memory bool
+	sealed bool
 }
 
 // memoryHeadroom is what must stay available beyond two copies of the
-// snapshot for it to be held in memory.
+// plaintext for it to be held in memory.
 const memoryHeadroom = 512 << 20
 
-func newSnapshotFile(dir string, size int64) (*snapshotFile, error) {
+// New returns a File for size bytes of plaintext: in memory when there is
+// room, else a new file named after name in dir.
+func New(dir, name string, size int64) (*File, error) {
 	if avail, ok := memoryFor("/"); ok && avail > 2*size+memoryHeadroom {
-		fd, err := unix.MemfdCreate("lifeboat-etcd-snapshot", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		fd, err := unix.MemfdCreate("lifeboat-"+name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 		if err == nil {
 			path := "/proc/self/fd/" + strconv.Itoa(fd)
 			f := os.NewFile(uintptr(fd), path)
-			// Open it as etcdutl will; where that is refused (no /proc, a
-			// sandbox), use the disk.
+			// Open it as the reader will; where that is refused (no
+			// /proc, a sandbox), use the disk.
 			if probe, err := os.Open(path); err == nil {
 				probe.Close()
-				return &snapshotFile{f: f, path: path, memory: true}, nil
+				return &File{f: f, path: path, memory: true}, nil
 			}
 			f.Close()
 		}
 	}
-	f, err := os.CreateTemp(dir, ".etcd-snapshot-*.db")
+	f, err := os.CreateTemp(dir, "."+name+"-*")
 	if err != nil {
-		return nil, fmt.Errorf("create the decrypted snapshot's file: %w", err)
+		return nil, fmt.Errorf("create the file for the decrypted %s: %w", name, err)
 	}
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
 		os.Remove(f.Name())
-		return nil, fmt.Errorf("create the decrypted snapshot's file: %w", err)
+		return nil, fmt.Errorf("create the file for the decrypted %s: %w", name, err)
 	}
-	return &snapshotFile{f: f, path: f.Name()}, nil
+	return &File{f: f, path: f.Name()}, nil
 }
 
-// seal makes the memory file unchangeable once written and verified:
+// Write writes the plaintext.
+func (s *File) Write(p []byte) (int, error) { return s.f.Write(p) }
+
+// Path is where a reader opens the plaintext.
+func (s *File) Path() string { return s.path }
+
+// Seal makes a memory file unchangeable once written and verified:
 // nothing (another process that can open /proc/<pid>/fd included) can
-// change the bytes between their check and etcdutl's read.
-func (s *snapshotFile) seal() error {
+// change the bytes between their check and the reader's. A file on disk
+// is left as it is.
+func (s *File) Seal() error {
 	if !s.memory {
 		return nil
 	}
 	_, err := unix.FcntlInt(s.f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE|unix.F_SEAL_GROW|unix.F_SEAL_SHRINK|unix.F_SEAL_SEAL)
 	if err != nil {
-		return fmt.Errorf("seal the decrypted snapshot: %w", err)
+		return fmt.Errorf("seal the decrypted plaintext: %w", err)
 	}
+	s.sealed = true
 	return nil
 }
 
-// where says where the snapshot is held, for the restore's stages.
-func (s *snapshotFile) where() string {
+// Sealed reports whether the bytes can no longer change: a sealed memory
+// file. A reader's own check of them (etcdutl's of etcd's trailer) then
+// adds nothing to the check made before Seal.
+func (s *File) Sealed() bool { return s.sealed }
+
+// InMemory reports whether the plaintext is held in memory.
+func (s *File) InMemory() bool { return s.memory }
+
+// Where says where the plaintext is held, for a restore's stages.
+func (s *File) Where() string {
 	if s.memory {
 		return "in memory (memfd)"
 	}
 	return "in " + s.path
 }
 
-// Close discards the snapshot.
-func (s *snapshotFile) Close() {
+// Close discards the plaintext.
+func (s *File) Close() {
 	s.f.Close()
 	if !s.memory {
 		os.Remove(s.path)
