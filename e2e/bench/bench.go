@@ -59,7 +59,7 @@ type bench struct {
 }
 
 func (b *bench) tools() error {
-	for _, t := range []string{"etcd", "etcdctl", "etcdutl", "lifeboat"} {
+	for _, t := range []string{"etcd", "etcdctl", "etcdutl", "lifeboat", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(b.bin, t)); err != nil {
 			return fmt.Errorf("%s is missing from %s: run make testbin build", t, b.bin)
 		}

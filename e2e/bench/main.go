@@ -1,6 +1,8 @@
 // Command bench runs lifeboat's etcd backup and restore side by side with
 // the tools they replace (etcdctl, etcdutl, restic) on data it generates
-// the same way every time, at several database sizes, and prints one table:
+// the same way every time, at several database sizes, then runs the Go
+// benchmarks of keys rotate at scale and of the manifests export (beside
+// kubectl), and prints one table:
 // each measure, lifeboat's figure, the peer's from the same run, the
 // ratio, the goal and PASS or FAIL. With -out it also writes the table to
 // a Markdown file (docs/performance.md). `make bench` runs it.
@@ -30,6 +32,7 @@ func main() {
 	work := flag.String("dir", "", "work directory (default: a new temporary directory, removed at the end)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of lifeboat's last backup run of each size to this directory")
 	keep := flag.Bool("keep", false, "keep each size's data (with -dir) for a closer look")
+	goBenchmarks := flag.Bool("go-benchmarks", true, "also run the Go benchmarks whose rows end the table (keys rotate of 10,000 backups, the manifests export of 20,200 objects)")
 	flag.Parse()
 
 	bin, err := filepath.Abs(*binDir)
@@ -43,7 +46,7 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
 	defer cancel()
 	b := &bench{bin: bin, dir: dir, runs: *runs, profileDir: *profile, keep: *keep}
 	if err := b.tools(); err != nil {
@@ -56,6 +59,14 @@ func main() {
 		}
 		if err := b.size(ctx, n); err != nil {
 			log.Fatalf("size %s: %v", s, err)
+		}
+	}
+	if *goBenchmarks {
+		if err := b.rewrapAtScale(ctx); err != nil {
+			log.Fatalf("keys rotate at scale: %v", err)
+		}
+		if err := b.manifests20k(ctx); err != nil {
+			log.Fatalf("manifests export: %v", err)
 		}
 	}
 	table := b.table()

@@ -52,4 +52,18 @@ const methodology = `## What is measured
   ` + "`etcdutl snapshot restore --bump-revision 1000000000 --mark-compacted`" + ` of etcdctl's plaintext file
   (the restore lifeboat does, and the one etcd's documentation asks for a Kubernetes cluster) and the same
   start. The decrypted snapshot is held in memory (memfd) when the host has room for two copies of it.
+- **drill**: ` + "`lifeboat drill run`" + ` of the same backup, from the start of its fetch phase to the end of its
+  start etcd phase (its signed report's phase timings: key object and data key, the artifact read from
+  the store and decrypted in one stream with every check, etcdutl's restore, the scratch etcd's start),
+  against ` + "`etcdutl snapshot restore`" + ` of etcdctl's file without the revision bump (a drill reads the
+  keyspace at the backup's revision) and the start of etcd with the scratch etcd's election settings.
+  The bench's keyspace is not a Kubernetes cluster's, so the drill's own verdict is not the point here.
+- **keys rotate at scale**: ` + "`BenchmarkRewrapAtScale`" + ` (internal/rotation): a new KEK version and
+  10,000 backups rewrapped and verified in an fs store, on the local keyring and on Vault transit (a real
+  dev server), at the default concurrency (8) against one at a time. Rewrap reads and writes key objects
+  only, so this is the store's and the provider's latency; there is no peer tool.
+- **manifests export**: ` + "`BenchmarkManifests20k`" + ` (internal/source/manifests): 20,000 ConfigMaps of
+  about 300 bytes in 20 namespaces and the bootstrap objects, exported from a real kube-apiserver, against
+  ` + "`kubectl get <every listable resource> -A -o yaml --chunk-size=500`" + ` on the same cluster. The ratio is
+  of times (kubectl's rate over lifeboat's).
 `
