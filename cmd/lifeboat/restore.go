@@ -123,7 +123,15 @@ func newRestoreSub(a *app, apply bool) *cobra.Command {
 				fmt.Fprintf(w, "  key object %s: %s\n", k.KEK, status)
 			}
 			for _, s := range res.Stages {
-				fmt.Fprintf(w, "  stage %-20s %6d ms  %s\n", s.Name, s.DurationMs, s.Detail)
+				mem := ""
+				if s.PeakRSSBytes > 0 {
+					mem = " (peak RSS " + byteSize(s.PeakRSSBytes)
+					if s.MemoryFileBytes > 0 {
+						mem += ", and " + byteSize(s.MemoryFileBytes) + " in the memory file"
+					}
+					mem += ")"
+				}
+				fmt.Fprintf(w, "  stage %-20s %6d ms  %s%s\n", s.Name, s.DurationMs, s.Detail, mem)
 			}
 			fmt.Fprintln(w, "\nThen:")
 			for i, s := range res.Runbook {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,14 @@ spec:
 		t.Fatalf("restore apply: exit %d\n%s\n%s", code, out, errs)
 	}
 	t.Logf("restore apply:\n%s", out)
+	// Each stage that holds the snapshot states its memory peak: resident,
+	// and the memory file beside it.
+	if !regexp.MustCompile(`stage decrypt .*in memory \(memfd\).*\(peak RSS [1-9][\d.]* MiB, and [1-9][\d.]* [KM]iB in the memory file\)`).MatchString(out) {
+		t.Errorf("the decrypt stage states no memory peak:\n%s", out)
+	}
+	if n := len(regexp.MustCompile(`stage etcd member \S+ .*\(peak RSS [1-9][\d.]* MiB\)`).FindAllString(out, -1)); n != len(members) {
+		t.Errorf("%d member stages state a memory peak, want %d", n, len(members))
+	}
 	enc := filepath.Join(outDir, catalog.ArtifactEncryptionConfig)
 	if fi, err := os.Stat(enc); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("encryption configuration: %v %v", fi, err)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,6 +85,13 @@ type RestoreStage struct {
 	Name       string `json:"name"`
 	Detail     string `json:"detail"`
 	DurationMs int64  `json:"durationMs"`
+	// PeakRSSBytes is the process's peak resident memory during the
+	// stage (VmHWM, reset at its start), where measured: the decrypt
+	// stage's and each member's.
+	PeakRSSBytes int64 `json:"peakRSSBytes,omitempty"`
+	// MemoryFileBytes is what the decrypted snapshot's memory file holds
+	// beside the resident memory, when it is held in memory.
+	MemoryFileBytes int64 `json:"memoryFileBytes,omitempty"`
 }
 
 // RestoreEtcdResult is the plan, or what was done.
@@ -186,7 +194,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 
-	t0 := now()
+	t0, mark := now(), markRSS()
 	dk, _, err := catalog.OpenKey(ctx, st, id, m.DataKeyID, kek)
 	if err != nil {
 		return fail(err)
@@ -213,10 +221,14 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	}
 	snap := sf.Path()
 	stage("decrypt", "etcd snapshot decrypted "+sf.Where()+", AEAD tags and SHA-256 checked", t0)
+	stages[len(stages)-1].PeakRSSBytes = mark.peak()
+	if sf.InMemory() {
+		stages[len(stages)-1].MemoryFileBytes = sa.PlaintextSize
+	}
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
-		t0 = now()
+		t0, mark = now(), markRSS()
 		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 			SnapshotPath: snap, Name: mem.Name, OutputDataDir: mem.DataDir, PeerURLs: []string{mem.PeerURL},
 			InitialCluster: strings.Join(cluster, ","), InitialClusterToken: token,
@@ -235,6 +247,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 			return fail(fmt.Errorf("member %s: etcdutl restore into %s: %w", mem.Name, mem.DataDir, err))
 		}
 		stage("etcd member "+mem.Name, "data directory "+mem.DataDir, t0)
+		stages[len(stages)-1].PeakRSSBytes = mark.peak()
 	}
 	if hasEnc {
 		t0 = now()
@@ -307,4 +320,34 @@ func restoreRunbook(r RestoreEtcdResult, cluster string) []string {
 		"Restart kube-controller-manager, kube-scheduler and every kubelet: their caches hold revisions from before the restore.",
 		"Run `lifeboat backup run` at once: the restored cluster has a new cluster ID, and its first backup starts a new history.")
 	return steps
+}
+
+// rssMark measures the peak resident memory of a stage of this process.
+type rssMark struct{}
+
+// markRSS starts a stage's measure: it resets the kernel's high-water mark
+// of this process's resident memory (VmHWM) where the kernel allows it;
+// where it does not, peak reports the process's peak so far, an upper
+// bound.
+func markRSS() rssMark {
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	return rssMark{}
+}
+
+// peak returns VmHWM in bytes, or 0 where /proc/self/status has none.
+func (rssMark) peak() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
