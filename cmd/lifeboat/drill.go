@@ -47,7 +47,7 @@ func (f *drillFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.keep, "keep", false, "leave the scratch cluster serving after the drill and print its kubeconfig; Ctrl-C tears it down")
 	cmd.Flags().StringVar(&f.signingKey, "signing-key", "", signingKeyHelp)
 	cmd.Flags().StringVar(&f.kubeAPIServer, "kube-apiserver", "", "kube-apiserver binary for the embedded scratch cluster (default: $"+embedded.EnvKubeAPIServer+", else kube-apiserver beside lifeboat)")
-	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage; stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
+	cmd.Flags().StringVar(&f.tempDir, "tmp-dir", "", "directory for the run's private temporary files (decrypted artifacts, the scratch etcd: PHI in plaintext), which should be on encrypted or tmpfs storage (the decrypted etcd snapshot itself is held in a sealed memfd instead, swappable like any memory, when the host has room); stale lifeboat-drill-* directories older than 1h left there by a crashed run are removed; default: the system's")
 	cmd.Flags().StringVar(&f.etcdPrefix, "etcd-prefix", "/registry", "the source kube-apiserver's --etcd-prefix")
 	cmd.Flags().StringVar(&f.keyProvider, "key-provider", "", "unwrap with this one of the plan's keyProviders alone, as if the others were gone (the break-glass drill); default: the Drill's spec.keyProvider, else any of them")
 	cmd.Flags().StringVar(&f.store, "store", "", "read the backup from this Store: the plan's store or one of its replicas (spec.replicas); the report and record still go to the plan's store")

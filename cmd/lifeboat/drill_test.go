@@ -126,7 +126,7 @@ func TestDrillRun(t *testing.T) {
 			t.Errorf("stdout lacks %s", want)
 		}
 	}
-	for _, want := range []string{"select", "fetch", "decrypt", "restore etcd", "start control plane", "verify", "PASS inventory: etcd keyspace", "etcd-snapshot.db", "held in memory (memfd)"} {
+	for _, want := range []string{"select", "fetch", "decrypt", "restore etcd", "start control plane", "verify", "PASS inventory: etcd keyspace", "etcd-snapshot.db", "decrypted it in one stream"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("progress lacks %q", want)
 		}

@@ -141,10 +141,12 @@ spec:
 	t.Logf("restore apply:\n%s", out)
 	// Each stage that holds the snapshot states its memory peak: resident,
 	// and the memory file beside it.
-	if !regexp.MustCompile(`stage decrypt .*in memory \(memfd\).*\(peak RSS [1-9][\d.]* MiB, and [1-9][\d.]* [KM]iB in the memory file\)`).MatchString(out) {
+	// (On a host without the room, the snapshot is a file in --out and
+	// there is no memory file.)
+	if !regexp.MustCompile(`stage decrypt .*(in memory \(memfd\).*\(peak RSS [1-9][\d.]* MiB, and [1-9][\d.]* [KM]iB in the memory file\)|in /.*\(peak RSS [1-9][\d.]* MiB\))`).MatchString(out) {
 		t.Errorf("the decrypt stage states no memory peak:\n%s", out)
 	}
-	if n := len(regexp.MustCompile(`stage etcd member \S+ .*\(peak RSS [1-9][\d.]* MiB\)`).FindAllString(out, -1)); n != len(members) {
+	if n := len(regexp.MustCompile(`stage etcd member \S+ .*\(peak RSS [1-9][\d.]* MiB[,)]`).FindAllString(out, -1)); n != len(members) {
 		t.Errorf("%d member stages state a memory peak, want %d", n, len(members))
 	}
 	enc := filepath.Join(outDir, catalog.ArtifactEncryptionConfig)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -31,7 +31,14 @@ func (b *bench) goBench(ctx context.Context, pkg, pattern string) (map[string]ma
 	return res, nil
 }
 
-var procSuffix = regexp.MustCompile(`-\d+$`)
+// procSuffix is the "-N" go test adds to a benchmark's name when
+// GOMAXPROCS (N) is not 1; the child runs with this process's.
+var procSuffix = func() string {
+	if n := runtime.GOMAXPROCS(0); n > 1 {
+		return "-" + strconv.Itoa(n)
+	}
+	return ""
+}()
 
 // parseGoBench reads the result lines of `go test -bench`:
 // "BenchmarkX/sub-2   1   123 ns/op   4.5 ms/backup".
@@ -46,7 +53,10 @@ func parseGoBench(out []byte) map[string]map[string]float64 {
 		if _, err := strconv.Atoi(f[1]); err != nil {
 			continue
 		}
-		name := procSuffix.ReplaceAllString(strings.TrimPrefix(f[0], "Benchmark"), "")
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if procSuffix != "" {
+			name = strings.TrimSuffix(name, procSuffix)
+		}
 		m := make(map[string]float64)
 		for i := 2; i+1 < len(f); i += 2 {
 			if v, err := strconv.ParseFloat(f[i], 64); err == nil {

@@ -360,9 +360,9 @@ func procCPU(pid int) time.Duration {
 }
 
 // drillToEtcd reads the report `drill run -o json` printed and returns the
-// time from the start of its fetch phase to the end of its start etcd
-// phase: the restore to a running etcd, before the control plane and the
-// checks.
+// sum of its fetch, decrypt, restore etcd and start etcd phases, each of
+// which must have succeeded: the restore to a running etcd, before the
+// control plane and the checks.
 func drillToEtcd(out []byte) (time.Duration, error) {
 	i := bytes.Index(out, []byte("\n{"))
 	if i < 0 {
@@ -373,6 +373,7 @@ func drillToEtcd(out []byte) (time.Duration, error) {
 			Phases []struct {
 				Name       string `json:"name"`
 				DurationMs int64  `json:"durationMs"`
+				Outcome    string `json:"outcome"`
 			} `json:"phases"`
 		} `json:"report"`
 	}
@@ -384,6 +385,9 @@ func drillToEtcd(out []byte) (time.Duration, error) {
 	for _, p := range v.Report.Phases {
 		switch p.Name {
 		case "fetch", "decrypt", "restore etcd", "start etcd":
+			if p.Outcome != "success" {
+				return 0, fmt.Errorf("drill phase %s: %s", p.Name, p.Outcome)
+			}
 			ms += p.DurationMs
 			seen++
 		}

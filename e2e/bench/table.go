@@ -52,9 +52,10 @@ const methodology = `## What is measured
   ` + "`etcdutl snapshot restore --bump-revision 1000000000 --mark-compacted`" + ` of etcdctl's plaintext file
   (the restore lifeboat does, and the one etcd's documentation asks for a Kubernetes cluster) and the same
   start. The decrypted snapshot is held in memory (memfd) when the host has room for two copies of it.
-- **drill**: ` + "`lifeboat drill run`" + ` of the same backup, from the start of its fetch phase to the end of its
-  start etcd phase (its signed report's phase timings: key object and data key, the artifact read from
-  the store and decrypted in one stream with every check, etcdutl's restore, the scratch etcd's start),
+- **drill**: ` + "`lifeboat drill run`" + ` of the same backup, the sum of its fetch, decrypt, restore etcd and start
+  etcd phases (its signed report's timings: key object and data key, the artifact read from the store and
+  decrypted in one stream with every AEAD tag and both digests checked, etcdutl's restore, the scratch
+  etcd's start; etcdutl skips its own pass over etcd's trailer for the sealed memory file that was checked),
   against ` + "`etcdutl snapshot restore`" + ` of etcdctl's file without the revision bump (a drill reads the
   keyspace at the backup's revision) and the start of etcd with the scratch etcd's election settings.
   The bench's keyspace is not a Kubernetes cluster's, so the drill's own verdict is not the point here.

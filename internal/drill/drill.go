@@ -476,10 +476,9 @@ func (r *runner) run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	defer dk.Destroy()
 
 	plain := make(map[string]string)
-	if err := r.phase(PhaseDecrypt, func() error {
+	err = r.phase(PhaseDecrypt, func() error {
 		for _, a := range arts {
 			p, err := r.fetchDecrypt(ctx, m, a, dk, artDir)
 			if err != nil {
@@ -498,7 +497,11 @@ func (r *runner) run(ctx context.Context) error {
 			return nil
 		}
 		return checkSnapshotDigest(plain[catalog.ArtifactEtcdSnapshot], m)
-	}); err != nil {
+	})
+	// Nothing after the decrypt phase needs the data key (the canary
+	// check unwraps its own).
+	dk.Destroy()
+	if err != nil {
 		return err
 	}
 	if err := r.startCluster(ctx, m, plain, tmp, wantManifests); err != nil {
@@ -562,8 +565,11 @@ func (r *runner) startCluster(ctx context.Context, m catalog.Manifest, plain map
 	}
 
 	req := scratch.Request{
-		SnapshotPath:         plain[catalog.ArtifactEtcdSnapshot],
-		SnapshotSealed:       r.snapshot != nil && r.snapshot.Sealed(),
+		SnapshotPath:   plain[catalog.ArtifactEtcdSnapshot],
+		SnapshotSealed: r.snapshot != nil && r.snapshot.Sealed(),
+		// The decrypted snapshot is released as soon as the scratch etcd
+		// holds its copy, not after the control plane's start.
+		SnapshotRestored:     r.dropSnapshot,
 		EncryptionConfigPath: plain[catalog.ArtifactEncryptionConfig],
 		EtcdPrefix:           r.opts.EtcdPrefix,
 		WorkDir:              filepath.Join(tmp, "scratch"),

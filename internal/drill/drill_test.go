@@ -533,7 +533,7 @@ func TestDrill(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 		if !strings.Contains(err.Error(), "artifact encryption-config.yaml") ||
-			!(errors.Is(err, envelope.ErrAuthentication) || errors.Is(err, envelope.ErrMismatch)) {
+			!(errors.Is(err, envelope.ErrAuthentication) || errors.Is(err, envelope.ErrMismatch) || errors.Is(err, envelope.ErrFormat)) {
 			t.Errorf("error does not name the artifact and the failed check: %v", err)
 		}
 		checkFailedAt(t, res, PhaseDecrypt, "encryption-config.yaml")

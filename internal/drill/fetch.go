@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -72,8 +71,9 @@ func (r *runner) fetchDecrypt(ctx context.Context, m catalog.Manifest, a catalog
 }
 
 // checkSnapshotDigest checks that the snapshot ends with the SHA-256 of
-// its database that the manifest recorded (etcd appends it; etcdutl checks
-// it against the database again on restore).
+// its database that the manifest recorded (etcd appends it; the backup
+// checked it as the snapshot streamed, and etcdutl checks it again on
+// restore unless the snapshot is a sealed memory file).
 func checkSnapshotDigest(path string, m catalog.Manifest) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -95,17 +95,4 @@ func checkSnapshotDigest(path string, m catalog.Manifest) error {
 		return fmt.Errorf("backup %s: etcd snapshot ends with digest %s, manifest says %s: %w", m.Backup, got, m.Etcd.SnapshotSHA256, catalog.ErrVerification)
 	}
 	return nil
-}
-
-// ctxReader stops reading once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

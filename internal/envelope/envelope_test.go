@@ -337,6 +337,11 @@ func TestSourceErrorIsNotAuthentication(t *testing.T) {
 	if !errors.Is(err, boom) || errors.Is(err, envelope.ErrAuthentication) {
 		t.Fatalf("got %v, want the source's error and not ErrAuthentication", err)
 	}
+	// The artifact is compressed: the failed read is the source's, not a
+	// decompression error (a store's integrity check fails this way).
+	if !strings.Contains(err.Error(), ": read: connection reset") || strings.Contains(err.Error(), "decompress") {
+		t.Fatalf("the source's failure is not named as a read: %v", err)
+	}
 	// A body cut short, as Go's HTTP client reports it: the source's
 	// io.ErrUnexpectedEOF, never taken for the end of the stream.
 	_, err = envelope.Decrypt(context.Background(), io.Discard, &failingReader{bytes.NewReader(ct), 100 << 10, io.ErrUnexpectedEOF}, key, envelope.Expect{})

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -86,11 +87,12 @@ type RestoreStage struct {
 	Detail     string `json:"detail"`
 	DurationMs int64  `json:"durationMs"`
 	// PeakRSSBytes is the process's peak resident memory during the
-	// stage (VmHWM, reset at its start), where measured: the decrypt
-	// stage's and each member's.
+	// stage (sampled every 10 ms), where measured: the decrypt stage's
+	// and each member's.
 	PeakRSSBytes int64 `json:"peakRSSBytes,omitempty"`
 	// MemoryFileBytes is what the decrypted snapshot's memory file holds
-	// beside the resident memory, when it is held in memory.
+	// beside the resident memory during the stage, when it is held in
+	// memory.
 	MemoryFileBytes int64 `json:"memoryFileBytes,omitempty"`
 }
 
@@ -194,7 +196,19 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 
-	t0, mark := now(), markRSS()
+	// Each stage's memory watch stops with it, or at the latest here.
+	var watches []*rssWatch
+	defer func() {
+		for _, w := range watches {
+			w.peak()
+		}
+	}()
+	watch := func() *rssWatch {
+		w := watchRSS()
+		watches = append(watches, w)
+		return w
+	}
+	t0, mark := now(), watch()
 	dk, _, err := catalog.OpenKey(ctx, st, id, m.DataKeyID, kek)
 	if err != nil {
 		return fail(err)
@@ -228,7 +242,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
-		t0, mark = now(), markRSS()
+		t0, mark = now(), watch()
 		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 			SnapshotPath: snap, Name: mem.Name, OutputDataDir: mem.DataDir, PeerURLs: []string{mem.PeerURL},
 			InitialCluster: strings.Join(cluster, ","), InitialClusterToken: token,
@@ -248,6 +262,9 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		}
 		stage("etcd member "+mem.Name, "data directory "+mem.DataDir, t0)
 		stages[len(stages)-1].PeakRSSBytes = mark.peak()
+		if sf.InMemory() {
+			stages[len(stages)-1].MemoryFileBytes = sa.PlaintextSize
+		}
 	}
 	if hasEnc {
 		t0 = now()
@@ -322,32 +339,59 @@ func restoreRunbook(r RestoreEtcdResult, cluster string) []string {
 	return steps
 }
 
-// rssMark measures the peak resident memory of a stage of this process.
-type rssMark struct{}
-
-// markRSS starts a stage's measure: it resets the kernel's high-water mark
-// of this process's resident memory (VmHWM) where the kernel allows it;
-// where it does not, peak reports the process's peak so far, an upper
-// bound.
-func markRSS() rssMark {
-	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-	return rssMark{}
+// rssWatch samples this process's resident memory (/proc/self/statm)
+// every 10 ms during a stage and keeps the largest. It does not reset the
+// kernel's high-water mark (VmHWM), which a parent reads as the process's
+// peak (wait4's maxrss) and which must stay the whole run's.
+type rssWatch struct {
+	stop chan struct{}
+	done chan int64
+	once sync.Once
+	max  int64
 }
 
-// peak returns VmHWM in bytes, or 0 where /proc/self/status has none.
-func (rssMark) peak() int64 {
-	data, err := os.ReadFile("/proc/self/status")
+func watchRSS() *rssWatch {
+	w := &rssWatch{stop: make(chan struct{}), done: make(chan int64, 1)}
+	go func() {
+		peak := residentBytes()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				w.done <- max(peak, residentBytes())
+				return
+			case <-t.C:
+				peak = max(peak, residentBytes())
+			}
+		}
+	}()
+	return w
+}
+
+// peak stops the watch and returns the largest resident size seen, in
+// bytes (0 where /proc/self/statm cannot be read).
+func (w *rssWatch) peak() int64 {
+	w.once.Do(func() {
+		close(w.stop)
+		w.max = <-w.done
+	})
+	return w.max
+}
+
+// residentBytes returns this process's resident memory now.
+func residentBytes() int64 {
+	data, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0
 	}
-	return 0
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
 }

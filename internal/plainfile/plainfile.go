@@ -93,6 +93,23 @@ func (s *File) Seal() error {
 // adds nothing to the check made before Seal.
 func (s *File) Sealed() bool { return s.sealed }
 
+// IsSealed reports whether the file at path is a memory file whose writes,
+// growth and shrinking are sealed: a reader given a path and told its bytes
+// were checked can confirm that they cannot have changed since.
+func IsSealed(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
+	if err != nil {
+		return false
+	}
+	const want = unix.F_SEAL_WRITE | unix.F_SEAL_GROW | unix.F_SEAL_SHRINK
+	return seals&want == want
+}
+
 // InMemory reports whether the plaintext is held in memory.
 func (s *File) InMemory() bool { return s.memory }
 

@@ -102,13 +102,16 @@ func TestSealed(t *testing.T) {
 	if _, err := sf.f.Write([]byte("verified bytes")); err != nil {
 		t.Fatal(err)
 	}
-	if sf.Sealed() {
+	if sf.Sealed() || IsSealed(sf.Path()) {
 		t.Fatal("sealed before Seal")
+	}
+	if disk := filepath.Join(t.TempDir(), "f"); os.WriteFile(disk, nil, 0o600) != nil || IsSealed(disk) {
+		t.Fatal("a file on disk passes for sealed")
 	}
 	if err := sf.Seal(); err != nil {
 		t.Fatal(err)
 	}
-	if !sf.Sealed() {
+	if !sf.Sealed() || !IsSealed(sf.Path()) {
 		t.Fatal("not sealed after Seal")
 	}
 	if _, err := sf.f.Write([]byte("x")); err == nil {

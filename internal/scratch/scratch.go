@@ -40,6 +40,10 @@ type Request struct {
 	// no longer change (a sealed memory file): the restore then skips
 	// etcdutl's second pass over it to check etcd's unkeyed trailer.
 	SnapshotSealed bool
+	// SnapshotRestored, when set, is called once the scratch etcd's data
+	// directory holds its own copy of the snapshot, so the caller can
+	// release it before the rest of the cluster starts.
+	SnapshotRestored func()
 	// EncryptionConfigPath is the source cluster's EncryptionConfiguration
 	// file, when one was backed up; empty means Secrets are read as
 	// stored (identity).

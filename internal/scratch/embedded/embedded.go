@@ -40,8 +40,9 @@ type Options struct {
 	// SnapshotPath is the plaintext etcd snapshot to restore. Empty starts
 	// an empty cluster instead (a source cluster, as lifeboat demo uses).
 	SnapshotPath string
-	// SnapshotSealed: see scratch.Request.
-	SnapshotSealed bool
+	// SnapshotSealed and SnapshotRestored: see scratch.Request.
+	SnapshotSealed   bool
+	SnapshotRestored func()
 	// EncryptionConfigPath is the EncryptionConfiguration the apiserver
 	// reads Secrets with (--encryption-provider-config); empty: none.
 	EncryptionConfigPath string
@@ -212,6 +213,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return restoreSnapshot(opts.SnapshotPath, opts.SnapshotSealed, dataDir, peerURL, etcdLog)
 		}); err != nil {
 			return fail(err)
+		}
+		if opts.SnapshotRestored != nil {
+			opts.SnapshotRestored()
 		}
 	}
 	if err := phase(scratch.PhaseStartEtcd, func() error {
@@ -395,8 +399,9 @@ func (Provider) Name() string { return "embedded" }
 // Start implements scratch.Provider.
 func (p Provider) Start(ctx context.Context, req scratch.Request) (scratch.Cluster, error) {
 	c, err := Start(ctx, Options{
-		SnapshotPath: req.SnapshotPath, SnapshotSealed: req.SnapshotSealed, EncryptionConfigPath: req.EncryptionConfigPath,
-		EtcdPrefix: req.EtcdPrefix, WorkDir: req.WorkDir, KubeAPIServerBinary: p.KubeAPIServerBinary,
+		SnapshotPath: req.SnapshotPath, SnapshotSealed: req.SnapshotSealed, SnapshotRestored: req.SnapshotRestored,
+		EncryptionConfigPath: req.EncryptionConfigPath,
+		EtcdPrefix:           req.EtcdPrefix, WorkDir: req.WorkDir, KubeAPIServerBinary: p.KubeAPIServerBinary,
 		ReadyTimeout: p.ReadyTimeout, Logger: p.Logger, Progress: req.Progress, Now: req.Now,
 	})
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/lifeboat-dr/lifeboat/internal/plainfile"
 )
 
 func zapNop() *zap.Logger { return zap.NewNop() }
@@ -26,7 +28,7 @@ const memberName = "scratch"
 // exist or be empty) as a one-member cluster whose member advertises
 // peerURL. etcdutl checks the SHA-256 etcd appends to a snapshot, unless
 // sealed says the caller checked every byte against an authenticated
-// digest and the file can no longer change.
+// digest and the file, confirmed here, can no longer change.
 func restoreSnapshot(snapshotPath string, sealed bool, dataDir, peerURL, logFile string) error {
 	lg, closeLog, err := fileLogger(logFile)
 	if err != nil {
@@ -40,7 +42,7 @@ func restoreSnapshot(snapshotPath string, sealed bool, dataDir, peerURL, logFile
 		PeerURLs:            []string{peerURL},
 		InitialCluster:      memberName + "=" + peerURL,
 		InitialClusterToken: "lifeboat-scratch",
-		SkipHashCheck:       sealed,
+		SkipHashCheck:       sealed && plainfile.IsSealed(snapshotPath),
 	})
 }
 
