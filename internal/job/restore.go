@@ -253,8 +253,10 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 			// ones whose plaintext SHA-256 the MAC-checked manifest
 			// names, checked above, and cannot change since; hashing
 			// them again would add a second pass over the snapshot to
-			// every member's restore and prove nothing more. A file on
-			// disk is not sealed, so etcdutl checks it.
+			// every member's restore, and would only catch a fault in
+			// etcdutl's own copy into the data directory (read back from
+			// the page cache), not a changed backup. A file on disk is
+			// not sealed, so etcdutl checks it.
 			SkipHashCheck: sf.Sealed(),
 		})
 		if err != nil {
