@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -376,10 +377,14 @@ func NewReader(src io.Reader, key DataKey, expect Expect) (*Reader, error) {
 // of the source as an authentication failure. Tink reports a bad tag, a
 // missing last segment and trailing bytes the same way: the segment does
 // not open.
+//
 // The source's own error is passed through as it is, and kept in srcErr so
-// the Reader can say the read failed, not the decompression.
+// the Reader can say the read failed, not the decompression. zstd's
+// decoding goroutine reads through it while the Reader's caller reads
+// srcErr, hence the lock.
 type authReader struct {
 	r      io.Reader
+	mu     sync.Mutex
 	srcErr error
 }
 
@@ -388,12 +393,21 @@ func (a *authReader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var se *sourceError
 		if errors.As(err, &se) {
+			a.mu.Lock()
 			a.srcErr = se.err
+			a.mu.Unlock()
 			return n, se.err
 		}
 		return n, ErrAuthentication
 	}
 	return n, err
+}
+
+// sourceErr returns the source's own error, if the source failed.
+func (a *authReader) sourceErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.srcErr
 }
 
 // sourceError marks an error of the underlying reader, so it is not
@@ -432,10 +446,12 @@ func (r *Reader) wrap(err error) error {
 	if errors.Is(err, ErrAuthentication) {
 		return fmt.Errorf("decrypt artifact %q of backup %q: %w", r.name, r.header.Backup, ErrAuthentication)
 	}
-	if ar, ok := r.aeadR.(*authReader); ok && ar.srcErr != nil {
-		// The source failed (a store's own integrity check, a cut
-		// connection), whatever the decompressor made of it.
-		return fmt.Errorf("decrypt artifact %q of backup %q: read: %w", r.name, r.header.Backup, ar.srcErr)
+	if ar, ok := r.aeadR.(*authReader); ok {
+		if serr := ar.sourceErr(); serr != nil {
+			// The source failed (a store's own integrity check, a cut
+			// connection), whatever the decompressor made of it.
+			return fmt.Errorf("decrypt artifact %q of backup %q: read: %w", r.name, r.header.Backup, serr)
+		}
 	}
 	if r.zstdR != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		// The zstd frame authenticated, so a decode error is a bug or a

@@ -35,6 +35,10 @@ type Request struct {
 	// included); empty starts an empty cluster (a drill restores a
 	// manifests export into it).
 	SnapshotPath string
+	// (A drill's SnapshotPath may be /proc/self/fd/N, a memory file of
+	// this process: only a provider that restores in this process, as
+	// the embedded one does, can open it.)
+	//
 	// SnapshotSealed says the snapshot's every byte was checked against
 	// an authenticated digest (the backup's MAC-checked manifest) and can
 	// no longer change (a sealed memory file): the restore then skips
