@@ -214,22 +214,14 @@ func (b *bench) size(ctx context.Context, target int64) error {
 			return err
 		}
 		peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-		pdir := filepath.Join(dir, fmt.Sprintf("etcdutl-%d", r))
 		// The same restore lifeboat does, which is what etcd's
 		// documentation asks of a Kubernetes cluster's restore: revisions
 		// bumped past any a client saw, and the old ones marked compacted.
-		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdutl"), "snapshot", "restore", snap, "--data-dir", pdir,
-			"--name", "m1", "--initial-cluster", "m1="+peer, "--initial-advertise-peer-urls", peer,
-			"--bump-revision", strconv.Itoa(job.RestoreRevisionBump), "--mark-compacted")
+		s, took, err := b.etcdutlRestore(ctx, snap, filepath.Join(dir, fmt.Sprintf("etcdutl-%d", r)), peerPort,
+			[]string{"--bump-revision", strconv.Itoa(job.RestoreRevisionBump), "--mark-compacted"}, nil)
 		if err != nil {
 			return err
 		}
-		e, took, err := b.startEtcd(ctx, "m1", pdir, peerPort)
-		if err != nil {
-			return fmt.Errorf("start etcd restored by etcdutl: %w", err)
-		}
-		e.stop()
-		os.RemoveAll(pdir)
 		peerR, peerStart = append(peerR, s), append(peerStart, took)
 
 		ldir := filepath.Join(dir, fmt.Sprintf("lifeboat-%d", r))
@@ -238,7 +230,7 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		if err != nil {
 			return err
 		}
-		e, took, err = b.startEtcd(ctx, "m1", filepath.Join(ldir, "m1.etcd"), peerPort)
+		e, took, err := b.startEtcd(ctx, "m1", filepath.Join(ldir, "m1.etcd"), peerPort)
 		if err != nil {
 			return fmt.Errorf("start etcd restored by lifeboat: %w", err)
 		}
@@ -258,21 +250,13 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		if err != nil {
 			return err
 		}
-		peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-		pdir := filepath.Join(dir, fmt.Sprintf("etcdutl-plain-%d", r))
-		s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdutl"), "snapshot", "restore", snap, "--data-dir", pdir,
-			"--name", "m1", "--initial-cluster", "m1="+peer, "--initial-advertise-peer-urls", peer)
+		// The scratch etcd's election settings (a single member on
+		// loopback leads within ~100 ms), so both starts wait alike.
+		s, took, err := b.etcdutlRestore(ctx, snap, filepath.Join(dir, fmt.Sprintf("etcdutl-plain-%d", r)), peerPort,
+			nil, []string{"--heartbeat-interval", "10", "--election-timeout", "100"})
 		if err != nil {
 			return err
 		}
-		// The scratch etcd's election settings (a single member on
-		// loopback leads within ~100 ms), so both starts wait alike.
-		e, took, err := b.startEtcd(ctx, "m1", pdir, peerPort, "--heartbeat-interval", "10", "--election-timeout", "100")
-		if err != nil {
-			return fmt.Errorf("start etcd restored by etcdutl: %w", err)
-		}
-		e.stop()
-		os.RemoveAll(pdir)
 		s.wall += took
 		drillPeer = append(drillPeer, s)
 
@@ -316,6 +300,27 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		ratio: float64(median(lbR).rss) / float64(median(peerR).rss), goal: "—"})
 	b.ratio(fmt.Sprintf("drill %s: fetch to a running scratch etcd (vs etcdutl snapshot restore + start)", label), median(drillR).wall, median(drillPeer).wall, 1.50)
 	return nil
+}
+
+// etcdutlRestore is the peer's restore: etcdutl snapshot restore of snap
+// into dataDir as member m1 (restoreArgs added), then etcd started on it
+// (startArgs added) until it answers, stopped and removed. It returns the
+// restore's sample and the start's time.
+func (b *bench) etcdutlRestore(ctx context.Context, snap, dataDir string, peerPort int, restoreArgs, startArgs []string) (sample, time.Duration, error) {
+	peer := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	args := append([]string{"snapshot", "restore", snap, "--data-dir", dataDir,
+		"--name", "m1", "--initial-cluster", "m1=" + peer, "--initial-advertise-peer-urls", peer}, restoreArgs...)
+	s, _, err := b.run(ctx, nil, filepath.Join(b.bin, "etcdutl"), args...)
+	if err != nil {
+		return s, 0, err
+	}
+	defer os.RemoveAll(dataDir)
+	e, took, err := b.startEtcd(ctx, "m1", dataDir, peerPort, startArgs...)
+	if err != nil {
+		return s, 0, fmt.Errorf("start etcd restored by etcdutl: %w", err)
+	}
+	e.stop()
+	return s, took, nil
 }
 
 func pairSum(a, b []sample) []sample {

@@ -234,11 +234,17 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 	snap := sf.Path()
-	stage("decrypt", "etcd snapshot decrypted "+sf.Where()+", AEAD tags and SHA-256 checked", t0)
-	stages[len(stages)-1].PeakRSSBytes = mark.peak()
-	if sf.InMemory() {
-		stages[len(stages)-1].MemoryFileBytes = sa.PlaintextSize
+	// measured adds the memory of the stage just ended: the resident peak
+	// its watch saw, and the memory file held through it.
+	measured := func(w *rssWatch) {
+		last := &stages[len(stages)-1]
+		last.PeakRSSBytes = w.peak()
+		if sf.InMemory() {
+			last.MemoryFileBytes = sa.PlaintextSize
+		}
 	}
+	stage("decrypt", "etcd snapshot decrypted "+sf.Where()+", AEAD tags and SHA-256 checked", t0)
+	measured(mark)
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
@@ -263,10 +269,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 			return fail(fmt.Errorf("member %s: etcdutl restore into %s: %w", mem.Name, mem.DataDir, err))
 		}
 		stage("etcd member "+mem.Name, "data directory "+mem.DataDir, t0)
-		stages[len(stages)-1].PeakRSSBytes = mark.peak()
-		if sf.InMemory() {
-			stages[len(stages)-1].MemoryFileBytes = sa.PlaintextSize
-		}
+		measured(mark)
 	}
 	if hasEnc {
 		t0 = now()
