@@ -369,7 +369,13 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: %w", name, err)
 	}
 
-	eo := envelope.Options{Backup: r.id, Artifact: name, KEK: r.ko.KEK, Compression: r.compression, Created: start}
+	// A store that hashes what it stores gives the artifact's digest, so
+	// the ciphertext is hashed once: what the manifest records is then the
+	// digest of the bytes the store received and committed.
+	pd, ok := r.opts.Store.(putDigester)
+	storeDigest := ok && pd.PutReportsSHA256()
+	eo := envelope.Options{Backup: r.id, Artifact: name, KEK: r.ko.KEK, Compression: r.compression, Created: start,
+		SkipCiphertextSHA256: storeDigest}
 	if len(plainSum) > 0 {
 		eo.PlaintextSHA256 = plainSum[0]
 	}
@@ -392,6 +398,12 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: store %s: %w", name, key, res.err)
 	}
 	er := w.Result()
+	if storeDigest {
+		if len(res.info.SHA256) != 64 {
+			return catalog.Artifact{}, fmt.Errorf("artifact %s: store %s: the store gave no SHA-256 of what it stored (got %q): %w", name, key, res.info.SHA256, store.ErrIntegrity)
+		}
+		er.CiphertextSHA256 = res.info.SHA256
+	}
 	if len(er.PlaintextSHA256) != 64 {
 		return catalog.Artifact{}, fmt.Errorf("artifact %s: the source gave no plaintext digest after its stream ended", name)
 	}
@@ -407,6 +419,12 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 		PlaintextSize: er.PlaintextSize, PlaintextSHA256: er.PlaintextSHA256,
 		CiphertextSize: er.CiphertextSize, CiphertextSHA256: er.CiphertextSHA256,
 	}, nil
+}
+
+// putDigester is a store whose Put returns the SHA-256 of every byte it
+// stored, computed as it wrote them (the fs store).
+type putDigester interface {
+	PutReportsSHA256() bool
 }
 
 // progressReader counts the bytes read through it and reports them.

@@ -375,3 +375,29 @@ func TestDataKeyNeverPrinted(t *testing.T) {
 		t.Fatal("a 16-byte data key was accepted")
 	}
 }
+
+// TestSkipCiphertextSHA256: a writer told that the store hashes what it
+// stores counts the artifact's bytes but leaves its digest empty; the
+// artifact is the same one and decrypts with the store's digest.
+func TestSkipCiphertextSHA256(t *testing.T) {
+	key := newKey(t)
+	data := compressible(t, 3<<20+5)
+	o := opts("etcd.snapshot", envelope.CompressionZstd, envelope.MinSegmentSize)
+	o.SkipCiphertextSHA256 = true
+	ct, res := encrypt(t, key, o, data)
+	if res.CiphertextSHA256 != "" || res.CiphertextSize != int64(len(ct)) {
+		t.Fatalf("result %+v for %d bytes written, want their count and no digest", res, len(ct))
+	}
+	if res.PlaintextSize != int64(len(data)) || res.PlaintextSHA256 != sum(data) {
+		t.Fatalf("plaintext result %+v", res)
+	}
+	res.CiphertextSHA256 = sum(ct)
+	var out bytes.Buffer
+	if _, err := envelope.Decrypt(context.Background(), &out, bytes.NewReader(ct), key,
+		envelope.Expect{Backup: "b-20261125T000000Z", Artifact: "etcd.snapshot", Result: res}); err != nil {
+		t.Fatalf("Decrypt: %v", err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("decrypted bytes differ")
+	}
+}

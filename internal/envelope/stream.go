@@ -54,6 +54,12 @@ type Options struct {
 	// wrote (the etcd source hashes its stream for etcd's trailer check);
 	// the writer then only counts them, so the bytes are hashed once.
 	PlaintextSHA256 func() string
+	// SkipCiphertextSHA256 leaves the artifact's SHA-256 to where its
+	// bytes land: a caller whose store hashes every byte it stores (the
+	// fs store records that digest beside the object) takes the store's
+	// digest, so the ciphertext is hashed once. The writer then only
+	// counts the bytes, and Result.CiphertextSHA256 is empty.
+	SkipCiphertextSHA256 bool
 }
 
 // Result reports what passed through a Writer or Reader: sizes and SHA-256
@@ -139,6 +145,9 @@ func NewWriter(dst io.Writer, key DataKey, opts Options) (*Writer, error) {
 	w := &Writer{header: h, plain: newCountingHash(), cipher: newCountingHash(), artName: opts.Artifact}
 	if opts.PlaintextSHA256 != nil {
 		w.plain = &countingHash{external: opts.PlaintextSHA256}
+	}
+	if opts.SkipCiphertextSHA256 {
+		w.cipher = &countingHash{external: func() string { return "" }}
 	}
 	out := io.MultiWriter(dst, w.cipher)
 	if _, err := out.Write(raw); err != nil {

@@ -291,6 +291,11 @@ func (s *Store) checkFree(key string) error {
 	return nil
 }
 
+// PutReportsSHA256 reports that Put always returns the SHA-256 of the
+// bytes it stored (the digest its record keeps and Get checks), so a
+// caller need not hash what it writes a second time.
+func (s *Store) PutReportsSHA256() bool { return true }
+
 // Put stores the bytes read from r under key (see docs/format.md §1.1 and
 // store.Store). It fails with store.ErrExists if key is taken, with
 // store.ErrIntegrity if opts.SHA256 or opts.Size do not match the bytes

@@ -1,0 +1,76 @@
+package backup_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lifeboat-dr/lifeboat/internal/backup"
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/config"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+)
+
+// plainStore hides every method of the store but store.Store's, so the
+// backup cannot take the digest from the store's Put.
+type plainStore struct{ store.Store }
+
+// TestArtifactDigestIsWhatWasStored: each artifact's recorded ciphertext
+// SHA-256 is the digest of the bytes in the store, whether it came from
+// the fs store's Put (which hashes what it stores) or from the envelope
+// (for a store that does not say it does).
+func TestArtifactDigestIsWhatWasStored(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "encryption.yaml")
+	if err := os.WriteFile(cfg, []byte(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc:
+          keys:
+            - {name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgaSB0aGluayBzbz8hIQ==}
+      - identity: {}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, wrap := range map[string]func(store.Store) store.Store{
+		"fs store's digest": func(s store.Store) store.Store { return s },
+		"envelope's digest": func(s store.Store) store.Store { return plainStore{s} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t)
+			st := wrap(f.st)
+			m, err := backup.Run(ctx, backup.Options{Plan: plan("p", config.Source{EncryptionConfig: &config.EncryptionConfigSource{File: cfg}}),
+				Store: st, Keys: f.keyring})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if len(m.Artifacts) != 1 {
+				t.Fatalf("artifacts: %+v", m.Artifacts)
+			}
+			for _, a := range m.Artifacts {
+				rc, err := f.st.Get(ctx, catalog.ArtifactKey(m.Backup, a.Name), store.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, rc)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := hex.EncodeToString(h.Sum(nil)); got != a.CiphertextSHA256 || n != a.CiphertextSize {
+					t.Errorf("%s: stored %d bytes with SHA-256 %s; the manifest says %d bytes, %s", a.Name, n, got, a.CiphertextSize, a.CiphertextSHA256)
+				}
+			}
+			if res, err := catalog.Verify(ctx, f.st, m.Backup, true, f.keyring); err != nil || !res.OK {
+				t.Fatalf("Verify: %+v, %v", res, err)
+			}
+		})
+	}
+}
