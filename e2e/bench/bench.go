@@ -89,6 +89,11 @@ func (b *bench) run(ctx context.Context, env []string, name string, args ...stri
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// Every command starts with nothing left dirty by the one before it:
+	// otherwise a command that writes little pays for the write-back of
+	// one that wrote much (etcdctl's file, restic's repository), on the
+	// disk and in its own fsyncs.
+	syscall.Sync()
 	t0 := time.Now()
 	err := cmd.Run()
 	s := sample{wall: time.Since(t0)}

@@ -18,6 +18,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/source/etcd/etcdtest"
@@ -598,5 +599,51 @@ func TestScanFeedStop(t *testing.T) {
 	}
 	if _, err := f.inventory(1); err == nil {
 		t.Fatal("inventory after stop gave no error")
+	}
+}
+
+// TestSnapshotCodecSplits: the codec decodes a message split at any byte,
+// including between a varint's bytes, skips fields it does not know, and
+// refuses a message cut inside a field.
+func TestSnapshotCodecSplits(t *testing.T) {
+	want := &pb.SnapshotResponse{Header: &pb.ResponseHeader{Revision: 1 << 40, ClusterId: 99}, RemainingBytes: 1<<63 + 5, Blob: bytes.Repeat([]byte{0xAB, 0x01}, 300), Version: "3.6.0"}
+	raw, err := want.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields a SnapshotResponse does not have, of each wire type but groups.
+	raw = protowire.AppendTag(raw, 9, protowire.Fixed32Type)
+	raw = protowire.AppendFixed32(raw, 7)
+	raw = protowire.AppendTag(raw, 10, protowire.Fixed64Type)
+	raw = protowire.AppendFixed64(raw, 7)
+	raw = protowire.AppendTag(raw, 11, protowire.VarintType)
+	raw = protowire.AppendVarint(raw, 1<<50)
+	raw = protowire.AppendTag(raw, 12, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, []byte("unknown"))
+	check := func(name string, data mem.BufferSlice) {
+		t.Helper()
+		var got pb.SnapshotResponse
+		if err := (snapshotCodec{}).Unmarshal(data, &got); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got.Blob, want.Blob) || got.Version != want.Version || got.RemainingBytes != want.RemainingBytes {
+			t.Fatalf("%s: blob %d bytes, version %q, remaining %d", name, len(got.Blob), got.Version, got.RemainingBytes)
+		}
+		releaseBlob(got.Blob)
+	}
+	for cut := 0; cut <= len(raw); cut++ {
+		check(fmt.Sprintf("split at %d", cut), mem.BufferSlice{mem.SliceBuffer(raw[:cut]), mem.SliceBuffer(raw[cut:])})
+	}
+	var bytewise mem.BufferSlice
+	for i := range raw {
+		bytewise = append(bytewise, mem.SliceBuffer(raw[i:i+1]))
+	}
+	check("a byte a buffer", bytewise)
+	// Cut inside the blob, inside a length, inside a varint.
+	for _, cut := range []int{len(raw) - 3, 3, len(raw) - len("unknown") - 2 - 3} {
+		var got pb.SnapshotResponse
+		if err := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw[:cut])}, &got); err == nil {
+			t.Errorf("a message cut at %d of %d bytes decoded", cut, len(raw))
+		}
 	}
 }

@@ -2,7 +2,9 @@ package etcd
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -59,14 +61,12 @@ func (r *snapReader) Read(p []byte) (int, error) {
 }
 
 // snapshotCodec is the protobuf codec of the snapshot stream. gRPC's
-// default codec first copies a message that spans several frames into a
-// buffer from its global pool, zeroed; this one copies it into a buffer of
-// its own, not zeroed (every byte is overwritten by the copy), and decodes
-// the blob into a pooled buffer (unmarshalSnapshot), so the copy buffer
-// goes back to the pool at once.
+// default codec first joins a message that spans several frames (a 32 KiB
+// blob spans three HTTP/2 frames) into a buffer from its global pool,
+// zeroed, and then decodes it; this one decodes the message where it lies
+// in the frames' buffers and copies the blob once, into a pooled buffer
+// (unmarshalSnapshot).
 type snapshotCodec struct{}
-
-var codecBufs sync.Pool
 
 func (snapshotCodec) Name() string { return "proto" }
 
@@ -104,54 +104,129 @@ func releaseBlob(b []byte) {
 }
 
 // unmarshalSnapshot decodes a SnapshotResponse (header 1, remaining_bytes
-// 2, blob 3, version 4) from data; the blob goes into a pooled buffer.
+// 2, blob 3, version 4) from data, which may split it anywhere; the blob
+// goes into a pooled buffer. Other fields are skipped.
 func unmarshalSnapshot(data mem.BufferSlice, resp *pb.SnapshotResponse) error {
-	var b []byte
-	var bp *[]byte
-	if len(data) == 1 {
-		b = data[0].ReadOnlyData()
-	} else {
-		bp, _ = codecBufs.Get().(*[]byte)
-		if bp == nil || cap(*bp) < data.Len() {
-			nb := make([]byte, data.Len())
-			bp = &nb
-		}
-		buf := (*bp)[:data.Len()]
-		data.CopyTo(buf)
-		b = buf
-		defer func() { *bp = buf; codecBufs.Put(bp) }()
-	}
 	*resp = pb.SnapshotResponse{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
+	c := wireCursor{bufs: data, left: data.Len()}
+	for c.left > 0 {
+		tag, err := c.varint()
+		if err != nil {
+			return err
 		}
-		b = b[n:]
-		switch {
-		case num == 2 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			resp.RemainingBytes = v
-		case num == 3 && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			var dst []byte
-			if p, ok := blobs.Get().(*[]byte); ok && cap(*p) >= len(v) {
-				dst = (*p)[:0]
+		num, typ := protowire.DecodeTag(tag)
+		if num < protowire.MinValidNumber || num > protowire.MaxValidNumber {
+			return fmt.Errorf("snapshot codec: invalid field number %d", num)
+		}
+		switch typ {
+		case protowire.VarintType:
+			v, err := c.varint()
+			if err != nil {
+				return err
 			}
-			resp.Blob = append(dst, v...)
-		case num == 4 && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			resp.Version = string(v)
+			if num == 2 {
+				resp.RemainingBytes = v
+			}
+		case protowire.BytesType:
+			l, err := c.varint()
+			if err != nil {
+				return err
+			}
+			if l > uint64(c.left) {
+				return fmt.Errorf("snapshot codec: field %d of %d bytes, %d left: %w", num, l, c.left, io.ErrUnexpectedEOF)
+			}
+			switch num {
+			case 3:
+				var dst []byte
+				if p, ok := blobs.Get().(*[]byte); ok && cap(*p) >= int(l) {
+					dst = (*p)[:0]
+				}
+				releaseBlob(resp.Blob) // a repeated field: the last one counts
+				resp.Blob = c.take(dst, int(l))
+			case 4:
+				resp.Version = string(c.take(nil, int(l)))
+			default:
+				c.skip(int(l))
+			}
+		case protowire.Fixed32Type, protowire.Fixed64Type:
+			n := 4
+			if typ == protowire.Fixed64Type {
+				n = 8
+			}
+			if n > c.left {
+				return fmt.Errorf("snapshot codec: field %d cut short: %w", num, io.ErrUnexpectedEOF)
+			}
+			c.skip(n)
 		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			return fmt.Errorf("snapshot codec: field %d has wire type %d, which a SnapshotResponse does not use", num, typ)
 		}
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
 	}
 	return nil
+}
+
+// wireCursor reads protobuf wire data that lies across several buffers,
+// without joining them first.
+type wireCursor struct {
+	bufs mem.BufferSlice
+	i    int    // next buffer
+	cur  []byte // what is left of the current one
+	left int    // bytes left in all
+}
+
+// fill makes cur non-empty unless everything has been read.
+func (c *wireCursor) fill() {
+	for len(c.cur) == 0 && c.i < len(c.bufs) {
+		c.cur = c.bufs[c.i].ReadOnlyData()
+		c.i++
+	}
+}
+
+// varint reads one varint (a tag, a length, a value).
+func (c *wireCursor) varint() (uint64, error) {
+	c.fill()
+	b := c.cur
+	if len(b) < binary.MaxVarintLen64 && len(b) < c.left {
+		// It may run into the next buffers: read it from a copy.
+		var tmp [binary.MaxVarintLen64]byte
+		k, j, rest := 0, c.i, c.cur
+		for k < len(tmp) {
+			for len(rest) == 0 && j < len(c.bufs) {
+				rest = c.bufs[j].ReadOnlyData()
+				j++
+			}
+			if len(rest) == 0 {
+				break
+			}
+			m := copy(tmp[k:], rest)
+			k, rest = k+m, rest[m:]
+		}
+		b = tmp[:k]
+	}
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return 0, fmt.Errorf("snapshot codec: %w", protowire.ParseError(n))
+	}
+	c.skip(n)
+	return v, nil
+}
+
+// take appends the next n bytes to dst; the caller checked that n are
+// left.
+func (c *wireCursor) take(dst []byte, n int) []byte {
+	for n > 0 {
+		c.fill()
+		k := min(n, len(c.cur))
+		dst = append(dst, c.cur[:k]...)
+		c.cur, c.left, n = c.cur[k:], c.left-k, n-k
+	}
+	return dst
+}
+
+// skip passes over the next n bytes; the caller checked that n are left.
+func (c *wireCursor) skip(n int) {
+	for n > 0 {
+		c.fill()
+		k := min(n, len(c.cur))
+		c.cur, c.left, n = c.cur[k:], c.left-k, n-k
+	}
 }
