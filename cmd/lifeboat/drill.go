@@ -79,8 +79,11 @@ cluster: a passing drill proves the break-glass path, and its evidence
 record names the provider and the KEK version that unwrapped.
 
 The report (report.json, signed, plus report.md and report.html) goes to the
-plan's store under reports/<run-id>/, with an evidence record. The RTO/RPO
-table is printed with PASS or FAIL. Progress goes to stderr.
+plan's store under reports/<run-id>/, with an evidence record. It times
+each phase and states its peak memory: the resident memory of lifeboat and
+of the processes it started (the scratch kube-apiserver), plus the
+decrypted snapshot while it is held in memory. The RTO/RPO table is
+printed with PASS or FAIL. Progress goes to stderr.
 
 ` + exitCodesHelp,
 		Example: `  lifeboat --config schedules/ drill run drills/control-plane.yaml
@@ -281,9 +284,13 @@ func printDrillResult(w io.Writer, res *drill.Result, pub drill.Published, store
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PHASE\tSTARTED\tDURATION\tOUTCOME")
+	fmt.Fprintln(tw, "PHASE\tSTARTED\tDURATION\tOUTCOME\tPEAK MEMORY")
 	for _, p := range res.Phases {
-		fmt.Fprintf(tw, "%s\t+%s\t%s\t%s\n", p.Name, roundDur(p.Offset), roundDur(p.Duration), p.Outcome)
+		mem := "—"
+		if p.PeakMemoryBytes > 0 {
+			mem = byteSize(p.PeakMemoryBytes)
+		}
+		fmt.Fprintf(tw, "%s\t+%s\t%s\t%s\t%s\n", p.Name, roundDur(p.Offset), roundDur(p.Duration), p.Outcome, mem)
 	}
 	tw.Flush()
 

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/memwatch"
 	"github.com/lifeboat-dr/lifeboat/internal/plainfile"
 	"github.com/lifeboat-dr/lifeboat/internal/scratch"
 	"github.com/lifeboat-dr/lifeboat/internal/source/volumes"
@@ -122,6 +124,11 @@ type Phase struct {
 	// Offset is when the phase began, from the drill's start.
 	Offset   time.Duration
 	Duration time.Duration
+	// PeakMemoryBytes is the most memory the drill held during the phase:
+	// the resident sets of lifeboat and the processes it started, and the
+	// decrypted snapshot while held in memory (docs/format.md §5.6); 0
+	// for a skipped phase, or where it could not be measured.
+	PeakMemoryBytes int64
 	// Outcome is evidence.PhaseSuccess, PhaseFailure or PhaseSkipped.
 	Outcome string
 	// Detail says why a phase failed; empty otherwise.
@@ -265,6 +272,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		runCtx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
+	// Memory is sampled through the run; each phase's peak is read from
+	// the samples once the phases are known (finish).
+	r.mem = memwatch.Start(memwatch.Options{Now: r.now, Extra: r.heldSnapshot.Load})
+	defer r.mem.Stop()
 	r.event("", "drill %s started (run %s); incident simulated now; targets RTO %s, RPO %s",
 		name, runID, opts.Drill.Spec.Targets.RTO, opts.Drill.Spec.Targets.RPO)
 
@@ -309,6 +320,10 @@ type runner struct {
 	// snapshot holds the decrypted etcd snapshot until the scratch etcd
 	// is restored from it.
 	snapshot *plainfile.File
+	// heldSnapshot is the size of snapshot while it is a memory file,
+	// which no resident set shows; 0 otherwise.
+	heldSnapshot atomic.Int64
+	mem          *memwatch.Watch
 }
 
 // dropSnapshot discards the decrypted etcd snapshot, if still held.
@@ -316,6 +331,7 @@ func (r *runner) dropSnapshot() {
 	if r.snapshot != nil {
 		r.snapshot.Close()
 		r.snapshot = nil
+		r.heldSnapshot.Store(0)
 	}
 }
 
@@ -750,6 +766,12 @@ func (r *runner) finish(err error) {
 	ran := make(map[string]bool)
 	for _, p := range r.res.Phases {
 		ran[p.Name] = true
+	}
+	r.mem.Stop()
+	for i := range r.res.Phases {
+		p := &r.res.Phases[i]
+		from := r.start.Add(p.Offset)
+		p.PeakMemoryBytes = r.mem.Peak(from, from.Add(p.Duration))
 	}
 	for _, name := range PhaseOrder {
 		if !ran[name] {

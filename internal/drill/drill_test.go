@@ -246,7 +246,16 @@ func TestDrill(t *testing.T) {
 			if p.Outcome != evidence.PhaseSuccess {
 				t.Errorf("phase %+v", p)
 			}
-			t.Logf("phase %-20s +%-8v %v", p.Name, p.Offset.Round(time.Millisecond), p.Duration.Round(time.Millisecond))
+			t.Logf("phase %-20s +%-8v %-8v peak memory %d MiB", p.Name, p.Offset.Round(time.Millisecond), p.Duration.Round(time.Millisecond), p.PeakMemoryBytes>>20)
+			// Every phase that ran has its peak memory; while the
+			// scratch kube-apiserver runs (a child process) it counts.
+			if p.PeakMemoryBytes < 10<<20 {
+				t.Errorf("phase %s: peak memory %d bytes", p.Name, p.PeakMemoryBytes)
+			}
+		}
+		if sel, ver := phaseNamed(res.Phases, PhaseSelect), phaseNamed(res.Phases, PhaseVerify); ver.PeakMemoryBytes < sel.PeakMemoryBytes+50<<20 {
+			t.Errorf("peak memory while verifying against the scratch kube-apiserver %d MiB, before it started %d MiB: its resident set is not counted",
+				ver.PeakMemoryBytes>>20, sel.PeakMemoryBytes>>20)
 		}
 		if got := strings.Join(names, ","); got != strings.Join(PhaseOrder, ",") {
 			t.Errorf("phases %s", got)
@@ -361,6 +370,11 @@ func TestDrill(t *testing.T) {
 		}
 		if rep.Verdict != evidence.VerdictPass || len(rep.Checks) != len(res.Checks) || len(rep.Phases) != len(PhaseOrder) || len(rep.HIPAA) < 5 {
 			t.Fatalf("report %+v", rep)
+		}
+		for i, p := range rep.Phases {
+			if p.PeakMemoryBytes != res.Phases[i].PeakMemoryBytes || p.PeakMemoryBytes == 0 {
+				t.Errorf("report phase %s: peak memory %d, the drill measured %d", p.Name, p.PeakMemoryBytes, res.Phases[i].PeakMemoryBytes)
+			}
 		}
 		if md := readObject(t, e.store, "reports/"+res.RunID+"/report.md"); !strings.Contains(string(md), "PASS") {
 			t.Fatalf("report.md:\n%s", md)
@@ -673,4 +687,13 @@ func readObject(t *testing.T, st store.Store, key string) []byte {
 		t.Fatalf("read %s: %v", key, err)
 	}
 	return b
+}
+
+func phaseNamed(ps []Phase, name string) Phase {
+	for _, p := range ps {
+		if p.Name == name {
+			return p
+		}
+	}
+	return Phase{}
 }

@@ -48,6 +48,9 @@ func (r *runner) fetchDecrypt(ctx context.Context, m catalog.Manifest, a catalog
 		}
 		r.dropSnapshot()
 		r.snapshot = pf
+		if pf.InMemory() {
+			r.heldSnapshot.Store(a.PlaintextSize)
+		}
 		return pf.Path(), nil
 	}
 	final := filepath.Join(dir, a.Name)

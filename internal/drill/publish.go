@@ -35,6 +35,7 @@ func (r *Result) Report() evidence.Report {
 	for _, p := range r.Phases {
 		rep.Phases = append(rep.Phases, evidence.Phase{
 			Name: p.Name, StartedMs: max(0, p.Offset.Milliseconds()), DurationMs: max(0, p.Duration.Milliseconds()), Outcome: p.Outcome,
+			PeakMemoryBytes: p.PeakMemoryBytes,
 		})
 	}
 	if r.Manifest != nil && r.KeyObject != "" {

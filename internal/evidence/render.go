@@ -15,7 +15,10 @@ type reportView struct {
 	Verdict  string // PASS or FAIL
 	Measures []measureRow
 	Phases   []phaseRow
-	Checks   []checkRow
+	// PhaseMemory is set when any phase's peak memory was measured; the
+	// phase tables then have a column for it.
+	PhaseMemory bool
+	Checks      []checkRow
 	// Charts (charts.go); nil when there is nothing to draw.
 	PhaseChart, Objectives, TrendRTO, TrendRPO *svgChart
 	Trend                                      []trendRow
@@ -32,6 +35,7 @@ type measureRow struct {
 type phaseRow struct {
 	N                          int
 	Name, Start, Took, Outcome string
+	Memory                     string // peak memory, or "—" when not measured
 }
 
 type checkRow struct {
@@ -62,7 +66,12 @@ func newReportView(r Report) reportView {
 		v.Measures = append(v.Measures, row)
 	}
 	for i, p := range r.Phases {
-		v.Phases = append(v.Phases, phaseRow{N: i + 1, Name: p.Name, Start: "+" + durText(p.StartedMs), Took: durText(p.DurationMs), Outcome: p.Outcome})
+		row := phaseRow{N: i + 1, Name: p.Name, Start: "+" + durText(p.StartedMs), Took: durText(p.DurationMs), Outcome: p.Outcome, Memory: "—"}
+		if p.PeakMemoryBytes > 0 {
+			row.Memory = memText(p.PeakMemoryBytes)
+			v.PhaseMemory = true
+		}
+		v.Phases = append(v.Phases, row)
 	}
 	for _, c := range r.Checks {
 		v.Checks = append(v.Checks, checkRow{Name: c.Name, Outcome: strings.ToUpper(c.Outcome), Detail: c.Detail})
@@ -83,6 +92,21 @@ func newReportView(r Report) reportView {
 }
 
 // durText shows milliseconds as a Go duration ("1m2.5s").
+// memText writes a byte count in binary units: 812 MiB, 2.3 GiB.
+func memText(n int64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
 func durText(ms int64) string {
 	if ms > 1<<53 {
 		return strconv.FormatInt(ms, 10) + "ms"
@@ -139,9 +163,17 @@ func RenderMarkdown(r Report) ([]byte, error) {
 	if len(v.Phases) == 0 {
 		p("No phases were recorded.\n")
 	} else {
-		p("| # | phase | starts at | duration | outcome |\n| --- | --- | --- | --- | --- |\n")
+		if v.PhaseMemory {
+			p("| # | phase | starts at | duration | outcome | peak memory |\n| --- | --- | --- | --- | --- | --- |\n")
+		} else {
+			p("| # | phase | starts at | duration | outcome |\n| --- | --- | --- | --- | --- |\n")
+		}
 		for _, ph := range v.Phases {
-			p("| %d | %s | %s | %s | %s |\n", ph.N, mdText(ph.Name), ph.Start, ph.Took, ph.Outcome)
+			p("| %d | %s | %s | %s | %s |", ph.N, mdText(ph.Name), ph.Start, ph.Took, ph.Outcome)
+			if v.PhaseMemory {
+				p(" %s |", ph.Memory)
+			}
+			p("\n")
 		}
 	}
 	p("\n## Checks\n\n")
@@ -265,8 +297,8 @@ svg .tick{stroke:#7d4e00;stroke-width:3}
 <h2>Phases</h2>
 {{with .PhaseChart}}{{template "chart" .}}{{end}}
 {{if .Phases}}<table>
-<tr><th>#</th><th>phase</th><th>starts at</th><th>duration</th><th>outcome</th></tr>
-{{range .Phases}}<tr><td>{{.N}}</td><td>{{.Name}}</td><td>{{.Start}}</td><td>{{.Took}}</td><td class="{{.Outcome}}">{{.Outcome}}</td></tr>
+<tr><th>#</th><th>phase</th><th>starts at</th><th>duration</th><th>outcome</th>{{if $.PhaseMemory}}<th>peak memory</th>{{end}}</tr>
+{{range .Phases}}<tr><td>{{.N}}</td><td>{{.Name}}</td><td>{{.Start}}</td><td>{{.Took}}</td><td class="{{.Outcome}}">{{.Outcome}}</td>{{if $.PhaseMemory}}<td>{{.Memory}}</td>{{end}}</tr>
 {{end}}</table>
 {{else}}<p>No phases were recorded.</p>
 {{end}}

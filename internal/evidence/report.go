@@ -60,6 +60,10 @@ type Phase struct {
 	StartedMs  int64  `json:"startedMs"`
 	DurationMs int64  `json:"durationMs"`
 	Outcome    string `json:"outcome"`
+	// PeakMemoryBytes is the most memory the drill held during the phase
+	// (docs/format.md §5.6); 0 when not measured (the member is then
+	// absent).
+	PeakMemoryBytes int64 `json:"peakMemoryBytes,omitempty"`
 }
 
 // HIPAARow cites one safeguard and what this run showed for it.
@@ -109,7 +113,11 @@ func (r Report) tree(withSignature bool) map[string]any {
 	}
 	phases := make([]any, len(r.Phases))
 	for i, p := range r.Phases {
-		phases[i] = map[string]any{"name": p.Name, "startedMs": p.StartedMs, "durationMs": p.DurationMs, "outcome": p.Outcome}
+		ph := map[string]any{"name": p.Name, "startedMs": p.StartedMs, "durationMs": p.DurationMs, "outcome": p.Outcome}
+		if p.PeakMemoryBytes != 0 {
+			ph["peakMemoryBytes"] = p.PeakMemoryBytes
+		}
+		phases[i] = ph
 	}
 	checks := make([]any, len(r.Checks))
 	for i, c := range r.Checks {
@@ -220,6 +228,8 @@ func (r Report) Validate() error {
 			return bad(f+".durationMs", "%d is negative", p.DurationMs)
 		case p.Outcome != PhaseSuccess && p.Outcome != PhaseFailure && p.Outcome != PhaseSkipped:
 			return bad(f+".outcome", "%q: want success, failure or skipped", p.Outcome)
+		case p.PeakMemoryBytes < 0:
+			return bad(f+".peakMemoryBytes", "%d is negative", p.PeakMemoryBytes)
 		}
 	}
 	for i, c := range r.Checks {
@@ -395,6 +405,12 @@ func parseReport(data []byte, trusted []PublicKey) (Report, error) {
 	for i, e := range d.array("phases") {
 		p := d.sub(indexPath("phases", i), e)
 		ph := Phase{Name: p.string("name"), StartedMs: p.int("startedMs"), DurationMs: p.int("durationMs"), Outcome: p.string("outcome")}
+		if m := p.optInt("peakMemoryBytes"); m != nil {
+			if *m < 1 {
+				p.fail("peakMemoryBytes", "%d: want at least 1, or no member", *m)
+			}
+			ph.PeakMemoryBytes = *m
+		}
 		p.noOthers()
 		if d.err = p.err; d.err != nil {
 			break

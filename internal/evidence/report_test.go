@@ -3,6 +3,7 @@ package evidence
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/xml"
 	"errors"
 	"os"
@@ -417,5 +418,115 @@ func TestReportKeysAndTrend(t *testing.T) {
 		if !errors.As(err, &fe) || fe.field != tc.field {
 			t.Errorf("%s: error %v, want one naming %s", tc.name, err, tc.field)
 		}
+	}
+}
+
+// phaseMemoryReport is sampleReport with each phase's peak memory.
+func phaseMemoryReport(t testing.TB) Report {
+	r := sampleReport(t)
+	for i, b := range []int64{61 << 20, 2_468_184_064, 1_234_567_890} {
+		r.Phases[i].PeakMemoryBytes = b
+	}
+	return r
+}
+
+// TestReportPhaseMemory: a phase's peak memory is signed, verified,
+// rendered, and refused when not positive; a report without it is the
+// report it was before.
+func TestReportPhaseMemory(t *testing.T) {
+	signer := newTestSigner(t)
+	_, plainData, err := signer.SignReport(sampleReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(plainData, []byte("peakMemoryBytes")) {
+		t.Fatalf("a report without phase memory carries the member:\n%s", plainData)
+	}
+	signed, data, err := signer.SignReport(phaseMemoryReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`{"durationMs":300000,"name":"restore etcd","outcome":"success","peakMemoryBytes":2468184064,"startedMs":1200}`)) {
+		t.Fatalf("report.json phases:\n%s", data)
+	}
+	got, err := VerifyReport(data, "report.json", signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phases[1].PeakMemoryBytes != 2_468_184_064 {
+		t.Fatalf("round trip: %+v", got.Phases)
+	}
+	md, _ := RenderMarkdown(signed)
+	page, _ := RenderHTML(signed)
+	if !strings.Contains(string(md), "| # | phase | starts at | duration | outcome | peak memory |") || !strings.Contains(string(md), "| 2 | restore etcd | +1.2s | 5m0s | success | 2.3 GiB |") {
+		t.Errorf("markdown phases:\n%s", md)
+	}
+	if !strings.Contains(string(page), "<th>peak memory</th>") || !strings.Contains(string(page), "<td>61 MiB</td>") {
+		t.Errorf("html lacks the peak memory column")
+	}
+	if pmd, _ := RenderMarkdown(sampleReport(t)); strings.Contains(string(pmd), "peak memory") {
+		t.Errorf("markdown of a report without phase memory has the column")
+	}
+
+	bad := phaseMemoryReport(t)
+	bad.Format = ReportFormat
+	bad.Phases[2].PeakMemoryBytes = -1
+	var fe *fieldError
+	if err := bad.Validate(); !errors.As(err, &fe) || fe.field != "phases[2].peakMemoryBytes" {
+		t.Errorf("negative peak memory: %v", err)
+	}
+	// A verifier refuses a signed report whose member is 0.
+	tree := signed.tree(false)
+	tree["phases"].([]any)[0].(map[string]any)["peakMemoryBytes"] = int64(0)
+	msg, _ := appendCanonical(nil, tree, "")
+	sig, err := signer.sign(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree["signature"] = sig
+	zero, _ := appendCanonical(nil, tree, "")
+	if _, err := VerifyReport(zero, "r.json", signer.PublicKey()); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "phases[0].peakMemoryBytes") {
+		t.Errorf("a zero peak memory: %v", err)
+	}
+}
+
+// vectorSigner is the test key of docs/format.md §5.6's vector: the
+// Ed25519 key whose seed is 32 bytes of 0x01.
+func vectorSigner(t testing.TB) *Signer {
+	s, err := NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestReportPhaseMemoryVector checks the vector of docs/format.md §5.6.
+// Ed25519 signatures are deterministic, so signing the report again gives
+// the file's bytes exactly. LIFEBOAT_WRITE_VECTORS=1 writes the file.
+func TestReportPhaseMemoryVector(t *testing.T) {
+	const path = "testdata/report-phase-memory.json"
+	s := vectorSigner(t)
+	_, data, err := s.SignReport(phaseMemoryReport(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("LIFEBOAT_WRITE_VECTORS") == "1" {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, want) {
+		t.Fatalf("signing the vector's report gives other bytes:\n%s\nwant:\n%s", data, want)
+	}
+	got, err := VerifyReport(want, path, s.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Phases[0].PeakMemoryBytes != 61<<20 {
+		t.Fatalf("vector phases %+v", got.Phases)
 	}
 }

@@ -8,9 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/etcdutl/v3/snapshot"
@@ -21,6 +19,7 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/memwatch"
 	"github.com/lifeboat-dr/lifeboat/internal/plainfile"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
@@ -87,7 +86,7 @@ type RestoreStage struct {
 	Detail     string `json:"detail"`
 	DurationMs int64  `json:"durationMs"`
 	// PeakRSSBytes is the process's peak resident memory during the
-	// stage (sampled every 10 ms), where measured: the decrypt stage's
+	// stage (sampled every 20 ms, internal/memwatch), where measured: the decrypt stage's
 	// and each member's.
 	PeakRSSBytes int64 `json:"peakRSSBytes,omitempty"`
 	// MemoryFileBytes is what the decrypted snapshot's memory file holds
@@ -196,19 +195,11 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 		return fail(err)
 	}
 
-	// Each stage's memory watch stops with it, or at the latest here.
-	var watches []*rssWatch
-	defer func() {
-		for _, w := range watches {
-			w.peak()
-		}
-	}()
-	watch := func() *rssWatch {
-		w := watchRSS()
-		watches = append(watches, w)
-		return w
-	}
-	t0, mark := now(), watch()
+	// The memory of each stage is read from one watch over the whole
+	// apply.
+	mw := memwatch.Start(memwatch.Options{Now: now})
+	defer mw.Stop()
+	t0 := now()
 	dk, _, err := catalog.OpenKey(ctx, st, id, m.DataKeyID, kek)
 	if err != nil {
 		return fail(err)
@@ -236,19 +227,19 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	snap := sf.Path()
 	// measured adds the memory of the stage just ended: the resident peak
 	// its watch saw, and the memory file held through it.
-	measured := func(w *rssWatch) {
+	measured := func(from time.Time) {
 		last := &stages[len(stages)-1]
-		last.PeakRSSBytes = w.peak()
+		last.PeakRSSBytes = mw.Peak(from, now())
 		if sf.InMemory() {
 			last.MemoryFileBytes = sa.PlaintextSize
 		}
 	}
 	stage("decrypt", "etcd snapshot decrypted "+sf.Where()+", AEAD tags and SHA-256 checked", t0)
-	measured(mark)
+	measured(t0)
 
 	token := "lifeboat-restore-" + id
 	for _, mem := range o.Members {
-		t0, mark = now(), watch()
+		t0 = now()
 		err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 			SnapshotPath: snap, Name: mem.Name, OutputDataDir: mem.DataDir, PeerURLs: []string{mem.PeerURL},
 			InitialCluster: strings.Join(cluster, ","), InitialClusterToken: token,
@@ -269,7 +260,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 			return fail(fmt.Errorf("member %s: etcdutl restore into %s: %w", mem.Name, mem.DataDir, err))
 		}
 		stage("etcd member "+mem.Name, "data directory "+mem.DataDir, t0)
-		measured(mark)
+		measured(t0)
 	}
 	if hasEnc {
 		t0 = now()
@@ -342,61 +333,4 @@ func restoreRunbook(r RestoreEtcdResult, cluster string) []string {
 		"Restart kube-controller-manager, kube-scheduler and every kubelet: their caches hold revisions from before the restore.",
 		"Run `lifeboat backup run` at once: the restored cluster has a new cluster ID, and its first backup starts a new history.")
 	return steps
-}
-
-// rssWatch samples this process's resident memory (/proc/self/statm)
-// every 10 ms during a stage and keeps the largest. It does not reset the
-// kernel's high-water mark (VmHWM), which a parent reads as the process's
-// peak (wait4's maxrss) and which must stay the whole run's.
-type rssWatch struct {
-	stop chan struct{}
-	done chan int64
-	once sync.Once
-	max  int64
-}
-
-func watchRSS() *rssWatch {
-	w := &rssWatch{stop: make(chan struct{}), done: make(chan int64, 1)}
-	go func() {
-		peak := residentBytes()
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-w.stop:
-				w.done <- max(peak, residentBytes())
-				return
-			case <-t.C:
-				peak = max(peak, residentBytes())
-			}
-		}
-	}()
-	return w
-}
-
-// peak stops the watch and returns the largest resident size seen, in
-// bytes (0 where /proc/self/statm cannot be read).
-func (w *rssWatch) peak() int64 {
-	w.once.Do(func() {
-		close(w.stop)
-		w.max = <-w.done
-	})
-	return w.max
-}
-
-// residentBytes returns this process's resident memory now.
-func residentBytes() int64 {
-	data, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0
-	}
-	return pages * int64(os.Getpagesize())
 }
