@@ -50,12 +50,15 @@ type row struct {
 }
 
 type bench struct {
-	bin, dir   string
-	runs       int
-	profileDir string
-	keep       bool
-	rows       []row
-	restic     string
+	// drillMemory has a line per size: each phase's peak memory in the
+	// last drill's signed report.
+	drillMemory []string
+	bin, dir    string
+	runs        int
+	profileDir  string
+	keep        bool
+	rows        []row
+	restic      string
 }
 
 func (b *bench) tools() error {

@@ -273,9 +273,12 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 5) {
 			return err
 		}
-		toEtcd, err := drillToEtcd(out)
+		toEtcd, mem, err := drillToEtcd(out)
 		if err != nil {
 			return err
+		}
+		if r == b.runs-1 && len(mem) > 0 {
+			b.drillMemory = append(b.drillMemory, fmt.Sprintf("- %s: %s", label, strings.Join(mem, ", ")))
 		}
 		drillR = append(drillR, sample{wall: toEtcd, rss: s.rss})
 	}
@@ -368,37 +371,53 @@ func procCPU(pid int) time.Duration {
 // sum of its fetch, decrypt, restore etcd and start etcd phases, each of
 // which must have succeeded: the restore to a running etcd, before the
 // control plane and the checks.
-func drillToEtcd(out []byte) (time.Duration, error) {
+// drillToEtcd reads a drill's JSON output: the sum of its fetch, decrypt,
+// restore etcd and start etcd phases, and each phase's peak memory as
+// "name size" (docs/format.md §5.6).
+func drillToEtcd(out []byte) (time.Duration, []string, error) {
 	i := bytes.Index(out, []byte("\n{"))
 	if i < 0 {
-		return 0, fmt.Errorf("drill run printed no JSON:\n%s", tail(out))
+		return 0, nil, fmt.Errorf("drill run printed no JSON:\n%s", tail(out))
 	}
 	var v struct {
 		Report struct {
 			Phases []struct {
-				Name       string `json:"name"`
-				DurationMs int64  `json:"durationMs"`
-				Outcome    string `json:"outcome"`
+				Name            string `json:"name"`
+				DurationMs      int64  `json:"durationMs"`
+				Outcome         string `json:"outcome"`
+				PeakMemoryBytes int64  `json:"peakMemoryBytes"`
 			} `json:"phases"`
 		} `json:"report"`
 	}
 	if err := json.NewDecoder(bytes.NewReader(out[i+1:])).Decode(&v); err != nil {
-		return 0, fmt.Errorf("drill run's JSON: %w", err)
+		return 0, nil, fmt.Errorf("drill run's JSON: %w", err)
 	}
 	var ms int64
 	seen := 0
+	var mem []string
 	for _, p := range v.Report.Phases {
+		if p.PeakMemoryBytes > 0 {
+			mem = append(mem, p.Name+" "+memText(p.PeakMemoryBytes))
+		}
 		switch p.Name {
 		case "fetch", "decrypt", "restore etcd", "start etcd":
 			if p.Outcome != "success" {
-				return 0, fmt.Errorf("drill phase %s: %s", p.Name, p.Outcome)
+				return 0, nil, fmt.Errorf("drill phase %s: %s", p.Name, p.Outcome)
 			}
 			ms += p.DurationMs
 			seen++
 		}
 	}
 	if seen != 4 {
-		return 0, fmt.Errorf("drill report has %d of the phases fetch, decrypt, restore etcd and start etcd", seen)
+		return 0, nil, fmt.Errorf("drill report has %d of the phases fetch, decrypt, restore etcd and start etcd", seen)
 	}
-	return time.Duration(ms) * time.Millisecond, nil
+	return time.Duration(ms) * time.Millisecond, mem, nil
+}
+
+// memText writes a byte count as MiB, or GiB with one decimal from 1 GiB.
+func memText(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
 }

@@ -21,6 +21,11 @@ func (b *bench) table() string {
 		}
 		fmt.Fprintf(&s, "| %s | %s | %s | %.2f | %s | %s |\n", r.measure, r.lifeboat, r.peer, r.ratio, r.goal, verdict)
 	}
+	if len(b.drillMemory) > 0 {
+		s.WriteString("\nPeak memory of each drill phase, from the last drill's signed report (lifeboat, the scratch\n" +
+			"kube-apiserver it started, and the decrypted snapshot while held in memory; docs/format.md §5.6):\n\n")
+		s.WriteString(strings.Join(b.drillMemory, "\n") + "\n")
+	}
 	return s.String()
 }
 

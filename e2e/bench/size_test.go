@@ -1,0 +1,36 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDrillToEtcd reads the restore phases' time and each phase's peak
+// memory from a drill's JSON output, and refuses a drill whose restore
+// phases did not all succeed.
+func TestDrillToEtcd(t *testing.T) {
+	out := []byte(`[  0.00s] drill started
+{"report":{"phases":[
+ {"name":"select","durationMs":5,"outcome":"success","peakMemoryBytes":52428800},
+ {"name":"fetch","durationMs":10,"outcome":"success","peakMemoryBytes":52428800},
+ {"name":"decrypt","durationMs":2700,"outcome":"success","peakMemoryBytes":2576980377},
+ {"name":"restore etcd","durationMs":10100,"outcome":"success","peakMemoryBytes":5153960755},
+ {"name":"start etcd","durationMs":3500,"outcome":"success"},
+ {"name":"verify","durationMs":0,"outcome":"skipped"}]}}
+`)
+	d, mem, err := drillToEtcd(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 16310*time.Millisecond {
+		t.Errorf("restore phases took %v, want 16.31s", d)
+	}
+	if got := strings.Join(mem, ", "); got != "select 50 MiB, fetch 50 MiB, decrypt 2.4 GiB, restore etcd 4.8 GiB" {
+		t.Errorf("memory: %s", got)
+	}
+	bad := []byte(strings.Replace(string(out), `"restore etcd","durationMs":10100,"outcome":"success"`, `"restore etcd","durationMs":10100,"outcome":"failure"`, 1))
+	if _, _, err := drillToEtcd(bad); err == nil || !strings.Contains(err.Error(), "restore etcd") {
+		t.Errorf("a failed restore phase: %v", err)
+	}
+}
