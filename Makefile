@@ -23,7 +23,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # seconds each here. Counts, not durations: a duration-based -fuzztime
 # races Go's fuzz coordinator at its deadline and fails with a bare
 # "context deadline exceeded" (golang/go#75804, fixed only in Go 1.27).
-FUZZ      := ./internal/config:FuzzParse:20000x ./internal/envelope:FuzzParseHeader:100000x ./internal/envelope:FuzzDecrypt:80000x
+FUZZ      := ./internal/config:FuzzParse:20000x ./internal/envelope:FuzzParseHeader:100000x ./internal/envelope:FuzzDecrypt:80000x ./internal/source/etcd:FuzzSnapshotCodec:100000x
 
 # Servers the tests start, each built from its own pinned module in
 # e2e/testbin/<module>. Heavy builds run one at a time.

@@ -399,7 +399,7 @@ func (r *run) putArtifact(ctx context.Context, name, source string, src io.Reade
 	}
 	er := w.Result()
 	if storeDigest {
-		if len(res.info.SHA256) != 64 {
+		if !catalog.IsSHA256Hex(res.info.SHA256) {
 			return catalog.Artifact{}, fmt.Errorf("artifact %s: store %s: the store gave no SHA-256 of what it stored (got %q): %w", name, key, res.info.SHA256, store.ErrIntegrity)
 		}
 		er.CiphertextSHA256 = res.info.SHA256

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/lifeboat-dr/lifeboat/internal/backup"
@@ -18,6 +20,25 @@ import (
 // plainStore hides every method of the store but store.Store's, so the
 // backup cannot take the digest from the store's Put.
 type plainStore struct{ store.Store }
+
+// lyingStore reports a wrong digest from Put: through PutReportsSHA256 when
+// reports is set, or as a plain store.
+type lyingStore struct {
+	store.Store
+	reports bool
+}
+
+const wrongDigest = "0000000000000000000000000000000000000000000000000000000000000000"
+
+func (l lyingStore) PutReportsSHA256() bool { return l.reports }
+
+func (l lyingStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (store.ObjectInfo, error) {
+	info, err := l.Store.Put(ctx, key, r, o)
+	if err == nil && strings.Contains(key, "/artifacts/") {
+		info.SHA256 = wrongDigest
+	}
+	return info, err
+}
 
 // TestArtifactDigestIsWhatWasStored: each artifact's recorded ciphertext
 // SHA-256 is the digest of the bytes in the store, whether it came from
@@ -73,4 +94,33 @@ resources:
 			}
 		})
 	}
+
+	// Which digest the manifest takes is the store's when it says it
+	// reports one: a store that lies about it is caught when the backup is
+	// read back, never trusted over the bytes.
+	t.Run("a store that reports a wrong digest", func(t *testing.T) {
+		ctx := context.Background()
+		f := newFixture(t)
+		m, err := backup.Run(ctx, backup.Options{Plan: plan("p", config.Source{EncryptionConfig: &config.EncryptionConfigSource{File: cfg}}),
+			Store: lyingStore{f.st, true}, Keys: f.keyring})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if m.Artifacts[0].CiphertextSHA256 != wrongDigest {
+			t.Fatalf("the manifest records %s, not the store's digest", m.Artifacts[0].CiphertextSHA256)
+		}
+		if res, err := catalog.Verify(ctx, f.st, m.Backup, true, f.keyring); err == nil && res.OK {
+			t.Fatalf("Verify passed a backup whose recorded digest is not its bytes': %+v", res)
+		}
+	})
+	// Without the method, the envelope's digest is checked against the
+	// store's at write time, and the backup fails.
+	t.Run("a plain store that reports a wrong digest", func(t *testing.T) {
+		f := newFixture(t)
+		_, err := backup.Run(context.Background(), backup.Options{Plan: plan("p", config.Source{EncryptionConfig: &config.EncryptionConfigSource{File: cfg}}),
+			Store: lyingStore{f.st, false}, Keys: f.keyring})
+		if !errors.Is(err, store.ErrIntegrity) || !strings.Contains(err.Error(), wrongDigest) {
+			t.Fatalf("Run: %v", err)
+		}
+	})
 }

@@ -82,4 +82,6 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-func isSHA256Hex(s string) bool { return len(s) == 64 && isLowerHex(s) }
+// IsSHA256Hex reports whether s is a SHA-256 digest as lifeboat records
+// them: 64 lowercase hex digits.
+func IsSHA256Hex(s string) bool { return len(s) == 64 && isLowerHex(s) }

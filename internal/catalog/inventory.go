@@ -138,7 +138,7 @@ func (inv *Inventory) validate() error {
 	if inv.Keys < 0 {
 		return fmt.Errorf("keys: %d is negative", inv.Keys)
 	}
-	if !isSHA256Hex(inv.Digest) {
+	if !IsSHA256Hex(inv.Digest) {
 		return fmt.Errorf("digest: want 64 lowercase hex digits")
 	}
 	var sum int64

@@ -182,7 +182,7 @@ func (m *Manifest) Validate() error {
 	if m.Format != ManifestFormat {
 		return fmt.Errorf("field format: got %q, want %q", m.Format, ManifestFormat)
 	}
-	if !isSHA256Hex(m.MAC) {
+	if !IsSHA256Hex(m.MAC) {
 		return fmt.Errorf("field mac: %q is not 64 lowercase hex digits (a manifest must be authenticated)", m.MAC)
 	}
 	plan, _, err := ParseID(m.Backup)
@@ -294,10 +294,10 @@ func (a *Artifact) validate() error {
 	if a.PlaintextSize < 0 || a.CiphertextSize <= 0 {
 		return errors.New("sizes: plaintextSize must not be negative and ciphertextSize must be positive")
 	}
-	if !isSHA256Hex(a.PlaintextSHA256) {
+	if !IsSHA256Hex(a.PlaintextSHA256) {
 		return errors.New("plaintextSHA256: want 64 lowercase hex digits")
 	}
-	if !isSHA256Hex(a.CiphertextSHA256) {
+	if !IsSHA256Hex(a.CiphertextSHA256) {
 		return errors.New("ciphertextSHA256: want 64 lowercase hex digits")
 	}
 	return nil
@@ -317,7 +317,7 @@ func (e *Etcd) validate() error {
 		return errors.New("dbSize: must be positive")
 	case e.TakenAt.IsZero():
 		return errors.New("takenAt: missing")
-	case !isSHA256Hex(e.SnapshotSHA256):
+	case !IsSHA256Hex(e.SnapshotSHA256):
 		return errors.New("snapshotSHA256: want 64 lowercase hex digits")
 	}
 	if err := e.Inventory.validate(); err != nil {

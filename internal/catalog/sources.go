@@ -201,7 +201,7 @@ func (x *Manifests) validate() error {
 		return fmt.Errorf("counts: add up to %d, but objects is %d", n, x.Objects)
 	}
 	for i, p := range x.Policies {
-		if p.Version == "" || p.Kind == "" || p.Name == "" || !isSHA256Hex(p.SHA256) {
+		if p.Version == "" || p.Kind == "" || p.Name == "" || !IsSHA256Hex(p.SHA256) {
 			return fmt.Errorf("policies[%d]: version, kind, name and a SHA-256 are required", i)
 		}
 		if p.Group == "" && p.Kind == "Secret" {
@@ -221,7 +221,7 @@ func (x *Manifests) validate() error {
 	if err := validateInconsistent(x.Inconsistent); err != nil {
 		return err
 	}
-	if !isSHA256Hex(x.IndexSHA256) {
+	if !IsSHA256Hex(x.IndexSHA256) {
 		return errors.New("indexSHA256: want 64 lowercase hex digits")
 	}
 	return nil
@@ -272,7 +272,7 @@ func (x *Vault) validate() error {
 	}
 	seen := make(map[string]bool, len(x.TransitKeys))
 	for i, k := range x.TransitKeys {
-		if k.Name == "" || k.LatestVersion <= 0 || k.CanaryCiphertext == "" || !isSHA256Hex(k.CanarySHA256) {
+		if k.Name == "" || k.LatestVersion <= 0 || k.CanaryCiphertext == "" || !IsSHA256Hex(k.CanarySHA256) {
 			return fmt.Errorf("transitKeys[%d]: name, latestVersion, canaryCiphertext and canarySHA256 are required", i)
 		}
 		if seen[k.Name] {

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
@@ -38,19 +40,24 @@ func (r *runner) fetchDecrypt(ctx context.Context, m catalog.Manifest, a catalog
 		if err != nil {
 			return fail(err)
 		}
-		if _, err := catalog.DecryptArtifact(ctx, r.opts.Store, m, a.Name, dk, pf); err != nil {
+		r.dropSnapshot()
+		var dst io.Writer = pf
+		if pf.InMemory() {
+			// The memory file's pages count towards the phase's memory as
+			// they are written (no resident set shows them).
+			dst = heldWriter{pf, &r.heldSnapshot}
+		}
+		if _, err := catalog.DecryptArtifact(ctx, r.opts.Store, m, a.Name, dk, dst); err != nil {
 			pf.Close()
+			r.heldSnapshot.Store(0)
 			return fail(err)
 		}
 		if err := pf.Seal(); err != nil {
 			pf.Close()
+			r.heldSnapshot.Store(0)
 			return fail(err)
 		}
-		r.dropSnapshot()
 		r.snapshot = pf
-		if pf.InMemory() {
-			r.heldSnapshot.Store(a.PlaintextSize)
-		}
 		return pf.Path(), nil
 	}
 	final := filepath.Join(dir, a.Name)
@@ -98,4 +105,16 @@ func checkSnapshotDigest(path string, m catalog.Manifest) error {
 		return fmt.Errorf("backup %s: etcd snapshot ends with digest %s, manifest says %s: %w", m.Backup, got, m.Etcd.SnapshotSHA256, catalog.ErrVerification)
 	}
 	return nil
+}
+
+// heldWriter counts the bytes written to a memory file into held.
+type heldWriter struct {
+	w    io.Writer
+	held *atomic.Int64
+}
+
+func (h heldWriter) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	h.held.Add(int64(n))
+	return n, err
 }

@@ -91,7 +91,6 @@ func newReportView(r Report) reportView {
 	return v
 }
 
-// durText shows milliseconds as a Go duration ("1m2.5s").
 // memText writes a byte count in binary units: 812 MiB, 2.3 GiB.
 func memText(n int64) string {
 	switch {
@@ -107,6 +106,7 @@ func memText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// durText shows milliseconds as a Go duration ("1m2.5s").
 func durText(ms int64) string {
 	if ms > 1<<53 {
 		return strconv.FormatInt(ms, 10) + "ms"

@@ -229,6 +229,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	// its watch saw, and the memory file held through it.
 	measured := func(from time.Time) {
 		last := &stages[len(stages)-1]
+		mw.Sample()
 		last.PeakRSSBytes = mw.Peak(from, now())
 		if sf.InMemory() {
 			last.MemoryFileBytes = sa.PlaintextSize

@@ -69,7 +69,8 @@ func TestPeakWindow(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
 	w := &Watch{o: Options{Interval: 100 * time.Millisecond}}
 	for i, b := range []int64{10, 50, 30, 70, 20, 5} {
-		w.samples = append(w.samples, sample{t0.Add(time.Duration(i) * 100 * time.Millisecond), b})
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		w.samples = append(w.samples, sample{at, at, b})
 	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	for _, tc := range []struct {
@@ -91,6 +92,38 @@ func TestPeakWindow(t *testing.T) {
 	}
 	if got := (&Watch{}).Peak(t0, t0); got != 0 {
 		t.Errorf("Peak without samples = %d", got)
+	}
+}
+
+// TestSamplesBounded: a long run keeps at most maxSamples samples, merged
+// in pairs as it goes, and its peaks stay where they were: a spike in one
+// sample is found by a span around it, and not by spans away from it.
+func TestSamplesBounded(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	c := &clock{t: t0}
+	w := &Watch{o: Options{Interval: 20 * time.Millisecond, Now: c.now}}
+	const n = 5 * maxSamples
+	spike := 3*maxSamples + 7
+	for i := range n {
+		c.set(t0.Add(time.Duration(i) * 20 * time.Millisecond))
+		b := int64(100 + i%3)
+		if i == spike {
+			b = 1 << 30
+		}
+		w.record(b)
+	}
+	if len(w.samples) > maxSamples {
+		t.Fatalf("%d samples kept", len(w.samples))
+	}
+	at := t0.Add(time.Duration(spike) * 20 * time.Millisecond)
+	if got := w.Peak(at, at); got != 1<<30 {
+		t.Errorf("Peak at the spike = %d", got)
+	}
+	if got := w.Peak(at.Add(-time.Minute), at.Add(-50*time.Second)); got != 102 {
+		t.Errorf("Peak a minute before the spike = %d, want 102", got)
+	}
+	if got := w.Peak(t0, t0.Add(time.Duration(n)*20*time.Millisecond)); got != 1<<30 {
+		t.Errorf("Peak over the run = %d", got)
 	}
 }
 

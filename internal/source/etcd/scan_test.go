@@ -639,11 +639,63 @@ func TestSnapshotCodecSplits(t *testing.T) {
 		bytewise = append(bytewise, mem.SliceBuffer(raw[i:i+1]))
 	}
 	check("a byte a buffer", bytewise)
-	// Cut inside the blob, inside a length, inside a varint.
-	for _, cut := range []int{len(raw) - 3, 3, len(raw) - len("unknown") - 2 - 3} {
+	// Cut inside the blob, inside the blob's length (600 takes two varint
+	// bytes), inside field 11's varint, inside the header.
+	blobAt := bytes.Index(raw, want.Blob)
+	for _, cut := range []int{blobAt + 100, blobAt - 1, len(raw) - len("unknown") - 2 - 3, 3} {
 		var got pb.SnapshotResponse
 		if err := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(raw[:cut])}, &got); err == nil {
 			t.Errorf("a message cut at %d of %d bytes decoded", cut, len(raw))
 		}
 	}
+	// What a broken or hostile member could send is refused, not a panic
+	// or a huge allocation.
+	for name, msg := range map[string][]byte{
+		"a blob of 2^63 bytes":    protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.BytesType), 1<<63),
+		"an 11-byte varint":       append(protowire.AppendTag(nil, 2, protowire.VarintType), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01),
+		"field number 0":          {0x02, 0x00},
+		"a group":                 protowire.AppendTag(nil, 5, protowire.StartGroupType),
+		"a group's end":           protowire.AppendTag(nil, 5, protowire.EndGroupType),
+		"wire type 6":             {5<<3 | 6},
+		"wire type 7":             {5<<3 | 7},
+		"a fixed64 cut short":     append(protowire.AppendTag(nil, 9, protowire.Fixed64Type), 1, 2, 3),
+		"a tag and nothing after": protowire.AppendTag(nil, 2, protowire.VarintType),
+	} {
+		var got pb.SnapshotResponse
+		if err := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, &got); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
+}
+
+// FuzzSnapshotCodec: however a message is split across buffers, the codec
+// decodes it the same, and what it decodes is what the generated decoder
+// reads from the same bytes.
+func FuzzSnapshotCodec(f *testing.F) {
+	full, _ := (&pb.SnapshotResponse{Header: &pb.ResponseHeader{Revision: 3}, RemainingBytes: 9, Blob: []byte("snapshot bytes"), Version: "3.6.0"}).Marshal()
+	f.Add(full, uint16(5))
+	f.Add([]byte{}, uint16(0))
+	f.Add(protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.BytesType), 1<<63), uint16(1))
+	f.Fuzz(func(t *testing.T, msg []byte, at uint16) {
+		var whole, split pb.SnapshotResponse
+		errWhole := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, &whole)
+		cut := int(at) % (len(msg) + 1)
+		errSplit := (snapshotCodec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg[:cut]), mem.SliceBuffer(msg[cut:])}, &split)
+		if (errWhole == nil) != (errSplit == nil) {
+			t.Fatalf("whole: %v; split at %d: %v", errWhole, cut, errSplit)
+		}
+		if errWhole != nil {
+			return
+		}
+		if !bytes.Equal(whole.Blob, split.Blob) || whole.Version != split.Version || whole.RemainingBytes != split.RemainingBytes {
+			t.Fatalf("split at %d decodes otherwise", cut)
+		}
+		var gen pb.SnapshotResponse
+		if err := gen.Unmarshal(msg); err == nil {
+			if !bytes.Equal(gen.Blob, whole.Blob) || gen.Version != whole.Version || gen.RemainingBytes != whole.RemainingBytes {
+				t.Fatalf("the generated decoder reads blob %d bytes, version %q, remaining %d; the codec %d, %q, %d",
+					len(gen.Blob), gen.Version, gen.RemainingBytes, len(whole.Blob), whole.Version, whole.RemainingBytes)
+			}
+		}
+	})
 }

@@ -140,6 +140,8 @@ func unmarshalSnapshot(data mem.BufferSlice, resp *pb.SnapshotResponse) error {
 				var dst []byte
 				if p, ok := blobs.Get().(*[]byte); ok && cap(*p) >= int(l) {
 					dst = (*p)[:0]
+				} else {
+					dst = make([]byte, 0, l)
 				}
 				releaseBlob(resp.Blob) // a repeated field: the last one counts
 				resp.Blob = c.take(dst, int(l))
