@@ -46,16 +46,7 @@ func (l lyingStore) Put(ctx context.Context, key string, r io.Reader, o store.Pu
 // (for a store that does not say it does).
 func TestArtifactDigestIsWhatWasStored(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "encryption.yaml")
-	if err := os.WriteFile(cfg, []byte(`apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources: [secrets]
-    providers:
-      - aescbc:
-          keys:
-            - {name: key1, secret: c2VjcmV0IGlzIHNlY3VyZSwgaSB0aGluayBzbz8hIQ==}
-      - identity: {}
-`), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources: [{resources: [secrets], providers: [{identity: {}}]}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, wrap := range map[string]func(store.Store) store.Store{

@@ -213,14 +213,7 @@ func TestReportFieldErrors(t *testing.T) {
 			// A verifier given such a report, correctly signed, names the
 			// same field.
 			r.Format, r.Signer, r.PublicKey = ReportFormat, signer.KeyID(), signer.pub.Base64()
-			tree := r.tree(false)
-			msg, _ := appendCanonical(nil, tree, "")
-			sig, err := signer.sign(msg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tree["signature"] = sig
-			data, _ := appendCanonical(nil, tree, "")
+			data := signTree(t, signer, r.tree(false))
 			_, err = VerifyReport(data, "r.json", signer.PublicKey())
 			if !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "r.json: field "+tc.field+":") {
 				t.Fatalf("VerifyReport: %v", err)
@@ -478,13 +471,7 @@ func TestReportPhaseMemory(t *testing.T) {
 	// A verifier refuses a signed report whose member is 0.
 	tree := signed.tree(false)
 	tree["phases"].([]any)[0].(map[string]any)["peakMemoryBytes"] = int64(0)
-	msg, _ := appendCanonical(nil, tree, "")
-	sig, err := signer.sign(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree["signature"] = sig
-	zero, _ := appendCanonical(nil, tree, "")
+	zero := signTree(t, signer, tree)
 	if _, err := VerifyReport(zero, "r.json", signer.PublicKey()); !errors.Is(err, ErrTampered) || !strings.Contains(err.Error(), "phases[0].peakMemoryBytes") {
 		t.Errorf("a zero peak memory: %v", err)
 	}
@@ -529,4 +516,18 @@ func TestReportPhaseMemoryVector(t *testing.T) {
 	if got.Phases[0].PeakMemoryBytes != 61<<20 {
 		t.Fatalf("vector phases %+v", got.Phases)
 	}
+}
+
+// signTree signs a report's tree as it stands, valid or not, and returns
+// the signed report's bytes: what a verifier is given.
+func signTree(t testing.TB, signer *Signer, tree map[string]any) []byte {
+	t.Helper()
+	msg, _ := appendCanonical(nil, tree, "")
+	sig, err := signer.sign(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree["signature"] = sig
+	data, _ := appendCanonical(nil, tree, "")
+	return data
 }
