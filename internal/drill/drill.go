@@ -272,10 +272,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		runCtx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	// Memory is sampled through the run; each phase's peak is read from
-	// the samples once the phases are known (finish).
+	// Memory is sampled through the run; finish stops the watch and reads
+	// each phase's peak from the samples.
 	r.mem = memwatch.Start(memwatch.Options{Now: r.now, Extra: r.heldSnapshot.Load})
-	defer r.mem.Stop()
 	r.event("", "drill %s started (run %s); incident simulated now; targets RTO %s, RPO %s",
 		name, runID, opts.Drill.Spec.Targets.RTO, opts.Drill.Spec.Targets.RPO)
 

@@ -40,7 +40,10 @@ func (r *runner) fetchDecrypt(ctx context.Context, m catalog.Manifest, a catalog
 		if err != nil {
 			return fail(err)
 		}
+		// r holds it from now on: a failure below discards it, and the
+		// memory it holds, through dropSnapshot.
 		r.dropSnapshot()
+		r.snapshot = pf
 		var dst io.Writer = pf
 		if pf.InMemory() {
 			// The memory file's pages count towards the phase's memory as
@@ -48,16 +51,13 @@ func (r *runner) fetchDecrypt(ctx context.Context, m catalog.Manifest, a catalog
 			dst = heldWriter{pf, &r.heldSnapshot}
 		}
 		if _, err := catalog.DecryptArtifact(ctx, r.opts.Store, m, a.Name, dk, dst); err != nil {
-			pf.Close()
-			r.heldSnapshot.Store(0)
+			r.dropSnapshot()
 			return fail(err)
 		}
 		if err := pf.Seal(); err != nil {
-			pf.Close()
-			r.heldSnapshot.Store(0)
+			r.dropSnapshot()
 			return fail(err)
 		}
-		r.snapshot = pf
 		return pf.Path(), nil
 	}
 	final := filepath.Join(dir, a.Name)

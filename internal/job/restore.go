@@ -86,8 +86,8 @@ type RestoreStage struct {
 	Detail     string `json:"detail"`
 	DurationMs int64  `json:"durationMs"`
 	// PeakRSSBytes is the process's peak resident memory during the
-	// stage (sampled every 20 ms, internal/memwatch), where measured: the decrypt stage's
-	// and each member's.
+	// stage (sampled every 20 ms, internal/memwatch), where measured: the
+	// decrypt stage's and each member's.
 	PeakRSSBytes int64 `json:"peakRSSBytes,omitempty"`
 	// MemoryFileBytes is what the decrypted snapshot's memory file holds
 	// beside the resident memory during the stage, when it is held in
@@ -226,7 +226,7 @@ func RestoreEtcd(ctx context.Context, env *wire.Env, o RestoreEtcdOptions) (Rest
 	}
 	snap := sf.Path()
 	// measured adds the memory of the stage just ended: the resident peak
-	// its watch saw, and the memory file held through it.
+	// the watch saw, and the memory file held through it.
 	measured := func(from time.Time) {
 		last := &stages[len(stages)-1]
 		mw.Sample()
