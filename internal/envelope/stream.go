@@ -170,8 +170,16 @@ func NewWriter(dst io.Writer, key DataKey, opts Options) (*Writer, error) {
 		w.async = newAsyncWriter(w.aeadW, asyncDepth, asyncBufSize)
 		// A 2 MiB window (the default for this level is 8 MiB) costs
 		// nothing measurable on etcd snapshots and keeps the encoders'
-		// history within a backup's memory bound.
-		w.zstdW, err = zstd.NewWriter(w.async, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false), zstd.WithWindowSize(zstdWindow))
+		// history within a backup's memory bound. The encoder compresses
+		// in the writer's own goroutine (concurrency 1): its default hands
+		// every 128 KiB block to a goroutine of its own and waits for the
+		// one before, and a 1 GiB backup then spent more CPU in the
+		// hand-offs and left cores idle (synchronous: 0.93 of the CPU and
+		// of the wall time, paired; the stream is the same bytes). The
+		// asyncWriter behind it is what runs the AEAD and the store's
+		// write beside the compression.
+		w.zstdW, err = zstd.NewWriter(w.async, zstd.WithEncoderLevel(level), zstd.WithEncoderCRC(false),
+			zstd.WithWindowSize(zstdWindow), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			w.async.Abort()
 			return nil, fmt.Errorf("encrypt artifact %q: start zstd: %w", opts.Artifact, err)
