@@ -53,12 +53,15 @@ type bench struct {
 	// drillMemory has a line per size: each phase's peak memory in the
 	// last drill's signed report.
 	drillMemory []string
-	bin, dir    string
-	runs        int
-	profileDir  string
-	keep        bool
-	rows        []row
-	restic      string
+	// floors has a line per size: the least wall time the backup's goals
+	// allow against what the machine can give (see backupFloors).
+	floors     []string
+	bin, dir   string
+	runs       int
+	profileDir string
+	keep       bool
+	rows       []row
+	restic     string
 }
 
 func (b *bench) tools() error {

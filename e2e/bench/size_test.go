@@ -34,3 +34,20 @@ func TestDrillToEtcd(t *testing.T) {
 		t.Errorf("a failed restore phase: %v", err)
 	}
 }
+
+// TestBackupFloors states the floor of shared CPU over the cores, and the
+// restic goal's relation to etcdctl's own time only when it is below it.
+func TestBackupFloors(t *testing.T) {
+	lb := sample{wall: 6 * time.Second, cpu: 5 * time.Second}
+	ctl := sample{wall: 5 * time.Second}
+	got := backupFloors("1 GiB", lb, ctl, sample{wall: 8 * time.Second}, 4*time.Second, 2)
+	want := "- 1 GiB: lifeboat took 6.00 s; its CPU and the member's (5.00 s + 4.00 s) over 2 cores take at least 4.50 s. " +
+		"The goal against etcdctl + restic (4.00 s) is less than etcdctl's own time for the same snapshot (5.00 s)."
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	got = backupFloors("256 MiB", lb, ctl, sample{wall: 12 * time.Second}, 4*time.Second, 2)
+	if strings.Contains(got, "restic") || !strings.HasSuffix(got, "take at least 4.50 s.") {
+		t.Errorf("a goal above etcdctl's time: %s", got)
+	}
+}
