@@ -1,11 +1,14 @@
 package fs
 
+import "os"
+
 // Hooks are the test hooks of a Store (see hooks).
 type Hooks struct {
 	SyncDir          func(dir string) error
 	BeforeLock       func(op string)
 	AfterObjectLink  func(key string)
 	AfterDeleteCheck func(key string)
+	StartWriteback   func(f *os.File, off, n int64)
 }
 
 // SetHooks installs h on s. Call it before s is used concurrently.
@@ -15,9 +18,14 @@ func SetHooks(s *Store, h Hooks) {
 		beforeLock:       h.BeforeLock,
 		afterObjectLink:  h.AfterObjectLink,
 		afterDeleteCheck: h.AfterDeleteCheck,
+		startWriteback:   h.StartWriteback,
 	}
 }
 
 // SyncDirForTest is the real fsync of a directory, for hooks that record
 // the call and then do it.
 var SyncDirForTest = syncDir
+
+// StartWritebackForTest is the real start of a new object's writeback,
+// for hooks that record the call and then make it.
+var StartWritebackForTest = startWriteback

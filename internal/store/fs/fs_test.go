@@ -549,6 +549,51 @@ func TestPutSyncsExistingParents(t *testing.T) {
 	}
 }
 
+// TestPutStartsWriteback: a large object's writeback is started chunk by
+// chunk as it is written, over its bytes in order and never past them, so
+// the fsync at the end waits for the last chunk only; the object is still
+// whole.
+func TestPutStartsWriteback(t *testing.T) {
+	e := newEnv(t)
+	type call struct{ off, n int64 }
+	var calls []call
+	fs.SetHooks(e.st, fs.Hooks{StartWriteback: func(f *os.File, off, n int64) {
+		calls = append(calls, call{off, n})
+		fs.StartWritebackForTest(f, off, n)
+	}})
+	data := make([]byte, 20<<20+5)
+	rand.Read(data)
+	e.put(t, "backups/b1/artifacts/etcd", data, e.clock.Now().Add(time.Hour))
+	if len(calls) != 2 {
+		t.Fatalf("writeback started %d times for 20 MiB, want 2 (every 8 MiB): %v", len(calls), calls)
+	}
+	var next int64
+	for _, c := range calls {
+		if c.off != next || c.n < 8<<20 {
+			t.Fatalf("writeback calls %v: not contiguous chunks of at least 8 MiB from the start", calls)
+		}
+		next = c.off + c.n
+	}
+	if next > int64(len(data)) {
+		t.Fatalf("writeback reached byte %d of %d", next, len(data))
+	}
+	rc, err := e.st.Get(t.Context(), "backups/b1/artifacts/etcd", store.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("object read back: %d bytes, equal %v, err %v", len(got), bytes.Equal(got, data), err)
+	}
+	small := make([]byte, 1<<20)
+	calls = nil
+	e.put(t, "backups/b1/artifacts/small", small, e.clock.Now().Add(time.Hour))
+	if len(calls) != 0 {
+		t.Errorf("writeback started for a 1 MiB object: %v", calls)
+	}
+}
+
 func TestCorruption(t *testing.T) {
 	key := "backups/b1/artifacts/etcd"
 	objRel := []string{"objects", "backups", "b1", "artifacts", "etcd"}

@@ -1,5 +1,7 @@
 package fs
 
+import "os"
+
 // hooks lets tests of this package observe and pause a Store at points
 // where its races and durability steps matter. Every field is nil outside
 // tests; they are set only through export_test.go.
@@ -14,6 +16,17 @@ type hooks struct {
 	// afterDeleteCheck runs in Delete once the retention check has passed,
 	// before anything is removed.
 	afterDeleteCheck func(key string)
+	// startWriteback replaces the start of a new object's writeback.
+	startWriteback func(f *os.File, off, n int64)
+}
+
+// startWriteback returns the function that starts the writeback of part
+// of a new object: the test hook when one is set.
+func (s *Store) startWriteback() func(f *os.File, off, n int64) {
+	if s.hooks.startWriteback != nil {
+		return s.hooks.startWriteback
+	}
+	return startWriteback
 }
 
 // syncDir fsyncs dir, through the test hook when one is set.
