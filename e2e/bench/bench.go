@@ -35,10 +35,16 @@ func (s sample) add(o sample) sample {
 }
 
 // median returns the sample with the median wall time.
-func median(ss []sample) sample {
-	s := slices.Clone(ss)
-	slices.SortFunc(s, func(a, b sample) int { return int(a.wall - b.wall) })
-	return s[len(s)/2]
+func median(ss []sample) sample { return ss[medianIndex(ss)] }
+
+// medianIndex returns the index of the run of median wall time.
+func medianIndex(ss []sample) int {
+	idx := make([]int, len(ss))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return int(ss[a].wall - ss[b].wall) })
+	return idx[len(idx)/2]
 }
 
 type row struct {
@@ -53,8 +59,8 @@ type bench struct {
 	// drillMemory has a line per size: each phase's peak memory in the
 	// last drill's signed report.
 	drillMemory []string
-	// floors has a line per size: the least wall time the backup's goals
-	// allow against what the machine can give (see backupFloors).
+	// floors has a line per size: the CPU floor of the backup's median run
+	// (see backupFloors).
 	floors     []string
 	bin, dir   string
 	runs       int

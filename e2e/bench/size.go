@@ -295,7 +295,7 @@ func (b *bench) size(ctx context.Context, target int64) error {
 	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: peak RSS", label), lifeboat: mib(mlb.rss), peer: mib(mctl.rss) + " (etcdctl)",
 		ratio: float64(mlb.rss) / float64(mctl.rss), goal: "≤ 128 MiB", pass: mlb.rss <= 128<<20, hasVerdict: true})
 	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl + restic backup)", label), mlb.wall, both.wall, 0.50)
-	b.floors = append(b.floors, backupFloors(label, mlb, mctl, both, lbSrc, runtime.NumCPU()))
+	b.floors = append(b.floors, backupFloors(label, mlb, mctl, both, lbSrcCPU[medianIndex(lb)], runtime.NumCPU()))
 	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: stored bytes (vs restic)", label), lifeboat: mib(lbStored), peer: mib(resticStored) + fmt.Sprintf(" (restic %s)", secs(mrst.wall)),
 		ratio: float64(lbStored) / float64(resticStored), goal: "≤ 1.00", pass: lbStored <= resticStored, hasVerdict: true})
 	lbTotal := median(withStart(lbR, lbStart))
@@ -307,19 +307,21 @@ func (b *bench) size(ctx context.Context, target int64) error {
 	return nil
 }
 
-// backupFloors says, for one size, how close the backup came to what the
-// machine allows it. The member and lifeboat share the machine's cores, so
-// the backup cannot take less than their CPU together over the cores: a
-// wall time near that floor means no core was left idle, and only less CPU
-// would make it faster. And where half of etcdctl + restic is less than
-// etcdctl alone, that goal asks lifeboat to finish before etcdctl has
-// received and saved the same snapshot from the same member.
+// backupFloors states, for one size, the CPU floor of the backup's median
+// run: in that run the member and lifeboat shared the machine's cores, so
+// its wall time could not be less than their CPU time together (lbSrc, the
+// member's CPU in the same run) over the cores. A wall time near the floor
+// means little core time was left idle; only less CPU would then make that
+// run faster. (With a CPU quota below the cores, the floor is lower than
+// what the quota allows.) And where half of etcdctl + restic is less than
+// etcdctl's own time, that goal asks lifeboat to finish a backup of the same
+// data, from the same member, sooner than etcdctl alone saves a snapshot.
 func backupFloors(label string, lb, ctl, both sample, lbSrc time.Duration, cores int) string {
 	shared := (lb.cpu + lbSrc) / time.Duration(cores)
-	line := fmt.Sprintf("- %s: lifeboat took %s; its CPU and the member's (%s + %s) over %d cores take at least %s",
+	line := fmt.Sprintf("- %s: lifeboat took %s; in that run its CPU and the member's (%s + %s) over %d cores take at least %s",
 		label, secs(lb.wall), secs(lb.cpu), secs(lbSrc), cores, secs(shared))
 	if goal := both.wall / 2; goal < ctl.wall {
-		line += fmt.Sprintf(". The goal against etcdctl + restic (%s) is less than etcdctl's own time for the same snapshot (%s)", secs(goal), secs(ctl.wall))
+		line += fmt.Sprintf(". The goal against etcdctl + restic (%s) is less than etcdctl's own time to save a snapshot of the same data (%s)", secs(goal), secs(ctl.wall))
 	}
 	return line + "."
 }

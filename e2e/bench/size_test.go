@@ -35,14 +35,26 @@ func TestDrillToEtcd(t *testing.T) {
 	}
 }
 
+// TestMedianIndex picks the run of median wall time, so that figures from
+// that run (its CPU, the member's CPU) are read together.
+func TestMedianIndex(t *testing.T) {
+	ss := []sample{{wall: 3 * time.Second}, {wall: time.Second}, {wall: 2 * time.Second}}
+	if i := medianIndex(ss); i != 2 {
+		t.Errorf("medianIndex = %d, want 2", i)
+	}
+	if m := median(ss); m.wall != 2*time.Second {
+		t.Errorf("median = %v", m.wall)
+	}
+}
+
 // TestBackupFloors states the floor of shared CPU over the cores, and the
 // restic goal's relation to etcdctl's own time only when it is below it.
 func TestBackupFloors(t *testing.T) {
 	lb := sample{wall: 6 * time.Second, cpu: 5 * time.Second}
 	ctl := sample{wall: 5 * time.Second}
 	got := backupFloors("1 GiB", lb, ctl, sample{wall: 8 * time.Second}, 4*time.Second, 2)
-	want := "- 1 GiB: lifeboat took 6.00 s; its CPU and the member's (5.00 s + 4.00 s) over 2 cores take at least 4.50 s. " +
-		"The goal against etcdctl + restic (4.00 s) is less than etcdctl's own time for the same snapshot (5.00 s)."
+	want := "- 1 GiB: lifeboat took 6.00 s; in that run its CPU and the member's (5.00 s + 4.00 s) over 2 cores take at least 4.50 s. " +
+		"The goal against etcdctl + restic (4.00 s) is less than etcdctl's own time to save a snapshot of the same data (5.00 s)."
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

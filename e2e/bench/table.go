@@ -24,7 +24,7 @@ func (b *bench) table() string {
 		fmt.Fprintf(&s, "| %s | %s | %s | %.2f | %s | %s |\n", r.measure, r.lifeboat, r.peer, r.ratio, r.goal, verdict)
 	}
 	if len(b.floors) > 0 {
-		s.WriteString("\nWhat this machine allows a backup (" + strconv.Itoa(runtime.NumCPU()) + " cores; see below):\n\n")
+		s.WriteString("\nThe CPU floor of each size's median backup run (" + strconv.Itoa(runtime.NumCPU()) + " cores; see below):\n\n")
 		s.WriteString(strings.Join(b.floors, "\n") + "\n")
 	}
 	if len(b.drillMemory) > 0 {
@@ -59,11 +59,12 @@ const methodology = `## What is measured
   the keyspace inventory from the snapshot's bytes as they stream past (docs/format.md §6.0.1), so the
   member does the same work for it as for etcdctl; reading the keyspace a second time from the member
   (as before 2026-12-06) more than doubled it.
-- **what this machine allows a backup**: under the table, for each size. The member and lifeboat share
-  the machine's cores, so a backup cannot take less than their CPU together over the cores: a wall time near
-  that floor means no core was left idle, and only less CPU would make it faster. Where half of etcdctl +
-  restic is less than etcdctl's own time, that goal asks lifeboat to finish before etcdctl alone has
-  received and saved the same snapshot from the same member.
+- **the CPU floor of a backup run**: under the table, for each size's median run. The member and
+  lifeboat share the machine's cores, so that run could not take less than their CPU time together (the
+  member's measured in the same run) over the cores: a wall time near that floor means little core time
+  was left idle, and only less CPU would make the run faster. Where half of etcdctl + restic is less than
+  etcdctl's own time, that goal asks lifeboat to finish a backup of the same data, from the same member,
+  sooner than etcdctl alone saves a snapshot of it.
 - **stored bytes**: the backup's objects in the store against the restic repository after one backup.
 - **restore to a running etcd**: ` + "`lifeboat restore apply`" + ` (fetch, verify every digest and AEAD tag,
   decrypt, write the member's data directory) and the start of etcd on it until it answers a read, against

@@ -250,8 +250,8 @@ func (w *Writer) Abort(cause error) {
 	}
 }
 
-// release stops the compressor's and the queue's goroutines without
-// flushing into the AEAD stream.
+// release resets the compressor to io.Discard and stops the queue's
+// goroutine, without flushing into the AEAD stream.
 func (w *Writer) release() {
 	if w.zstdW != nil {
 		w.zstdW.Reset(io.Discard)

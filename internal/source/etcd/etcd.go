@@ -57,15 +57,17 @@ const (
 )
 
 // recvWindow is the HTTP/2 flow-control window of the snapshot
-// connection and its streams: how far the member may send ahead of what
-// lifeboat has read. gRPC's default starts at 64 KiB and grows with its
-// estimate of the bandwidth-delay product, which on a fast link stays small,
-// so the member stalled each time compression or a digest held the reader
-// and the two took turns on the cores. 8 MiB let them overlap: 0.92-0.95 of
-// the wall time of a 1 GiB backup (farm-bench, paired runs against the
-// default), within the backup's memory bound. 16 MiB gained nothing more
-// (0.98 against 8 MiB), and 32 MiB pushed the Go heap against backup run's
-// soft memory limit (docs/performance.md).
+// connection (its status call, the snapshot stream and the inventory's
+// fallback reads): how far the member may send ahead of what lifeboat has
+// read. gRPC's default starts at 64 KiB and grows with its estimate of the
+// bandwidth-delay product (a static window turns that estimate off), which
+// on a fast link stays small, so the member stalled each time compression
+// or a digest held the reader, and the two took turns on the cores. 8 MiB
+// let them overlap: 0.92-0.95 of the wall time of a 1 GiB backup (paired
+// runs against the default). 16 MiB gained nothing more (0.98 against 8
+// MiB), and 32 MiB, whose unread frames sit in the Go heap, pushed it
+// against backup run's soft memory limit (1.37 of the wall time). Up to 8
+// MiB of unread snapshot is held in the heap; backupMemoryLimit counts it.
 const recvWindow = 8 << 20
 
 // snapshotPool is the buffer pool of every snapshot connection.

@@ -26,6 +26,10 @@ func SetHooks(s *Store, h Hooks) {
 // the call and then do it.
 var SyncDirForTest = syncDir
 
-// StartWritebackForTest is the real start of a new object's writeback,
-// for hooks that record the call and then make it.
-var StartWritebackForTest = startWriteback
+// WritebackForTest is the real start of a new object's writeback, with its
+// error, for hooks that record the call and then make it.
+var WritebackForTest = writeback
+
+// WritebackChunk is how much of a new object is written before its
+// writeback is started.
+const WritebackChunk = writebackChunk

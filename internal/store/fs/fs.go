@@ -349,7 +349,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	}
 	tmpNames = append(tmpNames, tmpObj.Name())
 	defer tmpObj.Close() // a second Close after the explicit one is harmless
-	size, sum, step, err := copyData(ctx, &writebackAhead{f: tmpObj, start: s.startWriteback()}, r, opts.Size)
+	size, sum, step, err := copyData(ctx, &writebackAhead{f: tmpObj, start: s.writebackFunc()}, r, opts.Size)
 	if err != nil {
 		return fail(step, err)
 	}

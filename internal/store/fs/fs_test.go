@@ -550,32 +550,38 @@ func TestPutSyncsExistingParents(t *testing.T) {
 }
 
 // TestPutStartsWriteback: a large object's writeback is started chunk by
-// chunk as it is written, over its bytes in order and never past them, so
-// the fsync at the end waits for the last chunk only; the object is still
-// whole.
+// chunk as it is written, each call over bytes just written and never past
+// them, so the fsync at the end waits for what is still in flight; the
+// object is still whole. The real call is made and must succeed here.
 func TestPutStartsWriteback(t *testing.T) {
 	e := newEnv(t)
-	type call struct{ off, n int64 }
+	type call struct{ off, n, size int64 }
 	var calls []call
 	fs.SetHooks(e.st, fs.Hooks{StartWriteback: func(f *os.File, off, n int64) {
-		calls = append(calls, call{off, n})
-		fs.StartWritebackForTest(f, off, n)
+		fi, err := f.Stat()
+		if err != nil {
+			t.Errorf("stat the temporary file: %v", err)
+			return
+		}
+		calls = append(calls, call{off, n, fi.Size()})
+		if err := fs.WritebackForTest(f, off, n); err != nil {
+			t.Errorf("start writeback of %d bytes at %d: %v", n, off, err)
+		}
 	}})
-	data := make([]byte, 20<<20+5)
+	data := make([]byte, 2*fs.WritebackChunk+5<<20)
 	rand.Read(data)
 	e.put(t, "backups/b1/artifacts/etcd", data, e.clock.Now().Add(time.Hour))
 	if len(calls) != 2 {
-		t.Fatalf("writeback started %d times for 20 MiB, want 2 (every 8 MiB): %v", len(calls), calls)
+		t.Fatalf("writeback started %d times for %d bytes, want 2 (every %d): %v", len(calls), len(data), fs.WritebackChunk, calls)
 	}
 	var next int64
 	for _, c := range calls {
-		if c.off != next || c.n < 8<<20 {
-			t.Fatalf("writeback calls %v: not contiguous chunks of at least 8 MiB from the start", calls)
+		// Each call covers what was written since the last one, up to the
+		// file's size at the time: written, and nothing beyond.
+		if c.off != next || c.n < fs.WritebackChunk || c.off+c.n != c.size || c.size >= int64(len(data)) {
+			t.Fatalf("writeback calls %v: want contiguous chunks of at least %d bytes, each ending at the bytes written so far, before the end", calls, fs.WritebackChunk)
 		}
 		next = c.off + c.n
-	}
-	if next > int64(len(data)) {
-		t.Fatalf("writeback reached byte %d of %d", next, len(data))
 	}
 	rc, err := e.st.Get(t.Context(), "backups/b1/artifacts/etcd", store.GetOptions{})
 	if err != nil {
@@ -586,9 +592,8 @@ func TestPutStartsWriteback(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("object read back: %d bytes, equal %v, err %v", len(got), bytes.Equal(got, data), err)
 	}
-	small := make([]byte, 1<<20)
 	calls = nil
-	e.put(t, "backups/b1/artifacts/small", small, e.clock.Now().Add(time.Hour))
+	e.put(t, "backups/b1/artifacts/small", make([]byte, 1<<20), e.clock.Now().Add(time.Hour))
 	if len(calls) != 0 {
 		t.Errorf("writeback started for a 1 MiB object: %v", calls)
 	}

@@ -20,9 +20,9 @@ type hooks struct {
 	startWriteback func(f *os.File, off, n int64)
 }
 
-// startWriteback returns the function that starts the writeback of part
+// writebackFunc returns the function that starts the writeback of part
 // of a new object: the test hook when one is set.
-func (s *Store) startWriteback() func(f *os.File, off, n int64) {
+func (s *Store) writebackFunc() func(f *os.File, off, n int64) {
 	if s.hooks.startWriteback != nil {
 		return s.hooks.startWriteback
 	}

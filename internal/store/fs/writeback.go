@@ -9,10 +9,12 @@ const writebackChunk = 8 << 20
 // writebackAhead writes to a new object's temporary file and, after each
 // writebackChunk, asks the kernel to start writing that part back to the
 // disk (startWriteback) without waiting for it. The fsync that makes the
-// object durable then waits for the last chunk, not for the whole object:
+// object durable then waits for what is still in flight, not for the whole
+// object:
 // the disk writes while the backup is still compressing and encrypting,
-// instead of after it. It is a hint: the fsync is still what makes the
-// object durable, and a system without the call does the same work there.
+// instead of after it (as long as the disk keeps up). It is a hint: the
+// fsync is still what makes the object durable, and a system without the
+// call does the same work there.
 type writebackAhead struct {
 	f       *os.File
 	written int64
