@@ -297,6 +297,7 @@ func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.cancel()
 		s.scan.stop()
+		s.tr.stop()
 		s.cli.Close()
 		if !s.done && s.err == nil {
 			s.err = errors.New("etcd snapshot: stream closed")

@@ -655,27 +655,29 @@ const (
 	scanChunk = 128 << 10
 )
 
-// scanFeed runs a snapshotScan on a goroutine of its own, so that reading
-// the inventory from the snapshot takes a core beside the compression and
-// encryption of the same bytes rather than time on their path. Memory is
-// bounded by the queue plus what the scan holds. write, inventory and stop
-// may be called from different goroutines; after stop, write drops what it
-// is given and the scan gives up at its next page.
-type scanFeed struct {
-	scan     snapshotScan
+// feed runs consume on a goroutine of its own over copies of what write
+// is given, in order, so that work on a stream's bytes (the inventory scan,
+// the trailer's digest) takes a core beside the compression and encryption
+// of the same bytes rather than time on their path. Memory is bounded by
+// depth+1 buffers of chunk bytes. write and wait are called from one
+// goroutine; stop may be called from any. After stop, write drops what it
+// is given and the goroutine ends at its next chunk.
+type feed struct {
+	consume  func([]byte)
 	queue    chan []byte // a nil buffer asks the goroutine to finish
 	free     chan []byte
+	chunk    int
 	quit     chan struct{}
 	done     chan struct{}
 	quitOnce sync.Once
 	finish   sync.Once
 }
 
-func newScanFeed() *scanFeed {
-	f := &scanFeed{queue: make(chan []byte, scanDepth), free: make(chan []byte, scanDepth+1),
+func newFeed(depth, chunk int, consume func([]byte)) *feed {
+	f := &feed{consume: consume, queue: make(chan []byte, depth), free: make(chan []byte, depth+1), chunk: chunk,
 		quit: make(chan struct{}), done: make(chan struct{})}
-	for range scanDepth + 1 {
-		f.free <- make([]byte, 0, scanChunk)
+	for range depth + 1 {
+		f.free <- make([]byte, 0, chunk)
 	}
 	go func() {
 		defer close(f.done)
@@ -685,7 +687,7 @@ func newScanFeed() *scanFeed {
 				if b == nil {
 					return
 				}
-				f.scan.Write(b)
+				f.consume(b)
 				f.free <- b[:0]
 			case <-f.quit:
 				return
@@ -695,8 +697,8 @@ func newScanFeed() *scanFeed {
 	return f
 }
 
-// write copies p to the scan's queue.
-func (f *scanFeed) write(p []byte) {
+// write copies p to the queue.
+func (f *feed) write(p []byte) {
 	for len(p) > 0 {
 		var b []byte
 		select {
@@ -704,7 +706,7 @@ func (f *scanFeed) write(p []byte) {
 		case <-f.quit:
 			return
 		}
-		k := min(len(p), scanChunk)
+		k := min(len(p), f.chunk)
 		select {
 		case f.queue <- append(b, p[:k]...):
 		case <-f.quit:
@@ -714,17 +716,15 @@ func (f *scanFeed) write(p []byte) {
 	}
 }
 
-// stop abandons the scan; it does not wait for it.
-func (f *scanFeed) stop() {
-	f.quitOnce.Do(func() {
-		f.scan.abandon.Store(true)
-		close(f.quit)
-	})
+// stop abandons the feed; it does not wait for the goroutine.
+func (f *feed) stop() {
+	f.quitOnce.Do(func() { close(f.quit) })
 }
 
-// inventory waits for the scan to read everything written so far and
-// returns its inventory at rev.
-func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
+// wait waits until everything written so far has been consumed and the
+// goroutine has ended. It fails if the feed was stopped: then not all of
+// it may have been.
+func (f *feed) wait() error {
 	f.finish.Do(func() {
 		select {
 		case f.queue <- nil:
@@ -734,8 +734,36 @@ func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
 	<-f.done
 	select {
 	case <-f.quit:
-		return catalog.Inventory{}, errors.New("the scan was stopped")
+		return errors.New("stopped")
 	default:
+		return nil
+	}
+}
+
+// scanFeed runs a snapshotScan on a feed. write, inventory and stop are
+// the feed's; stop also tells the scan to give up at its next page.
+type scanFeed struct {
+	scan snapshotScan
+	*feed
+}
+
+func newScanFeed() *scanFeed {
+	f := &scanFeed{}
+	f.feed = newFeed(scanDepth, scanChunk, func(b []byte) { f.scan.Write(b) })
+	return f
+}
+
+// stop abandons the scan; it does not wait for it.
+func (f *scanFeed) stop() {
+	f.scan.abandon.Store(true)
+	f.feed.stop()
+}
+
+// inventory waits for the scan to read everything written so far and
+// returns its inventory at rev.
+func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
+	if err := f.wait(); err != nil {
+		return catalog.Inventory{}, errors.New("the scan was stopped")
 	}
 	return f.scan.Inventory(rev)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -108,5 +109,25 @@ func TestTrailerReaderRejects(t *testing.T) {
 	_, err := readAllWith(newTrailerReader(io.MultiReader(bytes.NewReader(snap[:9000]), iotest.ErrReader(boom))), 4096)
 	if !errors.Is(err, boom) {
 		t.Fatalf("source error: %v", err)
+	}
+}
+
+// TestTrailerReaderStopped: a reader whose digest was stopped before the
+// stream's end never passes its check, even when the bytes are intact.
+func TestTrailerReaderStopped(t *testing.T) {
+	snap := fakeSnapshot(64)
+	tr := newTrailerReader(bytes.NewReader(snap))
+	buf := make([]byte, 4096)
+	if _, err := tr.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	tr.stop()
+	tr.stop()
+	var err error
+	for err == nil {
+		_, err = tr.Read(buf)
+	}
+	if err == io.EOF || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("Read after stop: %v, want the digest's stop", err)
 	}
 }
