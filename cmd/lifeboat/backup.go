@@ -597,10 +597,11 @@ func byteSize(n int64) string {
 }
 
 // backupMemoryLimit is backup run's soft memory limit when GOMEMLIMIT is
-// not set. A backup's live heap is its stream buffers (about 25 MiB, and
-// up to 8 MiB of snapshot the member sent ahead: the connection's
-// flow-control window) and the etcd inventory scan (at most 32 MiB, rarely
-// all at once): measured, 41 MiB live at the end of a 1 GiB backup, with a
-// peak RSS of 107-111 MiB at 1 and 2 GiB. The limit keeps the collector
-// from letting the heap grow to twice that before it runs.
+// not set. A backup's live heap is its stream buffers (about 25 MiB; up to
+// 8 MiB of snapshot the member sent ahead, the connection's flow-control
+// window; 2.25 MiB queued to the trailer's digest) and the etcd inventory
+// scan (at most 32 MiB, rarely all at once): measured, 41 MiB live at the
+// end of a 1 GiB backup, with a peak RSS of 107-111 MiB at 1 and 2 GiB. The
+// limit keeps the collector from letting the heap grow to twice that
+// before it runs.
 const backupMemoryLimit = 64 << 20

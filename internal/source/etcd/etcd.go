@@ -291,8 +291,8 @@ func (s *Stream) StreamSHA256() string {
 	return s.tr.full
 }
 
-// Close stops the stream and the inventory read, and closes the
-// connection.
+// Close stops the stream, the inventory read and the trailer's digest,
+// and closes the connection.
 func (s *Stream) Close() error {
 	s.once.Do(func() {
 		s.cancel()

@@ -661,7 +661,8 @@ const (
 // of the same bytes rather than time on their path. Memory is bounded by
 // depth+1 buffers of chunk bytes. write and wait are called from one
 // goroutine; stop may be called from any. After stop, write drops what it
-// is given and the goroutine ends at its next chunk.
+// is given, and the goroutine ends having consumed at most the chunks
+// already queued.
 type feed struct {
 	consume  func([]byte)
 	queue    chan []byte // a nil buffer asks the goroutine to finish
@@ -740,29 +741,33 @@ func (f *feed) wait() error {
 	}
 }
 
-// scanFeed runs a snapshotScan on a feed. write, inventory and stop are
-// the feed's; stop also tells the scan to give up at its next page.
+// scanFeed runs a snapshotScan on a feed. Memory is bounded by the feed's
+// buffers plus what the scan holds.
 type scanFeed struct {
 	scan snapshotScan
-	*feed
+	f    *feed
 }
 
 func newScanFeed() *scanFeed {
 	f := &scanFeed{}
-	f.feed = newFeed(scanDepth, scanChunk, func(b []byte) { f.scan.Write(b) })
+	f.f = newFeed(scanDepth, scanChunk, func(b []byte) { f.scan.Write(b) })
 	return f
 }
 
-// stop abandons the scan; it does not wait for it.
+// write copies p to the scan's queue.
+func (f *scanFeed) write(p []byte) { f.f.write(p) }
+
+// stop abandons the scan, which gives up at its next page; it does not
+// wait for it.
 func (f *scanFeed) stop() {
 	f.scan.abandon.Store(true)
-	f.feed.stop()
+	f.f.stop()
 }
 
 // inventory waits for the scan to read everything written so far and
 // returns its inventory at rev.
 func (f *scanFeed) inventory(rev int64) (catalog.Inventory, error) {
-	if err := f.wait(); err != nil {
+	if err := f.f.wait(); err != nil {
 		return catalog.Inventory{}, errors.New("the scan was stopped")
 	}
 	return f.scan.Inventory(rev)

@@ -113,21 +113,68 @@ func TestTrailerReaderRejects(t *testing.T) {
 }
 
 // TestTrailerReaderStopped: a reader whose digest was stopped before the
-// stream's end never passes its check, even when the bytes are intact.
+// stream's end never passes its check, even when the bytes are intact:
+// stopped early, or from another goroutine once every byte before the
+// trailer was queued.
 func TestTrailerReaderStopped(t *testing.T) {
 	snap := fakeSnapshot(64)
-	tr := newTrailerReader(bytes.NewReader(snap))
-	buf := make([]byte, 4096)
-	if _, err := tr.Read(buf); err != nil {
-		t.Fatal(err)
+	for _, late := range []bool{false, true} {
+		tr := newTrailerReader(bytes.NewReader(snap))
+		buf := make([]byte, 4096)
+		if !late {
+			if _, err := tr.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			tr.stop()
+		}
+		var got int
+		var err error
+		for err == nil {
+			var n int
+			n, err = tr.Read(buf)
+			got += n
+			if late && got == len(snap)-trailerSize-len(buf) {
+				done := make(chan struct{})
+				go func() { tr.stop(); close(done) }()
+				<-done
+			}
+		}
+		if err == io.EOF || !strings.Contains(err.Error(), "stopped") {
+			t.Fatalf("late %v: Read after stop: %v, want the digest's stop", late, err)
+		}
+		if tr.verified || tr.sum != "" || tr.full != "" {
+			t.Fatalf("late %v: a stopped digest left verified %v, sum %q, full %q", late, tr.verified, tr.sum, tr.full)
+		}
+		if n, err2 := tr.Read(buf); n != 0 || err2 != err {
+			t.Fatalf("late %v: Read after the failure gave %d bytes, %v", late, n, err2)
+		}
 	}
-	tr.stop()
-	tr.stop()
+}
+
+// TestTrailerReaderReleasesNothingAfterFailure: once the check failed, the
+// bytes still held (the source gave its last data with io.EOF) are never
+// returned.
+func TestTrailerReaderReleasesNothingAfterFailure(t *testing.T) {
+	snap := fakeSnapshot(8)
+	snap[100] ^= 1
+	tr := newTrailerReader(iotest.DataErrReader(bytes.NewReader(snap)))
+	buf := make([]byte, 1<<20)
+	var got int
 	var err error
 	for err == nil {
-		_, err = tr.Read(buf)
+		var n int
+		n, err = tr.Read(buf)
+		got += n
 	}
-	if err == io.EOF || !strings.Contains(err.Error(), "stopped") {
-		t.Fatalf("Read after stop: %v, want the digest's stop", err)
+	if !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("a corrupted stream ended with %v", err)
+	}
+	if got >= len(snap)-trailerSize {
+		t.Fatalf("%d bytes returned before the failure: the held ones too", got)
+	}
+	for range 3 {
+		if n, err2 := tr.Read(buf); n != 0 || err2 != err {
+			t.Fatalf("Read after the failure gave %d bytes, %v", n, err2)
+		}
 	}
 }
