@@ -44,40 +44,54 @@ func main() {
 		if dir, err = os.MkdirTemp("", "lifeboat-bench-"); err != nil {
 			log.Fatal(err)
 		}
-		defer os.RemoveAll(dir)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
-	defer cancel()
-	b := &bench{bin: bin, dir: dir, runs: *runs, profileDir: *profile, keep: *keep}
-	if err := b.tools(); err != nil {
+	failed, err := measure(dir, bin, *sizes, *runs, *out, *profile, *keep, *goBenchmarks)
+	if *work == "" {
+		// Not deferred: log.Fatal and os.Exit skip deferred calls, and a
+		// failed size would leave gigabytes in the temporary directory.
+		os.RemoveAll(dir)
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
-	for _, s := range strings.Split(*sizes, ",") {
+	if failed {
+		os.Exit(1)
+	}
+}
+
+// measure runs every size and the Go benchmarks in dir, prints the table
+// (and writes it to out), and reports whether a goal failed.
+func measure(dir, bin, sizes string, runs int, out, profile string, keep, goBenchmarks bool) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
+	defer cancel()
+	b := &bench{bin: bin, dir: dir, runs: runs, profileDir: profile, keep: keep}
+	if err := b.tools(); err != nil {
+		return false, err
+	}
+	for _, s := range strings.Split(sizes, ",") {
 		n, err := parseSize(strings.TrimSpace(s))
 		if err != nil {
-			log.Fatal(err)
+			return false, err
 		}
 		if err := b.size(ctx, n); err != nil {
-			log.Fatalf("size %s: %v", s, err)
+			return false, fmt.Errorf("size %s: %w", s, err)
 		}
 	}
-	if *goBenchmarks {
+	if goBenchmarks {
 		if err := b.rewrapAtScale(ctx); err != nil {
-			log.Fatalf("keys rotate at scale: %v", err)
+			return false, fmt.Errorf("keys rotate at scale: %w", err)
 		}
 		if err := b.manifests20k(ctx); err != nil {
-			log.Fatalf("manifests export: %v", err)
+			return false, fmt.Errorf("manifests export: %w", err)
 		}
 	}
 	table := b.table()
 	fmt.Print(table)
-	if *out != "" {
-		if err := writeDoc(*out, table, b.machine()); err != nil {
-			log.Fatal(err)
+	if out != "" {
+		if err := writeDoc(out, table, b.machine()); err != nil {
+			return false, err
 		}
-		fmt.Printf("\nwritten to %s\n", *out)
+		fmt.Printf("\nwritten to %s\n", out)
 	}
-	if b.failed() {
-		os.Exit(1)
-	}
+	return b.failed(), nil
 }
