@@ -127,18 +127,13 @@ func TestTrailerReaderStopped(t *testing.T) {
 			}
 			tr.stop()
 		}
-		var got int
-		var err error
-		for err == nil {
-			var n int
-			n, err = tr.Read(buf)
-			got += n
+		_, err := readUntilError(tr, buf, func(got int) {
 			if late && got == len(snap)-trailerSize-len(buf) {
 				done := make(chan struct{})
 				go func() { tr.stop(); close(done) }()
 				<-done
 			}
-		}
+		})
 		if err == io.EOF || !strings.Contains(err.Error(), "stopped") {
 			t.Fatalf("late %v: Read after stop: %v, want the digest's stop", late, err)
 		}
@@ -159,13 +154,7 @@ func TestTrailerReaderReleasesNothingAfterFailure(t *testing.T) {
 	snap[100] ^= 1
 	tr := newTrailerReader(iotest.DataErrReader(bytes.NewReader(snap)))
 	buf := make([]byte, 1<<20)
-	var got int
-	var err error
-	for err == nil {
-		var n int
-		n, err = tr.Read(buf)
-		got += n
-	}
+	got, err := readUntilError(tr, buf, nil)
 	if !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("a corrupted stream ended with %v", err)
 	}
@@ -175,6 +164,23 @@ func TestTrailerReaderReleasesNothingAfterFailure(t *testing.T) {
 	for range 3 {
 		if n, err2 := tr.Read(buf); n != 0 || err2 != err {
 			t.Fatalf("Read after the failure gave %d bytes, %v", n, err2)
+		}
+	}
+}
+
+// readUntilError reads r into buf until it returns an error, calling after
+// (when given) with the bytes read so far after each Read, and returns the
+// total and the error.
+func readUntilError(r io.Reader, buf []byte, after func(got int)) (int, error) {
+	var got int
+	for {
+		n, err := r.Read(buf)
+		got += n
+		if err != nil {
+			return got, err
+		}
+		if after != nil {
+			after(got)
 		}
 	}
 }
