@@ -9,7 +9,10 @@
 // size go up in one PutObject with their SHA-256 checksum; larger ones by
 // multipart upload with a SHA-256 checksum per part, parts uploaded
 // concurrently from a fixed pool of buffers (memory = part size × (parallel
-// parts + 1)); any failure aborts the upload so nothing is committed.
+// parts + 1)); any failure aborts the upload so nothing is committed. On a
+// failed part no new part is sent, the parts in flight are let finish, and
+// the upload is then aborted, again until ListParts no longer finds it (a
+// part the server was still receiving can land after an abort).
 // Reads can start at an offset (a ranged GET) so an interrupted restore
 // resumes. Delete is refused before an object's retention ends without a
 // request ever being sent.

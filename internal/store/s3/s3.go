@@ -351,23 +351,16 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	uploadID := created.UploadId
 	committed := false
 	defer func() {
-		if committed {
-			return
-		}
-		// The caller's context may be what failed; aborting must still
-		// happen.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
-			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
-		}); err != nil {
-			s.log.Warn("s3 store: cannot abort multipart upload; the bucket's lifecycle rule for incomplete uploads will remove it",
-				"bucket", s.bucket, "key", key, "err", err)
-		} else {
-			s.log.Info("s3 store: multipart upload aborted", "bucket", s.bucket, "key", key)
+		if !committed {
+			s.abortUpload(ctx, key, full, aws.ToString(uploadID))
 		}
 	}()
 
+	// A failed part stops the feeding of new parts (uctx), but not the
+	// parts already on their way: their requests run on the caller's ctx
+	// and are let finish, so that when the upload is aborted no part of it
+	// is still being received by the server (one that lands after the
+	// abort can bring the upload back; see abortUpload).
 	uctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// A fixed pool of buffers bounds memory: concurrency in flight plus
@@ -387,6 +380,11 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
+				if uctx.Err() != nil {
+					// A part failed: send nothing more.
+					pool <- j.buf[:cap(j.buf)]
+					continue
+				}
 				d := sha256.Sum256(j.buf)
 				cs := base64.StdEncoding.EncodeToString(d[:])
 				// The part's integrity rides on x-amz-checksum-sha256, a
@@ -394,7 +392,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 				// (BadDigest otherwise). The payload itself is sent as
 				// UNSIGNED-PAYLOAD, as S3's trailing checksums do, so the
 				// server does not hash every byte a second time for SigV4.
-				out, err := s.client.UploadPart(uctx, &s3.UploadPartInput{
+				out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 					Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
 					PartNumber: aws.Int32(j.num), Body: bytes.NewReader(j.buf),
 					ContentLength: aws.Int64(int64(len(j.buf))), ChecksumSHA256: aws.String(cs),
@@ -457,6 +455,62 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	}
 	committed = true
 	return size, sum, nil
+}
+
+// Aborting a multipart upload: how many times, and the wait before the
+// first retry (doubled for each next one).
+const (
+	abortAttempts = 5
+	abortBackoff  = 100 * time.Millisecond
+)
+
+// abortUpload aborts a multipart upload that will not be completed and
+// checks that it is gone. A part whose request the server was still
+// handling when the abort arrived may land after it: S3 documents that
+// such parts may succeed and the abort may have to be repeated, and
+// versitygw then lists the upload again. So the abort is repeated, with a
+// growing wait, until ListParts says there is no such upload. It runs even
+// when the caller's context is done (that may be what failed), within 30
+// seconds. An upload it cannot remove is logged: the bucket's lifecycle
+// rule for incomplete uploads, or AbortStaleUploads, removes it later.
+func (s *Store) abortUpload(ctx context.Context, key, full, uploadID string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	wait := abortBackoff
+	for attempt := 1; ; attempt++ {
+		_, err := s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: aws.String(uploadID),
+		})
+		if err != nil && apiCode(err) != "NoSuchUpload" {
+			s.log.Warn("s3 store: cannot abort multipart upload; the bucket's lifecycle rule for incomplete uploads will remove it",
+				"bucket", s.bucket, "key", key, "err", err)
+			return
+		}
+		_, err = s.client.ListParts(actx, &s3.ListPartsInput{
+			Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: aws.String(uploadID), MaxParts: aws.Int32(1),
+		})
+		switch {
+		case apiCode(err) == "NoSuchUpload":
+			s.log.Info("s3 store: multipart upload aborted", "bucket", s.bucket, "key", key, "attempts", attempt)
+			return
+		case err != nil:
+			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown; the bucket's lifecycle rule for incomplete uploads removes what is left",
+				"bucket", s.bucket, "key", key, "err", err)
+			return
+		case attempt == abortAttempts:
+			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
+				"bucket", s.bucket, "key", key, "attempts", attempt)
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-actx.Done():
+			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
+				"bucket", s.bucket, "key", key, "attempts", attempt)
+			return
+		}
+		wait *= 2
+	}
 }
 
 // feedParts reads r part by part into pooled buffers and hands them to the

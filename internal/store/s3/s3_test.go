@@ -468,16 +468,70 @@ func dropPartChecksum(stack *middleware.Stack) error {
 // server does not confirm by SHA-256 is aborted; nothing is committed.
 func TestUnconfirmedPartChecksumRefused(t *testing.T) {
 	e := newEnv(t)
+	var mu sync.Mutex
+	var partErrs []error
+	recordParts := func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("recordParts",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				if _, ok := in.Parameters.(*s3.UploadPartInput); ok {
+					mu.Lock()
+					partErrs = append(partErrs, err)
+					mu.Unlock()
+				}
+				return out, md, err
+			}), middleware.Before)
+	}
 	st, _ := e.store(t, func(o *s3store.Options) {
 		o.PartSize = s3store.MinPartSize
-		o.APIOptions = append(o.APIOptions, dropPartChecksum)
+		o.APIOptions = append(o.APIOptions, dropPartChecksum, recordParts)
 	})
 	_, err := st.Put(t.Context(), "a", bytes.NewReader(randomBytes(t, 11<<20)), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
 	if !errors.Is(err, store.ErrIntegrity) || !strings.Contains(err.Error(), "does not verify part checksums") {
 		t.Fatalf("got %v, want ErrIntegrity saying the server does not verify part checksums", err)
 	}
+	// The parts already sent were let finish, not cut off: a part cut off
+	// client-side may still be landing on the server when the abort
+	// arrives.
+	for _, err := range partErrs {
+		if errors.Is(err, context.Canceled) {
+			t.Errorf("a part in flight was cancelled when another failed: %v", err)
+		}
+	}
 	if _, err := st.Stat(t.Context(), "a"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Stat after the refused upload: %v", err)
+	}
+	assertNoUploads(t, st)
+}
+
+// TestAbortOutlivesALatePart: a part that the server was still receiving
+// when the upload was aborted can land after the abort and bring the
+// upload back (S3 documents that such a part may succeed; versitygw did
+// so in CI, listing the upload again). A failed Put checks that its upload
+// is gone and aborts again until it is. Here the first abort the store
+// sends leaves the upload in place, as that late part would.
+func TestAbortOutlivesALatePart(t *testing.T) {
+	e := newEnv(t)
+	var aborts atomic.Int32
+	firstAbortLost := func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("firstAbortLost",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if _, ok := in.Parameters.(*s3.AbortMultipartUploadInput); ok && aborts.Add(1) == 1 {
+					return middleware.InitializeOutput{Result: &s3.AbortMultipartUploadOutput{}}, middleware.Metadata{}, nil
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	}
+	st, _ := e.store(t, func(o *s3store.Options) {
+		o.PartSize = s3store.MinPartSize
+		o.APIOptions = append(o.APIOptions, dropPartChecksum, firstAbortLost)
+	})
+	_, err := st.Put(t.Context(), "a", bytes.NewReader(randomBytes(t, 11<<20)), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+	if !errors.Is(err, store.ErrIntegrity) {
+		t.Fatalf("got %v, want ErrIntegrity", err)
+	}
+	if n := aborts.Load(); n != 2 {
+		t.Errorf("the store sent %d aborts, want 2 (the upload was still there after the first)", n)
 	}
 	assertNoUploads(t, st)
 }
