@@ -10,9 +10,10 @@
 // multipart upload with a SHA-256 checksum per part, parts uploaded
 // concurrently from a fixed pool of buffers (memory = part size × (parallel
 // parts + 1)); any failure aborts the upload so nothing is committed. On a
-// failed part no new part is sent, the parts in flight are let finish, and
-// the upload is then aborted, again until ListParts no longer finds it (a
-// part the server was still receiving can land after an abort).
+// failed part no new part is sent, the parts in flight are let finish (for
+// up to 30 seconds), and the upload is then aborted, again until ListParts
+// no longer finds it: a part the server was still receiving, as when the
+// caller's context ends mid-upload, can land after an abort.
 // Reads can start at an offset (a ranged GET) so an interrupted restore
 // resumes. Delete is refused before an object's retention ends without a
 // request ever being sent.

@@ -357,12 +357,22 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	}()
 
 	// A failed part stops the feeding of new parts (uctx), but not the
-	// parts already on their way: their requests run on the caller's ctx
-	// and are let finish, so that when the upload is aborted no part of it
-	// is still being received by the server (one that lands after the
-	// abort can bring the upload back; see abortUpload).
+	// parts already on their way: their requests (pctx) are let finish,
+	// for up to partGrace, so that the upload is not aborted while the
+	// server is still receiving them (a part that lands after the abort
+	// can bring the upload back; abortUpload checks for that).
 	uctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	var (
+		graceOnce sync.Once
+		grace     *time.Timer
+	)
+	failPart := func(err error) {
+		cancel(err)
+		graceOnce.Do(func() { grace = time.AfterFunc(partGrace, pcancel) })
+	}
 	// A fixed pool of buffers bounds memory: concurrency in flight plus
 	// one being filled.
 	pool := make(chan []byte, s.concurrency+1)
@@ -392,14 +402,14 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 				// (BadDigest otherwise). The payload itself is sent as
 				// UNSIGNED-PAYLOAD, as S3's trailing checksums do, so the
 				// server does not hash every byte a second time for SigV4.
-				out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+				out, err := s.client.UploadPart(pctx, &s3.UploadPartInput{
 					Bucket: aws.String(s.bucket), Key: aws.String(full), UploadId: uploadID,
 					PartNumber: aws.Int32(j.num), Body: bytes.NewReader(j.buf),
 					ContentLength: aws.Int64(int64(len(j.buf))), ChecksumSHA256: aws.String(cs),
 				}, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
 				pool <- j.buf[:cap(j.buf)]
 				if err != nil {
-					cancel(fmt.Errorf("upload part %d: %w", j.num, err))
+					failPart(fmt.Errorf("upload part %d: %w", j.num, err))
 					continue
 				}
 				// The payload went unsigned: insist that the server
@@ -407,7 +417,7 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 				// ignores x-amz-checksum-sha256 is caught here, not at
 				// restore time.
 				if got := aws.ToString(out.ChecksumSHA256); got != cs {
-					cancel(fmt.Errorf("upload part %d: the server confirmed SHA-256 %q, not the %q sent: it does not verify part checksums: %w", j.num, got, cs, store.ErrIntegrity))
+					failPart(fmt.Errorf("upload part %d: the server confirmed SHA-256 %q, not the %q sent: it does not verify part checksums: %w", j.num, got, cs, store.ErrIntegrity))
 					continue
 				}
 				mu.Lock()
@@ -428,6 +438,9 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	sendErr := s.feedParts(uctx, first, r, h, &size, pool, jobs)
 	close(jobs)
 	wg.Wait()
+	if grace != nil {
+		grace.Stop()
+	}
 	if sendErr == nil {
 		// A part that failed after the last one was handed over.
 		sendErr = context.Cause(uctx)
@@ -457,12 +470,16 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	return size, sum, nil
 }
 
-// Aborting a multipart upload: how many times, and the wait before the
-// first retry (doubled for each next one).
+// Aborting a multipart upload: how long the parts in flight when another
+// failed are let finish, how many times the upload is aborted, and the
+// wait before the first retry (doubled for each next one).
 const (
 	abortAttempts = 5
 	abortBackoff  = 100 * time.Millisecond
 )
+
+// partGrace is a variable for tests.
+var partGrace = 30 * time.Second
 
 // abortUpload aborts a multipart upload that will not be completed and
 // checks that it is gone. A part whose request the server was still
@@ -483,7 +500,7 @@ func (s *Store) abortUpload(ctx context.Context, key, full, uploadID string) {
 		})
 		if err != nil && apiCode(err) != "NoSuchUpload" {
 			s.log.Warn("s3 store: cannot abort multipart upload; the bucket's lifecycle rule for incomplete uploads will remove it",
-				"bucket", s.bucket, "key", key, "err", err)
+				"bucket", s.bucket, "key", key, "uploadId", uploadID, "err", err)
 			return
 		}
 		_, err = s.client.ListParts(actx, &s3.ListPartsInput{
@@ -491,22 +508,22 @@ func (s *Store) abortUpload(ctx context.Context, key, full, uploadID string) {
 		})
 		switch {
 		case apiCode(err) == "NoSuchUpload":
-			s.log.Info("s3 store: multipart upload aborted", "bucket", s.bucket, "key", key, "attempts", attempt)
+			s.log.Info("s3 store: multipart upload aborted", "bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
 			return
 		case err != nil:
-			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown; the bucket's lifecycle rule for incomplete uploads removes what is left",
-				"bucket", s.bucket, "key", key, "err", err)
+			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown (ListParts needs s3:ListMultipartUploadParts); the bucket's lifecycle rule for incomplete uploads removes what is left",
+				"bucket", s.bucket, "key", key, "uploadId", uploadID, "err", err)
 			return
 		case attempt == abortAttempts:
 			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
-				"bucket", s.bucket, "key", key, "attempts", attempt)
+				"bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
 			return
 		}
 		select {
 		case <-time.After(wait):
 		case <-actx.Done():
 			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
-				"bucket", s.bucket, "key", key, "attempts", attempt)
+				"bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
 			return
 		}
 		wait *= 2

@@ -468,17 +468,31 @@ func dropPartChecksum(stack *middleware.Stack) error {
 // server does not confirm by SHA-256 is aborted; nothing is committed.
 func TestUnconfirmedPartChecksumRefused(t *testing.T) {
 	e := newEnv(t)
-	var mu sync.Mutex
-	var partErrs []error
+	// The three parts (11 MiB in parts of 5 MiB) are held until all are
+	// on their way, so that when the first fails the others are in flight.
+	var (
+		mu       sync.Mutex
+		partErrs []error
+		arrived  atomic.Int32
+		allSent  = make(chan struct{})
+	)
 	recordParts := func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("recordParts",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				out, md, err := next.HandleInitialize(ctx, in)
-				if _, ok := in.Parameters.(*s3.UploadPartInput); ok {
-					mu.Lock()
-					partErrs = append(partErrs, err)
-					mu.Unlock()
+				if _, ok := in.Parameters.(*s3.UploadPartInput); !ok {
+					return next.HandleInitialize(ctx, in)
 				}
+				if arrived.Add(1) == 3 {
+					close(allSent)
+				}
+				select {
+				case <-allSent:
+				case <-time.After(10 * time.Second):
+				}
+				out, md, err := next.HandleInitialize(ctx, in)
+				mu.Lock()
+				partErrs = append(partErrs, err)
+				mu.Unlock()
 				return out, md, err
 			}), middleware.Before)
 	}
@@ -493,6 +507,9 @@ func TestUnconfirmedPartChecksumRefused(t *testing.T) {
 	// The parts already sent were let finish, not cut off: a part cut off
 	// client-side may still be landing on the server when the abort
 	// arrives.
+	if len(partErrs) != 3 {
+		t.Fatalf("%d parts sent, want all 3 in flight at once", len(partErrs))
+	}
 	for _, err := range partErrs {
 		if errors.Is(err, context.Canceled) {
 			t.Errorf("a part in flight was cancelled when another failed: %v", err)
@@ -500,6 +517,53 @@ func TestUnconfirmedPartChecksumRefused(t *testing.T) {
 	}
 	if _, err := st.Stat(t.Context(), "a"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Stat after the refused upload: %v", err)
+	}
+	assertNoUploads(t, st)
+}
+
+// TestStalledPartCutOffAfterGrace: the parts in flight when another fails
+// are let finish, but not for ever: one that a stalled server never
+// answers is cut off after the grace period, and the Put fails with the
+// first part's error and leaves no upload.
+func TestStalledPartCutOffAfterGrace(t *testing.T) {
+	defer s3store.SetPartGrace(200 * time.Millisecond)()
+	e := newEnv(t)
+	// The first part to go out waits until the second is on its way; the
+	// second then never gets an answer.
+	var n atomic.Int32
+	secondSent := make(chan struct{})
+	stallSecond := func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("stallSecond",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if _, ok := in.Parameters.(*s3.UploadPartInput); ok {
+					switch n.Add(1) {
+					case 1:
+						<-secondSent
+					case 2:
+						close(secondSent)
+						<-ctx.Done() // a server that never answers
+						return middleware.InitializeOutput{}, middleware.Metadata{}, ctx.Err()
+					}
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.Before)
+	}
+	st, _ := e.store(t, func(o *s3store.Options) {
+		o.PartSize = s3store.MinPartSize
+		o.APIOptions = append(o.APIOptions, dropPartChecksum, stallSecond)
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := st.Put(t.Context(), "a", bytes.NewReader(randomBytes(t, 11<<20)), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, store.ErrIntegrity) || !strings.Contains(err.Error(), "does not verify part checksums") {
+			t.Fatalf("got %v, want the first failed part's ErrIntegrity", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Put still waits for a stalled part long after the grace period")
 	}
 	assertNoUploads(t, st)
 }
