@@ -470,15 +470,15 @@ func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io
 	return size, sum, nil
 }
 
-// Aborting a multipart upload: how long the parts in flight when another
-// failed are let finish, how many times the upload is aborted, and the
-// wait before the first retry (doubled for each next one).
+// Aborting a multipart upload: how many times at most, and the wait
+// before the first retry (doubled for each next one).
 const (
 	abortAttempts = 5
 	abortBackoff  = 100 * time.Millisecond
 )
 
-// partGrace is a variable for tests.
+// partGrace is how long the parts in flight when another part failed are
+// let finish before they are cut off; a variable for tests.
 var partGrace = 30 * time.Second
 
 // abortUpload aborts a multipart upload that will not be completed and
@@ -511,7 +511,7 @@ func (s *Store) abortUpload(ctx context.Context, key, full, uploadID string) {
 			s.log.Info("s3 store: multipart upload aborted", "bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
 			return
 		case err != nil:
-			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown (ListParts needs s3:ListMultipartUploadParts); the bucket's lifecycle rule for incomplete uploads removes what is left",
+			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown (is s3:ListMultipartUploadParts granted?); the bucket's lifecycle rule for incomplete uploads removes what is left",
 				"bucket", s.bucket, "key", key, "uploadId", uploadID, "err", err)
 			return
 		case attempt == abortAttempts:
