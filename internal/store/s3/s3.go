@@ -514,19 +514,24 @@ func (s *Store) abortUpload(ctx context.Context, key, full, uploadID string) {
 			s.log.Warn("s3 store: multipart upload aborted, but whether it is gone is unknown (is s3:ListMultipartUploadParts granted?); the bucket's lifecycle rule for incomplete uploads removes what is left",
 				"bucket", s.bucket, "key", key, "uploadId", uploadID, "err", err)
 			return
-		case attempt == abortAttempts:
-			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
-				"bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
-			return
 		}
-		select {
-		case <-time.After(wait):
-		case <-actx.Done():
+		if attempt == abortAttempts || !sleepCtx(actx, wait) {
 			s.log.Warn("s3 store: multipart upload still there after aborting it; the bucket's lifecycle rule for incomplete uploads will remove it",
 				"bucket", s.bucket, "key", key, "uploadId", uploadID, "attempts", attempt)
 			return
 		}
 		wait *= 2
+	}
+}
+
+// sleepCtx waits for d, or until ctx is done; it reports whether the wait
+// ran its course.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
