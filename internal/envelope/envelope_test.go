@@ -401,3 +401,37 @@ func TestSkipCiphertextSHA256(t *testing.T) {
 		t.Fatal("decrypted bytes differ")
 	}
 }
+
+// TestZstdWindowBound: a reader refuses a frame whose window is over the
+// 64 MiB bound (docs/format.md §2.2), and reads
+// frames at the bound and at the window lifeboat writes.
+func TestZstdWindowBound(t *testing.T) {
+	key := newKey(t)
+	data := compressible(t, 5<<20+3)
+	for _, c := range []struct {
+		window int
+		ok     bool
+	}{{4 << 20, true}, {64 << 20, true}, {128 << 20, false}} {
+		t.Run(fmt.Sprintf("%dMiB", c.window>>20), func(t *testing.T) {
+			restore := envelope.SetZstdWindow(c.window)
+			ct, res := encrypt(t, key, opts("etcd.snapshot", envelope.CompressionZstd, envelope.MinSegmentSize), data)
+			restore()
+			var out bytes.Buffer
+			_, err := envelope.Decrypt(context.Background(), &out, bytes.NewReader(ct), key,
+				envelope.Expect{Backup: "b-20261125T000000Z", Artifact: "etcd.snapshot", Result: res})
+			switch {
+			case c.ok && err != nil:
+				t.Fatalf("Decrypt of a %d MiB window: %v", c.window>>20, err)
+			case c.ok && !bytes.Equal(out.Bytes(), data):
+				t.Fatal("decrypted bytes differ")
+			case !c.ok && err == nil:
+				t.Fatalf("Decrypt read a frame with a %d MiB window; the bound is 64 MiB", c.window>>20)
+			case !c.ok && out.Len() > 0:
+				t.Fatalf("Decrypt released %d bytes of a refused frame", out.Len())
+			}
+			if err != nil {
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}

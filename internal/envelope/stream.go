@@ -30,8 +30,13 @@ const (
 // artifact's zstd frame claims.
 const maxZstdWindow = 64 << 20
 
-// zstdWindow is the window the writer compresses with.
-const zstdWindow = 2 << 20
+// zstdWindow is the window the writer compresses with. Measured on the
+// bench's 1 GiB snapshot and on 93 MB of Go module sources, 4 MiB beats 2
+// MiB on both size (0.06% and 0.4% smaller) and encoder CPU (about 14%
+// less, klauspost/compress v1.20.4), for 4 MiB more encoder memory; 8 MiB
+// gains nothing more. A var only so that a test can write a frame a reader
+// must refuse.
+var zstdWindow = 4 << 20
 
 // Options describe one artifact to encrypt.
 type Options struct {
@@ -168,9 +173,9 @@ func NewWriter(dst io.Writer, key DataKey, opts Options) (*Writer, error) {
 			level = zstd.SpeedDefault
 		}
 		w.async = newAsyncWriter(w.aeadW, asyncDepth, asyncBufSize)
-		// A 2 MiB window (the default for this level is 8 MiB) costs
-		// nothing measurable on etcd snapshots and keeps the encoders'
-		// history within a backup's memory bound. The encoder compresses
+		// A 4 MiB window (the default for this level is 8 MiB; see
+		// zstdWindow) keeps the encoder's history within a backup's
+		// memory bound. The encoder compresses
 		// in the writer's own goroutine (concurrency 1): its default hands
 		// every 128 KiB block to a goroutine of its own and waits for the
 		// one before, and a 1 GiB backup then spent more CPU in the
