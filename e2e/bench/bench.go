@@ -51,6 +51,7 @@ type row struct {
 	measure          string
 	lifeboat, peer   string
 	ratio            float64
+	ratioDigits      int // decimals of the ratio; 0 means 2
 	goal             string
 	pass, hasVerdict bool
 }
@@ -260,6 +261,7 @@ func sizeText(n int64) string {
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 func mib(n int64) string          { return fmt.Sprintf("%d MiB", n>>20) }
+func mb(n int64) string           { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }
 
 func (b *bench) machine() string {
 	cpu := "unknown CPU"

@@ -296,8 +296,8 @@ func (b *bench) size(ctx context.Context, target int64) error {
 		ratio: float64(mlb.rss) / float64(mctl.rss), goal: "≤ 128 MiB", pass: mlb.rss <= 128<<20, hasVerdict: true})
 	b.ratio(fmt.Sprintf("backup %s: wall (vs etcdctl + restic backup)", label), mlb.wall, both.wall, 0.50)
 	b.floors = append(b.floors, backupFloors(label, mlb, mctl, both, lbSrcCPU[medianIndex(lb)], runtime.NumCPU()))
-	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: stored bytes (vs restic)", label), lifeboat: mib(lbStored), peer: mib(resticStored) + fmt.Sprintf(" (restic %s)", secs(mrst.wall)),
-		ratio: float64(lbStored) / float64(resticStored), goal: "≤ 1.00", pass: lbStored <= resticStored, hasVerdict: true})
+	b.rows = append(b.rows, row{measure: fmt.Sprintf("backup %s: stored bytes (vs restic)", label), lifeboat: mb(lbStored), peer: mb(resticStored) + fmt.Sprintf(" (restic %s)", secs(mrst.wall)),
+		ratio: float64(lbStored) / float64(resticStored), ratioDigits: 4, goal: "≤ 1.00", pass: lbStored <= resticStored, hasVerdict: true})
 	lbTotal := median(withStart(lbR, lbStart))
 	peerTotal := median(withStart(peerR, peerStart))
 	b.ratio(fmt.Sprintf("restore %s to a running etcd (vs etcdutl snapshot restore + start)", label), lbTotal.wall, peerTotal.wall, 1.50)
