@@ -574,6 +574,32 @@ func (l *Log) OfKind(ctx context.Context, kind string) ([]Record, error) {
 // a signer or trusted keys.
 func (l *Log) Trusted() bool { return l.signer != nil || len(l.opts.trusted) > 0 }
 
+// Record returns the record stored under key (a named copy, as
+// Record.Key gives it). It must parse, carry a valid signature by the
+// Log's signer or a trusted key, and name key as its own, else Record
+// fails with a VerifyError naming the object. The chain is not checked
+// (Verify's job).
+func (l *Log) Record(ctx context.Context, key string) (Record, error) {
+	if !strings.HasPrefix(key, evidencePrefix) || strings.HasPrefix(key, chainPrefix) {
+		return Record{}, &VerifyError{Object: key, Problem: "not the key of a record's named copy"}
+	}
+	data, err := l.read(ctx, key)
+	if err != nil {
+		return Record{}, fmt.Errorf("evidence: read %s: %w", key, err)
+	}
+	r, pub, err := parseRecord(data)
+	if err != nil {
+		return Record{}, problem(key, err)
+	}
+	if r.Key() != key {
+		return Record{}, &VerifyError{Object: key, Field: "id", Problem: fmt.Sprintf("the record is %s %s at seq %d, not what its key names", r.Kind, r.ID, r.Seq)}
+	}
+	if !containsKey(l.opts.trusted, pub) && (l.signer == nil || !pub.Equal(l.signer.pub)) {
+		return Record{}, &VerifyError{Object: key, Field: "publicKey", Problem: fmt.Sprintf("signed by key %s, which this log does not trust", r.Signer)}
+	}
+	return r, nil
+}
+
 // Find returns the records of kind about id (their keys name both, so one
 // listing finds them), oldest first. Each must parse and carry a valid
 // signature by the Log's signer or a trusted key, else Find fails with a

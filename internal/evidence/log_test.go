@@ -714,3 +714,46 @@ func TestVerifyCitedReports(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordByKey: Record returns a named copy only when it is signed by a
+// key the log trusts and is the record its key names; a copy of another
+// record under a planted key, an unknown signer, a chain key or a missing
+// key is refused.
+func TestRecordByKey(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	signer := newTestSigner(t)
+	l := NewLog(st, signer, newTestClock().Now)
+	recs := appendN(t, l, 0, 3)
+
+	got, err := l.Record(ctx, recs[1].Key())
+	if err != nil {
+		t.Fatalf("Record(%s): %v", recs[1].Key(), err)
+	}
+	if got.Seq != recs[1].Seq || got.ID != recs[1].ID || got.Outcome != recs[1].Outcome {
+		t.Fatalf("Record returned %+v, want %+v", got, recs[1])
+	}
+
+	// Record 1's bytes under a key that names another seq, kind or ID.
+	planted := recordKey(9, recs[0].Kind, recs[0].ID)
+	st.set(planted, st.get(recs[0].Key()))
+	var ve *VerifyError
+	if _, err := l.Record(ctx, planted); !errors.As(err, &ve) || ve.Field != "id" {
+		t.Fatalf("a record under a key not its own: %v, want a VerifyError on id", err)
+	}
+
+	// The same log read with another trusted key, and no signer.
+	other := NewLog(st, nil, newTestClock().Now, WithTrustedKeys(newTestSigner(t).PublicKey()))
+	if _, err := other.Record(ctx, recs[1].Key()); !errors.As(err, &ve) || ve.Field != "publicKey" {
+		t.Fatalf("a record by an untrusted key: %v, want a VerifyError on publicKey", err)
+	}
+
+	for _, key := range []string{chainKey(1), "runs/x/20261206T000000Z.json"} {
+		if _, err := l.Record(ctx, key); !errors.As(err, &ve) {
+			t.Fatalf("Record(%s): %v, want a VerifyError", key, err)
+		}
+	}
+	if _, err := l.Record(ctx, recordKey(99, KindBackup, "nothing")); err == nil {
+		t.Fatal("Record of a missing key succeeded")
+	}
+}

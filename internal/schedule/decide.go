@@ -42,6 +42,16 @@ const (
 	ReasonRestored Reason = "restored"
 )
 
+// Known reports whether r is one of the reasons above: a claim or an
+// outcome read from a store with any other was not written by lifeboat.
+func (r Reason) Known() bool {
+	switch r {
+	case ReasonSuperseded, ReasonDeadline, ReasonForbid, ReasonSuspended, ReasonSkipImmediately, ReasonTooMany, ReasonRestored:
+		return true
+	}
+	return false
+}
+
 // Spec is what Decide needs of one Schedule.
 type Spec struct {
 	// Name is the schedule's name.

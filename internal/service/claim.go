@@ -145,6 +145,8 @@ func (c Claim) validate() error {
 		return errors.New("reason: must be empty for decision run")
 	case c.Decision == DecisionSkip && c.Reason == "":
 		return errors.New("reason: required for decision skip")
+	case c.Decision == DecisionSkip && !skipReason(c.Reason):
+		return fmt.Errorf("reason %q: not a reason lifeboat skips a tick for", c.Reason)
 	case c.Claimant == "":
 		return errors.New("claimant: empty")
 	}
@@ -167,10 +169,22 @@ func (o Outcome) validate() error {
 		return fmt.Errorf("outcome %q: want success, partial or failure", o.Outcome)
 	case o.Status != StatusRan && o.Outcome != evidence.OutcomeFailure:
 		return fmt.Errorf("outcome %q: a %s tick is a failure", o.Outcome, o.Status)
+	case o.Status == StatusMissed && !skipReason(o.Reason):
+		return fmt.Errorf("reason %q: not a reason lifeboat misses a tick for", o.Reason)
+	case o.Status == StatusAbandoned && o.Reason != ReasonAbandoned:
+		return fmt.Errorf("reason %q: an abandoned tick's reason is %s", o.Reason, ReasonAbandoned)
+	case o.Status == StatusRan && o.Outcome == evidence.OutcomeSuccess && o.Reason != "":
+		return errors.New("reason: must be empty for a run that succeeded")
 	case o.Writer == "":
 		return errors.New("writer: empty")
 	}
 	return nil
+}
+
+// skipReason reports whether r is a reason a tick is skipped or missed
+// for (docs/format.md §7.1).
+func skipReason(r string) bool {
+	return schedule.Reason(r).Known() || r == ReasonAbandoned
 }
 
 func validTarget(t Target) bool {

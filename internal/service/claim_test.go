@@ -113,18 +113,22 @@ func equalRunObject(a, b any) bool {
 // allowed in JSON, so the expectation is kept here).
 func TestRunObjectNegative(t *testing.T) {
 	want := map[string]string{
-		"claim-unknown-field.json":     "unknown field",
-		"claim-fractional-tick.json":   "whole second",
-		"claim-bad-decision.json":      "decision",
-		"claim-skip-no-reason.json":    "reason",
-		"claim-bad-target.json":        "target",
-		"claim-trailing.json":          "trailing",
-		"outcome-missed-success.json":  "failure",
-		"outcome-bad-status.json":      "status",
-		"outcome-no-writer.json":       "writer",
-		"outcome-wrong-format.json":    "format",
-		"outcome-unknown-field.json":   "unknown field",
-		"outcome-fractional-tick.json": "whole second",
+		"claim-unknown-field.json":            "unknown field",
+		"claim-fractional-tick.json":          "whole second",
+		"claim-bad-decision.json":             "decision",
+		"claim-skip-no-reason.json":           "reason",
+		"claim-bad-target.json":               "target",
+		"claim-trailing.json":                 "trailing",
+		"outcome-missed-success.json":         "failure",
+		"outcome-bad-status.json":             "status",
+		"outcome-no-writer.json":              "writer",
+		"outcome-wrong-format.json":           "format",
+		"outcome-unknown-field.json":          "unknown field",
+		"outcome-fractional-tick.json":        "whole second",
+		"claim-unknown-reason.json":           "not a reason lifeboat skips",
+		"outcome-missed-unknown-reason.json":  "not a reason lifeboat misses",
+		"outcome-abandoned-other-reason.json": "abandoned tick's reason",
+		"outcome-success-reason.json":         "must be empty for a run that succeeded",
 	}
 	entries, err := os.ReadDir(filepath.Join("testdata", "negative"))
 	if err != nil {

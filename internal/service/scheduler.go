@@ -410,6 +410,15 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		if !ok {
 			continue
 		}
+		if tick.After(now.Add(clockSkew)) {
+			// No replica claims a tick before it is due (its clock may
+			// run ahead by clockSkew): someone else wrote this, and it
+			// must not become the newest tick decided, which would stop
+			// the schedule until then (docs/format.md §7.1).
+			s.log.Error("an object under runs/ names a tick in the future; lifeboat never writes one, so it is ignored",
+				"schedule", name, "key", info.Key, "tick", tick)
+			continue
+		}
 		if isOutcome {
 			outcomes[tick] = true
 			if tick.After(newestOutcome) {
@@ -473,6 +482,8 @@ func (s *Scheduler) prepare(ctx context.Context, env *wire.Env, e *entry, now ti
 		}
 		if o, err := ParseOutcome(data); err != nil {
 			s.log.Error("unreadable outcome left as it is", "schedule", name, "outcome", OutcomeKey(name, want), "err", err)
+		} else if !o.Tick.Equal(want) {
+			s.log.Error("an outcome names another tick than its key; left as it is", "schedule", name, "outcome", OutcomeKey(name, want), "tick", o.Tick)
 		} else {
 			last = &o
 		}
@@ -636,10 +647,65 @@ func (s *Scheduler) reconcile(ctx context.Context, env *wire.Env, e *entry, o Ou
 		s.mu.Unlock()
 		return nil
 	}
+	if err := s.checkOutcome(ctx, e, o); err != nil {
+		// Unsigned, so anyone with write access to the store may have
+		// written it: nothing is signed from it (§7.2).
+		s.log.Error("a settled tick's outcome does not check out; no schedule record is appended from it",
+			"schedule", name, "outcome", OutcomeKey(name, tick), "err", err)
+		return nil
+	}
 	s.log.Warn("a settled tick has no schedule record (its writer stopped in between); appending it", "schedule", name, "tick", tick, "writer", o.Writer)
 	return s.appendRecord(ctx, env, e, settlement{
 		tick: tick, status: o.Status, outcome: o.Outcome, reason: o.Reason, run: o.Run, rec: o.Record, missed: 1,
 	}, o.Writer)
+}
+
+// checkOutcome checks an outcome read from the store before a record is
+// signed from it (docs/format.md §7.2): it must be about this schedule,
+// its tick and its target, and a success or partial outcome must cite the
+// run's own signed record, of the target's kind and about the target, with
+// the same outcome and run ID, appended after the tick (less the clock
+// skew). prepare has checked that its tick is the one its key names.
+func (s *Scheduler) checkOutcome(ctx context.Context, e *entry, o Outcome) error {
+	name := e.sched.Metadata.Name
+	switch {
+	case o.Schedule != name:
+		return fmt.Errorf("it names schedule %q", o.Schedule)
+	case o.Target != e.target:
+		return fmt.Errorf("it names target %s %q, the schedule's is %s %q", o.Target.Kind, o.Target.Name, e.target.Kind, e.target.Name)
+	}
+	if o.Outcome == evidence.OutcomeFailure {
+		return nil
+	}
+	if o.Record == "" {
+		return fmt.Errorf("a %s outcome cites no record", o.Outcome)
+	}
+	r, err := evidence.NewLog(e.st, s.o.Signer, s.clock.Now).Record(ctx, o.Record)
+	if err != nil {
+		return fmt.Errorf("its record: %w", err)
+	}
+	kind, field := "", ""
+	switch e.target.Kind {
+	case config.KindBackupPlan:
+		kind, field = evidence.KindBackup, "plan"
+	case config.KindRotationPolicy:
+		kind, field = evidence.KindRotation, "policy"
+	case config.KindDrill:
+		kind, field = evidence.KindDrill, "drill"
+	}
+	switch {
+	case r.Kind != kind:
+		return fmt.Errorf("its record %s is a %s record, not a %s one", o.Record, r.Kind, kind)
+	case r.Subject[field] != e.target.Name:
+		return fmt.Errorf("its record %s is about %s %v, not %s", o.Record, field, r.Subject[field], e.target.Name)
+	case r.Outcome != o.Outcome:
+		return fmt.Errorf("its record %s says %s, the outcome %s", o.Record, r.Outcome, o.Outcome)
+	case r.ID != o.Run:
+		return fmt.Errorf("its record %s is of run %s, the outcome names %s", o.Record, r.ID, o.Run)
+	case r.Time.Before(o.Tick.Add(-clockSkew)):
+		return fmt.Errorf("its record %s was appended at %s, before the tick", o.Record, r.Time.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // outcomeOf maps a last status to a record outcome: a missed or abandoned

@@ -204,6 +204,20 @@ func scheduleRecords(t *testing.T, e schedEnv) []evidence.Record {
 	return out
 }
 
+// appendRunRecord appends the signed record a run of target leaves (a
+// backup record of plan clinic, here) and returns its key, for an outcome
+// to cite.
+func appendRunRecord(t *testing.T, e schedEnv, st store.Store, kind, id, field, name, outcome string, at time.Time) string {
+	t.Helper()
+	r, err := evidence.NewLog(st, e.signer, func() time.Time { return at }).Append(context.Background(), evidence.Record{
+		Kind: kind, ID: id, Outcome: outcome, Subject: map[string]any{field: name}, HIPAA: []string{"§164.308(a)(7)(ii)(A)"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Key()
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -529,9 +543,10 @@ func TestSchedulerReconcilesMissingRecord(t *testing.T) {
 	st := e.store(t)
 	tick := now.Add(-30*time.Second - time.Hour)
 	target := Target{Kind: config.KindBackupPlan, Name: "clinic"}
+	rec := appendRunRecord(t, e, st, evidence.KindBackup, "clinic-20261205T010000Z-abcd", "plan", "clinic", evidence.OutcomeSuccess, now.Add(-20*time.Second))
 	claim, _ := EncodeClaim(Claim{Schedule: "nightly", Tick: tick, Target: target, Decision: DecisionRun, Claimant: "dead", ClaimedAt: tick})
 	outcome, _ := EncodeOutcome(Outcome{Schedule: "nightly", Tick: tick, Target: target, Status: StatusRan, Outcome: evidence.OutcomeSuccess,
-		Run: "clinic-20261205T010000Z-abcd", Writer: "dead", SettledAt: now.Add(-10 * time.Second)})
+		Run: "clinic-20261205T010000Z-abcd", Record: rec, Writer: "dead", SettledAt: now.Add(-10 * time.Second)})
 	for key, data := range map[string][]byte{ClaimKey("nightly", tick): claim, OutcomeKey("nightly", tick): outcome} {
 		if _, err := putOnce(context.Background(), st, key, data, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
@@ -592,9 +607,10 @@ func TestSchedulerReconcilesAfterNewerTicks(t *testing.T) {
 	st := e.store(t)
 	tick := now.Add(-30 * time.Second) // the tick the dead leader ran
 	target := Target{Kind: config.KindBackupPlan, Name: "clinic"}
+	rec := appendRunRecord(t, e, st, evidence.KindBackup, "clinic-dead-run", "plan", "clinic", evidence.OutcomeSuccess, now.Add(-10*time.Second))
 	claim, _ := EncodeClaim(Claim{Schedule: "often", Tick: tick, Target: target, Decision: DecisionRun, Claimant: "dead", ClaimedAt: tick})
 	outcome, _ := EncodeOutcome(Outcome{Schedule: "often", Tick: tick, Target: target, Status: StatusRan, Outcome: evidence.OutcomeSuccess,
-		Run: "clinic-dead-run", Writer: "dead", SettledAt: now.Add(-5 * time.Second)})
+		Run: "clinic-dead-run", Record: rec, Writer: "dead", SettledAt: now.Add(-5 * time.Second)})
 	for key, data := range map[string][]byte{ClaimKey("often", tick): claim, OutcomeKey("often", tick): outcome} {
 		if _, err := putOnce(context.Background(), st, key, data, now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
@@ -692,5 +708,122 @@ func TestSchedulerRunsAfterRestore(t *testing.T) {
 			t.Logf("%s %s %v", r.ID, r.Outcome, r.Subject)
 		}
 		t.Fatalf("%d ticks missed as restored (want the %d due during the outage), %d runs at the restore (want 1)", restored, wantRestored, ran)
+	}
+}
+
+// TestSchedulerChecksOutcomeBeforeSigning: the objects under runs/ are
+// unsigned, so anyone who can write to the store can plant an outcome. A
+// new leader appends a `schedule` record from an unrecorded outcome only
+// when it checks out (docs/format.md §7.2): a success must cite the run's
+// own signed record, about the schedule's target, with the same outcome
+// and run, appended after the tick. A failure needs no record.
+func TestSchedulerChecksOutcomeBeforeSigning(t *testing.T) {
+	const run = "clinic-20261205T010000Z-abcd"
+	type variant struct {
+		name     string
+		outcome  string // of the planted outcome
+		cite     bool   // whether the outcome cites the record
+		recPlan  string // the record's plan
+		recOut   string // the record's outcome
+		recRun   string // the record's ID
+		recAge   time.Duration
+		target   string        // the outcome's target name
+		keyTick  time.Duration // the key's tick, relative to the outcome's
+		wantRecs int
+	}
+	base := variant{outcome: evidence.OutcomeSuccess, cite: true, recPlan: "clinic", recOut: evidence.OutcomeSuccess, recRun: run,
+		recAge: 20 * time.Second, target: "clinic", wantRecs: 1}
+	with := func(name string, f func(*variant)) variant { v := base; v.name = name; f(&v); return v }
+	for _, v := range []variant{
+		with("a success citing its run's record", func(v *variant) {}),
+		with("a success citing no record", func(v *variant) { v.cite, v.wantRecs = false, 0 }),
+		with("a record of another plan", func(v *variant) { v.recPlan, v.wantRecs = "other", 0 }),
+		with("a record that says failure", func(v *variant) { v.recOut, v.wantRecs = evidence.OutcomeFailure, 0 }),
+		with("a record of another run", func(v *variant) { v.recRun, v.wantRecs = "clinic-20251205T010000Z-ffff", 0 }),
+		with("a record from before the tick", func(v *variant) { v.recAge, v.wantRecs = 2*time.Hour, 0 }),
+		with("an outcome of another target", func(v *variant) { v.target, v.wantRecs = "other", 0 }),
+		with("an outcome under another tick's key", func(v *variant) { v.keyTick, v.wantRecs = -time.Minute, 0 }),
+		with("a failure citing no record", func(v *variant) { v.outcome, v.cite, v.wantRecs = evidence.OutcomeFailure, false, 1 }),
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			e := newSchedEnv(t, map[string]string{"nightly": `{cron: "0 2 * * *", backupPlan: clinic}`})
+			now := start()
+			clk := clocktesting.NewFakeClock(now)
+			st := e.store(t)
+			tick := now.Add(-30*time.Second - time.Hour)
+			rec := appendRunRecord(t, e, st, evidence.KindBackup, v.recRun, "plan", v.recPlan, v.recOut, now.Add(-v.recAge))
+			if !v.cite {
+				rec = ""
+			}
+			reason := ""
+			if v.outcome == evidence.OutcomeFailure {
+				reason = "backup failed at step store"
+			}
+			target := Target{Kind: config.KindBackupPlan, Name: v.target}
+			keyTick := tick.Add(v.keyTick)
+			claim, err := EncodeClaim(Claim{Schedule: "nightly", Tick: keyTick, Target: target, Decision: DecisionRun, Claimant: "dead", ClaimedAt: tick})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outcome, err := EncodeOutcome(Outcome{Schedule: "nightly", Tick: tick, Target: target, Status: StatusRan, Outcome: v.outcome,
+				Reason: reason, Run: run, Record: rec, Writer: "dead", SettledAt: now.Add(-10 * time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, data := range map[string][]byte{ClaimKey("nightly", keyTick): claim, OutcomeKey("nightly", keyTick): outcome} {
+				if _, err := putOnce(context.Background(), st, key, data, now.Add(time.Hour)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			startReplica(t, e, "new-leader", &fakeRunner{}, clk, true)
+			waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+			clk.Step(reconcileAfter)
+			if v.wantRecs > 0 {
+				waitFor(t, "the record appended", func() bool { return len(scheduleRecords(t, e)) == v.wantRecs })
+				r := scheduleRecords(t, e)[0]
+				if r.Outcome != v.outcome || r.Subject["run"] != run {
+					t.Fatalf("record %s %v, want the outcome's %s and run", r.Outcome, r.Subject, v.outcome)
+				}
+				return
+			}
+			waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+			clk.Step(reconcileAfter)
+			waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+			if recs := scheduleRecords(t, e); len(recs) != 0 {
+				t.Fatalf("%d schedule records signed from an outcome that does not check out: %v", len(recs), recs[0].Subject)
+			}
+		})
+	}
+}
+
+// TestSchedulerIgnoresFutureClaim: a claim planted for a tick a year
+// ahead must not become the newest tick decided; the schedule still runs
+// the tick that falls due, and records it.
+func TestSchedulerIgnoresFutureClaim(t *testing.T) {
+	e := newSchedEnv(t, map[string]string{"often": `{cron: "* * * * *", backupPlan: clinic}`})
+	now := start()
+	clk := clocktesting.NewFakeClock(now)
+	st := e.store(t)
+	future := now.Truncate(time.Minute).Add(365 * 24 * time.Hour)
+	target := Target{Kind: config.KindBackupPlan, Name: "clinic"}
+	for _, c := range []Claim{
+		{Schedule: "often", Tick: future, Target: target, Decision: DecisionRun, Claimant: "intruder", ClaimedAt: now},
+		{Schedule: "often", Tick: future.Add(time.Minute), Target: target, Decision: DecisionSkip, Reason: string(schedule.ReasonSuspended), Claimant: "intruder", ClaimedAt: now},
+	} {
+		data, err := EncodeClaim(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := putOnce(context.Background(), st, ClaimKey("often", c.Tick), data, now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runner := &fakeRunner{}
+	startReplica(t, e, "leader", runner, clk, true)
+	waitFor(t, "the replica waiting", func() bool { return clk.Waiters() >= 1 })
+	clk.Step(30 * time.Second)
+	waitFor(t, "the due tick run and recorded", func() bool { return runner.count() == 1 && len(scheduleRecords(t, e)) == 1 })
+	if r := scheduleRecords(t, e)[0]; r.Subject["status"] != StatusRan || r.Subject["tick"] != now.Add(30*time.Second).UTC().Format(time.RFC3339) {
+		t.Fatalf("record %v, want the due tick run", r.Subject)
 	}
 }
