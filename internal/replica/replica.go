@@ -211,15 +211,32 @@ func (c *Copier) Backup(ctx context.Context, id string) (res Result, err error) 
 	if err != nil {
 		return res, &Error{StepCommit, mkey, err}
 	}
-	if !committed {
-		for _, a := range m.Artifacts {
-			key := catalog.ArtifactKey(id, a.Name)
-			err := c.copy(ctx, &res, key, a.CiphertextSHA256, a.CiphertextSize, retain, func() (io.ReadCloser, error) {
-				return c.o.Primary.Get(ctx, key, store.GetOptions{})
-			})
-			if err != nil {
-				return res, &Error{StepArtifact, key, err}
-			}
+	// A manifest already there is not proof that its artifacts are: the
+	// manifest goes last, but anyone who can write to the replica may have
+	// put the primary's there first, and then nothing would be copied. So
+	// the artifacts are listed, and those not there with the manifest's
+	// size are copied (read back whole, as on a first copy) (§9.1).
+	var listed map[string]int64
+	if committed {
+		if listed, err = c.artifactSizes(ctx, id); err != nil {
+			return res, &Error{StepArtifact, catalog.BackupPrefix(id) + "artifacts/", err}
+		}
+	}
+	for _, a := range m.Artifacts {
+		key := catalog.ArtifactKey(id, a.Name)
+		if size, ok := listed[key]; ok && size == a.CiphertextSize {
+			res.Skipped++
+			continue
+		}
+		if committed {
+			c.o.Logger.Warn("the replica has the backup's manifest but not this artifact: its manifest was written before it (not by lifeboat, which writes it last); copying the artifact",
+				"backup", id, "store", c.o.ReplicaName, "artifact", key)
+		}
+		err := c.copy(ctx, &res, key, a.CiphertextSHA256, a.CiphertextSize, retain, func() (io.ReadCloser, error) {
+			return c.o.Primary.Get(ctx, key, store.GetOptions{})
+		})
+		if err != nil {
+			return res, &Error{StepArtifact, key, err}
 		}
 	}
 	if err := c.keyObjects(ctx, &res, m, retain); err != nil {
@@ -252,6 +269,18 @@ func (c *Copier) Backup(ctx context.Context, id string) (res Result, err error) 
 	res.State = StateReplicated
 	c.o.Logger.Info("backup replicated", "backup", id, "store", c.o.ReplicaName, "copied", res.Copied, "skipped", res.Skipped, "bytes", res.Bytes)
 	return res, nil
+}
+
+// artifactSizes lists the replica's artifacts of backup id: key → size.
+func (c *Copier) artifactSizes(ctx context.Context, id string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for info, err := range c.o.Replica.List(ctx, catalog.BackupPrefix(id)+"artifacts/") {
+		if err != nil {
+			return nil, fmt.Errorf("list the replica's (%s): %w", c.o.ReplicaName, err)
+		}
+		out[info.Key] = info.Size
+	}
+	return out, nil
 }
 
 // keyObjects copies the backup's key objects the replica lacks. Only

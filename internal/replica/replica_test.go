@@ -292,3 +292,84 @@ func TestResume(t *testing.T) {
 		t.Fatalf("%s was written again", first)
 	}
 }
+
+// TestManifestPlantedFirst: someone who can read the primary and write the
+// replica puts the primary's manifest on the replica before the first
+// replication. The backup is then not replicated (it is incomplete), and
+// replication copies its artifacts, read back whole, so that the replica
+// holds a backup that verifies; an artifact then on the replica with the
+// manifest's size is not read again.
+func TestManifestPlantedFirst(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	m := f.backup(t, true)
+	mkey := catalog.ManifestKey(m.Backup)
+	rd, err := f.primary.Get(ctx, mkey, store.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(rd)
+	rd.Close()
+	if _, err := f.replica.Put(ctx, mkey, bytes.NewReader(mb), store.PutOptions{RetainUntil: m.RetainUntil}); err != nil {
+		t.Fatal(err)
+	}
+	if states, err := replica.Status(ctx, f.primary, f.replica, []catalog.Manifest{m}); err != nil || states[m.Backup] != replica.StateIncomplete {
+		t.Fatalf("a manifest without its artifacts: %v %v, want incomplete", states, err)
+	}
+
+	var copied []string
+	res, err := f.copier(t, func(e replica.Event) {
+		if e.Copied {
+			copied = append(copied, e.Key)
+		}
+	}).Backup(ctx, m.Backup)
+	if err != nil || res.State != replica.StateReplicated {
+		t.Fatalf("replicate: %+v %v", res, err)
+	}
+	for _, a := range m.Artifacts {
+		if !strings.Contains(strings.Join(copied, " "), catalog.ArtifactKey(m.Backup, a.Name)) {
+			t.Fatalf("artifact %s not copied (copied: %v)", a.Name, copied)
+		}
+	}
+	if states, err := replica.Status(ctx, f.primary, f.replica, []catalog.Manifest{m}); err != nil || states[m.Backup] != replica.StateReplicated {
+		t.Fatalf("after replication: %v %v, want replicated", states, err)
+	}
+	if vr, err := catalog.Verify(ctx, f.replica, m.Backup, true, f.keyring); err != nil || !vr.OK {
+		t.Fatalf("verify --read-data on the replica: %+v %v", vr, err)
+	}
+
+	// Later replications (a rotation's new key object) list the
+	// artifacts rather than read them again.
+	reads := 0
+	counting := &countingStore{Store: f.replica, onGet: func(key string) {
+		if strings.Contains(key, "/artifacts/") {
+			reads++
+		}
+	}}
+	c, err := replica.New(replica.Options{
+		Primary: f.primary, Replica: counting, PrimaryName: "primary", ReplicaName: "dr",
+		Trusted:           []evidence.PublicKey{f.signer.PublicKey()},
+		BackupRetainUntil: func(m catalog.Manifest) time.Time { return m.RetainUntil.Add(time.Hour) },
+		EvidenceRetention: 48 * time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Backup(ctx, m.Backup); err != nil || res.State != replica.StateReplicated || res.Copied != 0 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+	if reads != 0 {
+		t.Fatalf("%d artifact reads on a replication of a committed backup, want none", reads)
+	}
+}
+
+// countingStore calls onGet before each Get.
+type countingStore struct {
+	store.Store
+	onGet func(key string)
+}
+
+func (c *countingStore) Get(ctx context.Context, key string, o store.GetOptions) (io.ReadCloser, error) {
+	c.onGet(key)
+	return c.Store.Get(ctx, key, o)
+}

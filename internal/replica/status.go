@@ -19,7 +19,10 @@ const (
 	// gained since (a rotation) is not there yet.
 	StateBehind = "behind"
 	// StateIncomplete: objects of the backup are there, no manifest: a
-	// copy in progress or interrupted.
+	// copy in progress or interrupted; or the manifest is there but not
+	// every artifact with its size, which lifeboat never leaves (it writes
+	// the manifest last): someone put the manifest there first, and
+	// replication copies the artifacts.
 	StateIncomplete = "incomplete"
 	// StateMissing: nothing of the backup is on the replica.
 	StateMissing = "missing"
@@ -62,7 +65,11 @@ func Status(ctx context.Context, primary, replica store.Store, ms []catalog.Mani
 		case len(have) == 0:
 			out[id] = StateMissing
 			continue
-		case !have["manifest.json"]:
+		case !listed(have, "manifest.json"):
+			out[id] = StateIncomplete
+			continue
+		}
+		if !artifactsListed(m, have) {
 			out[id] = StateIncomplete
 			continue
 		}
@@ -80,7 +87,7 @@ func Status(ctx context.Context, primary, replica store.Store, ms []catalog.Mani
 		}
 		out[id] = StateReplicated
 		for f := range pkeys[id] {
-			if strings.HasPrefix(f, "keys/") && !have[f] {
+			if strings.HasPrefix(f, "keys/") && !listed(have, f) {
 				out[id] = StateBehind
 				break
 			}
@@ -89,9 +96,25 @@ func Status(ctx context.Context, primary, replica store.Store, ms []catalog.Mani
 	return out, nil
 }
 
-// backupObjects lists backups/ as backup ID → set of paths under it.
-func backupObjects(ctx context.Context, st store.Store) (map[string]map[string]bool, error) {
-	out := map[string]map[string]bool{}
+func listed(have map[string]int64, file string) bool {
+	_, ok := have[file]
+	return ok
+}
+
+// artifactsListed reports whether every artifact of m is listed in have
+// with the manifest's size.
+func artifactsListed(m catalog.Manifest, have map[string]int64) bool {
+	for _, a := range m.Artifacts {
+		if size, ok := have["artifacts/"+a.Name]; !ok || size != a.CiphertextSize {
+			return false
+		}
+	}
+	return true
+}
+
+// backupObjects lists backups/ as backup ID → path under it → size.
+func backupObjects(ctx context.Context, st store.Store) (map[string]map[string]int64, error) {
+	out := map[string]map[string]int64{}
 	for info, err := range st.List(ctx, "backups/") {
 		if err != nil {
 			return nil, err
@@ -101,9 +124,9 @@ func backupObjects(ctx context.Context, st store.Store) (map[string]map[string]b
 			continue
 		}
 		if out[id] == nil {
-			out[id] = map[string]bool{}
+			out[id] = map[string]int64{}
 		}
-		out[id][file] = true
+		out[id][file] = info.Size
 	}
 	return out, nil
 }
