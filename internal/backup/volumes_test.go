@@ -649,6 +649,26 @@ func TestVolumes(t *testing.T) {
 		variantSnap := volumes.SnapshotName(variant, "gone")
 		k.snapshot("reten", variantSnap, map[string]string{volumes.LabelPlan: "reten"},
 			map[string]string{volumes.AnnotationBackup: variant, volumes.AnnotationRetainUntil: past})
+		// Someone who can write to the store puts there a manifest (no
+		// signed record vouches for it) that lists a snapshot and says
+		// it expired an hour ago: its creation time still keeps it a
+		// whole retention.
+		planted := first
+		planted.Backup = "reten-20261120T040000Z-0009"
+		planted.Started = time.Date(2026, 11, 20, 4, 0, 0, 0, time.UTC)
+		planted.Completed = planted.Started.Add(time.Minute)
+		planted.RetainUntil = planted.Completed.Add(time.Hour)
+		plantedSnap := volumes.SnapshotName(planted.Backup, "gone")
+		planted.Volumes = &catalog.Volumes{Snapshots: []catalog.VolumeSnapshot{{Namespace: "reten", Claim: "gone", Snapshot: plantedSnap, Content: "snapcontent-planted", Handle: "planted", ReadyAt: planted.Started}}}
+		mb, err := planted.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.st.Put(ctx, catalog.ManifestKey(planted.Backup), bytes.NewReader(mb), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		k.snapshot("reten", plantedSnap, map[string]string{volumes.LabelPlan: "reten"},
+			map[string]string{volumes.AnnotationBackup: planted.Backup, volumes.AnnotationRetainUntil: past})
 		// 30 minutes later: the first snapshot is kept, its manifest's
 		// retention not having ended; so is the unlisted one.
 		second, err := runBackup(ctx, t, f, p, &logs, func() time.Time { return time.Now().Add(30 * time.Minute) })
@@ -661,7 +681,8 @@ func TestVolumes(t *testing.T) {
 		for _, want := range []string{`retain-until annotation differs from its backup's manifest; kept until the manifest's`,
 			`volume snapshot is not in its backup's manifest; kept`,
 			`never committed to this store: kept a full retention from its creation`,
-			`backup annotation does not name a backup of this plan; kept`} {
+			`backup annotation does not name a backup of this plan; kept`,
+			`backup manifest says it expired, but it was created less than the plan's retention ago; kept`} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("logs lack %s", want)
 			}
@@ -672,7 +693,7 @@ func TestVolumes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run: %v\nlogs:\n%s", err, logs.String())
 		}
-		wantExpired := []string{"reten/" + firstSnap, "reten/" + volumes.SnapshotName(second.Backup, "db"), "reten/" + orphan}
+		wantExpired := []string{"reten/" + firstSnap, "reten/" + volumes.SnapshotName(second.Backup, "db"), "reten/" + orphan, "reten/" + plantedSnap}
 		slices.Sort(wantExpired)
 		if fmt.Sprint(third.Volumes.Expired) != fmt.Sprint(wantExpired) {
 			t.Fatalf("expired = %v, want %v", third.Volumes.Expired, wantExpired)

@@ -661,6 +661,17 @@ func (t *taker) expired(ctx context.Context, vs *snapv1.VolumeSnapshot, backup s
 		}
 		return time.Time{}, false
 	}
+	// The manifest is read without its signed record, so someone who can
+	// write to the store could have put one there with an early
+	// retainUntil. The snapshot's creation time, set by the API server,
+	// bounds that too: a committed backup is locked for at least the
+	// plan's retention from its start, which is about when its snapshots
+	// were created.
+	if floor := vs.CreationTimestamp.Add(t.opts.Retention); !now.After(floor) {
+		log.Warn("volume snapshot's backup manifest says it expired, but it was created less than the plan's retention ago; kept",
+			"retainUntil", l.commit.RetainUntil, "createdPlusRetention", floor)
+		return time.Time{}, false
+	}
 	// The later of the two has passed.
 	if l.commit.RetainUntil.After(until) {
 		until = l.commit.RetainUntil
