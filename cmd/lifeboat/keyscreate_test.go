@@ -18,6 +18,7 @@ import (
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/evidence"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
@@ -151,7 +152,7 @@ func TestKeysCreate(t *testing.T) {
 		}
 		// One version: the refused second create made no key.
 		out, errs, code := run(t, "--config", s.config, "-o", "json", "keys", "status", "local")
-		var ks []keyStatus
+		var ks []job.KeyStatus
 		if code != ExitOK || json.Unmarshal([]byte(out), &ks) != nil || len(ks) != 1 || len(ks[0].Versions) != 1 {
 			t.Fatalf("keys status after create: exit %d\n%s\n%s", code, out, errs)
 		}

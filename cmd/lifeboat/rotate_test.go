@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/source/etcd/etcdtest"
+	"github.com/lifeboat-dr/lifeboat/internal/store"
+	"github.com/lifeboat-dr/lifeboat/internal/store/fs"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
 
@@ -60,7 +66,7 @@ func TestKeysRotate(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("keys status: exit %d\n%s\n%s", code, out, errs)
 	}
-	var st []keyStatus
+	var st []job.KeyStatus
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("keys status -o json: %v\n%s", err, out)
 	}
@@ -73,6 +79,34 @@ func TestKeysRotate(t *testing.T) {
 	}
 	if out, _, code := run(t, "--config", s.config, "keys", "status", "local"); code != ExitOK || !strings.Contains(out, "2 of 2") {
 		t.Fatalf("keys status table:\n%s", out)
+	}
+	// Objects planted under a backup's keys/ by someone who can write to
+	// the store are not counted, and do not fail the command: one that
+	// is not a key object, and a copy of another backup's key object.
+	fst, err := fs.Open(ctx, fs.Options{Root: s.storeRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var other []byte
+	for info, err := range fst.List(ctx, catalog.KeysPrefix(m2.Backup)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := fst.Get(ctx, info.Key, store.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		other, _ = io.ReadAll(rc)
+		rc.Close()
+	}
+	for name, data := range map[string][]byte{"garbage.json": []byte(`{"kek": "local:clinic-kek@2"}`), "copied.json": other} {
+		if _, err := fst.Put(ctx, catalog.KeysPrefix(m1.Backup)+name, bytes.NewReader(data), store.PutOptions{RetainUntil: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errs, code = run(t, "--config", s.config, "keys", "status", "local")
+	if code != ExitOK || !strings.Contains(out, "2 of 2") || strings.Count(errs, "not counted") != 2 {
+		t.Fatalf("keys status with planted key objects: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// All providers: the unreachable KMS one is reported as an error row,
 	// the local one still in full, and the exit code says something failed.
