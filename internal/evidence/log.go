@@ -516,6 +516,11 @@ func (l *Log) Backwards(ctx context.Context, limit int, fn func(Record) bool) er
 		if err != nil {
 			return problem(keys[i], err)
 		}
+		if chainKey(r.Seq) != keys[i] {
+			// A genuine record copied under another seq (an old pass
+			// replayed as the newest) must not read as that seq's.
+			return &VerifyError{Object: keys[i], Field: "seq", Problem: fmt.Sprintf("the record is seq %d, not what its key names", r.Seq)}
+		}
 		trusted := containsKey(l.opts.trusted, pub)
 		if l.signer != nil && pub.Equal(l.signer.pub) {
 			trusted = true

@@ -757,3 +757,24 @@ func TestRecordByKey(t *testing.T) {
 		t.Fatal("Record of a missing key succeeded")
 	}
 }
+
+// TestBackwardsRefusesReplayedSeq: a genuine record copied to the next
+// seq's chain key (an old pass replayed as the newest) is refused by
+// Backwards, which the status page and the scheduler read.
+func TestBackwardsRefusesReplayedSeq(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	signer := newTestSigner(t)
+	l := NewLog(st, signer, newTestClock().Now)
+	recs := appendN(t, l, 0, 3)
+	var seen []int64
+	if err := l.Backwards(ctx, 10, func(r Record) bool { seen = append(seen, r.Seq); return true }); err != nil || len(seen) != 3 || seen[0] != 3 {
+		t.Fatalf("Backwards over a sound log: %v %v", seen, err)
+	}
+	st.set(chainKey(4), st.get(chainKey(recs[0].Seq)))
+	var ve *VerifyError
+	err := l.Backwards(ctx, 10, func(r Record) bool { return true })
+	if !errors.As(err, &ve) || ve.Field != "seq" || ve.Object != chainKey(4) {
+		t.Fatalf("Backwards over a replayed record: %v, want a VerifyError on seq naming %s", err, chainKey(4))
+	}
+}
