@@ -67,8 +67,11 @@ type Options struct {
 	Scratch scratch.Provider
 	// CheckManifest, when set, judges the selected backup's stored
 	// manifest by its SHA-256 before anything else of it is used (the
-	// caller compares it with the backup's signed evidence record); an
-	// error fails the drill.
+	// caller compares it with the backup's signed evidence record). With
+	// select latest or before, a backup it refuses is passed over (named
+	// in the select phase's events and logged) for the newest it accepts,
+	// and the drill fails when it accepts none; with an ID, an error fails
+	// the drill.
 	CheckManifest func(ctx context.Context, backupID, manifestSHA256 string) error
 	// GapPoints, when set, gives the points in time of the plan's complete
 	// backups appended in [from, to] from a source an attacker cannot
@@ -366,18 +369,35 @@ func (r *runner) run(ctx context.Context) error {
 			sel.Before = d.Spec.Select.Before.Time
 		}
 		var err error
-		m, err = catalog.Select(ctx, r.opts.Store, sel)
-		if err != nil {
-			return err
-		}
-		if r.opts.CheckManifest != nil {
-			// Read again for the stored bytes' digest; the copy used from
-			// here on is the one that was checked.
-			var sum string
-			if m, sum, err = catalog.ReadDigest(ctx, r.opts.Store, m.Backup); err != nil {
+		if r.opts.CheckManifest == nil {
+			if m, err = catalog.Select(ctx, r.opts.Store, sel); err != nil {
 				return err
 			}
-			if err := r.opts.CheckManifest(ctx, m.Backup, sum); err != nil {
+		} else {
+			// With latest or before, the newest backup that passes the
+			// check: one no signed record vouches for (planted by someone
+			// who can write to the store, perhaps locked for a century)
+			// is passed over and named, not drilled, and does not stop
+			// every later drill. The copy used from here on is the one
+			// read again for its stored bytes' digest and checked.
+			var sum string
+			accept := func(ctx context.Context, c catalog.Manifest) error {
+				got, s, err := catalog.ReadDigest(ctx, r.opts.Store, c.Backup)
+				if err != nil {
+					return err
+				}
+				if err := r.opts.CheckManifest(ctx, c.Backup, s); err != nil {
+					return err
+				}
+				m, sum = got, s
+				return nil
+			}
+			_, refused, err := catalog.SelectAccepted(ctx, r.opts.Store, sel, accept)
+			for _, e := range refused {
+				r.event(PhaseSelect, "passed over: %v", e)
+				r.log.Warn("backup passed over: it does not match a signed evidence record", "err", e)
+			}
+			if err != nil {
 				return err
 			}
 			r.event(PhaseSelect, "manifest of backup %s matches its signed evidence record (SHA-256 %s)", m.Backup, sum)
