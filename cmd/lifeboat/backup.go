@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	iofs "io/fs"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -104,22 +103,6 @@ collector return memory sooner.`,
 	return cmd
 }
 
-// backupListEntry is one row of `backup list`.
-type backupListEntry struct {
-	Backup       string    `json:"backup"`
-	Plan         string    `json:"plan"`
-	Store        string    `json:"store"`
-	Status       string    `json:"status"`
-	Started      time.Time `json:"started"`
-	Completed    time.Time `json:"completed"`
-	PointInTime  time.Time `json:"pointInTime"`
-	StoredBytes  int64     `json:"storedBytes"`
-	EtcdRevision int64     `json:"etcdRevision,omitempty"`
-	// Replicas are the backup's states on its plan's replica stores
-	// (docs/format.md §9.4); empty when the plan has none.
-	Replicas []job.ReplicaState `json:"replicas,omitempty"`
-}
-
 func newBackupListCommand(a *app) *cobra.Command {
 	var planName, storeName string
 	cmd := &cobra.Command{
@@ -135,63 +118,17 @@ copy in progress or interrupted), missing, tampered or unreachable.`,
   lifeboat --config schedules/ backup list --plan etcd-hourly -o json`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
 			set, err := loadConfigSet(a, "backup list")
 			if err != nil {
 				return err
 			}
-			var stores []string
-			switch {
-			case storeName != "":
-				stores = []string{storeName}
-			case planName != "":
-				p, ok := set.BackupPlan(planName)
-				if !ok {
-					return usageError{fmt.Errorf("backup list: no BackupPlan named %q", planName)}
-				}
-				stores = []string{p.Spec.Store}
-			default:
-				for _, p := range set.BackupPlans {
-					if !slices.Contains(stores, p.Spec.Store) {
-						stores = append(stores, p.Spec.Store)
-					}
-				}
-				slices.Sort(stores)
+			entries, warnings, err := job.ListBackups(cmd.Context(), a.env(set), job.ListBackupsOptions{Plan: planName, Store: storeName})
+			for _, w := range warnings {
+				fmt.Fprintf(a.stderr, "warning: %s\n", w)
 			}
-			entries := []backupListEntry{}
-			for _, name := range stores {
-				cs, ok := set.Store(name)
-				if !ok {
-					return usageError{fmt.Errorf("backup list: no Store named %q", name)}
-				}
-				st, err := a.env(set).OpenStore(ctx, cs, true)
-				if errors.Is(err, iofs.ErrNotExist) {
-					continue // an fs store nothing was written to yet
-				}
-				if err != nil {
-					return fmt.Errorf("backup list: %w", err)
-				}
-				ms, err := catalog.List(ctx, st, catalog.ListOptions{Plan: planName})
-				if err != nil {
-					return fmt.Errorf("backup list: store %s: %w", name, err)
-				}
-				replicas, warnings := job.ReplicaStates(ctx, a.env(set), st, ms)
-				for _, w := range warnings {
-					fmt.Fprintf(a.stderr, "warning: %s\n", w)
-				}
-				for _, m := range ms {
-					e := backupListEntry{
-						Backup: m.Backup, Plan: m.Plan, Store: name, Status: m.Status,
-						Started: m.Started, Completed: m.Completed, PointInTime: m.PointInTime(), StoredBytes: m.StoredSize(),
-						Replicas: replicas[m.Backup],
-					}
-					if m.Etcd != nil {
-						e.EtcdRevision = m.Etcd.Revision
-					}
-					entries = append(entries, e)
-				}
+			if err != nil {
+				return err
 			}
-			slices.SortStableFunc(entries, func(x, y backupListEntry) int { return y.Started.Compare(x.Started) })
 			t := table{header: []string{"BACKUP", "PLAN", "STORE", "STATUS", "POINT IN TIME", "STORED", "ETCD REVISION", "REPLICAS"}}
 			for _, e := range entries {
 				rev := ""

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
+	"github.com/lifeboat-dr/lifeboat/internal/job"
 	"github.com/lifeboat-dr/lifeboat/internal/source/etcd/etcdtest"
 	"github.com/lifeboat-dr/lifeboat/internal/testenv"
 )
@@ -127,13 +128,13 @@ func backupRun(t *testing.T, s backupSetup, plan string) catalog.Manifest {
 	return m
 }
 
-func backupList(t *testing.T, s backupSetup, extra ...string) []backupListEntry {
+func backupList(t *testing.T, s backupSetup, extra ...string) []job.BackupEntry {
 	t.Helper()
 	out, errs, code := run(t, append([]string{"--config", s.config, "-o", "json", "backup", "list"}, extra...)...)
 	if code != ExitOK {
 		t.Fatalf("backup list: exit %d\n%s", code, errs)
 	}
-	var list []backupListEntry
+	var list []job.BackupEntry
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("backup list -o json: %v\n%s", err, out)
 	}

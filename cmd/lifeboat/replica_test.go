@@ -125,10 +125,10 @@ func TestReplicaTwoServers(t *testing.T) {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, replicaConfig, keyring, srvA.Endpoint, srvB.Endpoint, src.Etcd.Endpoint, src.EncryptionConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	listed := func() backupListEntry {
+	listed := func() job.BackupEntry {
 		t.Helper()
 		out, errs, code := run(t, "--config", cfg, "-o", "json", "backup", "list")
-		var list []backupListEntry
+		var list []job.BackupEntry
 		if code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
 			t.Fatalf("backup list: exit %d\n%s\n%s", code, out, errs)
 		}
