@@ -239,7 +239,7 @@ func readKeyObjects(ctx context.Context, st store.Store, id string) ([]namedKeyO
 		if err != nil {
 			return nil, fmt.Errorf("backup %s: list key objects: %w", id, err)
 		}
-		ko, err := readKeyObject(ctx, st, info.Key)
+		ko, err := ReadKeyObject(ctx, st, info.Key)
 		if err != nil {
 			if !IsDataError(err) && !errors.Is(err, envelope.ErrKeyObject) {
 				return nil, fmt.Errorf("backup %s: %w", id, err)
@@ -264,7 +264,10 @@ func readKeyObjects(ctx context.Context, st store.Store, id string) ([]namedKeyO
 	return out, nil
 }
 
-func readKeyObject(ctx context.Context, st store.Store, key string) (envelope.KeyObject, error) {
+// ReadKeyObject reads and decodes the key object stored under key,
+// bounded (envelope.ReadKeyObject); one that does not decode wraps
+// envelope.ErrKeyObject.
+func ReadKeyObject(ctx context.Context, st store.Store, key string) (envelope.KeyObject, error) {
 	rc, err := st.Get(ctx, key, store.GetOptions{})
 	if err != nil {
 		return envelope.KeyObject{}, err

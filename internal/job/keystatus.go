@@ -11,7 +11,6 @@ import (
 	"github.com/lifeboat-dr/lifeboat/internal/catalog"
 	"github.com/lifeboat-dr/lifeboat/internal/config"
 	"github.com/lifeboat-dr/lifeboat/internal/envelope"
-	"github.com/lifeboat-dr/lifeboat/internal/store"
 	"github.com/lifeboat-dr/lifeboat/internal/wire"
 )
 
@@ -118,7 +117,7 @@ func keyProviderStatus(ctx context.Context, env *wire.Env, kp *config.KeyProvide
 				if err != nil {
 					return KeyStatus{}, fmt.Errorf("store %s: %w", name, err)
 				}
-				ko, err := readKeyObject(ctx, st, info.Key)
+				ko, err := catalog.ReadKeyObject(ctx, st, info.Key)
 				switch {
 				case err != nil && !errors.Is(err, envelope.ErrKeyObject):
 					return KeyStatus{}, fmt.Errorf("store %s: read %s: %w", name, info.Key, err)
@@ -165,14 +164,4 @@ func keyProviderStatus(ctx context.Context, env *wire.Env, kp *config.KeyProvide
 		}
 	}
 	return ks, nil
-}
-
-// readKeyObject reads and decodes one key object, bounded.
-func readKeyObject(ctx context.Context, st store.Store, key string) (envelope.KeyObject, error) {
-	rc, err := st.Get(ctx, key, store.GetOptions{})
-	if err != nil {
-		return envelope.KeyObject{}, err
-	}
-	defer rc.Close()
-	return envelope.ReadKeyObject(rc)
 }
